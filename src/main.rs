@@ -1,0 +1,324 @@
+//! The `clipflow` command line. Arguments become validated settings here and nowhere else;
+//! the work is done by the library's stages.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Parser, Subcommand};
+
+use clipflow::encode::{self, Preprocess, TextTokenizer, CLIP_CONTEXT};
+use clipflow::progress::Progress;
+use clipflow::run::{self, RunOptions, Shard};
+use clipflow::{config, synth};
+
+/// Exit code for a usage or config error (nothing was written).
+const USAGE: u8 = 2;
+/// Exit code for a run that failed after starting.
+const FAILED: u8 = 1;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "clipflow",
+    version,
+    about = "Declarative batch pipeline for studying CLIP-like image-text embedding spaces",
+    long_about = "Declarative batch pipeline for studying CLIP-like image-text embedding spaces.\n\n\
+        A study is one YAML file: a dataset, noise variants, ONNX models. `clipflow run` encodes \
+        every image and text with every model and writes Parquet embeddings, errors.parquet and \
+        manifest.json to runs/<name>/.\n\n\
+        Exit codes: 0 success, 1 the run failed, 2 usage or config error (nothing written).",
+    after_help = "Examples:\n  \
+        clipflow run pipelines/demo.yaml\n  \
+        clipflow run pipelines/pokemon.yaml --set dataset.path=data/pokemon --set models.0.path=models/clip-vit-b32\n  \
+        clipflow run pipelines/dtd.yaml --shard 3/16\n  \
+        clipflow validate pipelines/dtd.yaml\n  \
+        clipflow inspect tokens --model models/texture-clip \"a photo of a cat\"\n  \
+        clipflow synth textures --out data/textures"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a study: encode the dataset with every model and write the run directory.
+    #[command(after_help = "Examples:\n  \
+        clipflow run pipelines/demo.yaml\n  \
+        clipflow run pipelines/pokemon.yaml --set dataset.path=data/pokemon --set models.0.path=models/clip-vit-b32\n  \
+        clipflow run pipelines/dtd.yaml --shard 3/16 --out /scratch/runs/dtd\n\n\
+        A rerun of the same study resumes: finished parts are skipped. Shards of one study share \
+        a run directory; the run that finds every part done writes errors.parquet and manifest.json.")]
+    Run {
+        /// The study YAML file.
+        pipeline: PathBuf,
+        /// The run directory (default: `out:` of the study, else runs/<name>).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Do only shard I of N (0-based), e.g. `--shard $SLURM_ARRAY_TASK_ID/16`.
+        #[arg(long, value_name = "I/N")]
+        shard: Option<String>,
+        /// Override a key of the study, e.g. `--set runtime.device=cpu` or
+        /// `--set noise.0.sigma=[0.1,0.2]` (the value is YAML). Repeatable.
+        #[arg(long = "set", value_name = "KEY.PATH=VALUE")]
+        sets: Vec<String>,
+        /// Only warnings and errors on stderr.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Check a study without running it: keys, paths, columns, model files, noise levels.
+    #[command(after_help = "Example:\n  clipflow validate pipelines/dtd.yaml --set dataset.split=test1")]
+    Validate {
+        pipeline: PathBuf,
+        /// Override a key, as for `run`.
+        #[arg(long = "set", value_name = "KEY.PATH=VALUE")]
+        sets: Vec<String>,
+    },
+    /// Look at what a model receives.
+    #[command(subcommand)]
+    Inspect(Inspect),
+    /// Write a generated dataset.
+    #[command(subcommand)]
+    Synth(synth::SynthCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum Inspect {
+    /// Print the token ids the text model receives, as JSON (one list per text).
+    #[command(after_help = "Example:\n  clipflow inspect tokens --model models/texture-clip \"a photo of a cat\" \"\"")]
+    Tokens {
+        /// The model folder (its tokenizer.json is used).
+        #[arg(long, value_name = "DIR")]
+        model: PathBuf,
+        /// Texts to tokenize.
+        texts: Vec<String>,
+        /// Context length (default: 77, CLIP's).
+        #[arg(long, default_value_t = CLIP_CONTEXT)]
+        context: usize,
+    },
+    /// Write the exact float32 tensor [1,3,H,W] the vision model receives, as .npy.
+    #[command(after_help = "Example:\n  clipflow inspect preprocess --model models/texture-clip photo.jpg --out photo.npy")]
+    Preprocess {
+        /// The model folder (its preprocessor_config.json is used).
+        #[arg(long, value_name = "DIR")]
+        model: PathBuf,
+        /// The image file.
+        image: PathBuf,
+        /// Where to write the .npy file.
+        #[arg(long, value_name = "FILE.npy")]
+        out: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run {
+            pipeline,
+            out,
+            shard,
+            sets,
+            quiet,
+        } => cmd_run(&pipeline, out.as_deref(), shard.as_deref(), &sets, quiet),
+        Command::Validate { pipeline, sets } => cmd_validate(&pipeline, &sets),
+        Command::Inspect(Inspect::Tokens {
+            model,
+            texts,
+            context,
+        }) => cmd_tokens(&model, &texts, context),
+        Command::Inspect(Inspect::Preprocess { model, image, out }) => {
+            cmd_preprocess(&model, &image, &out)
+        }
+        Command::Synth(cmd) => match synth::run(&cmd) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(FAILED, &e),
+        },
+    }
+}
+
+fn fail(code: u8, e: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::from(code)
+}
+
+fn load_plan(
+    pipeline: &Path,
+    sets: &[String],
+    out: Option<&Path>,
+) -> Result<run::Plan, ExitCode> {
+    let loaded = config::load(pipeline, sets).map_err(|e| fail(USAGE, &e))?;
+    run::plan(loaded, out).map_err(|e| fail(USAGE, &e))
+}
+
+fn cmd_run(
+    pipeline: &Path,
+    out: Option<&Path>,
+    shard: Option<&str>,
+    sets: &[String],
+    quiet: bool,
+) -> ExitCode {
+    let t = Instant::now();
+    let shard = match shard.map(Shard::parse).transpose() {
+        Ok(s) => s,
+        Err(e) => return fail(USAGE, &e),
+    };
+    let plan = match load_plan(pipeline, sets, out) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let progress = Progress::new(quiet);
+    for note in &plan.dataset.notes {
+        progress.warn(note);
+    }
+    progress.info(&format!(
+        "{}: {} items ({} before sampling), {} variants, {} models, {} prompts -> {}",
+        plan.study().name,
+        plan.dataset.items.len(),
+        plan.dataset.total_items,
+        plan.variants.len(),
+        plan.models.len(),
+        plan.prompts.len(),
+        plan.run_dir.display()
+    ));
+    let options = RunOptions {
+        shard,
+        plan_seconds: t.elapsed().as_secs_f64(),
+    };
+    match run::execute(&plan, options, &progress) {
+        Ok(s) => {
+            progress.info(&format!(
+                "parts: {} written, {} already done, {} pending in other shards; {} rows written",
+                s.parts_written, s.parts_skipped, s.parts_pending, s.rows_written
+            ));
+            if s.complete {
+                if s.errors > 0 {
+                    progress.warn(&format!(
+                        "{} inputs could not be processed; see {}",
+                        s.errors,
+                        s.run_dir.join("errors.parquet").display()
+                    ));
+                }
+                progress.info(&format!("done: {}", s.run_dir.join("manifest.json").display()));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e.exit_code() as u8, &e),
+    }
+}
+
+fn cmd_validate(pipeline: &Path, sets: &[String]) -> ExitCode {
+    let plan = match load_plan(pipeline, sets, None) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    println!("{}: ok", pipeline.display());
+    println!(
+        "  dataset: {} ({:?}), {} items ({} before sampling), {} classes",
+        plan.dataset.description,
+        plan.dataset.format,
+        plan.dataset.items.len(),
+        plan.dataset.total_items,
+        plan.dataset.labels().len()
+    );
+    let names: Vec<&str> = plan.variants.iter().map(|v| v.name.as_str()).collect();
+    println!("  variants: {}", names.join(", "));
+    for m in &plan.models {
+        println!(
+            "  model {}: {:?} layout at {}",
+            m.files.name,
+            m.files.layout,
+            m.files.dir.display()
+        );
+    }
+    println!(
+        "  texts: captions {}, {} prompts",
+        if plan.captions { "yes" } else { "no" },
+        plan.prompts.len()
+    );
+    println!("  output: {}", plan.run_dir.display());
+    for note in &plan.dataset.notes {
+        println!("  note: {note}");
+    }
+    ExitCode::SUCCESS
+}
+
+fn model_files(model: &Path) -> Result<encode::ModelFiles, ExitCode> {
+    let cfg = config::ModelConfig {
+        name: Some("inspect".into()),
+        path: model.display().to_string(),
+        vision_path: None,
+        text_path: None,
+        batch_size: None,
+    };
+    encode::locate(&cfg, 0).map_err(|e| fail(USAGE, &e))
+}
+
+fn cmd_tokens(model: &Path, texts: &[String], context: usize) -> ExitCode {
+    let files = match model_files(model) {
+        Ok(f) => f,
+        Err(code) => return code,
+    };
+    let tok = match TextTokenizer::from_files(&files.tokenizer, files.tokenizer_config.as_deref(), context) {
+        Ok(t) => t,
+        Err(e) => return fail(USAGE, &e),
+    };
+    let mut rows = Vec::new();
+    for t in texts {
+        match tok.encode(t) {
+            Ok((ids, _)) => rows.push(ids),
+            Err(e) => return fail(FAILED, &e),
+        }
+    }
+    println!("{}", serde_json::to_string(&rows).unwrap_or_default());
+    ExitCode::SUCCESS
+}
+
+fn cmd_preprocess(model: &Path, image: &Path, out: &Path) -> ExitCode {
+    let files = match model_files(model) {
+        Ok(f) => f,
+        Err(code) => return code,
+    };
+    let pre = match Preprocess::from_file(&files.preprocessor_config) {
+        Ok(p) => p,
+        Err(e) => return fail(USAGE, &e),
+    };
+    let bytes = match std::fs::read(image) {
+        Ok(b) => b,
+        Err(e) => return fail(USAGE, &format!("{}: {e}", image.display())),
+    };
+    let tensor = encode::preprocess::decode(&bytes, u64::MAX)
+        .and_then(|rgb| pre.to_pixels(&rgb))
+        .map(|pixels| {
+            let mut t = vec![0.0f32; pixels.data.len()];
+            pre.normalize_into(&pixels, &mut t);
+            (pixels.height, pixels.width, t)
+        });
+    match tensor {
+        Ok((h, w, t)) => match write_npy(out, &[1, 3, h, w], &t) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(FAILED, &format!("{}: {e}", out.display())),
+        },
+        Err(f) => fail(FAILED, &format!("{}: {}: {}", image.display(), f.stage, f.reason)),
+    }
+}
+
+/// NumPy .npy v1.0, little-endian float32, C order.
+fn write_npy(path: &Path, shape: &[usize], data: &[f32]) -> std::io::Result<()> {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let mut header = format!(
+        "{{'descr': '<f4', 'fortran_order': False, 'shape': ({},), }}",
+        dims.join(", ")
+    );
+    // Pad so that the data starts at a multiple of 64 bytes, ending the header with '\n'.
+    let unpadded = 10 + header.len() + 1;
+    header.push_str(&" ".repeat((64 - unpadded % 64) % 64));
+    header.push('\n');
+    let mut bytes = Vec::with_capacity(10 + header.len() + data.len() * 4);
+    bytes.extend_from_slice(b"\x93NUMPY\x01\x00");
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    for v in data {
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    clipflow::util::write_atomic(path, &bytes)
+}

@@ -1,0 +1,12 @@
+//! The orchestrator of `clipflow run` and `clipflow validate`: it plans a study (every stage's
+//! checks, before any work) and executes the plan part by part, sharded and resumable.
+//!
+//! Planning lives here rather than in a stage of its own: checking a study needs the dataset's
+//! columns, the noise levels and the model files, i.e. every stage, and only the orchestrator
+//! may import them all.
+
+mod execute;
+mod plan;
+
+pub use execute::{execute, RunError, RunOptions, RunSummary, Shard};
+pub use plan::{plan, Plan, PlanError, PlannedModel, Prompt};

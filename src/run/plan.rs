@@ -1,0 +1,266 @@
+//! Planning: a loaded config becomes a checked [`Plan`] — dataset listed, variants built, model
+//! files found, prompts filled — or an error that names the YAML key. Nothing is written.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::augment::{self, Variant};
+use crate::config::{LoadedConfig, PromptsConfig, StudyConfig};
+use crate::dataset::{self, Dataset, DEFAULT_MAX_PIXELS};
+use crate::encode::{self, DeviceRequest, ModelFiles};
+
+/// A study ready to run.
+#[derive(Debug)]
+pub struct Plan {
+    pub config: LoadedConfig,
+    pub run_dir: PathBuf,
+    pub dataset: Dataset,
+    pub variants: Vec<Variant>,
+    pub models: Vec<PlannedModel>,
+    /// Encode item captions as texts.
+    pub captions: bool,
+    pub prompts: Vec<Prompt>,
+    pub device: DeviceRequest,
+    pub max_pixels: u64,
+}
+
+impl Plan {
+    pub fn study(&self) -> &StudyConfig {
+        &self.config.study
+    }
+}
+
+/// One model of the plan.
+#[derive(Debug, Clone)]
+pub struct PlannedModel {
+    pub files: ModelFiles,
+    pub batch_size: usize,
+}
+
+/// A class prompt for zero-shot analysis.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prompt {
+    /// `prompt:<class>:<template index>`.
+    pub id: String,
+    pub label: String,
+    pub text: String,
+}
+
+/// Why a study cannot run. Always a problem of the config or its inputs (exit code 2).
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("{path}: {source}")]
+    Dataset {
+        path: PathBuf,
+        source: dataset::DatasetError,
+    },
+    #[error("{path}: {source}")]
+    Noise {
+        path: PathBuf,
+        source: augment::AugmentError,
+    },
+    #[error("{path}: {source}")]
+    Model {
+        path: PathBuf,
+        source: encode::EncodeError,
+    },
+    #[error("{path}: {key}: {message}")]
+    Key {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
+}
+
+/// Checks everything a run needs, reading the dataset listing and the model folders.
+/// `out` overrides the run directory.
+pub fn plan(config: LoadedConfig, out: Option<&Path>) -> Result<Plan, PlanError> {
+    let path = config.path.clone();
+    let study = &config.study;
+    let key_err = |key: &str, message: String| PlanError::Key {
+        path: path.clone(),
+        key: key.to_string(),
+        message,
+    };
+    if study.name.trim().is_empty() {
+        return Err(key_err("name", "must not be empty".into()));
+    }
+    if study.models.is_empty() {
+        return Err(key_err("models", "list at least one model".into()));
+    }
+    let rt = &study.runtime;
+    for (key, v) in [
+        ("runtime.batch_size", rt.batch_size),
+        ("runtime.part_size", rt.part_size),
+        ("runtime.queue_depth", rt.queue_depth),
+    ] {
+        if v == 0 {
+            return Err(key_err(key, "must be at least 1".into()));
+        }
+    }
+    let device = DeviceRequest::parse(&rt.device).map_err(|e| key_err("runtime.device", e.to_string()))?;
+
+    let variants = augment::variants(&study.noise).map_err(|source| PlanError::Noise {
+        path: path.clone(),
+        source,
+    })?;
+
+    let mut models = Vec::new();
+    for (i, m) in study.models.iter().enumerate() {
+        let files = encode::locate(m, i).map_err(|source| PlanError::Model {
+            path: path.clone(),
+            source,
+        })?;
+        if models.iter().any(|p: &PlannedModel| p.files.name == files.name) {
+            return Err(key_err(
+                &format!("models.{i}.name"),
+                format!("two models are named `{}`; give one a distinct name", files.name),
+            ));
+        }
+        if m.batch_size == Some(0) {
+            return Err(key_err(&format!("models.{i}.batch_size"), "must be at least 1".into()));
+        }
+        // Read the preprocessing now: a malformed preprocessor_config.json is a config error.
+        encode::Preprocess::from_file(&files.preprocessor_config).map_err(|source| {
+            PlanError::Model {
+                path: path.clone(),
+                source,
+            }
+        })?;
+        models.push(PlannedModel {
+            files,
+            batch_size: m.batch_size.unwrap_or(rt.batch_size),
+        });
+    }
+
+    let dataset = dataset::open(&study.dataset, study.seed).map_err(|source| PlanError::Dataset {
+        path: path.clone(),
+        source,
+    })?;
+    let has_captions = dataset.items.iter().any(|i| i.caption.is_some());
+    let captions = study.texts.captions && has_captions;
+    let prompts = match &study.texts.prompts {
+        None => Vec::new(),
+        Some(p) => {
+            let labels = dataset.labels();
+            if labels.is_empty() {
+                return Err(key_err(
+                    "texts.prompts",
+                    "class prompts need labels, and the dataset has none (set dataset.label_column)".into(),
+                ));
+            }
+            build_prompts(p, &labels).map_err(|(key, message)| key_err(key, message))?
+        }
+    };
+    let run_dir = out
+        .map(Path::to_path_buf)
+        .or_else(|| study.out.as_ref().map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("runs").join(&study.name));
+    let max_pixels = study.dataset.max_pixels.unwrap_or(DEFAULT_MAX_PIXELS);
+    Ok(Plan {
+        config,
+        run_dir,
+        dataset,
+        variants,
+        models,
+        captions,
+        prompts,
+        device,
+        max_pixels,
+    })
+}
+
+/// Fills every template with every class. A per-class map in the template file gives each
+/// class its own templates (classes it does not list use its `default` list, if any).
+fn build_prompts(
+    p: &PromptsConfig,
+    labels: &[String],
+) -> Result<Vec<Prompt>, (&'static str, String)> {
+    let (shared, per_class): (Vec<String>, BTreeMap<String, Vec<String>>) =
+        match (&p.templates, &p.file) {
+            (Some(t), None) => (t.clone(), BTreeMap::new()),
+            (None, Some(file)) => read_template_file(Path::new(file))
+                .map_err(|m| ("texts.prompts.file", m))?,
+            (Some(_), Some(_)) => {
+                return Err(("texts.prompts", "give templates or file, not both".into()))
+            }
+            (None, None) => return Err(("texts.prompts", "needs templates or file".into())),
+        };
+    let mut prompts = Vec::new();
+    for label in labels {
+        let templates = per_class.get(label).unwrap_or(&shared);
+        if templates.is_empty() {
+            return Err((
+                "texts.prompts",
+                format!("no templates for class `{label}` (and no default list)"),
+            ));
+        }
+        let name = if p.humanize {
+            label.replace(['_', '-'], " ")
+        } else {
+            label.clone()
+        };
+        for (t, template) in templates.iter().enumerate() {
+            if !template.contains("{}") && !template.contains("{c}") {
+                return Err((
+                    "texts.prompts",
+                    format!("template `{template}` has no {{}} placeholder for the class name"),
+                ));
+            }
+            prompts.push(Prompt {
+                id: format!("prompt:{label}:{t}"),
+                label: label.clone(),
+                text: template.replace("{c}", &name).replace("{}", &name),
+            });
+        }
+    }
+    Ok(prompts)
+}
+
+fn read_template_file(path: &Path) -> Result<(Vec<String>, BTreeMap<String, Vec<String>>), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Templates {
+        List(Vec<String>),
+        PerClass(BTreeMap<String, Vec<String>>),
+    }
+    match serde_norway::from_str::<Templates>(&text)
+        .map_err(|e| format!("{}: expected a list of templates or a map of class to list: {e}", path.display()))?
+    {
+        Templates::List(l) => Ok((l, BTreeMap::new())),
+        Templates::PerClass(mut m) => {
+            let default = m.remove("default").unwrap_or_default();
+            Ok((default, m))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prompts_fill_every_template_for_every_class() {
+        let p = PromptsConfig {
+            templates: Some(vec!["a photo of a {}.".into(), "a {c} texture".into()]),
+            file: None,
+            humanize: true,
+        };
+        let out = build_prompts(&p, &["polka_dotted".into(), "banded".into()]).unwrap();
+        assert_eq!(out.len(), 4);
+        assert_eq!(out[0].text, "a photo of a polka dotted.");
+        assert_eq!(out[0].id, "prompt:polka_dotted:0");
+        assert_eq!(out[3].text, "a banded texture");
+    }
+
+    #[test]
+    fn template_without_placeholder_is_an_error() {
+        let p = PromptsConfig {
+            templates: Some(vec!["a photo".into()]),
+            file: None,
+            humanize: true,
+        };
+        assert!(build_prompts(&p, &["x".into()]).is_err());
+    }
+}
