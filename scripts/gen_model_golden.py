@@ -70,7 +70,7 @@ def run(sess: ort.InferenceSession, out: str, feed: dict) -> np.ndarray:
 
 def main() -> None:
     tokens = {r["name"]: r for r in json.loads((GOLDEN / "tokens.json").read_text(encoding="utf-8"))}
-    pix = np.concatenate([np.load(GOLDEN / "preprocess" / (Path(name).stem + ".npy")) for name in IMAGES])
+    pix = np.concatenate([np.load(GOLDEN / "preprocess" / (Path(name).name.replace(".", "_") + ".npy")) for name in IMAGES])
 
     text_rows = []  # (label, name, source, ids, attention_len)
     for name in TEXTS:

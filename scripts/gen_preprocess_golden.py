@@ -307,12 +307,12 @@ def main() -> None:
         fleft, ftop = crop_offsets(nw, nh, floor=True)
         ref = preprocess(img)
         assert ref.shape == (1, 3, SIZE, SIZE) and ref.dtype == np.float32
-        np.save(GOLD_DIR / f"{path.stem}.npy", ref)
+        np.save(GOLD_DIR / f"{path.name.replace('.', '_')}.npy", ref)
         decoded = img.convert("RGB")
         entries.append(
             {
                 "image": path.name,
-                "npy": f"{path.stem}.npy",
+                "npy": f"{path.name.replace('.', '_')}.npy",
                 "format": img.format,
                 "mode": img.mode,
                 "size": [w, h],

@@ -43,6 +43,8 @@ pub enum Noise {
 pub struct Variant {
     pub name: String,
     pub noise: Option<Noise>,
+    /// The level as written in the config (σ, amount or quality; 0 for clean).
+    pub level: f64,
 }
 
 impl Variant {
@@ -66,12 +68,7 @@ impl Variant {
 
     /// The level, for the store's `noise_level` column (0 for clean).
     pub fn level(&self) -> f64 {
-        match self.noise {
-            None => 0.0,
-            Some(Noise::Gaussian { sigma, .. }) | Some(Noise::Blur { sigma }) => sigma as f64,
-            Some(Noise::SaltPepper { amount }) => amount as f64,
-            Some(Noise::Jpeg { quality }) => quality as f64,
-        }
+        self.level
     }
 }
 
@@ -89,6 +86,7 @@ pub fn variants(config: &[NoiseConfig]) -> Result<Vec<Variant>, AugmentError> {
     let mut out = vec![Variant {
         name: CLEAN.to_string(),
         noise: None,
+        level: 0.0,
     }];
     for (index, n) in config.iter().enumerate() {
         let err = |key: &'static str, message: String| AugmentError {
@@ -125,7 +123,7 @@ pub fn variants(config: &[NoiseConfig]) -> Result<Vec<Variant>, AugmentError> {
             }
             Ok(levels)
         };
-        let noises: Vec<Noise> = match n.kind {
+        let noises: Vec<(Noise, f64)> = match n.kind {
             NoiseKind::Gaussian => {
                 let units = n.units.unwrap_or_default();
                 levels("sigma", &n.sigma)?
@@ -134,10 +132,13 @@ pub fn variants(config: &[NoiseConfig]) -> Result<Vec<Variant>, AugmentError> {
                         if !(s.is_finite() && s >= 0.0) {
                             return Err(err("sigma", format!("{s} is not a σ ≥ 0")));
                         }
-                        Ok(Noise::Gaussian {
-                            sigma: s as f32,
-                            units,
-                        })
+                        Ok((
+                            Noise::Gaussian {
+                                sigma: s as f32,
+                                units,
+                            },
+                            s,
+                        ))
                     })
                     .collect::<Result<_, _>>()?
             }
@@ -147,7 +148,7 @@ pub fn variants(config: &[NoiseConfig]) -> Result<Vec<Variant>, AugmentError> {
                     if !(0.0..=1.0).contains(&a) {
                         return Err(err("amount", format!("{a} is not a fraction in [0,1]")));
                     }
-                    Ok(Noise::SaltPepper { amount: a as f32 })
+                    Ok((Noise::SaltPepper { amount: a as f32 }, a))
                 })
                 .collect::<Result<_, _>>()?,
             NoiseKind::Blur => levels("sigma", &n.sigma)?
@@ -156,7 +157,7 @@ pub fn variants(config: &[NoiseConfig]) -> Result<Vec<Variant>, AugmentError> {
                     if !(s.is_finite() && s > 0.0 && s <= 64.0) {
                         return Err(err("sigma", format!("{s} is not a blur σ in (0, 64]")));
                     }
-                    Ok(Noise::Blur { sigma: s as f32 })
+                    Ok((Noise::Blur { sigma: s as f32 }, s))
                 })
                 .collect::<Result<_, _>>()?,
             NoiseKind::Jpeg => levels("quality", &n.quality)?
@@ -165,16 +166,17 @@ pub fn variants(config: &[NoiseConfig]) -> Result<Vec<Variant>, AugmentError> {
                     if !(q.fract() == 0.0 && (1.0..=100.0).contains(&q)) {
                         return Err(err("quality", format!("{q} is not a whole number in 1..=100")));
                     }
-                    Ok(Noise::Jpeg { quality: q as u8 })
+                    Ok((Noise::Jpeg { quality: q as u8 }, q))
                 })
                 .collect::<Result<_, _>>()?,
         };
-        for noise in noises {
+        for (noise, level) in noises {
             let mut v = Variant {
                 name: String::new(),
                 noise: Some(noise),
+                level,
             };
-            v.name = format!("{}-{}", v.kind(), v.level());
+            v.name = format!("{}-{}", v.kind(), level);
             if out.iter().any(|o| o.name == v.name) {
                 return Err(err("kind", format!("variant {} is listed twice", v.name)));
             }
@@ -301,6 +303,7 @@ mod tests {
     #[test]
     fn noise_is_reproducible_per_item_and_variant() {
         let v = Variant {
+            level: 0.1,
             name: "gaussian-0.1".into(),
             noise: Some(Noise::Gaussian {
                 sigma: 0.1,

@@ -1,7 +1,7 @@
 //! Image preprocessing equal to OpenAI CLIP's reference (PIL + torchvision):
 //! convert to RGB, resize the shorter side to `size` with the longer side `int(size·long/short)`
-//! using PIL's antialiased bicubic (fast_image_resize's convolution reproduces Pillow's; the
-//! `image` crate's filters do not), center crop with torchvision's round-half-even offsets,
+//! using Pillow's antialiased bicubic (reproduced exactly in [`super::resample`]), center crop
+//! with torchvision's round-half-even offsets,
 //! scale to [0,1], normalise by mean/std.
 //!
 //! Decoding follows Pillow too: no EXIF rotation, alpha dropped (not composited), palette and
@@ -10,9 +10,9 @@
 use std::io::Cursor;
 use std::path::Path;
 
-use fast_image_resize::{self as fir, images::Image as FirImage, PixelType, ResizeAlg, ResizeOptions};
 use image::{ImageFormat, ImageReader, RgbImage};
 
+use super::resample::{self, Kernel};
 use super::EncodeError;
 use crate::augment::PixelImage;
 
@@ -238,23 +238,17 @@ impl Preprocess {
         if (tw, th) == (w, h) {
             return Ok(rgb.clone());
         }
-        let fail = |e: &dyn std::fmt::Display| DecodeFailure {
+        let (src, w, h, tw_, th_) = (rgb.as_raw(), w as usize, h as usize, tw as usize, th as usize);
+        let data = match self.filter {
+            Filter::Nearest => resample::resize_nearest(src, w, h, tw_, th_),
+            Filter::Bilinear => resample::resize_rgb8(src, w, h, tw_, th_, Kernel::Bilinear),
+            Filter::Bicubic => resample::resize_rgb8(src, w, h, tw_, th_, Kernel::Bicubic),
+            Filter::Lanczos => resample::resize_rgb8(src, w, h, tw_, th_, Kernel::Lanczos),
+        };
+        RgbImage::from_raw(tw, th, data).ok_or_else(|| DecodeFailure {
             stage: "preprocess",
-            reason: format!("resize {w}x{h} to {tw}x{th}: {e}"),
-        };
-        let src = fir::images::ImageRef::new(w, h, rgb.as_raw(), PixelType::U8x3).map_err(|e| fail(&e))?;
-        let mut dst = FirImage::new(tw, th, PixelType::U8x3);
-        let alg = match self.filter {
-            Filter::Nearest => ResizeAlg::Nearest,
-            Filter::Bilinear => ResizeAlg::Convolution(fir::FilterType::Bilinear),
-            Filter::Bicubic => ResizeAlg::Convolution(fir::FilterType::CatmullRom),
-            Filter::Lanczos => ResizeAlg::Convolution(fir::FilterType::Lanczos3),
-        };
-        let mut resizer = fir::Resizer::new();
-        resizer
-            .resize(&src, &mut dst, &ResizeOptions::new().resize_alg(alg))
-            .map_err(|e| fail(&e))?;
-        RgbImage::from_raw(tw, th, dst.into_vec()).ok_or_else(|| fail(&"buffer size"))
+            reason: format!("resize {w}x{h} to {tw}x{th}: buffer size"),
+        })
     }
 }
 

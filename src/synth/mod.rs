@@ -165,9 +165,10 @@ pub fn run(cmd: &SynthCommand) -> Result<(), SynthError> {
             let summary = write_textures(args)?;
             if !args.quiet {
                 eprintln!(
-                    "wrote {} images ({} classes) to {} in {:.1} s ({:.0} images/s)",
+                    "wrote {} images ({} classes, {} Parquet shards) to {} in {:.1} s ({:.0} images/s)",
                     summary.images,
                     TextureClass::ALL.len(),
+                    summary.parquet_files.len(),
                     args.out.display(),
                     summary.seconds,
                     summary.images as f64 / summary.seconds.max(1e-9)

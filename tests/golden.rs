@@ -1,0 +1,161 @@
+//! Fidelity against the Python references, through golden files that `scripts/` regenerates:
+//! preprocessing against Pillow (gen_preprocess_golden.py), tokens against OpenAI's reference
+//! tokenizer (gen_token_golden.py), and whole-model embeddings against onnxruntime's Python
+//! API on the same fixture models (gen_model_golden.py).
+
+use std::path::{Path, PathBuf};
+
+use clipflow::encode::{self, preprocess, Encoder, Preprocess, SessionSettings, TextTokenizer};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Reads a little-endian float32 .npy file.
+fn read_npy(path: &Path) -> Vec<f32> {
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(&bytes[..6], b"\x93NUMPY");
+    let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap();
+    assert!(header.contains("'<f4'"), "{header}");
+    bytes[10 + header_len..]
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+fn xenova_preprocess() -> Preprocess {
+    Preprocess::from_file(&fixtures().join("models/xenova/preprocessor_config.json")).unwrap()
+}
+
+fn tensor_of(pre: &Preprocess, image: &Path) -> Vec<f32> {
+    let bytes = std::fs::read(image).unwrap();
+    let rgb = preprocess::decode(&bytes, u64::MAX).unwrap();
+    let pixels = pre.to_pixels(&rgb).unwrap();
+    let mut t = vec![0.0; pixels.data.len()];
+    pre.normalize_into(&pixels, &mut t);
+    t
+}
+
+/// 16-bit PNGs: Pillow clamps `I;16` to 255 instead of scaling (a Pillow quirk, see
+/// index.json) and keeps the high byte of 16-bit RGB; clipflow scales 16-bit to 8-bit properly.
+const PILLOW_QUIRKS: &[&str] = &["gray16.png", "rgb16.png"];
+
+#[test]
+fn preprocessing_matches_pillow_within_one_level() {
+    let index = json(&fixtures().join("golden/preprocess/index.json"));
+    let pre = xenova_preprocess();
+    let std = pre.std;
+    let mut checked = 0;
+    let mut failures = Vec::new();
+    for entry in index["images"].as_array().unwrap() {
+        let image = entry["image"].as_str().unwrap();
+        if PILLOW_QUIRKS.contains(&image) {
+            continue;
+        }
+        let ours = tensor_of(&pre, &fixtures().join("images").join(image));
+        let reference = read_npy(&fixtures().join("golden/preprocess").join(entry["npy"].as_str().unwrap()));
+        assert_eq!(ours.len(), reference.len(), "{image}");
+        let plane = ours.len() / 3;
+        // Largest difference in uint8 levels (normalised difference × std × 255).
+        let worst = ours
+            .iter()
+            .zip(&reference)
+            .enumerate()
+            .map(|(i, (a, b))| ((a - b).abs() * std[i / plane] * 255.0) as f64)
+            .fold(0.0, f64::max);
+        if worst > 1.0 + 1e-3 {
+            failures.push(format!("{image}: {worst:.3} levels"));
+        }
+        checked += 1;
+    }
+    assert!(checked >= 15, "only {checked} golden images");
+    assert!(failures.is_empty(), "beyond one uint8 level: {failures:?}");
+}
+
+#[test]
+fn tokens_match_openai_reference() {
+    let golden = json(&fixtures().join("golden/tokens.json"));
+    let files = encode::locate(
+        &clipflow::config::ModelConfig {
+            name: None,
+            path: fixtures().join("models/xenova").display().to_string(),
+            vision_path: None,
+            text_path: None,
+            batch_size: None,
+        },
+        0,
+    )
+    .unwrap();
+    let tok = TextTokenizer::from_files(&files.tokenizer, None, 77).unwrap();
+    let mut mismatches = Vec::new();
+    for case in golden.as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        // ftfy's mojibake repair guesses at mis-decoded bytes; clipflow does not (text.rs).
+        if name == "mojibake" {
+            continue;
+        }
+        let want: Vec<i64> = case["ids"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+        let (ids, mask) = tok.encode(case["text"].as_str().unwrap()).unwrap();
+        if ids != want {
+            mismatches.push(name.to_string());
+        }
+        let real = case["attention_len"].as_u64().unwrap() as usize;
+        assert_eq!(mask.iter().filter(|m| **m == 1).count(), real, "{name}");
+    }
+    assert!(golden.as_array().unwrap().len() >= 30);
+    assert!(mismatches.is_empty(), "token ids differ for {mismatches:?}");
+}
+
+#[test]
+fn embeddings_match_onnxruntime_python_on_every_layout() {
+    let golden = json(&fixtures().join("golden/model_outputs.json"));
+    let tokens = json(&fixtures().join("golden/tokens.json"));
+    for (layout, expected) in golden["layouts"].as_object().unwrap() {
+        let cfg = clipflow::config::ModelConfig {
+            name: None,
+            path: fixtures().join("models").join(layout).display().to_string(),
+            vision_path: None,
+            text_path: None,
+            batch_size: None,
+        };
+        let files = encode::locate(&cfg, 0).unwrap();
+        let settings = SessionSettings {
+            device: encode::DeviceRequest::Cpu,
+            intra_threads: 1,
+        };
+        let mut enc = Encoder::load(&files, settings, &|_| {}).unwrap();
+        for case in expected["image"].as_array().unwrap() {
+            let image = case["image"].as_str().unwrap();
+            let t = tensor_of(&enc.preprocess, &fixtures().join("images").join(image));
+            let got = enc.embed_pixels(&t, 1).unwrap();
+            let want: Vec<f32> = case["embedding"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+            let diff = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            // Preprocessing may differ from Pillow by one uint8 level; the embedding barely.
+            assert!(diff < 2e-3, "{layout} {image}: max diff {diff}");
+        }
+        for case in expected["text"].as_array().unwrap() {
+            if case["source"] != "ids" {
+                continue;
+            }
+            let name = case["name"].as_str().unwrap();
+            let text = tokens
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|t| t["name"] == name)
+                .unwrap()["text"]
+                .as_str()
+                .unwrap();
+            let (ids, mask) = enc.tokenizer.encode(text).unwrap();
+            let got = enc.embed_tokens(&ids, &mask, 1).unwrap();
+            let want: Vec<f32> = case["embedding"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+            let diff = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            assert!(diff < 1e-5, "{layout} text {name}: max diff {diff}");
+        }
+    }
+}
