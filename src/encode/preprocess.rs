@@ -295,6 +295,11 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, DecodeFailure> 
     if format == ImageFormat::Jpeg && jpeg_is_truncated(bytes) {
         return Err(fail("truncated JPEG (no end-of-image marker after the last scan)".into()));
     }
+    if format == ImageFormat::Jpeg {
+        if let Some(rgb) = decode_jpeg_like_pillow(bytes).map_err(fail)? {
+            return Ok(rgb);
+        }
+    }
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(w.max(1));
@@ -305,6 +310,32 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, DecodeFailure> 
         .decode()
         .map_err(|e| fail(format!("cannot decode {format:?}: {e}")))?;
     Ok(img.to_rgb8())
+}
+
+/// Decodes a JPEG with libjpeg-turbo's algorithms (islow IDCT, fancy upsampling), as Pillow
+/// does. `None` for CMYK/YCCK files: Pillow converts those itself, and the `image` crate's
+/// conversion already matches it.
+fn decode_jpeg_like_pillow(bytes: &[u8]) -> Result<Option<RgbImage>, String> {
+    use mozjpeg::ColorSpace;
+    let decoded = std::panic::catch_unwind(|| -> std::io::Result<Option<(usize, usize, Vec<u8>)>> {
+        let d = mozjpeg::Decompress::new_mem(bytes)?;
+        if matches!(d.color_space(), ColorSpace::JCS_CMYK | ColorSpace::JCS_YCCK) {
+            return Ok(None);
+        }
+        let mut started = d.rgb()?;
+        let (w, h) = (started.width(), started.height());
+        let pixels: Vec<[u8; 3]> = started.read_scanlines()?;
+        started.finish()?;
+        Ok(Some((w, h, pixels.into_iter().flatten().collect())))
+    });
+    match decoded {
+        Ok(Ok(Some((w, h, data)))) => RgbImage::from_raw(w as u32, h as u32, data)
+            .map(Some)
+            .ok_or_else(|| "cannot decode Jpeg: short pixel buffer".to_string()),
+        Ok(Ok(None)) => Ok(None),
+        Ok(Err(e)) => Err(format!("cannot decode Jpeg: {e}")),
+        Err(_) => Err("cannot decode Jpeg: libjpeg rejected the data".to_string()),
+    }
 }
 
 /// In entropy-coded JPEG data every 0xFF is followed by 0x00 or a restart marker, so an

@@ -23,6 +23,10 @@ pub struct TextTokenizer {
     pub bos: Option<u32>,
     pub eos: Option<u32>,
     pub pad: u32,
+    /// The tokenizer lower-cases (CLIP's does): lower-case first with full Unicode rules, as
+    /// Python's `str.lower` in the reference does, so that Greek final sigma survives (the
+    /// tokenizers crate lower-cases one character at a time).
+    lowercase: bool,
 }
 
 impl TextTokenizer {
@@ -41,6 +45,10 @@ impl TextTokenizer {
         let configured_pad = tok.get_padding().map(|p| p.pad_id);
         tok.with_padding(None);
         tok.with_truncation(None).map_err(|e| bad(e.to_string()))?;
+        let lowercase = tok
+            .get_normalizer()
+            .and_then(|n| serde_json::to_string(n).ok())
+            .is_some_and(|j| j.contains("\"Lowercase\""));
         let bos = tok.token_to_id("<|startoftext|>");
         let eos = tok.token_to_id("<|endoftext|>");
         let config_pad = tokenizer_config
@@ -59,13 +67,17 @@ impl TextTokenizer {
             bos,
             eos,
             pad,
+            lowercase,
         })
     }
 
     /// Token ids of `text`, cleaned, with start and end tokens, cut or padded to the context
     /// length; and the attention mask (1 for real tokens).
     pub fn encode(&self, text: &str) -> Result<(Vec<i64>, Vec<i64>), String> {
-        let cleaned = clean(text);
+        let mut cleaned = clean(text);
+        if self.lowercase {
+            cleaned = cleaned.to_lowercase();
+        }
         let enc = self
             .tokenizer
             .encode(cleaned.as_str(), true)
