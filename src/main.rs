@@ -67,7 +67,9 @@ enum Command {
         quiet: bool,
     },
     /// Check a study without running it: keys, paths, columns, model files, noise levels.
-    #[command(after_help = "Example:\n  clipflow validate pipelines/dtd.yaml --set dataset.split=test1")]
+    #[command(
+        after_help = "Example:\n  clipflow validate pipelines/dtd.yaml --set dataset.split=test1"
+    )]
     Validate {
         pipeline: PathBuf,
         /// Override a key, as for `run`.
@@ -85,7 +87,9 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum Inspect {
     /// Print the token ids the text model receives, as JSON (one list per text).
-    #[command(after_help = "Example:\n  clipflow inspect tokens --model models/texture-clip \"a photo of a cat\" \"\"")]
+    #[command(
+        after_help = "Example:\n  clipflow inspect tokens --model models/texture-clip \"a photo of a cat\" \"\""
+    )]
     Tokens {
         /// The model folder (its tokenizer.json is used).
         #[arg(long, value_name = "DIR")]
@@ -97,7 +101,9 @@ enum Inspect {
         context: usize,
     },
     /// Write the exact float32 tensor [1,3,H,W] the vision model receives, as .npy.
-    #[command(after_help = "Example:\n  clipflow inspect preprocess --model models/texture-clip photo.jpg --out photo.npy")]
+    #[command(
+        after_help = "Example:\n  clipflow inspect preprocess --model models/texture-clip photo.jpg --out photo.npy"
+    )]
     Preprocess {
         /// The model folder (its preprocessor_config.json is used).
         #[arg(long, value_name = "DIR")]
@@ -141,11 +147,7 @@ fn fail(code: u8, e: &dyn std::fmt::Display) -> ExitCode {
     ExitCode::from(code)
 }
 
-fn load_plan(
-    pipeline: &Path,
-    sets: &[String],
-    out: Option<&Path>,
-) -> Result<run::Plan, ExitCode> {
+fn load_plan(pipeline: &Path, sets: &[String], out: Option<&Path>) -> Result<run::Plan, ExitCode> {
     let loaded = config::load(pipeline, sets).map_err(|e| fail(USAGE, &e))?;
     run::plan(loaded, out).map_err(|e| fail(USAGE, &e))
 }
@@ -198,7 +200,10 @@ fn cmd_run(
                         s.run_dir.join("errors.parquet").display()
                     ));
                 }
-                progress.info(&format!("done: {}", s.run_dir.join("manifest.json").display()));
+                progress.info(&format!(
+                    "done: {}",
+                    s.run_dir.join("manifest.json").display()
+                ));
             }
             ExitCode::SUCCESS
         }
@@ -258,7 +263,11 @@ fn cmd_tokens(model: &Path, texts: &[String], context: usize) -> ExitCode {
         Ok(f) => f,
         Err(code) => return code,
     };
-    let tok = match TextTokenizer::from_files(&files.tokenizer, files.tokenizer_config.as_deref(), context) {
+    let tok = match TextTokenizer::from_files(
+        &files.tokenizer,
+        files.tokenizer_config.as_deref(),
+        context,
+    ) {
         Ok(t) => t,
         Err(e) => return fail(USAGE, &e),
     };
@@ -298,7 +307,10 @@ fn cmd_preprocess(model: &Path, image: &Path, out: &Path) -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(FAILED, &format!("{}: {e}", out.display())),
         },
-        Err(f) => fail(FAILED, &format!("{}: {}: {}", image.display(), f.stage, f.reason)),
+        Err(f) => fail(
+            FAILED,
+            &format!("{}: {}: {}", image.display(), f.stage, f.reason),
+        ),
     }
 }
 

@@ -58,7 +58,11 @@ fn preprocessing_matches_pillow_within_one_level() {
             continue;
         }
         let ours = tensor_of(&pre, &fixtures().join("images").join(image));
-        let reference = read_npy(&fixtures().join("golden/preprocess").join(entry["npy"].as_str().unwrap()));
+        let reference = read_npy(
+            &fixtures()
+                .join("golden/preprocess")
+                .join(entry["npy"].as_str().unwrap()),
+        );
         assert_eq!(ours.len(), reference.len(), "{image}");
         let plane = ours.len() / 3;
         // Largest difference in uint8 levels (normalised difference × std × 255).
@@ -99,7 +103,12 @@ fn tokens_match_openai_reference() {
         if name == "mojibake" {
             continue;
         }
-        let want: Vec<i64> = case["ids"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+        let want: Vec<i64> = case["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_i64().unwrap())
+            .collect();
         let (ids, mask) = tok.encode(case["text"].as_str().unwrap()).unwrap();
         if ids != want {
             mismatches.push(name.to_string());
@@ -133,8 +142,17 @@ fn embeddings_match_onnxruntime_python_on_every_layout() {
             let image = case["image"].as_str().unwrap();
             let t = tensor_of(&enc.preprocess, &fixtures().join("images").join(image));
             let got = enc.embed_pixels(&t, 1).unwrap();
-            let want: Vec<f32> = case["embedding"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
-            let diff = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            let want: Vec<f32> = case["embedding"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap() as f32)
+                .collect();
+            let diff = got
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
             // Preprocessing may differ from Pillow by one uint8 level; the embedding barely.
             assert!(diff < 2e-3, "{layout} {image}: max diff {diff}");
         }
@@ -153,8 +171,17 @@ fn embeddings_match_onnxruntime_python_on_every_layout() {
                 .unwrap();
             let (ids, mask) = enc.tokenizer.encode(text).unwrap();
             let got = enc.embed_tokens(&ids, &mask, 1).unwrap();
-            let want: Vec<f32> = case["embedding"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
-            let diff = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            let want: Vec<f32> = case["embedding"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap() as f32)
+                .collect();
+            let diff = got
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
             assert!(diff < 1e-5, "{layout} text {name}: max diff {diff}");
         }
     }

@@ -109,7 +109,9 @@ mod tests {
         let make = || PixelImage {
             width: 32,
             height: 32,
-            data: (0..32 * 32 * 3).map(|i| ((i * 37) % 255) as f32 / 255.0).collect(),
+            data: (0..32 * 32 * 3)
+                .map(|i| ((i * 37) % 255) as f32 / 255.0)
+                .collect(),
         };
         let base = make();
         let err = |q| {

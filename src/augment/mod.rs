@@ -109,7 +109,11 @@ pub fn variants(config: &[NoiseConfig]) -> Result<Vec<Variant>, AugmentError> {
             if present && !allowed.contains(&key) {
                 return Err(err(
                     key,
-                    format!("does not apply to kind {:?}; it takes {}", n.kind, allowed.join(", ")),
+                    format!(
+                        "does not apply to kind {:?}; it takes {}",
+                        n.kind,
+                        allowed.join(", ")
+                    ),
                 ));
             }
         }
@@ -164,7 +168,10 @@ pub fn variants(config: &[NoiseConfig]) -> Result<Vec<Variant>, AugmentError> {
                 .into_iter()
                 .map(|q| {
                     if !(q.fract() == 0.0 && (1.0..=100.0).contains(&q)) {
-                        return Err(err("quality", format!("{q} is not a whole number in 1..=100")));
+                        return Err(err(
+                            "quality",
+                            format!("{q} is not a whole number in 1..=100"),
+                        ));
                     }
                     Ok((Noise::Jpeg { quality: q as u8 }, q))
                 })
@@ -279,10 +286,20 @@ mod tests {
         let mut n = cfg(NoiseKind::Gaussian);
         n.sigma = Some(Levels::One(0.5));
         n.units = Some(NoiseUnits::Normalized);
-        let names: Vec<String> = variants(&[g, j, n]).unwrap().into_iter().map(|v| v.name).collect();
+        let names: Vec<String> = variants(&[g, j, n])
+            .unwrap()
+            .into_iter()
+            .map(|v| v.name)
+            .collect();
         assert_eq!(
             names,
-            ["clean", "gaussian-0.05", "gaussian-0.1", "jpeg-30", "gaussian_norm-0.5"]
+            [
+                "clean",
+                "gaussian-0.05",
+                "gaussian-0.1",
+                "jpeg-30",
+                "gaussian_norm-0.5"
+            ]
         );
     }
 
@@ -290,10 +307,16 @@ mod tests {
     fn bad_levels_name_their_key() {
         let mut j = cfg(NoiseKind::Jpeg);
         j.quality = Some(Levels::One(101.0));
-        assert!(variants(&[j]).unwrap_err().to_string().starts_with("noise.0.quality"));
+        assert!(variants(&[j])
+            .unwrap_err()
+            .to_string()
+            .starts_with("noise.0.quality"));
         let mut b = cfg(NoiseKind::Blur);
         b.amount = Some(Levels::One(0.1));
-        assert!(variants(&[b]).unwrap_err().to_string().starts_with("noise.0.amount"));
+        assert!(variants(&[b])
+            .unwrap_err()
+            .to_string()
+            .starts_with("noise.0.amount"));
         assert!(variants(&[cfg(NoiseKind::Gaussian)])
             .unwrap_err()
             .to_string()
@@ -324,7 +347,12 @@ mod tests {
         assert!(img.data.iter().all(|x| (0.0..=1.0).contains(x)));
         // The perturbation has about the asked σ (before clamping, most values are interior).
         let base = image();
-        let diffs: Vec<f32> = img.data.iter().zip(&base.data).map(|(a, b)| a - b).collect();
+        let diffs: Vec<f32> = img
+            .data
+            .iter()
+            .zip(&base.data)
+            .map(|(a, b)| a - b)
+            .collect();
         let sd = (diffs.iter().map(|d| d * d).sum::<f32>() / diffs.len() as f32).sqrt();
         assert!((0.06..0.11).contains(&sd), "{sd}");
     }

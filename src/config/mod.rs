@@ -167,7 +167,8 @@ fn strip_location(message: &str) -> String {
 mod tests {
     use super::*;
 
-    const MINIMAL: &str = "name: t\ndataset:\n  format: folder\n  path: data/x\nmodels:\n  - path: models/m\n";
+    const MINIMAL: &str =
+        "name: t\ndataset:\n  format: folder\n  path: data/x\nmodels:\n  - path: models/m\n";
 
     fn err(text: &str, sets: &[&str]) -> String {
         let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();

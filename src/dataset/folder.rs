@@ -191,8 +191,13 @@ mod tests {
         let items = list_dtd(d.path(), "train1", vec!["jpg".into()]).unwrap();
         assert_eq!(items.len(), 1);
         assert_eq!(items[0].label.as_deref(), Some("dotted"));
-        assert_eq!(list_dtd(d.path(), "all", vec!["jpg".into()]).unwrap().len(), 2);
-        let e = list_dtd(d.path(), "test9", vec!["jpg".into()]).unwrap_err().to_string();
+        assert_eq!(
+            list_dtd(d.path(), "all", vec!["jpg".into()]).unwrap().len(),
+            2
+        );
+        let e = list_dtd(d.path(), "test9", vec!["jpg".into()])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("train1") && e.contains("dataset.split"), "{e}");
     }
 }

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use arrow_array::{Array, ArrayRef, BinaryArray, Int64Array, RecordBatch, StringArray, StructArray};
+use arrow_array::{
+    Array, ArrayRef, BinaryArray, Int64Array, RecordBatch, StringArray, StructArray,
+};
 use arrow_schema::{DataType, Schema};
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection, RowSelector};
 use parquet::arrow::ProjectionMask;
@@ -412,7 +414,8 @@ fn hf_class_names(schema: &Schema, label: Option<&str>) -> Option<Vec<String>> {
     if !field.data_type().is_integer() {
         return None;
     }
-    let meta: serde_json::Value = serde_json::from_str(schema.metadata().get("huggingface")?).ok()?;
+    let meta: serde_json::Value =
+        serde_json::from_str(schema.metadata().get("huggingface")?).ok()?;
     let names = meta
         .pointer(&format!("/info/features/{label}/names"))?
         .as_array()?;
@@ -500,13 +503,18 @@ fn image_column(
             DataType::Binary | DataType::LargeBinary | DataType::BinaryView
         )
     };
-    let is_text = |d: &DataType| matches!(d, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
+    let is_text =
+        |d: &DataType| matches!(d, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
     let kind = match dt {
         d if is_binary(d) => ImageColumnKind::Binary,
         d if is_text(d) => ImageColumnKind::Path,
         DataType::Struct(fields)
-            if fields.iter().any(|f| f.name() == "bytes" && is_binary(f.data_type()))
-                || fields.iter().any(|f| f.name() == "path" && is_text(f.data_type())) =>
+            if fields
+                .iter()
+                .any(|f| f.name() == "bytes" && is_binary(f.data_type()))
+                || fields
+                    .iter()
+                    .any(|f| f.name() == "path" && is_text(f.data_type())) =>
         {
             ImageColumnKind::Struct
         }

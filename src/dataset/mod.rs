@@ -36,7 +36,10 @@ pub struct Item {
 pub enum ImageRef {
     File(PathBuf),
     /// Row `row` of Parquet source `file` (an index into [`Dataset::parquet_files`]).
-    ParquetRow { file: usize, row: u64 },
+    ParquetRow {
+        file: usize,
+        row: u64,
+    },
 }
 
 /// A listed dataset.

@@ -18,9 +18,7 @@ use ort::session::Session;
 use ort::value::{TensorElementType, TensorRef, ValueType};
 
 pub use model::{locate, Layout, ModelFiles};
-pub use pipeline::{
-    encode_images, encode_texts, EncodedBatch, ImageJob, RowFailure, TextInput,
-};
+pub use pipeline::{encode_images, encode_texts, EncodedBatch, ImageJob, RowFailure, TextInput};
 pub use preprocess::Preprocess;
 pub use runtime::{DeviceRequest, Placement, SessionSettings};
 pub use text::TextTokenizer;
@@ -134,13 +132,14 @@ impl Encoder {
         };
         let (h, w) = input_size;
         let image_dim = encoder.raw_images(&vec![0.0; 3 * h * w], 1)?.1;
-        let (ids, mask) = encoder
-            .tokenizer
-            .encode("a photo")
-            .map_err(|message| EncodeError::Tokenizer {
-                path: files.tokenizer.clone(),
-                message,
-            })?;
+        let (ids, mask) =
+            encoder
+                .tokenizer
+                .encode("a photo")
+                .map_err(|message| EncodeError::Tokenizer {
+                    path: files.tokenizer.clone(),
+                    message,
+                })?;
         let text_dim = encoder.raw_texts(&ids, &mask, 1)?.1;
         if image_dim != text_dim {
             return Err(EncodeError::Model {
@@ -182,10 +181,16 @@ impl Encoder {
         // A combined graph wants text inputs too: give it one short dummy text.
         let dummy = self.dummy_tokens();
         if let Some((name, ty)) = &self.vision.ids {
-            inputs.push((name.clone(), int_tensor(&dummy.0, *ty, 1).map_err(|e| self.fail(&e))?));
+            inputs.push((
+                name.clone(),
+                int_tensor(&dummy.0, *ty, 1).map_err(|e| self.fail(&e))?,
+            ));
         }
         if let Some((name, ty)) = &self.vision.mask {
-            inputs.push((name.clone(), int_tensor(&dummy.1, *ty, 1).map_err(|e| self.fail(&e))?));
+            inputs.push((
+                name.clone(),
+                int_tensor(&dummy.1, *ty, 1).map_err(|e| self.fail(&e))?,
+            ));
         }
         let (session, output) = (self.vision.session, self.vision.output.clone());
         self.run(session, inputs, &output, n)
@@ -199,10 +204,16 @@ impl Encoder {
     ) -> Result<(Vec<f32>, usize), EncodeError> {
         let mut inputs: Vec<(String, ort::session::SessionInputValue<'_>)> = Vec::new();
         if let Some((name, ty)) = &self.text.ids {
-            inputs.push((name.clone(), int_tensor(ids, *ty, n).map_err(|e| self.fail(&e))?));
+            inputs.push((
+                name.clone(),
+                int_tensor(ids, *ty, n).map_err(|e| self.fail(&e))?,
+            ));
         }
         if let Some((name, ty)) = &self.text.mask {
-            inputs.push((name.clone(), int_tensor(mask, *ty, n).map_err(|e| self.fail(&e))?));
+            inputs.push((
+                name.clone(),
+                int_tensor(mask, *ty, n).map_err(|e| self.fail(&e))?,
+            ));
         }
         let zeros;
         if let Some(name) = &self.text.pixels {
@@ -228,8 +239,10 @@ impl Encoder {
             model: model.clone(),
             message,
         };
-        let inputs: Vec<(std::borrow::Cow<'_, str>, ort::session::SessionInputValue<'_>)> =
-            inputs.into_iter().map(|(k, v)| (k.into(), v)).collect();
+        let inputs: Vec<(
+            std::borrow::Cow<'_, str>,
+            ort::session::SessionInputValue<'_>,
+        )> = inputs.into_iter().map(|(k, v)| (k.into(), v)).collect();
         let outputs = self.sessions[session]
             .run(inputs)
             .map_err(|e| fail(e.to_string()))?;
@@ -241,9 +254,7 @@ impl Encoder {
             .map_err(|e| fail(format!("output `{output}`: {e}")))?;
         let dims: Vec<i64> = shape.iter().copied().collect();
         match dims.as_slice() {
-            [rows, dim] if *rows as usize == n && *dim > 0 => {
-                Ok((data.to_vec(), *dim as usize))
-            }
+            [rows, dim] if *rows as usize == n && *dim > 0 => Ok((data.to_vec(), *dim as usize)),
             _ => Err(fail(format!(
                 "output `{output}` has shape {dims:?}; expected [{n}, D]"
             ))),
@@ -251,9 +262,12 @@ impl Encoder {
     }
 
     fn dummy_tokens(&self) -> (Vec<i64>, Vec<i64>) {
-        self.tokenizer
-            .encode("")
-            .unwrap_or_else(|_| (vec![0; self.tokenizer.context_length], vec![1; self.tokenizer.context_length]))
+        self.tokenizer.encode("").unwrap_or_else(|_| {
+            (
+                vec![0; self.tokenizer.context_length],
+                vec![1; self.tokenizer.context_length],
+            )
+        })
     }
 
     fn fail(&self, e: &dyn std::fmt::Display) -> EncodeError {
@@ -267,7 +281,11 @@ impl Encoder {
 /// Divides each row by its L2 norm (rows of zeros stay zeros).
 pub fn normalize_rows(data: &mut [f32], dim: usize) {
     for row in data.chunks_exact_mut(dim) {
-        let norm = row.iter().map(|v| (*v as f64) * (*v as f64)).sum::<f64>().sqrt();
+        let norm = row
+            .iter()
+            .map(|v| (*v as f64) * (*v as f64))
+            .sum::<f64>()
+            .sqrt();
         if norm > 0.0 {
             for v in row.iter_mut() {
                 *v = (*v as f64 / norm) as f32;
@@ -313,7 +331,12 @@ fn role(
     for input in session.inputs() {
         let ty = match input.dtype() {
             ValueType::Tensor { ty, .. } => *ty,
-            other => return Err(bad(format!("input `{}` is {other:?}, not a tensor", input.name()))),
+            other => {
+                return Err(bad(format!(
+                    "input `{}` is {other:?}, not a tensor",
+                    input.name()
+                )))
+            }
         };
         match input.name() {
             "pixel_values" => {
@@ -335,7 +358,10 @@ fn role(
         }
     }
     let (needed, preferred): (&str, &[&str]) = match tower {
-        Tower::Vision => ("pixel_values", &["image_embeds", "image_features", "embeddings"]),
+        Tower::Vision => (
+            "pixel_values",
+            &["image_embeds", "image_features", "embeddings"],
+        ),
         Tower::Text => ("input_ids", &["text_embeds", "text_features", "embeddings"]),
     };
     let has_needed = match tower {

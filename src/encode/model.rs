@@ -134,21 +134,17 @@ pub fn locate(config: &ModelConfig, index: usize) -> Result<ModelFiles, EncodeEr
         }
         candidates.into_iter().find(|c| c.is_file())
     };
-    let preprocessor_config = near("preprocessor_config.json", &[&vision]).ok_or_else(|| {
-        EncodeError::ModelFiles {
+    let preprocessor_config =
+        near("preprocessor_config.json", &[&vision]).ok_or_else(|| EncodeError::ModelFiles {
             key: key("path"),
             message: format!(
                 "{}: no preprocessor_config.json beside the vision model",
                 dir.display()
             ),
-        }
-    })?;
+        })?;
     let tokenizer = near("tokenizer.json", &[&text]).ok_or_else(|| EncodeError::ModelFiles {
         key: key("path"),
-        message: format!(
-            "{}: no tokenizer.json beside the text model",
-            dir.display()
-        ),
+        message: format!("{}: no tokenizer.json beside the text model", dir.display()),
     })?;
     let tokenizer_config = tokenizer
         .parent()
@@ -167,11 +163,13 @@ pub fn locate(config: &ModelConfig, index: usize) -> Result<ModelFiles, EncodeEr
 }
 
 fn xenova(dir: &Path) -> Option<(PathBuf, PathBuf)> {
-    [dir.join("onnx"), dir.to_path_buf()].into_iter().find_map(|d| {
-        let v = d.join("vision_model.onnx");
-        let t = d.join("text_model.onnx");
-        (v.is_file() && t.is_file()).then_some((v, t))
-    })
+    [dir.join("onnx"), dir.to_path_buf()]
+        .into_iter()
+        .find_map(|d| {
+            let v = d.join("vision_model.onnx");
+            let t = d.join("text_model.onnx");
+            (v.is_file() && t.is_file()).then_some((v, t))
+        })
 }
 
 fn split(dir: &Path) -> Option<(PathBuf, PathBuf)> {

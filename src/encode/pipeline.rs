@@ -162,7 +162,8 @@ fn prepare_item(
         reason,
     };
     let bytes = bytes.map_err(|r| fail("read", r))?;
-    let rgb = super::preprocess::decode(&bytes, job.max_pixels).map_err(|f| fail(f.stage, f.reason))?;
+    let rgb =
+        super::preprocess::decode(&bytes, job.max_pixels).map_err(|f| fail(f.stage, f.reason))?;
     drop(bytes);
     let base = preprocess
         .to_pixels(&rgb)

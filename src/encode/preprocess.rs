@@ -27,7 +27,10 @@ pub enum Resize {
     /// Shorter side to this length, aspect kept (CLIP).
     ShortestEdge(u32),
     /// To exactly this size, aspect not kept (SigLIP-style processors).
-    Exact { height: u32, width: u32 },
+    Exact {
+        height: u32,
+        width: u32,
+    },
     None,
 }
 
@@ -115,8 +118,14 @@ impl Preprocess {
                     (s, s)
                 }
                 Some(c) => (
-                    dim(c.get("height").unwrap_or(&serde_json::Value::Null), "crop_size.height")?,
-                    dim(c.get("width").unwrap_or(&serde_json::Value::Null), "crop_size.width")?,
+                    dim(
+                        c.get("height").unwrap_or(&serde_json::Value::Null),
+                        "crop_size.height",
+                    )?,
+                    dim(
+                        c.get("width").unwrap_or(&serde_json::Value::Null),
+                        "crop_size.width",
+                    )?,
                 ),
             })
         };
@@ -128,7 +137,11 @@ impl Preprocess {
             2 => Filter::Bilinear,
             3 => Filter::Bicubic,
             1 => Filter::Lanczos,
-            other => return Err(format!("resample: {other} is not a PIL filter clipflow supports")),
+            other => {
+                return Err(format!(
+                    "resample: {other} is not a PIL filter clipflow supports"
+                ))
+            }
         };
         let rescale = if flag("do_rescale", true) {
             v.get("rescale_factor")
@@ -143,13 +156,20 @@ impl Preprocess {
                 Some(x) if x.is_number() => Ok([x.as_f64().unwrap_or(0.0) as f32; 3]),
                 Some(x) => {
                     let a = x.as_array().ok_or(format!("{k}: {x} is not a list"))?;
-                    let f: Vec<f32> = a.iter().filter_map(|n| n.as_f64()).map(|n| n as f32).collect();
+                    let f: Vec<f32> = a
+                        .iter()
+                        .filter_map(|n| n.as_f64())
+                        .map(|n| n as f32)
+                        .collect();
                     <[f32; 3]>::try_from(f).map_err(|_| format!("{k}: {x} needs 3 numbers"))
                 }
             }
         };
         let (mean, std) = if flag("do_normalize", true) {
-            (triple("image_mean", CLIP_MEAN)?, triple("image_std", CLIP_STD)?)
+            (
+                triple("image_mean", CLIP_MEAN)?,
+                triple("image_std", CLIP_STD)?,
+            )
         } else {
             ([0.0; 3], [1.0; 3])
         };
@@ -238,7 +258,13 @@ impl Preprocess {
         if (tw, th) == (w, h) {
             return Ok(rgb.clone());
         }
-        let (src, w, h, tw_, th_) = (rgb.as_raw(), w as usize, h as usize, tw as usize, th as usize);
+        let (src, w, h, tw_, th_) = (
+            rgb.as_raw(),
+            w as usize,
+            h as usize,
+            tw as usize,
+            th as usize,
+        );
         let data = match self.filter {
             Filter::Nearest => resample::resize_nearest(src, w, h, tw_, th_),
             Filter::Bilinear => resample::resize_rgb8(src, w, h, tw_, th_, Kernel::Bilinear),
@@ -293,7 +319,9 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, DecodeFailure> 
         )));
     }
     if format == ImageFormat::Jpeg && jpeg_is_truncated(bytes) {
-        return Err(fail("truncated JPEG (no end-of-image marker after the last scan)".into()));
+        return Err(fail(
+            "truncated JPEG (no end-of-image marker after the last scan)".into(),
+        ));
     }
     if format == ImageFormat::Jpeg {
         if let Some(rgb) = decode_jpeg_like_pillow(bytes).map_err(fail)? {
@@ -317,17 +345,18 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, DecodeFailure> 
 /// conversion already matches it.
 fn decode_jpeg_like_pillow(bytes: &[u8]) -> Result<Option<RgbImage>, String> {
     use mozjpeg::ColorSpace;
-    let decoded = std::panic::catch_unwind(|| -> std::io::Result<Option<(usize, usize, Vec<u8>)>> {
-        let d = mozjpeg::Decompress::new_mem(bytes)?;
-        if matches!(d.color_space(), ColorSpace::JCS_CMYK | ColorSpace::JCS_YCCK) {
-            return Ok(None);
-        }
-        let mut started = d.rgb()?;
-        let (w, h) = (started.width(), started.height());
-        let pixels: Vec<[u8; 3]> = started.read_scanlines()?;
-        started.finish()?;
-        Ok(Some((w, h, pixels.into_iter().flatten().collect())))
-    });
+    let decoded =
+        std::panic::catch_unwind(|| -> std::io::Result<Option<(usize, usize, Vec<u8>)>> {
+            let d = mozjpeg::Decompress::new_mem(bytes)?;
+            if matches!(d.color_space(), ColorSpace::JCS_CMYK | ColorSpace::JCS_YCCK) {
+                return Ok(None);
+            }
+            let mut started = d.rgb()?;
+            let (w, h) = (started.width(), started.height());
+            let pixels: Vec<[u8; 3]> = started.read_scanlines()?;
+            started.finish()?;
+            Ok(Some((w, h, pixels.into_iter().flatten().collect())))
+        });
     match decoded {
         Ok(Ok(Some((w, h, data)))) => RgbImage::from_raw(w as u32, h as u32, data)
             .map(Some)
@@ -386,7 +415,8 @@ mod tests {
 
     #[test]
     fn resize_keeps_aspect_with_truncated_long_side() {
-        let p = Preprocess::from_json(&serde_json::json!({"size": 10, "do_center_crop": false})).unwrap();
+        let p = Preprocess::from_json(&serde_json::json!({"size": 10, "do_center_crop": false}))
+            .unwrap();
         let img = RgbImage::new(33, 20);
         let out = p.to_pixels(&img).unwrap();
         // int(10 * 33 / 20) = 16
@@ -412,7 +442,10 @@ mod tests {
             .unwrap();
         assert!(decode(&jpg, 10_000).is_ok());
         let cut = &jpg[..jpg.len() * 2 / 3];
-        assert!(decode(cut, 10_000).unwrap_err().reason.contains("truncated"));
+        assert!(decode(cut, 10_000)
+            .unwrap_err()
+            .reason
+            .contains("truncated"));
         assert!(decode(&png[..png.len() / 2], 10_000).is_err());
     }
 }

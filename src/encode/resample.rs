@@ -125,7 +125,14 @@ fn clip8(v: i32) -> u8 {
 }
 
 /// Resizes interleaved RGB8 `src` (`w×h`) to `tw×th` as Pillow does.
-pub fn resize_rgb8(src: &[u8], w: usize, h: usize, tw: usize, th: usize, kernel: Kernel) -> Vec<u8> {
+pub fn resize_rgb8(
+    src: &[u8],
+    w: usize,
+    h: usize,
+    tw: usize,
+    th: usize,
+    kernel: Kernel,
+) -> Vec<u8> {
     let need_h = tw != w;
     let need_v = th != h;
     if !need_h && !need_v {
@@ -217,7 +224,10 @@ mod tests {
     fn weights_sum_to_one_in_fixed_point() {
         let c = coefficients(640, 224, Kernel::Bicubic);
         for (i, &(_, taps)) in c.bounds.iter().enumerate() {
-            let s: i64 = c.weights[i * c.ksize..i * c.ksize + taps].iter().map(|&w| w as i64).sum();
+            let s: i64 = c.weights[i * c.ksize..i * c.ksize + taps]
+                .iter()
+                .map(|&w| w as i64)
+                .sum();
             assert!((s - (1 << PRECISION_BITS)).abs() <= taps as i64, "{s}");
         }
     }

@@ -36,9 +36,11 @@ impl DeviceRequest {
                 .and_then(|n| n.parse::<i32>().ok())
                 .filter(|n| *n >= 0)
                 .map(DeviceRequest::Cuda)
-                .ok_or_else(|| EncodeError::Device(format!(
-                    "runtime.device: `{s}` is not one of auto, cpu, cuda, cuda:N"
-                ))),
+                .ok_or_else(|| {
+                    EncodeError::Device(format!(
+                        "runtime.device: `{s}` is not one of auto, cpu, cuda, cuda:N"
+                    ))
+                }),
         }
     }
 }
@@ -125,10 +127,12 @@ pub fn find_library() -> Result<PathBuf, String> {
             }
         }
     }
-    Err("ONNX Runtime not found. Run scripts/setup (it installs the onnxruntime wheel into \
+    Err(
+        "ONNX Runtime not found. Run scripts/setup (it installs the onnxruntime wheel into \
          .venv), `pip install onnxruntime==1.31.1`, or set ORT_DYLIB_PATH to \
          libonnxruntime.so"
-        .into())
+            .into(),
+    )
 }
 
 fn best_match(pattern: &str) -> Option<PathBuf> {
@@ -199,7 +203,11 @@ pub fn open_session(
                     fallback_reason: None,
                 },
                 Err(reason) => {
-                    warn(&format!("device auto: running on CPU because {reason}"));
+                    // One warning per process, however many sessions fall back.
+                    static WARNED: std::sync::Once = std::sync::Once::new();
+                    WARNED.call_once(|| {
+                        warn(&format!("device auto: running on CPU because {reason}"))
+                    });
                     Placement {
                         device: "cpu".into(),
                         fallback_reason: Some(reason),

@@ -31,10 +31,18 @@ impl Shard {
         let (i, n) = s
             .split_once('/')
             .ok_or_else(|| format!("--shard {s}: expected I/N, e.g. 3/16"))?;
-        let index: usize = i.trim().parse().map_err(|_| format!("--shard {s}: I is not a number"))?;
-        let count: usize = n.trim().parse().map_err(|_| format!("--shard {s}: N is not a number"))?;
+        let index: usize = i
+            .trim()
+            .parse()
+            .map_err(|_| format!("--shard {s}: I is not a number"))?;
+        let count: usize = n
+            .trim()
+            .parse()
+            .map_err(|_| format!("--shard {s}: N is not a number"))?;
         if count == 0 || index >= count {
-            return Err(format!("--shard {s}: need 0 <= I < N (shards are numbered from 0)"));
+            return Err(format!(
+                "--shard {s}: need 0 <= I < N (shards are numbered from 0)"
+            ));
         }
         Ok(Shard { index, count })
     }
@@ -139,7 +147,11 @@ fn parts(plan: &Plan) -> Vec<Part> {
 
 /// Runs (this shard of) the plan. Encoders are loaded before any part is written, so a model
 /// that does not load fails the run with nothing half-done.
-pub fn execute(plan: &Plan, options: RunOptions, progress: &Progress) -> Result<RunSummary, RunError> {
+pub fn execute(
+    plan: &Plan,
+    options: RunOptions,
+    progress: &Progress,
+) -> Result<RunSummary, RunError> {
     let started = chrono_now();
     let t0 = Instant::now();
     let run_dir = plan.run_dir.clone();
@@ -184,12 +196,15 @@ pub fn execute(plan: &Plan, options: RunOptions, progress: &Progress) -> Result<
     }
     let load_seconds = t0.elapsed().as_secs_f64();
 
-    let config_json = serde_json::to_value(plan.study()).map_err(|e| RunError::Other(e.to_string()))?;
+    let config_json =
+        serde_json::to_value(plan.study()).map_err(|e| RunError::Other(e.to_string()))?;
     let identity = study_identity(plan, &config_json, &model_records);
     check_identity(&run_dir, &identity)?;
 
     let decode_threads = if rt.decode_threads == 0 {
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
     } else {
         rt.decode_threads
     };
@@ -243,7 +258,8 @@ pub fn execute(plan: &Plan, options: RunOptions, progress: &Progress) -> Result<
             let task = progress.task(&format!("{name} {modality}"), total as u64);
             let t = Instant::now();
             for part in pending {
-                let (rows, errors) = run_part(plan, enc, &pool, part, &run_dir, &|n| task.advance(n))?;
+                let (rows, errors) =
+                    run_part(plan, enc, &pool, part, &run_dir, &|n| task.advance(n))?;
                 summary.parts_written += 1;
                 summary.rows_written += rows;
                 summary.errors += errors;
@@ -274,8 +290,12 @@ pub fn execute(plan: &Plan, options: RunOptions, progress: &Progress) -> Result<
         "seconds": {"plan": options.plan_seconds, "load_models": load_seconds, "encode": encode_seconds},
         "encode": timings,
     });
-    let log_path = run_dir.join("state").join("shards").join(format!("{shard_label}.json"));
-    util::write_atomic(&log_path, shard_log.to_string().as_bytes()).map_err(|e| StoreError::io(&log_path, e))?;
+    let log_path = run_dir
+        .join("state")
+        .join("shards")
+        .join(format!("{shard_label}.json"));
+    util::write_atomic(&log_path, shard_log.to_string().as_bytes())
+        .map_err(|e| StoreError::io(&log_path, e))?;
 
     let missing: Vec<&Part> = all_parts
         .iter()
@@ -406,7 +426,12 @@ fn run_part(
         }
         Work::Prompts => {
             let prompts = &plan.prompts[part.range.clone()];
-            let texts: Vec<TextInput> = prompts.iter().map(|p| TextInput { text: p.text.clone() }).collect();
+            let texts: Vec<TextInput> = prompts
+                .iter()
+                .map(|p| TextInput {
+                    text: p.text.clone(),
+                })
+                .collect();
             let mut sink = |batch: encode::EncodedBatch| -> Result<(), RunError> {
                 for (k, &(i, _)) in batch.rows.iter().enumerate() {
                     let p = &prompts[i];
@@ -439,7 +464,10 @@ fn run_part(
         }
     }
     let n_errors = errors.len();
-    store::write_errors(&store::part_errors_path(run_dir, &model, modality, part.number), &errors)?;
+    store::write_errors(
+        &store::part_errors_path(run_dir, &model, modality, part.number),
+        &errors,
+    )?;
     let rows = writer.finish()?;
     Ok((rows, n_errors))
 }
@@ -478,7 +506,9 @@ fn finalize(
     store::write_errors(&run_dir.join("errors.parquet"), &all)?;
     let counts = counts
         .into_iter()
-        .map(|((model, modality), rows)| json!({"model": model, "modality": modality, "rows": rows}))
+        .map(
+            |((model, modality), rows)| json!({"model": model, "modality": modality, "rows": rows}),
+        )
         .collect();
     Ok((all.len(), counts))
 }
@@ -499,7 +529,10 @@ fn write_manifest(plan: &Plan, run_dir: &Path, m: ManifestInputs) -> Result<(), 
     if let Ok(rd) = std::fs::read_dir(&shard_dir) {
         let mut files: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
         files.sort();
-        for f in files.iter().filter(|f| f.extension().is_some_and(|e| e == "json")) {
+        for f in files
+            .iter()
+            .filter(|f| f.extension().is_some_and(|e| e == "json"))
+        {
             if let Some(v) = std::fs::read_to_string(f)
                 .ok()
                 .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
@@ -539,7 +572,11 @@ fn write_manifest(plan: &Plan, run_dir: &Path, m: ManifestInputs) -> Result<(), 
 
 /// What makes two runs' parts interchangeable: the config (less runtime settings, which change
 /// speed, not results), the model files and the dataset's items.
-fn study_identity(plan: &Plan, config: &serde_json::Value, models: &[serde_json::Value]) -> serde_json::Value {
+fn study_identity(
+    plan: &Plan,
+    config: &serde_json::Value,
+    models: &[serde_json::Value],
+) -> serde_json::Value {
     let mut content = config.clone();
     if let Some(obj) = content.as_object_mut() {
         obj.remove("runtime");
@@ -559,11 +596,17 @@ fn check_identity(run_dir: &Path, identity: &serde_json::Value) -> Result<(), Ru
     let path = run_dir.join("state").join("study.json");
     match std::fs::read_to_string(&path) {
         Ok(text) => {
-            let old: serde_json::Value = serde_json::from_str(&text).map_err(|e| RunError::Other(format!("{}: {e}", path.display())))?;
-            let changed: Vec<&str> = ["config_hash", "models_hash", "dataset_fingerprint", "part_size"]
-                .into_iter()
-                .filter(|k| old.get(*k) != identity.get(*k))
-                .collect();
+            let old: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| RunError::Other(format!("{}: {e}", path.display())))?;
+            let changed: Vec<&str> = [
+                "config_hash",
+                "models_hash",
+                "dataset_fingerprint",
+                "part_size",
+            ]
+            .into_iter()
+            .filter(|k| old.get(*k) != identity.get(*k))
+            .collect();
             if changed.is_empty() {
                 Ok(())
             } else {
@@ -610,7 +653,13 @@ mod tests {
 
     #[test]
     fn shard_parsing() {
-        assert_eq!(Shard::parse("3/16").unwrap(), Shard { index: 3, count: 16 });
+        assert_eq!(
+            Shard::parse("3/16").unwrap(),
+            Shard {
+                index: 3,
+                count: 16
+            }
+        );
         assert!(Shard::parse("16/16").is_err());
         assert!(Shard::parse("1").is_err());
         assert!(Shard::parse("a/2").is_err());

@@ -98,7 +98,8 @@ pub fn plan(config: LoadedConfig, out: Option<&Path>) -> Result<Plan, PlanError>
             return Err(key_err(key, "must be at least 1".into()));
         }
     }
-    let device = DeviceRequest::parse(&rt.device).map_err(|e| key_err("runtime.device", e.to_string()))?;
+    let device =
+        DeviceRequest::parse(&rt.device).map_err(|e| key_err("runtime.device", e.to_string()))?;
 
     let variants = augment::variants(&study.noise).map_err(|source| PlanError::Noise {
         path: path.clone(),
@@ -111,14 +112,23 @@ pub fn plan(config: LoadedConfig, out: Option<&Path>) -> Result<Plan, PlanError>
             path: path.clone(),
             source,
         })?;
-        if models.iter().any(|p: &PlannedModel| p.files.name == files.name) {
+        if models
+            .iter()
+            .any(|p: &PlannedModel| p.files.name == files.name)
+        {
             return Err(key_err(
                 &format!("models.{i}.name"),
-                format!("two models are named `{}`; give one a distinct name", files.name),
+                format!(
+                    "two models are named `{}`; give one a distinct name",
+                    files.name
+                ),
             ));
         }
         if m.batch_size == Some(0) {
-            return Err(key_err(&format!("models.{i}.batch_size"), "must be at least 1".into()));
+            return Err(key_err(
+                &format!("models.{i}.batch_size"),
+                "must be at least 1".into(),
+            ));
         }
         // Read the preprocessing now: a malformed preprocessor_config.json is a config error.
         encode::Preprocess::from_file(&files.preprocessor_config).map_err(|source| {
@@ -133,10 +143,11 @@ pub fn plan(config: LoadedConfig, out: Option<&Path>) -> Result<Plan, PlanError>
         });
     }
 
-    let dataset = dataset::open(&study.dataset, study.seed).map_err(|source| PlanError::Dataset {
-        path: path.clone(),
-        source,
-    })?;
+    let dataset =
+        dataset::open(&study.dataset, study.seed).map_err(|source| PlanError::Dataset {
+            path: path.clone(),
+            source,
+        })?;
     let has_captions = dataset.items.iter().any(|i| i.caption.is_some());
     let captions = study.texts.captions && has_captions;
     let prompts = match &study.texts.prompts {
@@ -179,8 +190,9 @@ fn build_prompts(
     let (shared, per_class): (Vec<String>, BTreeMap<String, Vec<String>>) =
         match (&p.templates, &p.file) {
             (Some(t), None) => (t.clone(), BTreeMap::new()),
-            (None, Some(file)) => read_template_file(Path::new(file))
-                .map_err(|m| ("texts.prompts.file", m))?,
+            (None, Some(file)) => {
+                read_template_file(Path::new(file)).map_err(|m| ("texts.prompts.file", m))?
+            }
             (Some(_), Some(_)) => {
                 return Err(("texts.prompts", "give templates or file, not both".into()))
             }
@@ -225,9 +237,12 @@ fn read_template_file(path: &Path) -> Result<(Vec<String>, BTreeMap<String, Vec<
         List(Vec<String>),
         PerClass(BTreeMap<String, Vec<String>>),
     }
-    match serde_norway::from_str::<Templates>(&text)
-        .map_err(|e| format!("{}: expected a list of templates or a map of class to list: {e}", path.display()))?
-    {
+    match serde_norway::from_str::<Templates>(&text).map_err(|e| {
+        format!(
+            "{}: expected a list of templates or a map of class to list: {e}",
+            path.display()
+        )
+    })? {
         Templates::List(l) => Ok((l, BTreeMap::new())),
         Templates::PerClass(mut m) => {
             let default = m.remove("default").unwrap_or_default();

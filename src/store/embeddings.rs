@@ -10,7 +10,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow_array::builder::{Float32Builder, FixedSizeListBuilder, Float64Builder, StringBuilder};
+use arrow_array::builder::{FixedSizeListBuilder, Float32Builder, Float64Builder, StringBuilder};
 use arrow_array::{ArrayRef, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -94,7 +94,12 @@ pub fn schema(dim: usize, model: &str) -> SchemaRef {
 
 impl PartWriter {
     /// Starts writing the part that will live at `path`.
-    pub fn create(path: &Path, model: &str, modality: &str, dim: usize) -> Result<PartWriter, StoreError> {
+    pub fn create(
+        path: &Path,
+        model: &str,
+        modality: &str,
+        dim: usize,
+    ) -> Result<PartWriter, StoreError> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
         }
@@ -104,7 +109,10 @@ impl PartWriter {
         // Vectors do not compress or dictionary-encode usefully; the text columns do.
         let props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
-            .set_column_dictionary_enabled(ColumnPath::from(vec!["embedding".into(), "list".into(), "item".into()]), false)
+            .set_column_dictionary_enabled(
+                ColumnPath::from(vec!["embedding".into(), "list".into(), "item".into()]),
+                false,
+            )
             .set_created_by(format!("clipflow {}", crate::VERSION))
             .build();
         let writer = ArrowWriter::try_new(file, schema.clone(), Some(props))
@@ -127,7 +135,11 @@ impl PartWriter {
         if embedding.len() != self.dim {
             return Err(StoreError::parquet(
                 &self.path,
-                format!("embedding of {} values in a part of dimension {}", embedding.len(), self.dim),
+                format!(
+                    "embedding of {} values in a part of dimension {}",
+                    embedding.len(),
+                    self.dim
+                ),
             ));
         }
         let p = &mut self.pending;
@@ -256,9 +268,15 @@ mod tests {
         ));
         let batches: Vec<RecordBatch> = builder.build().unwrap().map(|b| b.unwrap()).collect();
         let last = batches.last().unwrap();
-        let list = last.column_by_name("embedding").unwrap().as_fixed_size_list();
+        let list = last
+            .column_by_name("embedding")
+            .unwrap()
+            .as_fixed_size_list();
         let values = list.value(list.len() - 1);
         assert_eq!(values.as_primitive::<Float32Type>().value(2), 4999.0);
-        assert!(last.column_by_name("label").unwrap().is_null(list.len() - 1));
+        assert!(last
+            .column_by_name("label")
+            .unwrap()
+            .is_null(list.len() - 1));
     }
 }

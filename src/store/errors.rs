@@ -65,7 +65,9 @@ pub fn write_errors(path: &Path, records: &[ErrorRecord]) -> Result<(), StoreErr
     let file = File::create(&temp).map_err(|e| StoreError::io(&temp, e))?;
     let mut writer =
         ArrowWriter::try_new(file, schema(), None).map_err(|e| StoreError::parquet(&temp, e))?;
-    writer.write(&batch).map_err(|e| StoreError::parquet(&temp, e))?;
+    writer
+        .write(&batch)
+        .map_err(|e| StoreError::parquet(&temp, e))?;
     writer.close().map_err(|e| StoreError::parquet(&temp, e))?;
     commit_temp(&temp, path).map_err(|e| StoreError::io(path, e))
 }

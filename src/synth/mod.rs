@@ -288,7 +288,11 @@ pub fn write_textures(args: &TexturesArgs) -> Result<Summary, SynthError> {
         }
     };
     // Everything is complete: move it into place.
-    for (name, dst) in [("folder", &folder_dir), ("parquet", &parquet_dir), ("synth.json", &manifest_path)] {
+    for (name, dst) in [
+        ("folder", &folder_dir),
+        ("parquet", &parquet_dir),
+        ("synth.json", &manifest_path),
+    ] {
         let src = tmp.join(name);
         if !src.exists() {
             continue;
@@ -448,7 +452,9 @@ pub fn parquet_schema() -> Schema {
         "scale": string,
         "rotation_deg": {"dtype": "float32", "_type": "Value"},
     }}});
-    let metadata = [("huggingface".to_string(), hf.to_string())].into_iter().collect();
+    let metadata = [("huggingface".to_string(), hf.to_string())]
+        .into_iter()
+        .collect();
     Schema::new_with_metadata(
         vec![
             Field::new("id", DataType::Utf8, false),
@@ -479,7 +485,9 @@ fn write_parquet(path: &Path, items: &[Item]) -> Result<(), SynthError> {
     let image: ArrayRef = Arc::new(StructArray::new(
         image_fields,
         vec![
-            Arc::new(BinaryArray::from_iter_values(items.iter().map(|i| &i.bytes))) as ArrayRef,
+            Arc::new(BinaryArray::from_iter_values(
+                items.iter().map(|i| &i.bytes),
+            )) as ArrayRef,
             strings(&|i| i.rel_path.clone()),
         ],
         None,
@@ -494,7 +502,9 @@ fn write_parquet(path: &Path, items: &[Item]) -> Result<(), SynthError> {
             strings(&|i| i.spec.fg.to_string()),
             strings(&|i| i.spec.bg.to_string()),
             strings(&|i| i.spec.scale.name().to_string()),
-            Arc::new(Float32Array::from_iter_values(items.iter().map(|i| i.spec.rotation_deg))),
+            Arc::new(Float32Array::from_iter_values(
+                items.iter().map(|i| i.spec.rotation_deg),
+            )),
         ],
     )
     .map_err(|e| perr(&e))?;
@@ -591,7 +601,9 @@ mod tests {
                 .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
                 .collect();
             names.sort();
-            let want: Vec<String> = (0..3).map(|i| format!("{}_{i:05}.png", class.name())).collect();
+            let want: Vec<String> = (0..3)
+                .map(|i| format!("{}_{i:05}.png", class.name()))
+                .collect();
             assert_eq!(names, want);
             let img = image::open(d.join(&names[0])).unwrap();
             assert_eq!((img.width(), img.height()), (40, 32));
@@ -609,7 +621,13 @@ mod tests {
         // No temporary folder is left behind.
         let leftovers = fs::read_dir(dir.path())
             .unwrap()
-            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with('.'))
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with('.')
+            })
             .count();
         assert_eq!(leftovers, 0);
     }
@@ -654,9 +672,15 @@ mod tests {
         a.overwrite = true;
         write_textures(&a).unwrap();
         a.per_class = 0;
-        assert!(matches!(write_textures(&a), Err(SynthError::InvalidArgument(_))));
+        assert!(matches!(
+            write_textures(&a),
+            Err(SynthError::InvalidArgument(_))
+        ));
         a.per_class = 1;
         a.size = 4;
-        assert!(matches!(write_textures(&a), Err(SynthError::InvalidArgument(_))));
+        assert!(matches!(
+            write_textures(&a),
+            Err(SynthError::InvalidArgument(_))
+        ));
     }
 }

@@ -236,7 +236,8 @@ pub fn spec(seed: u64, class_idx: usize, index: u32) -> TextureSpec {
             break (f, b);
         }
     };
-    let mut jitter = |c: [f32; 3]| c.map(|v| (v + rng.random_range(-10.0f32..10.0)).clamp(0.0, 255.0));
+    let mut jitter =
+        |c: [f32; 3]| c.map(|v| (v + rng.random_range(-10.0f32..10.0)).clamp(0.0, 255.0));
     let fg = jitter(PALETTE[fi].1);
     let bg = jitter(PALETTE[bi].1);
     let scale = Scale::ALL[rng.random_range(0..Scale::ALL.len())];
@@ -245,9 +246,19 @@ pub fn spec(seed: u64, class_idx: usize, index: u32) -> TextureSpec {
     let theta = rotation_deg.to_radians();
     let phase = [rng.random::<f32>(), rng.random::<f32>()];
     let hash_seed = rng.random::<u32>();
-    let k = [rng.random::<f32>(), rng.random::<f32>(), rng.random::<f32>()];
-    let centre = [rng.random_range(-0.2f32..0.2), rng.random_range(-0.2f32..0.2)];
-    let light = [rng.random_range(-0.15f32..0.15), rng.random_range(-0.15f32..0.15)];
+    let k = [
+        rng.random::<f32>(),
+        rng.random::<f32>(),
+        rng.random::<f32>(),
+    ];
+    let centre = [
+        rng.random_range(-0.2f32..0.2),
+        rng.random_range(-0.2f32..0.2),
+    ];
+    let light = [
+        rng.random_range(-0.15f32..0.15),
+        rng.random_range(-0.15f32..0.15),
+    ];
     let template = CAPTION_TEMPLATES[rng.random_range(0..CAPTION_TEMPLATES.len())];
     let caption = template
         .replace("{s}", scale.name())
@@ -323,7 +334,12 @@ fn fbm(x: f32, y: f32, seed: u32, octaves: u32) -> f32 {
     for o in 0..octaves {
         // Rotate each octave a little to hide the lattice.
         let (rx, ry) = (x * f * 0.8 - y * f * 0.6, x * f * 0.6 + y * f * 0.8);
-        sum += amp * value_noise(rx + 17.3 * o as f32, ry - 9.1 * o as f32, seed.wrapping_add(o));
+        sum += amp
+            * value_noise(
+                rx + 17.3 * o as f32,
+                ry - 9.1 * o as f32,
+                seed.wrapping_add(o),
+            );
         norm += amp;
         amp *= 0.5;
         f *= 2.03;
@@ -363,7 +379,9 @@ fn voronoi_edge(px: f32, py: f32, sites: impl Iterator<Item = [f32; 2]>) -> f32 
     }
     let (d1, p1) = best[0];
     let (d2, p2) = best[1];
-    let sep = ((p2[0] - p1[0]).powi(2) + (p2[1] - p1[1]).powi(2)).sqrt().max(1e-6);
+    let sep = ((p2[0] - p1[0]).powi(2) + (p2[1] - p1[1]).powi(2))
+        .sqrt()
+        .max(1e-6);
     (d2 - d1) / (2.0 * sep)
 }
 
@@ -424,7 +442,11 @@ fn pattern(class: TextureClass, p: &Params, u: f32, v: f32, x: f32, y: f32) -> (
                 (1.0, 1.05)
             } else if edge < ridge + bevel {
                 // Sloped walls of the pit: light from the top left.
-                let shade = if fx.min(fy) < (1.0 - fx).min(1.0 - fy) { 0.6 } else { 1.15 };
+                let shade = if fx.min(fy) < (1.0 - fx).min(1.0 - fy) {
+                    0.6
+                } else {
+                    1.15
+                };
                 (0.0, shade)
             } else {
                 (0.0, 0.9)
@@ -462,7 +484,11 @@ fn pattern(class: TextureClass, p: &Params, u: f32, v: f32, x: f32, y: f32) -> (
         TextureClass::PolkaDotted => {
             let (qx, qy) = (u + ph0, v + ph1);
             let row = qy.floor();
-            let shift = if (row as i64).rem_euclid(2) == 1 { 0.5 } else { 0.0 };
+            let shift = if (row as i64).rem_euclid(2) == 1 {
+                0.5
+            } else {
+                0.0
+            };
             let (fx, fy) = (fract(qx + shift) - 0.5, fract(qy) - 0.5);
             let r = 0.24 + 0.08 * k0;
             (f32::from(fx * fx + fy * fy < r * r), 1.0)
@@ -577,10 +603,16 @@ fn pattern(class: TextureClass, p: &Params, u: f32, v: f32, x: f32, y: f32) -> (
             let pi = std::f32::consts::PI;
             if (i + j).rem_euclid(2) == 0 {
                 let t = fract(fy * strands);
-                (1.0, (0.55 + 0.45 * (pi * t).sin()) * (0.8 + 0.2 * (pi * fx).sin()))
+                (
+                    1.0,
+                    (0.55 + 0.45 * (pi * t).sin()) * (0.8 + 0.2 * (pi * fx).sin()),
+                )
             } else {
                 let t = fract(fx * strands);
-                (0.0, (0.55 + 0.45 * (pi * t).sin()) * (0.8 + 0.2 * (pi * fy).sin()))
+                (
+                    0.0,
+                    (0.55 + 0.45 * (pi * t).sin()) * (0.8 + 0.2 * (pi * fy).sin()),
+                )
             }
         }
         TextureClass::Swirly => {
@@ -668,7 +700,12 @@ mod tests {
             // Not a flat image: the pattern shows some contrast in some channel.
             let mut var = 0.0f32;
             for ch in 0..3 {
-                let v: Vec<f32> = px.iter().skip(ch).step_by(3).map(|&b| f32::from(b)).collect();
+                let v: Vec<f32> = px
+                    .iter()
+                    .skip(ch)
+                    .step_by(3)
+                    .map(|&b| f32::from(b))
+                    .collect();
                 let mean = v.iter().sum::<f32>() / v.len() as f32;
                 var += v.iter().map(|l| (l - mean).powi(2)).sum::<f32>() / v.len() as f32;
             }
