@@ -31,7 +31,7 @@ Gaussian pixel noise (sigma up to 0.12, in [0,1] units after resize+crop) on hal
 Rerun from the repo root (about 20 minutes on 2 cores; the training seed's data is seed 1000, the
 evaluation's held-out data is seed 2000):
   cargo run --release -- synth textures --out /tmp/texture-train --per-class 1000 --seed 1000 --layout parquet
-  .venv/bin/pip install -r scripts/requirements-train.txt
+  .venv/bin/pip install -r scripts/texture_clip_requirements.txt
   .venv/bin/python scripts/train_texture_clip.py --data /tmp/texture-train
   .venv/bin/python scripts/eval_texture_clip.py   # see that script for its data
 """
