@@ -25,9 +25,11 @@ fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()))
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<f64>().ok())
+            })
         })
         .map(|kb| kb / 1024.0)
         .unwrap_or(f64::NAN)
@@ -36,11 +38,15 @@ fn peak_rss_mb() -> f64 {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 3 {
-        eprintln!("usage: bench_encode MODEL_DIR IMAGE_DIR [--batch N] [--threads N] [--bare-batches N]");
+        eprintln!(
+            "usage: bench_encode MODEL_DIR IMAGE_DIR [--batch N] [--threads N] [--bare-batches N]"
+        );
         std::process::exit(2);
     }
     let batch = arg(&args, "--batch", 32);
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let threads = arg(&args, "--threads", cores);
     let bare_batches = arg(&args, "--bare-batches", 8);
 
@@ -59,7 +65,8 @@ fn main() {
         device: DeviceRequest::Cpu,
         intra_threads: threads,
     };
-    let mut enc = Encoder::load(&files, settings, &|w| eprintln!("{w}")).unwrap_or_else(|e| panic!("{e}"));
+    let mut enc =
+        Encoder::load(&files, settings, &|w| eprintln!("{w}")).unwrap_or_else(|e| panic!("{e}"));
     let ds = dataset::open(
         &DatasetConfig {
             format: DatasetFormat::Folder,
@@ -100,7 +107,10 @@ fn main() {
     let bare = (bare_batches * sample.len()) as f64 / t.elapsed().as_secs_f64();
 
     // clipflow: read + decode + preprocess overlapped with inference.
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(cores).build().unwrap();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(cores)
+        .build()
+        .unwrap();
     let job = ImageJob {
         dataset: &ds,
         items: &ds.items,

@@ -6,7 +6,8 @@ mod common;
 use common::*;
 
 fn python() -> String {
-    std::env::var("CLIPFLOW_PYTHON").unwrap_or_else(|_| root().join(".venv/bin/python").display().to_string())
+    std::env::var("CLIPFLOW_PYTHON")
+        .unwrap_or_else(|_| root().join(".venv/bin/python").display().to_string())
 }
 
 #[test]

@@ -20,7 +20,8 @@ fn shipped_pipelines_parse() {
 fn shipped_prompt_templates_have_placeholders() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/prompts");
     for (file, count) in [("dtd.yaml", 8), ("imagenet.yaml", 80)] {
-        let list: Vec<String> = serde_norway::from_str(&std::fs::read_to_string(dir.join(file)).unwrap()).unwrap();
+        let list: Vec<String> =
+            serde_norway::from_str(&std::fs::read_to_string(dir.join(file)).unwrap()).unwrap();
         assert_eq!(list.len(), count, "{file}");
         assert!(list.iter().all(|t| t.contains("{}")), "{file}");
     }

@@ -171,10 +171,7 @@ pub fn list(
 
 /// Reads the image bytes of `(slot, file, row)` requests, one row group at a time, selecting
 /// only the requested rows. Returns `(slot, bytes or reason)` for every request.
-pub fn fetch_rows(
-    sources: &[ParquetSource],
-    requests: &[(usize, usize, u64)],
-) -> Vec<(usize, Result<Vec<u8>, String>)> {
+pub fn fetch_rows(sources: &[ParquetSource], requests: &[(usize, usize, u64)]) -> Vec<FetchedCell> {
     // file → row group → [(row within group, slot)]
     let mut plan: BTreeMap<usize, BTreeMap<usize, Vec<(u64, usize)>>> = BTreeMap::new();
     let mut out = Vec::with_capacity(requests.len());
@@ -216,11 +213,14 @@ pub fn fetch_rows(
     out
 }
 
+/// (slot, the image bytes or why there are none).
+type FetchedCell = (usize, Result<Vec<u8>, String>);
+
 fn read_group(
     src: &ParquetSource,
     group: usize,
     rows: &[(u64, usize)],
-) -> Result<Vec<(usize, Result<Vec<u8>, String>)>, String> {
+) -> Result<Vec<FetchedCell>, String> {
     let at = |e: &dyn std::fmt::Display| format!("{}: {e}", src.path.display());
     let file = File::open(&src.path).map_err(|e| at(&e))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| at(&e))?;

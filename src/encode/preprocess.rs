@@ -17,7 +17,9 @@ use super::EncodeError;
 use crate::augment::PixelImage;
 
 /// OpenAI CLIP's normalisation constants, the default when a config omits them.
+#[allow(clippy::excessive_precision)] // the values exactly as OpenAI publishes them
 pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+#[allow(clippy::excessive_precision)]
 pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
 
 /// How to resize before cropping.
@@ -173,7 +175,7 @@ impl Preprocess {
         } else {
             ([0.0; 3], [1.0; 3])
         };
-        if std.iter().any(|s| *s == 0.0) {
+        if std.contains(&0.0) {
             return Err("image_std has a zero".into());
         }
         Ok(Preprocess {

@@ -52,7 +52,7 @@ pub enum PlanError {
     #[error("{path}: {source}")]
     Dataset {
         path: PathBuf,
-        source: dataset::DatasetError,
+        source: Box<dataset::DatasetError>,
     },
     #[error("{path}: {source}")]
     Noise {
@@ -146,7 +146,7 @@ pub fn plan(config: LoadedConfig, out: Option<&Path>) -> Result<Plan, PlanError>
     let dataset =
         dataset::open(&study.dataset, study.seed).map_err(|source| PlanError::Dataset {
             path: path.clone(),
-            source,
+            source: Box::new(source),
         })?;
     let has_captions = dataset.items.iter().any(|i| i.caption.is_some());
     let captions = study.texts.captions && has_captions;
@@ -229,22 +229,25 @@ fn build_prompts(
     Ok(prompts)
 }
 
-fn read_template_file(path: &Path) -> Result<(Vec<String>, BTreeMap<String, Vec<String>>), String> {
+/// Templates for every class, and per-class overrides.
+type Templates = (Vec<String>, BTreeMap<String, Vec<String>>);
+
+fn read_template_file(path: &Path) -> Result<Templates, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     #[derive(serde::Deserialize)]
     #[serde(untagged)]
-    enum Templates {
+    enum TemplateFile {
         List(Vec<String>),
         PerClass(BTreeMap<String, Vec<String>>),
     }
-    match serde_norway::from_str::<Templates>(&text).map_err(|e| {
+    match serde_norway::from_str::<TemplateFile>(&text).map_err(|e| {
         format!(
             "{}: expected a list of templates or a map of class to list: {e}",
             path.display()
         )
     })? {
-        Templates::List(l) => Ok((l, BTreeMap::new())),
-        Templates::PerClass(mut m) => {
+        TemplateFile::List(l) => Ok((l, BTreeMap::new())),
+        TemplateFile::PerClass(mut m) => {
             let default = m.remove("default").unwrap_or_default();
             Ok((default, m))
         }
