@@ -107,10 +107,7 @@ fn main() {
     let bare = (bare_batches * sample.len()) as f64 / t.elapsed().as_secs_f64();
 
     // clipflow: read + decode + preprocess overlapped with inference.
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(cores)
-        .build()
-        .unwrap();
+    let pool = encode::decode_pool(0).unwrap();
     let job = ImageJob {
         dataset: &ds,
         items: &ds.items,

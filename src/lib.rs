@@ -16,6 +16,7 @@
 //! therefore lives in [`run::plan`], in the orchestrator, and each stage exposes the check it
 //! owns; `clipflow validate` is exactly that planning step.
 
+pub mod analysis;
 pub mod augment;
 pub mod config;
 pub mod dataset;

@@ -18,7 +18,9 @@ use ort::session::Session;
 use ort::value::{TensorElementType, TensorRef, ValueType};
 
 pub use model::{locate, Layout, ModelFiles};
-pub use pipeline::{encode_images, encode_texts, EncodedBatch, ImageJob, RowFailure, TextInput};
+pub use pipeline::{
+    decode_pool, encode_images, encode_texts, EncodedBatch, ImageJob, RowFailure, TextInput,
+};
 pub use preprocess::Preprocess;
 pub use runtime::{DeviceRequest, Placement, SessionSettings};
 pub use text::TextTokenizer;

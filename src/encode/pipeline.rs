@@ -14,6 +14,34 @@ use super::{EncodeError, Encoder};
 use crate::augment::{self, Variant};
 use crate::dataset::{Dataset, Item};
 
+/// The pool that decodes and preprocesses images: `threads` workers (0 = one per core) at a
+/// lower scheduling priority, so on a machine with few cores the model never waits for a core
+/// while a worker prepares a batch it does not need yet.
+pub fn decode_pool(threads: usize) -> Result<rayon::ThreadPool, String> {
+    let threads = if threads == 0 {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    } else {
+        threads
+    };
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("clipflow-decode-{i}"))
+        .start_handler(|_| lower_thread_priority())
+        .build()
+        .map_err(|e| format!("cannot start decode threads: {e}"))
+}
+
+fn lower_thread_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority on the calling thread's own id has no memory-safety preconditions.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        let _ = libc::setpriority(libc::PRIO_PROCESS, tid, 5);
+    }
+}
+
 /// Which (item, variant) each embedding row belongs to, plus the vectors.
 #[derive(Debug, Clone)]
 pub struct EncodedBatch {

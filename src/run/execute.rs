@@ -201,19 +201,7 @@ pub fn execute(
     let identity = study_identity(plan, &config_json, &model_records);
     check_identity(&run_dir, &identity)?;
 
-    let decode_threads = if rt.decode_threads == 0 {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    } else {
-        rt.decode_threads
-    };
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(decode_threads)
-        .thread_name(|i| format!("clipflow-decode-{i}"))
-        .start_handler(|_| lower_thread_priority())
-        .build()
-        .map_err(|e| RunError::Other(format!("cannot start decode threads: {e}")))?;
+    let pool = encode::decode_pool(rt.decode_threads).map_err(RunError::Other)?;
 
     let all_parts = parts(plan);
     let mine: Vec<&Part> = all_parts
@@ -618,17 +606,6 @@ fn check_identity(run_dir: &Path, identity: &serde_json::Value) -> Result<(), Ru
         }
         Err(_) => util::write_atomic(&path, identity.to_string().as_bytes())
             .map_err(|e| RunError::Store(StoreError::io(&path, e))),
-    }
-}
-
-/// Decode threads yield to inference threads: on a machine with few cores the model should
-/// never wait for a core while a decode of a future batch holds it.
-fn lower_thread_priority() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: setpriority on the calling thread's own id has no memory-safety preconditions.
-    unsafe {
-        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        let _ = libc::setpriority(libc::PRIO_PROCESS, tid, 5);
     }
 }
 

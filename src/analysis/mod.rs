@@ -1,0 +1,1 @@
+//! Analysis: numerical core (in progress).
