@@ -448,4 +448,15 @@ fn inspect_commands_match_the_references() {
     let ours = std::fs::read(&out).unwrap();
     let reference = std::fs::read(fixture("golden/preprocess/portrait_jpg.npy")).unwrap();
     assert_eq!(ours.len(), reference.len(), "same header size and shape");
+    // Both are [1,3,224,224] float32 after a header padded to 128 bytes.
+    let floats = |b: &[u8]| -> Vec<f32> {
+        b[128..].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+    };
+    let worst = floats(&ours)
+        .iter()
+        .zip(floats(&reference))
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    // One uint8 level is 1/255/std ≈ 0.0152 in normalised units.
+    assert!(worst < 0.0152, "{worst}");
 }

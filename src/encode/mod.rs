@@ -181,7 +181,11 @@ impl Encoder {
         let t = TensorRef::from_array_view(([n, 3, h, w], pixels)).map_err(|e| self.fail(&e))?;
         inputs.push((pixel_name, t.into()));
         // A combined graph wants text inputs too: give it one short dummy text.
-        let dummy = self.dummy_tokens();
+        let dummy = if self.vision.ids.is_some() {
+            self.dummy_tokens()
+        } else {
+            (Vec::new(), Vec::new())
+        };
         if let Some((name, ty)) = &self.vision.ids {
             inputs.push((
                 name.clone(),
