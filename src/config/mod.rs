@@ -246,6 +246,21 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_analysis_key_turns_its_stage_on() {
+        let s = parse(
+            Path::new("s.yaml"),
+            &format!("{MINIMAL}analysis:\n  zero_shot:\n  retrieval:\n    k: [1, 3]\n"),
+            &[],
+        )
+        .unwrap();
+        let a = s.analysis.unwrap();
+        assert!(a.zero_shot.is_some());
+        assert_eq!(a.retrieval.unwrap().k, vec![1, 3]);
+        assert!(a.cluster.is_none());
+        assert_eq!(a.logit_scale, 100.0);
+    }
+
+    #[test]
     fn wrong_type_names_the_key() {
         let e = err(&format!("{MINIMAL}seed: lots\n"), &[]);
         assert!(e.contains("seed"), "{e}");

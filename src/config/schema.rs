@@ -28,6 +28,9 @@ pub struct StudyConfig {
     pub texts: TextsConfig,
     #[serde(default)]
     pub runtime: RuntimeConfig,
+    /// What to compute from the store once every part is written; nothing when absent.
+    #[serde(default)]
+    pub analysis: Option<AnalysisConfig>,
 }
 
 /// Dataset formats clipflow reads.
@@ -272,4 +275,201 @@ impl Default for RuntimeConfig {
             queue_depth: default_queue(),
         }
     }
+}
+
+/// `analysis:` section. Each present key turns a stage on; `{}` takes its defaults.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AnalysisConfig {
+    #[serde(default, deserialize_with = "on_if_present")]
+    pub similarity: Option<SimilarityConfig>,
+    #[serde(default, deserialize_with = "on_if_present")]
+    pub retrieval: Option<RetrievalConfig>,
+    #[serde(default, deserialize_with = "on_if_present")]
+    pub zero_shot: Option<ZeroShotConfig>,
+    #[serde(default, deserialize_with = "on_if_present")]
+    pub cluster: Option<ClusterConfig>,
+    #[serde(default, deserialize_with = "on_if_present")]
+    pub probe: Option<ProbeConfig>,
+    /// Where noisy images go in image-to-image comparisons (kNN and linear probes).
+    #[serde(default)]
+    pub noise_on: NoiseTarget,
+    /// CLIP's logit scale for softmax over similarities.
+    #[serde(default = "logit_scale")]
+    pub logit_scale: f64,
+}
+
+fn logit_scale() -> f64 {
+    100.0
+}
+
+/// A present key turns its stage on even when empty (`zero_shot:` as well as `zero_shot: {}`).
+fn on_if_present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Some(Option::<T>::deserialize(d)?.unwrap_or_default()))
+}
+
+/// Which side of a comparison gets the noisy variant.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum NoiseTarget {
+    /// Noisy queries against a clean gallery (e.g. noisy test images, clean training images).
+    #[default]
+    Queries,
+    /// Clean queries against a noisy gallery.
+    Gallery,
+    Both,
+}
+
+/// Similarity matrices between chosen texts and images.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SimilarityConfig {
+    /// Take the first N items of each class (default 2), unless `ids` or `query` is given.
+    #[serde(default)]
+    pub per_class: Option<usize>,
+    /// Exactly these item ids.
+    #[serde(default)]
+    pub ids: Option<Vec<String>>,
+    /// Items whose caption contains this text (case-insensitive).
+    #[serde(default)]
+    pub query: Option<String>,
+    /// At most this many items (default 16).
+    #[serde(default)]
+    pub max_items: Option<usize>,
+}
+
+/// Which gallery items count as positives for a query.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PositivesKind {
+    /// Captions when the store has them, else labels.
+    #[default]
+    Auto,
+    /// The image and the caption of the same item (Pokemon-style).
+    Caption,
+    /// Any item with the same label (class-level).
+    Label,
+}
+
+/// Text-to-image and image-to-text retrieval.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RetrievalConfig {
+    #[serde(default = "default_ks")]
+    pub k: Vec<usize>,
+    #[serde(default)]
+    pub positives: PositivesKind,
+    /// Queries whose top hits are kept for the report's galleries.
+    #[serde(default = "default_galleries")]
+    pub galleries: usize,
+    /// Hits per gallery.
+    #[serde(default = "default_gallery_k")]
+    pub gallery_k: usize,
+}
+
+impl Default for RetrievalConfig {
+    fn default() -> Self {
+        RetrievalConfig {
+            k: default_ks(),
+            positives: PositivesKind::Auto,
+            galleries: default_galleries(),
+            gallery_k: default_gallery_k(),
+        }
+    }
+}
+
+fn default_ks() -> Vec<usize> {
+    vec![1, 5, 10]
+}
+fn default_galleries() -> usize {
+    5
+}
+fn default_gallery_k() -> usize {
+    5
+}
+
+/// Zero-shot classification with the study's class prompts.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ZeroShotConfig {}
+
+/// Clustering methods.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ClusterMethod {
+    Kmeans,
+    Ward,
+    Dbscan,
+}
+
+/// Clustering of image embeddings, scored against the labels.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    #[serde(default = "default_methods")]
+    pub methods: Vec<ClusterMethod>,
+    /// Number of clusters; default the number of labels.
+    #[serde(default)]
+    pub k: Option<usize>,
+    /// k-means restarts (best inertia wins).
+    #[serde(default = "default_restarts")]
+    pub restarts: usize,
+    /// DBSCAN neighbourhood radius in cosine distance; default: the median distance to the
+    /// `min_samples`-th neighbour.
+    #[serde(default)]
+    pub eps: Option<f64>,
+    #[serde(default = "default_min_samples")]
+    pub min_samples: usize,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            methods: default_methods(),
+            k: None,
+            restarts: default_restarts(),
+            eps: None,
+            min_samples: default_min_samples(),
+        }
+    }
+}
+
+fn default_methods() -> Vec<ClusterMethod> {
+    vec![ClusterMethod::Kmeans, ClusterMethod::Ward]
+}
+fn default_restarts() -> usize {
+    10
+}
+fn default_min_samples() -> usize {
+    5
+}
+
+/// How separable the classes are: kNN and a linear probe on a seeded split.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeConfig {
+    #[serde(default = "default_knn")]
+    pub knn_k: usize,
+    #[serde(default = "default_test_fraction")]
+    pub test_fraction: f64,
+}
+
+impl Default for ProbeConfig {
+    fn default() -> Self {
+        ProbeConfig {
+            knn_k: default_knn(),
+            test_fraction: default_test_fraction(),
+        }
+    }
+}
+
+fn default_knn() -> usize {
+    10
+}
+fn default_test_fraction() -> f64 {
+    0.3
 }

@@ -17,11 +17,13 @@
 mod embeddings;
 mod errors;
 mod reader;
+mod tables;
 
 use std::path::{Path, PathBuf};
 
 pub use embeddings::{read_part_rows, EmbeddingRow, PartWriter};
 pub use errors::{read_errors, write_errors, ErrorRecord};
+pub use tables::{write_table, Column, Table};
 pub use reader::{detect_format, read_npy, read_sets, EmbeddingSet, ParquetColumns, StoreFormat};
 
 /// Errors of the store.

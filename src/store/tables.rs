@@ -1,0 +1,170 @@
+//! Long-format result tables (`tables/<name>.parquet`, plus a Markdown copy for reading in a
+//! terminal or a pull request). Columns are named for what they hold (`model`, `variant`,
+//! `metric`, `k`, `value`, ...), so polars/pandas/DuckDB users can pivot them as they like.
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field, Schema};
+use parquet::arrow::ArrowWriter;
+
+use super::StoreError;
+use crate::util::{commit_temp, temp_path, write_atomic};
+
+/// One column of a table.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Column {
+    Text(Vec<Option<String>>),
+    Float(Vec<Option<f64>>),
+    Int(Vec<Option<i64>>),
+}
+
+impl Column {
+    fn len(&self) -> usize {
+        match self {
+            Column::Text(v) => v.len(),
+            Column::Float(v) => v.len(),
+            Column::Int(v) => v.len(),
+        }
+    }
+
+    fn cell(&self, i: usize) -> String {
+        match self {
+            Column::Text(v) => v[i].clone().unwrap_or_default(),
+            Column::Float(v) => v[i].map(|x| format!("{x:.4}")).unwrap_or_default(),
+            Column::Int(v) => v[i].map(|x| x.to_string()).unwrap_or_default(),
+        }
+    }
+}
+
+/// A named table, built column by column.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Table {
+    pub name: String,
+    pub columns: Vec<(String, Column)>,
+}
+
+impl Table {
+    pub fn new(name: &str) -> Table {
+        Table {
+            name: name.to_string(),
+            columns: Vec::new(),
+        }
+    }
+
+    pub fn text<S: Into<String>>(mut self, name: &str, values: impl IntoIterator<Item = S>) -> Table {
+        self.columns.push((name.into(), Column::Text(values.into_iter().map(|s| Some(s.into())).collect())));
+        self
+    }
+
+    pub fn float(mut self, name: &str, values: impl IntoIterator<Item = f64>) -> Table {
+        self.columns.push((name.into(), Column::Float(values.into_iter().map(Some).collect())));
+        self
+    }
+
+    pub fn int(mut self, name: &str, values: impl IntoIterator<Item = i64>) -> Table {
+        self.columns.push((name.into(), Column::Int(values.into_iter().map(Some).collect())));
+        self
+    }
+
+    pub fn column(mut self, name: &str, column: Column) -> Table {
+        self.columns.push((name.into(), column));
+        self
+    }
+
+    pub fn rows(&self) -> usize {
+        self.columns.first().map(|(_, c)| c.len()).unwrap_or(0)
+    }
+
+    /// Appends the rows of `other` (same column names and kinds, in the same order).
+    pub fn extend(&mut self, other: Table) -> Result<(), String> {
+        if self.columns.is_empty() {
+            self.columns = other.columns;
+            return Ok(());
+        }
+        if self.columns.len() != other.columns.len() {
+            return Err(format!("table {}: column count differs", self.name));
+        }
+        for ((na, a), (nb, b)) in self.columns.iter_mut().zip(other.columns) {
+            if *na != nb {
+                return Err(format!("table {}: column {na} vs {nb}", self.name));
+            }
+            match (a, b) {
+                (Column::Text(a), Column::Text(b)) => a.extend(b),
+                (Column::Float(a), Column::Float(b)) => a.extend(b),
+                (Column::Int(a), Column::Int(b)) => a.extend(b),
+                _ => return Err(format!("table {}: column {na} changes kind", self.name)),
+            }
+        }
+        Ok(())
+    }
+
+    /// The table as GitHub-flavoured Markdown.
+    pub fn to_markdown(&self) -> String {
+        let mut s = String::new();
+        let header: Vec<&str> = self.columns.iter().map(|(n, _)| n.as_str()).collect();
+        s.push_str(&format!("| {} |\n", header.join(" | ")));
+        s.push_str(&format!("|{}\n", " --- |".repeat(header.len())));
+        for i in 0..self.rows() {
+            let cells: Vec<String> = self
+                .columns
+                .iter()
+                .map(|(_, c)| c.cell(i).replace('|', "\\|").replace('\n', " "))
+                .collect();
+            s.push_str(&format!("| {} |\n", cells.join(" | ")));
+        }
+        s
+    }
+}
+
+/// Writes `table` as `dir/<name>.parquet` and `dir/<name>.md`, atomically.
+pub fn write_table(dir: &Path, table: &Table) -> Result<(), StoreError> {
+    std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+    let n = table.rows();
+    let mut fields = Vec::new();
+    let mut arrays: Vec<ArrayRef> = Vec::new();
+    for (name, col) in &table.columns {
+        if col.len() != n {
+            return Err(StoreError::parquet(dir, format!("table {}: column {name} has {} rows, not {n}", table.name, col.len())));
+        }
+        let (dt, array): (DataType, ArrayRef) = match col {
+            Column::Text(v) => (DataType::Utf8, Arc::new(StringArray::from(v.clone()))),
+            Column::Float(v) => (DataType::Float64, Arc::new(Float64Array::from(v.clone()))),
+            Column::Int(v) => (DataType::Int64, Arc::new(Int64Array::from(v.clone()))),
+        };
+        fields.push(Field::new(name, dt, true));
+        arrays.push(array);
+    }
+    let schema = Arc::new(Schema::new(fields));
+    let path = dir.join(format!("{}.parquet", table.name));
+    let batch = RecordBatch::try_new(schema.clone(), arrays).map_err(|e| StoreError::parquet(&path, e))?;
+    let temp = temp_path(&path);
+    let file = File::create(&temp).map_err(|e| StoreError::io(&temp, e))?;
+    let mut w = ArrowWriter::try_new(file, schema, None).map_err(|e| StoreError::parquet(&temp, e))?;
+    w.write(&batch).map_err(|e| StoreError::parquet(&temp, e))?;
+    w.close().map_err(|e| StoreError::parquet(&temp, e))?;
+    commit_temp(&temp, &path).map_err(|e| StoreError::io(&path, e))?;
+    let md = dir.join(format!("{}.md", table.name));
+    write_atomic(&md, format!("# {}\n\n{}", table.name, table.to_markdown()).as_bytes()).map_err(|e| StoreError::io(&md, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_extend_and_render() {
+        let mut t = Table::new("recall").text("model", ["a"]).int("k", [1]).float("value", [0.5]);
+        t.extend(Table::new("recall").text("model", ["b|c"]).int("k", [5]).float("value", [0.25])).unwrap();
+        assert_eq!(t.rows(), 2);
+        let md = t.to_markdown();
+        assert!(md.contains("| b\\|c | 5 | 0.2500 |"), "{md}");
+        let dir = tempfile::tempdir().unwrap();
+        write_table(dir.path(), &t).unwrap();
+        assert!(dir.path().join("recall.parquet").exists() && dir.path().join("recall.md").exists());
+        let bad = Table::new("x").text("a", ["1", "2"]).int("b", [1]);
+        assert!(write_table(dir.path(), &bad).is_err());
+    }
+}
