@@ -14,8 +14,8 @@ clipflow loads it through exactly the code a real CLIP export uses:
 and the same architecture with its random initialisation (no training) as models/texture-baseline/.
 
 Architecture (graphs built by hand with onnx.helper, opset 17, embeddings not normalised):
-  vision: 4 conv3x3 + ReLU (3->24 s2, 24->48 s2, 48->96 s2, 96->96 s1; 64 -> 8x8), then
-          concat(global average pool, global max pool) [192] -> Gemm -> [128]
+  vision: 4 conv + ReLU (5x5 3->32 s2, 3x3 32->64 s2, 3x3 64->128 s2, 3x3 128->128 s1; 64 -> 8x8),
+          then concat(global average pool, global max pool) [256] -> Gemm -> [128]
   text:   CLIP token ids -> lookup table (the few hundred ids the training texts use -> rows,
           every other id -> an UNK row) -> embedding [128] + learned positions, 2 pre-LN transformer
           blocks (4 heads, causal + attention_mask, QuickGELU MLP x4), final LayerNorm, the hidden
@@ -70,8 +70,8 @@ EMBED = 128
 WIDTH = 128
 HEADS = 4
 LAYERS = 2
-TRAIN_LEN = 32  # training sequence length; the causal mask makes EOS pooling independent of it
-CONVS = [(3, 24, 2), (24, 48, 2), (48, 96, 2), (96, 96, 1)]  # (cin, cout, stride), 3x3, pad 1
+TRAIN_LEN = 18  # training sequence length; the causal mask makes EOS pooling independent of it
+CONVS = [(3, 32, 5, 2), (32, 64, 3, 2), (64, 128, 3, 2), (128, 128, 3, 1)]  # (cin, cout, kernel, stride), pad kernel//2
 LN_EPS = 1e-5
 
 # Partial captions. `{c}` class, `{f}` foreground colour, `{b}` background colour, `{s}` scale.
@@ -141,14 +141,14 @@ class CaptionSampler:
             a = self.attr[i]
             c, f, b, s = d["label"][i], d["fg_color"][i], d["bg_color"][i], d["scale"][i]
             r = self.rng.random()
-            if r < 0.55:
+            if r < 0.45:
                 t = self.full[self.rng.integers(len(self.full))]
                 text = t.replace("{s}", s).replace("{f}", f).replace("{b}", b).replace("{c}", c)
                 named[k] = a
-            elif r < 0.72:
+            elif r < 0.75:
                 text = CLASS_TEMPLATES[self.rng.integers(len(CLASS_TEMPLATES))].format(c=c)
                 named[k, 0] = a[0]
-            elif r < 0.84:
+            elif r < 0.85:
                 text = COLOURS_TEMPLATES[self.rng.integers(len(COLOURS_TEMPLATES))].format(c=c, f=f, b=b)
                 named[k, :3] = a[:3]
             elif r < 0.92:
@@ -172,8 +172,8 @@ def init_params(seed: int, vocab_rows: int) -> dict:
         return (rng.standard_normal(shape) * std).astype(np.float32)
 
     p: dict = {"convs": []}
-    for cin, cout, _ in CONVS:
-        p["convs"].append({"w": normal((3, 3, cin, cout), math.sqrt(2.0 / (9 * cin))), "b": np.zeros(cout, np.float32)})
+    for cin, cout, k, _ in CONVS:
+        p["convs"].append({"w": normal((k, k, cin, cout), math.sqrt(2.0 / (k * k * cin))), "b": np.zeros(cout, np.float32)})
     c = CONVS[-1][1]
     p["v_head_w"] = normal((2 * c, EMBED), 1.0 / math.sqrt(2 * c))
     p["v_head_b"] = np.zeros(EMBED, np.float32)
@@ -209,10 +209,9 @@ def make_model():
     import jax.numpy as jnp
 
     def vision(p, x):  # x: [B, H, W, 3] normalised
-        for conv, (_, _, stride) in zip(p["convs"], CONVS):
-            x = jax.lax.conv_general_dilated(
-                x, conv["w"], (stride, stride), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC")
-            )
+        for conv, (_, _, k, stride) in zip(p["convs"], CONVS):
+            pad = (k // 2, k // 2)
+            x = jax.lax.conv_general_dilated(x, conv["w"], (stride, stride), (pad, pad), dimension_numbers=("NHWC", "HWIO", "NHWC"))
             x = jax.nn.relu(x + conv["b"])
         f = jnp.concatenate([x.mean(axis=(1, 2)), x.max(axis=(1, 2))], axis=-1)
         return f @ p["v_head_w"] + p["v_head_b"]
@@ -270,11 +269,11 @@ def export_onnx(p: dict, table: np.ndarray, out_dir: Path) -> None:
         return name
 
     x = "pixel_values"
-    for i, (conv, (_, _, stride)) in enumerate(zip(p["convs"], CONVS)):
+    for i, (conv, (_, _, k, stride)) in enumerate(zip(p["convs"], CONVS)):
         w = const(f"conv{i}.weight", np.asarray(conv["w"]).transpose(3, 2, 0, 1).astype(np.float32))
         b = const(f"conv{i}.bias", np.asarray(conv["b"], np.float32))
         nodes.append(
-            helper.make_node("Conv", [x, w, b], [f"conv{i}"], kernel_shape=[3, 3], strides=[stride, stride], pads=[1, 1, 1, 1])
+            helper.make_node("Conv", [x, w, b], [f"conv{i}"], kernel_shape=[k, k], strides=[stride, stride], pads=[k // 2] * 4)
         )
         nodes.append(helper.make_node("Relu", [f"conv{i}"], [f"relu{i}"]))
         x = f"relu{i}"

@@ -76,12 +76,50 @@ enum Command {
         #[arg(long = "set", value_name = "KEY.PATH=VALUE")]
         sets: Vec<String>,
     },
+    /// Analyse an embedding store: clipflow's run directory, any Parquet with an embedding
+    /// column, or clip-retrieval's output folder. Writes tables to DIR/tables.
+    #[command(after_help = "Examples:\n  \
+        clipflow analyze runs/demo --config pipelines/demo.yaml\n  \
+        clipflow analyze laion-out/ --config analysis.yaml --out runs/laion-analysis\n  \
+        clipflow analyze embeddings.parquet --config analysis.yaml --embedding-column clip_vec\n\n\
+        The config is a study file or any YAML with an `analysis:` section (and optionally `seed:`).")]
+    Analyze {
+        /// The store: a folder or a Parquet file (or glob).
+        store: PathBuf,
+        /// YAML with the `analysis:` section.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Where tables go (DIR/tables); default: the store folder.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// The store's format; by default guessed from its layout.
+        #[arg(long, value_enum, default_value_t = StoreKind::Auto)]
+        format: StoreKind,
+        /// Generic Parquet: the embedding column.
+        #[arg(long, default_value = "embedding")]
+        embedding_column: String,
+        /// Generic Parquet: the modality of rows without a `modality` column.
+        #[arg(long, default_value = "image")]
+        modality: String,
+        /// Override a key of the config, as for `run`.
+        #[arg(long = "set", value_name = "KEY.PATH=VALUE")]
+        sets: Vec<String>,
+    },
     /// Look at what a model receives.
     #[command(subcommand)]
     Inspect(Inspect),
     /// Write a generated dataset.
     #[command(subcommand)]
     Synth(synth::SynthCommand),
+}
+
+/// Store formats `analyze` reads.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum StoreKind {
+    Auto,
+    Clipflow,
+    Parquet,
+    ClipRetrieval,
 }
 
 #[derive(Debug, Subcommand)]
@@ -127,6 +165,15 @@ fn main() -> ExitCode {
             quiet,
         } => cmd_run(&pipeline, out.as_deref(), shard.as_deref(), &sets, quiet),
         Command::Validate { pipeline, sets } => cmd_validate(&pipeline, &sets),
+        Command::Analyze {
+            store,
+            config,
+            out,
+            format,
+            embedding_column,
+            modality,
+            sets,
+        } => cmd_analyze(&store, &config, out.as_deref(), format, &embedding_column, &modality, &sets),
         Command::Inspect(Inspect::Tokens {
             model,
             texts,
@@ -245,6 +292,56 @@ fn cmd_validate(pipeline: &Path, sets: &[String]) -> ExitCode {
         println!("  note: {note}");
     }
     ExitCode::SUCCESS
+}
+
+fn cmd_analyze(
+    store: &Path,
+    config_path: &Path,
+    out: Option<&Path>,
+    kind: StoreKind,
+    embedding_column: &str,
+    modality: &str,
+    sets: &[String],
+) -> ExitCode {
+    use clipflow::store::{detect_format, ParquetColumns, StoreFormat};
+    let (seed, analysis) = match config::load_analysis(config_path, sets) {
+        Ok(c) => c,
+        Err(e) => return fail(USAGE, &e),
+    };
+    if !store.exists() && !store.to_string_lossy().contains('*') {
+        return fail(USAGE, &format!("{}: no such store", store.display()));
+    }
+    let columns = ParquetColumns {
+        embedding: embedding_column.to_string(),
+        default_modality: modality.to_string(),
+        ..ParquetColumns::default()
+    };
+    let format = match kind {
+        StoreKind::Auto => match detect_format(store) {
+            StoreFormat::Parquet(_) => StoreFormat::Parquet(columns),
+            other => other,
+        },
+        StoreKind::Clipflow => StoreFormat::Clipflow,
+        StoreKind::Parquet => StoreFormat::Parquet(columns),
+        StoreKind::ClipRetrieval => StoreFormat::ClipRetrieval { label_column: None },
+    };
+    let out_dir = out
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| if store.is_dir() { store.to_path_buf() } else { store.parent().unwrap_or(Path::new(".")).to_path_buf() })
+        .join("tables");
+    let progress = Progress::new(false);
+    match run::analyze(store, &format, &analysis, seed, &out_dir, &progress) {
+        Ok(summary) => {
+            for note in &summary.notes {
+                progress.warn(note);
+            }
+            for t in &summary.tables {
+                println!("{}", t.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(FAILED, &e),
+    }
 }
 
 fn model_files(model: &Path) -> Result<encode::ModelFiles, ExitCode> {

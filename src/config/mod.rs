@@ -111,6 +111,55 @@ pub fn parse(path: &Path, text: &str, overrides: &[String]) -> Result<StudyConfi
     }
 }
 
+/// Reads only the `analysis:` section (and `seed:`) of a file, for `clipflow analyze` on a
+/// store that another tool wrote: the file may be a whole study or just those two keys.
+pub fn load_analysis(path: &Path, overrides: &[String]) -> Result<(u64, AnalysisConfig), ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut tree: serde_norway::Value =
+        serde_norway::from_str(&text).map_err(|e| ConfigError::Syntax {
+            path: path.to_path_buf(),
+            at: LineCol(e.location().map(|l| (l.line(), l.column()))),
+            message: strip_location(&e.to_string()),
+        })?;
+    for arg in overrides {
+        Override::parse(arg)?.apply(&mut tree)?;
+    }
+    let invalid = |key: &str, message: String| ConfigError::Invalid {
+        path: path.to_path_buf(),
+        at: LineCol(None),
+        key: key.to_string(),
+        message,
+        hint: Hint::default(),
+    };
+    let seed = match tree.get("seed") {
+        None => 0,
+        Some(v) => v
+            .as_u64()
+            .ok_or_else(|| invalid("seed", "expected a non-negative integer".into()))?,
+    };
+    let section = tree
+        .get("analysis")
+        .cloned()
+        .ok_or_else(|| invalid("analysis", "the file has no analysis: section".into()))?;
+    let analysis = serde_path_to_error::deserialize::<_, AnalysisConfig>(section).map_err(|e| {
+        let message = strip_location(&e.inner().to_string());
+        let hint = suggest::did_you_mean(&message)
+            .map(|s| format!("; did you mean `{s}`?"))
+            .unwrap_or_default();
+        ConfigError::Invalid {
+            path: path.to_path_buf(),
+            at: LineCol(None),
+            key: format!("analysis.{}", dotted(&e.path().to_string())),
+            message,
+            hint: Hint(hint),
+        }
+    })?;
+    Ok((seed, analysis))
+}
+
 /// Turns a schema error on the merged tree into one that points at the file or the `--set`.
 fn describe(
     path: &Path,

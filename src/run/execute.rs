@@ -79,6 +79,8 @@ pub enum RunError {
     Store(#[from] StoreError),
     #[error("{run_dir}: holds results of a different study (config, models or dataset changed: {what}). Use --out for a new run directory, or delete this one")]
     Mismatch { run_dir: PathBuf, what: String },
+    #[error("analysis: {0}")]
+    Analyze(#[from] super::analyze::AnalyzeError),
     #[error("{0}")]
     Other(String),
 }
@@ -298,6 +300,28 @@ pub fn execute(
         let (errors, counts) = finalize(plan, &all_parts, &run_dir)?;
         summary.errors = errors;
         summary.complete = true;
+        let analysis = match &plan.study().analysis {
+            None => serde_json::Value::Null,
+            Some(cfg) => {
+                let t = Instant::now();
+                let done = super::analyze::analyze(
+                    &run_dir,
+                    &store::StoreFormat::Clipflow,
+                    cfg,
+                    plan.study().seed,
+                    &run_dir.join("tables"),
+                    progress,
+                )?;
+                for note in &done.notes {
+                    progress.warn(note);
+                }
+                json!({
+                    "tables": done.tables.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+                    "notes": done.notes,
+                    "seconds": t.elapsed().as_secs_f64(),
+                })
+            }
+        };
         write_manifest(
             plan,
             &run_dir,
@@ -309,6 +333,7 @@ pub fn execute(
                 errors,
                 parts: all_parts.len(),
                 finalize_seconds: t.elapsed().as_secs_f64(),
+                analysis,
             },
         )?;
     }
@@ -509,6 +534,7 @@ struct ManifestInputs {
     errors: usize,
     parts: usize,
     finalize_seconds: f64,
+    analysis: serde_json::Value,
 }
 
 fn write_manifest(plan: &Plan, run_dir: &Path, m: ManifestInputs) -> Result<(), RunError> {
@@ -552,6 +578,7 @@ fn write_manifest(plan: &Plan, run_dir: &Path, m: ManifestInputs) -> Result<(), 
         "counts": {"embeddings": m.counts, "errors": m.errors, "parts": m.parts},
         "stage_timings": shards,
         "finalize_seconds": m.finalize_seconds,
+        "analysis": m.analysis,
         "finished": chrono_now(),
     });
     store::write_manifest(run_dir, &manifest)?;

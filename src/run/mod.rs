@@ -5,8 +5,10 @@
 //! columns, the noise levels and the model files, i.e. every stage, and only the orchestrator
 //! may import them all.
 
+mod analyze;
 mod execute;
 mod plan;
 
+pub use analyze::{analyze, AnalysisSummary, AnalyzeError};
 pub use execute::{execute, RunError, RunOptions, RunSummary, Shard};
 pub use plan::{plan, Plan, PlanError, PlannedModel, Prompt};
