@@ -141,17 +141,17 @@ class CaptionSampler:
             a = self.attr[i]
             c, f, b, s = d["label"][i], d["fg_color"][i], d["bg_color"][i], d["scale"][i]
             r = self.rng.random()
-            if r < 0.45:
+            if r < 0.42:
                 t = self.full[self.rng.integers(len(self.full))]
                 text = t.replace("{s}", s).replace("{f}", f).replace("{b}", b).replace("{c}", c)
                 named[k] = a
-            elif r < 0.75:
+            elif r < 0.77:
                 text = CLASS_TEMPLATES[self.rng.integers(len(CLASS_TEMPLATES))].format(c=c)
                 named[k, 0] = a[0]
-            elif r < 0.85:
+            elif r < 0.86:
                 text = COLOURS_TEMPLATES[self.rng.integers(len(COLOURS_TEMPLATES))].format(c=c, f=f, b=b)
                 named[k, :3] = a[:3]
-            elif r < 0.92:
+            elif r < 0.93:
                 text = FG_TEMPLATES[self.rng.integers(len(FG_TEMPLATES))].format(c=c, f=f)
                 named[k, :2] = a[:2]
             else:

@@ -22,6 +22,7 @@ pub mod config;
 pub mod dataset;
 pub mod encode;
 pub mod progress;
+pub mod report;
 pub mod run;
 pub mod store;
 pub mod synth;

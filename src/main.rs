@@ -173,7 +173,15 @@ fn main() -> ExitCode {
             embedding_column,
             modality,
             sets,
-        } => cmd_analyze(&store, &config, out.as_deref(), format, &embedding_column, &modality, &sets),
+        } => cmd_analyze(
+            &store,
+            &config,
+            out.as_deref(),
+            format,
+            &embedding_column,
+            &modality,
+            &sets,
+        ),
         Command::Inspect(Inspect::Tokens {
             model,
             texts,
@@ -327,7 +335,13 @@ fn cmd_analyze(
     };
     let out_dir = out
         .map(Path::to_path_buf)
-        .unwrap_or_else(|| if store.is_dir() { store.to_path_buf() } else { store.parent().unwrap_or(Path::new(".")).to_path_buf() })
+        .unwrap_or_else(|| {
+            if store.is_dir() {
+                store.to_path_buf()
+            } else {
+                store.parent().unwrap_or(Path::new(".")).to_path_buf()
+            }
+        })
         .join("tables");
     let progress = Progress::new(false);
     match run::analyze(store, &format, &analysis, seed, &out_dir, &progress) {

@@ -450,7 +450,10 @@ fn inspect_commands_match_the_references() {
     assert_eq!(ours.len(), reference.len(), "same header size and shape");
     // Both are [1,3,224,224] float32 after a header padded to 128 bytes.
     let floats = |b: &[u8]| -> Vec<f32> {
-        b[128..].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+        b[128..]
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
     };
     let worst = floats(&ours)
         .iter()

@@ -143,7 +143,7 @@ impl<'a> Embeddings<'a> {
         if dim == 0 {
             return Err(AnalysisError::ZeroDim { what });
         }
-        if data.len() % dim != 0 {
+        if !data.len().is_multiple_of(dim) {
             return Err(AnalysisError::Ragged {
                 what,
                 len: data.len(),
@@ -193,8 +193,7 @@ pub fn check_unit_norm(what: &'static str, x: Embeddings<'_>) -> Result<(), Anal
             .map(|&a| (a as f64) * (a as f64))
             .sum::<f64>()
             .sqrt();
-        // Written so that NaN fails too.
-        if !((norm - 1.0).abs() <= UNIT_NORM_TOLERANCE) {
+        if norm.is_nan() || (norm - 1.0).abs() > UNIT_NORM_TOLERANCE {
             return Err(AnalysisError::NotNormalised { what, row, norm });
         }
     }
@@ -260,7 +259,7 @@ pub fn softmax(scores: &[f32], cols: usize, logit_scale: f64) -> Result<Vec<f32>
             what: "softmax columns",
         });
     }
-    if scores.len() % cols != 0 {
+    if !scores.len().is_multiple_of(cols) {
         return Err(AnalysisError::Ragged {
             what: "softmax scores",
             len: scores.len(),

@@ -56,8 +56,7 @@ pub fn stratified_split(
     order.sort_by_key(|&i| (labels[i], i));
     let mut train = Vec::new();
     let mut test = Vec::new();
-    let mut class_rank = 0u64;
-    for members in order.chunk_by(|&a, &b| labels[a] == labels[b]) {
+    for (class_rank, members) in order.chunk_by(|&a, &b| labels[a] == labels[b]).enumerate() {
         let mut members = members.to_vec();
         let n = members.len();
         let n_test = if n < 2 {
@@ -65,10 +64,9 @@ pub fn stratified_split(
         } else {
             ((test_fraction * n as f64).round() as usize).clamp(1, n - 1)
         };
-        Rng::new(seed, class_rank).shuffle(&mut members);
+        Rng::new(seed, class_rank as u64).shuffle(&mut members);
         test.extend_from_slice(&members[..n_test]);
         train.extend_from_slice(&members[n_test..]);
-        class_rank += 1;
     }
     if test.is_empty() {
         return Err(AnalysisError::Undefined(
@@ -539,12 +537,9 @@ impl LogisticRegression {
                 matmul_nt_f64(&xb, &self.weights, dim, &mut z);
                 z.chunks_exact(nc)
                     .map(|zr| {
-                        let mut best = 0;
-                        for c in 1..nc {
-                            if zr[c] + self.bias[c] > zr[best] + self.bias[best] {
-                                best = c;
-                            }
-                        }
+                        // The first of the largest logits.
+                        let logit = |c: usize| zr[c] + self.bias[c];
+                        let best = (1..nc).fold(0, |b, c| if logit(c) > logit(b) { c } else { b });
                         self.classes[best]
                     })
                     .collect::<Vec<_>>()

@@ -84,7 +84,7 @@ pub fn class_embeddings(
             .map(|s| s / counts[c] as f64)
             .collect();
         let norm = mean.iter().map(|v| v * v).sum::<f64>().sqrt();
-        if !(norm > 1e-12) {
+        if norm.is_nan() || norm <= 1e-12 {
             return Err(AnalysisError::Undefined(format!(
                 "the prompts of class {c} cancel out: their mean has no direction"
             )));

@@ -113,7 +113,10 @@ pub fn parse(path: &Path, text: &str, overrides: &[String]) -> Result<StudyConfi
 
 /// Reads only the `analysis:` section (and `seed:`) of a file, for `clipflow analyze` on a
 /// store that another tool wrote: the file may be a whole study or just those two keys.
-pub fn load_analysis(path: &Path, overrides: &[String]) -> Result<(u64, AnalysisConfig), ConfigError> {
+pub fn load_analysis(
+    path: &Path,
+    overrides: &[String],
+) -> Result<(u64, AnalysisConfig), ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
         source,

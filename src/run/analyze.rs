@@ -41,6 +41,7 @@ pub enum AnalyzeError {
 #[derive(Debug, Clone, Default)]
 pub struct AnalysisSummary {
     pub tables: Vec<PathBuf>,
+    pub plots: Vec<PathBuf>,
     /// Analyses skipped and why (no labels, no prompts, too many samples for Ward, ...).
     pub notes: Vec<String>,
 }
@@ -89,7 +90,10 @@ impl Subset {
             labels: rows.iter().map(|&i| set.labels[i].clone()).collect(),
             texts: rows.iter().map(|&i| set.texts[i].clone()).collect(),
             dim: set.dim,
-            vectors: rows.iter().flat_map(|&i| set.row(i).iter().copied()).collect(),
+            vectors: rows
+                .iter()
+                .flat_map(|&i| set.row(i).iter().copied())
+                .collect(),
         })
     }
 
@@ -114,7 +118,10 @@ pub fn analyze(
 ) -> Result<AnalysisSummary, AnalyzeError> {
     let sets = store::read_sets(store_path, format)?;
     if sets.is_empty() {
-        return Err(AnalyzeError::Input(format!("{}: no embeddings", store_path.display())));
+        return Err(AnalyzeError::Input(format!(
+            "{}: no embeddings",
+            store_path.display()
+        )));
     }
     let mut models: Vec<ModelSets<'_>> = Vec::new();
     let mut by_model: BTreeMap<&str, Vec<&EmbeddingSet>> = BTreeMap::new();
@@ -127,7 +134,11 @@ pub fn analyze(
     }
     for name in order {
         let group = &by_model[name];
-        let mut images: Vec<&EmbeddingSet> = group.iter().copied().filter(|s| s.modality == "image").collect();
+        let mut images: Vec<&EmbeddingSet> = group
+            .iter()
+            .copied()
+            .filter(|s| s.modality == "image")
+            .collect();
         images.sort_by_key(|s| s.variant != "clean");
         let text = group.iter().copied().find(|s| s.modality == "text");
         models.push(ModelSets {
@@ -141,19 +152,23 @@ pub fn analyze(
     let mut summary = AnalysisSummary::default();
     let mut metrics: Vec<Metric> = Vec::new();
     let mut tables: BTreeMap<&'static str, Table> = BTreeMap::new();
-    let add = |tables: &mut BTreeMap<&'static str, Table>, name: &'static str, t: Table| {
-        match tables.get_mut(name) {
+    let add =
+        |tables: &mut BTreeMap<&'static str, Table>, name: &'static str, t: Table| match tables
+            .get_mut(name)
+        {
             Some(existing) => existing.extend(t).map_err(AnalyzeError::Input),
             None => {
                 tables.insert(name, t);
                 Ok(())
             }
-        }
-    };
+        };
 
     for m in &models {
         let Some(clean) = m.images.first().copied() else {
-            summary.notes.push(format!("{}: no image embeddings; nothing to analyse", m.name));
+            summary.notes.push(format!(
+                "{}: no image embeddings; nothing to analyse",
+                m.name
+            ));
             continue;
         };
         for image_set in &m.images {
@@ -178,7 +193,8 @@ pub fn analyze(
             }
             if config.zero_shot.is_some() {
                 if let Some((per_class, confusion, predictions, rows)) =
-                    run_zero_shot(m, image_set, config.logit_scale, &mut summary.notes).map_err(ctx("zero_shot"))?
+                    run_zero_shot(m, image_set, config.logit_scale, &mut summary.notes)
+                        .map_err(ctx("zero_shot"))?
                 {
                     metrics.extend(rows);
                     add(&mut tables, "zero_shot_per_class", per_class)?;
@@ -188,29 +204,40 @@ pub fn analyze(
             }
             if let Some(cc) = &config.cluster {
                 if let Some((assignments, rows)) =
-                    run_cluster(m, image_set, cc, seed, &mut summary.notes).map_err(ctx("cluster"))?
+                    run_cluster(m, image_set, cc, seed, &mut summary.notes)
+                        .map_err(ctx("cluster"))?
                 {
                     metrics.extend(rows);
                     add(&mut tables, "cluster_assignments", assignments)?;
                 }
             }
             if let Some(pc) = &config.probe {
-                if let Some(rows) = run_probe(m, clean, image_set, pc, config.noise_on, seed, &mut summary.notes)
-                    .map_err(ctx("probe"))?
+                if let Some(rows) = run_probe(
+                    m,
+                    clean,
+                    image_set,
+                    pc,
+                    config.noise_on,
+                    seed,
+                    &mut summary.notes,
+                )
+                .map_err(ctx("probe"))?
                 {
                     metrics.extend(rows);
                 }
             }
         }
         if let Some(sc) = &config.similarity {
-            if let Some((sim, hist)) = run_similarity(m, clean, sc, config.logit_scale).map_err(|source| {
-                AnalyzeError::Metric {
-                    model: m.name.clone(),
-                    variant: "clean".into(),
-                    stage: "similarity",
-                    source,
-                }
-            })? {
+            if let Some((sim, hist)) =
+                run_similarity(m, clean, sc, config.logit_scale).map_err(|source| {
+                    AnalyzeError::Metric {
+                        model: m.name.clone(),
+                        variant: "clean".into(),
+                        stage: "similarity",
+                        source,
+                    }
+                })?
+            {
                 add(&mut tables, "similarity", sim)?;
                 add(&mut tables, "similarity_histogram", hist)?;
             }
@@ -240,11 +267,241 @@ pub fn analyze(
     if let Some(t) = robustness(&metrics) {
         add(&mut tables, "robustness", t)?;
     }
-    for (_, t) in tables {
-        store::write_table(out_dir, &t)?;
-        summary.tables.push(out_dir.join(format!("{}.parquet", t.name)));
+    for t in tables.values() {
+        store::write_table(out_dir, t)?;
+        summary
+            .tables
+            .push(out_dir.join(format!("{}.parquet", t.name)));
+    }
+    let plots_dir = out_dir.parent().unwrap_or(out_dir).join("plots");
+    match plot(&tables, &metrics, &plots_dir) {
+        Ok(paths) => summary.plots = paths,
+        // A picture that cannot be drawn must not cost the user the tables.
+        Err(e) => summary.notes.push(format!("plots: {e}")),
     }
     Ok(summary)
+}
+
+/// The metrics worth a robustness curve, as (stage, kind prefix, metric, k).
+const CURVES: &[(&str, &str, &str, Option<i64>)] = &[
+    ("retrieval", "text_to_image", "recall", Some(1)),
+    ("retrieval", "text_to_image", "recall", Some(5)),
+    ("retrieval", "image_to_text", "recall", Some(1)),
+    ("zero_shot", "templates", "top1", Some(1)),
+    ("probe", "knn", "accuracy", None),
+    ("probe", "linear", "accuracy", None),
+    ("cluster", "kmeans", "nmi", None),
+];
+
+fn plot(
+    tables: &BTreeMap<&'static str, Table>,
+    metrics: &[Metric],
+    dir: &Path,
+) -> Result<Vec<PathBuf>, crate::report::PlotError> {
+    use crate::report::{heatmap, histogram, lines, Series};
+    let mut written = Vec::new();
+    let models: Vec<String> = {
+        let mut v: Vec<String> = metrics.iter().map(|m| m.model.clone()).collect();
+        v.dedup();
+        v.sort();
+        v.dedup();
+        v
+    };
+    // Robustness: one chart per (model, noise family), metric against level.
+    for model in &models {
+        let families: std::collections::BTreeSet<String> = metrics
+            .iter()
+            .filter(|m| &m.model == model && m.variant != "clean")
+            .map(|m| noise_of(&m.variant).0)
+            .collect();
+        for family in families {
+            let mut series = Vec::new();
+            for (stage, kind, metric, k) in CURVES {
+                let mut points: Vec<(f64, f64)> = metrics
+                    .iter()
+                    .filter(|m| {
+                        &m.model == model
+                            && m.stage == *stage
+                            && m.kind.starts_with(kind)
+                            && m.metric == *metric
+                            && (k.is_none() || m.k == *k)
+                            && (m.variant == "clean" || noise_of(&m.variant).0 == family)
+                    })
+                    .filter_map(|m| noise_of(&m.variant).1.map(|level| (level, m.value)))
+                    .collect();
+                points.sort_by(|a, b| a.0.total_cmp(&b.0));
+                if points.len() >= 2 {
+                    let name = match k {
+                        Some(k) if *stage == "retrieval" => format!("{kind} R@{k}"),
+                        _ => format!("{stage} {kind} {metric}"),
+                    };
+                    series.push(Series { name, points });
+                }
+            }
+            if !series.is_empty() {
+                let stem = dir.join(format!("robustness_{model}_{family}"));
+                written.extend(lines(
+                    &stem,
+                    &format!("{model}: metrics under {family} noise"),
+                    &format!("{family} level"),
+                    "value",
+                    &series,
+                )?);
+            }
+        }
+    }
+    // Similarity heatmaps and matched/unmatched histograms.
+    if let Some(t) = tables.get("similarity") {
+        let (Some(model), Some(image), Some(text), Some(cos)) = (
+            t.texts("model"),
+            t.texts("image_id"),
+            t.texts("text_id"),
+            t.floats("cosine"),
+        ) else {
+            return Ok(written);
+        };
+        for m in &models {
+            let rows: Vec<usize> = (0..t.rows())
+                .filter(|&i| model[i].as_deref() == Some(m.as_str()))
+                .collect();
+            let mut images: Vec<String> = Vec::new();
+            let mut texts: Vec<String> = Vec::new();
+            for &i in &rows {
+                let (a, b) = (
+                    image[i].clone().unwrap_or_default(),
+                    text[i].clone().unwrap_or_default(),
+                );
+                if !images.contains(&a) {
+                    images.push(a);
+                }
+                if !texts.contains(&b) {
+                    texts.push(b);
+                }
+            }
+            if rows.len() == images.len() * texts.len() && !rows.is_empty() {
+                let values: Vec<f64> = rows.iter().map(|&i| cos[i].unwrap_or(0.0)).collect();
+                let lo = values.iter().copied().fold(f64::MAX, f64::min);
+                let hi = values.iter().copied().fold(f64::MIN, f64::max);
+                let stem = dir.join(format!("similarity_{m}"));
+                written.extend(heatmap(
+                    &stem,
+                    &format!("{m}: cosine similarity, images × texts"),
+                    &images,
+                    &texts,
+                    &values,
+                    (lo, hi),
+                )?);
+            }
+        }
+    }
+    if let Some(t) = tables.get("similarity_histogram") {
+        let (Some(model), Some(pairs), Some(low), Some(high), Some(count)) = (
+            t.texts("model"),
+            t.texts("pairs"),
+            t.floats("bin_low"),
+            t.floats("bin_high"),
+            t.ints("count"),
+        ) else {
+            return Ok(written);
+        };
+        for m in &models {
+            let mut edges: Vec<f64> = Vec::new();
+            let mut series: Vec<(String, Vec<i64>)> = Vec::new();
+            for kind in ["matched", "unmatched"] {
+                let rows: Vec<usize> = (0..t.rows())
+                    .filter(|&i| {
+                        model[i].as_deref() == Some(m.as_str()) && pairs[i].as_deref() == Some(kind)
+                    })
+                    .collect();
+                if rows.is_empty() {
+                    continue;
+                }
+                if edges.is_empty() {
+                    edges = rows.iter().map(|&i| low[i].unwrap_or(0.0)).collect();
+                    edges.push(rows.last().and_then(|&i| high[i]).unwrap_or(1.0));
+                }
+                series.push((
+                    kind.to_string(),
+                    rows.iter().map(|&i| count[i].unwrap_or(0)).collect(),
+                ));
+            }
+            if series.len() == 2 && edges.len() == series[0].1.len() + 1 {
+                let stem = dir.join(format!("similarity_hist_{m}"));
+                written.extend(histogram(
+                    &stem,
+                    &format!("{m}: similarity of matched and unmatched pairs"),
+                    "cosine similarity",
+                    &edges,
+                    &series,
+                )?);
+            }
+        }
+    }
+    // Zero-shot confusion (clean images), row-normalised.
+    if let Some(t) = tables.get("zero_shot_confusion") {
+        let (Some(model), Some(variant), Some(truth), Some(pred), Some(count)) = (
+            t.texts("model"),
+            t.texts("variant"),
+            t.texts("true_class"),
+            t.texts("predicted_class"),
+            t.ints("count"),
+        ) else {
+            return Ok(written);
+        };
+        for m in &models {
+            let rows: Vec<usize> = (0..t.rows())
+                .filter(|&i| {
+                    model[i].as_deref() == Some(m.as_str())
+                        && variant[i].as_deref() == Some("clean")
+                })
+                .collect();
+            let mut classes: Vec<String> = rows
+                .iter()
+                .flat_map(|&i| {
+                    [
+                        truth[i].clone().unwrap_or_default(),
+                        pred[i].clone().unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            classes.sort();
+            classes.dedup();
+            if classes.is_empty() {
+                continue;
+            }
+            let n = classes.len();
+            let mut values = vec![0.0; n * n];
+            for &i in &rows {
+                let a = classes
+                    .iter()
+                    .position(|c| Some(c) == truth[i].as_ref())
+                    .unwrap_or(0);
+                let b = classes
+                    .iter()
+                    .position(|c| Some(c) == pred[i].as_ref())
+                    .unwrap_or(0);
+                values[a * n + b] += count[i].unwrap_or(0) as f64;
+            }
+            for r in 0..n {
+                let total: f64 = values[r * n..(r + 1) * n].iter().sum();
+                if total > 0.0 {
+                    values[r * n..(r + 1) * n]
+                        .iter_mut()
+                        .for_each(|v| *v /= total);
+                }
+            }
+            let stem = dir.join(format!("zero_shot_confusion_{m}"));
+            written.extend(heatmap(
+                &stem,
+                &format!("{m}: zero-shot confusion (rows: true class)"),
+                &classes,
+                &classes,
+                &values,
+                (0.0, 1.0),
+            )?);
+        }
+    }
+    Ok(written)
 }
 
 /// Splits a clipflow variant name (`gaussian-0.1`) into its noise family and level.
@@ -263,26 +520,47 @@ fn robustness(metrics: &[Metric]) -> Option<Table> {
     let clean: HashMap<(&str, &str, &str, &str, Option<i64>), f64> = metrics
         .iter()
         .filter(|m| m.variant == "clean")
-        .map(|m| ((m.model.as_str(), m.stage, m.kind.as_str(), m.metric.as_str(), m.k), m.value))
+        .map(|m| {
+            (
+                (
+                    m.model.as_str(),
+                    m.stage,
+                    m.kind.as_str(),
+                    m.metric.as_str(),
+                    m.k,
+                ),
+                m.value,
+            )
+        })
         .collect();
     let rows: Vec<(&Metric, f64)> = metrics
         .iter()
         .filter_map(|m| {
             clean
-                .get(&(m.model.as_str(), m.stage, m.kind.as_str(), m.metric.as_str(), m.k))
+                .get(&(
+                    m.model.as_str(),
+                    m.stage,
+                    m.kind.as_str(),
+                    m.metric.as_str(),
+                    m.k,
+                ))
                 .map(|c| (m, *c))
         })
         .collect();
     if rows.is_empty() {
         return None;
     }
-    let noise: Vec<(String, Option<f64>)> = rows.iter().map(|(m, _)| noise_of(&m.variant)).collect();
+    let noise: Vec<(String, Option<f64>)> =
+        rows.iter().map(|(m, _)| noise_of(&m.variant)).collect();
     Some(
         Table::new("robustness")
             .text("model", rows.iter().map(|(m, _)| m.model.clone()))
             .text("variant", rows.iter().map(|(m, _)| m.variant.clone()))
             .text("noise", noise.iter().map(|n| n.0.clone()))
-            .column("noise_level", Column::Float(noise.iter().map(|n| n.1).collect()))
+            .column(
+                "noise_level",
+                Column::Float(noise.iter().map(|n| n.1).collect()),
+            )
             .text("stage", rows.iter().map(|(m, _)| m.stage.to_string()))
             .text("kind", rows.iter().map(|(m, _)| m.kind.clone()))
             .text("metric", rows.iter().map(|(m, _)| m.metric.clone()))
@@ -294,7 +572,11 @@ fn robustness(metrics: &[Metric]) -> Option<Table> {
 }
 
 /// Integer keys for a list of optional strings; `None` gets a key no other row shares.
-fn keys(values: &[Option<String>], dict: &mut HashMap<String, usize>, next_unique: &mut usize) -> Vec<usize> {
+fn keys(
+    values: &[Option<String>],
+    dict: &mut HashMap<String, usize>,
+    next_unique: &mut usize,
+) -> Vec<usize> {
     values
         .iter()
         .map(|v| match v {
@@ -324,7 +606,10 @@ fn run_retrieval(
         (PositivesKind::Label | PositivesKind::Auto, _, Some(p)) => (p, "label"),
         _ => {
             if images.variant == "clean" {
-                notes.push(format!("{}: retrieval skipped: no texts to pair with images", m.name));
+                notes.push(format!(
+                    "{}: retrieval skipped: no texts to pair with images",
+                    m.name
+                ));
             }
             return Ok(None);
         }
@@ -333,9 +618,15 @@ fn run_retrieval(
     let (text_keys, image_keys) = if mode == "caption" {
         let t: Vec<Option<String>> = texts.ids.iter().cloned().map(Some).collect();
         let i: Vec<Option<String>> = images.ids.iter().cloned().map(Some).collect();
-        (keys(&t, &mut dict, &mut unique), keys(&i, &mut dict, &mut unique))
+        (
+            keys(&t, &mut dict, &mut unique),
+            keys(&i, &mut dict, &mut unique),
+        )
     } else {
-        (keys(&texts.labels, &mut dict, &mut unique), keys(&images.labels, &mut dict, &mut unique))
+        (
+            keys(&texts.labels, &mut dict, &mut unique),
+            keys(&images.labels, &mut dict, &mut unique),
+        )
     };
     let ks: Vec<usize> = rc.k.iter().copied().filter(|&k| k >= 1).collect();
     let mut metrics = Vec::new();
@@ -375,7 +666,11 @@ fn run_retrieval(
             query: q_keys,
             gallery: g_keys,
         };
-        let ks_here: Vec<usize> = ks.iter().copied().filter(|&k| k <= gallery.rows()).collect();
+        let ks_here: Vec<usize> = ks
+            .iter()
+            .copied()
+            .filter(|&k| k <= gallery.rows())
+            .collect();
         let r = retrieval::retrieve(queries, gallery, &positives, &ks_here, &opts)?;
         let push = |metrics: &mut Vec<Metric>, metric: &str, k: Option<i64>, value: f64| {
             metrics.push(Metric {
@@ -399,42 +694,65 @@ fn run_retrieval(
         }
         push(&mut metrics, "mrr", None, r.metrics.mrr);
         let n = r.ranking.ranks.len();
-        ranks.extend(
-            Table::new("retrieval_ranks")
-                .text("model", vec![m.name.clone(); n])
-                .text("variant", vec![images.variant.clone(); n])
-                .text("direction", vec![direction.to_string(); n])
-                .text("query_id", q_ids.iter().cloned())
-                .column("rank", Column::Int(r.ranking.ranks.iter().map(|x| x.map(|v| v as i64)).collect())),
-        )
-        .map_err(|_| AnalysisError::Empty { what: "ranks" })?;
-        let mut g = Table::new("retrieval_galleries");
-        let mut cols: (Vec<String>, Vec<Option<String>>, Vec<i64>, Vec<String>, Vec<f64>, Vec<i64>, Vec<Option<String>>) =
-            Default::default();
-        for top in &r.ranking.top {
-            for (pos, hit) in top.hits.iter().enumerate() {
-                cols.0.push(q_ids[top.query].clone());
-                cols.1.push(q_texts[top.query].clone());
-                cols.2.push(pos as i64 + 1);
-                cols.3.push(g_ids[hit.gallery].clone());
-                cols.4.push(hit.score as f64);
-                cols.5.push(hit.positive as i64);
-                cols.6.push(g_texts[hit.gallery].clone());
-            }
-        }
-        let rows = cols.0.len();
-        g = g
+        ranks
+            .extend(
+                Table::new("retrieval_ranks")
+                    .text("model", vec![m.name.clone(); n])
+                    .text("variant", vec![images.variant.clone(); n])
+                    .text("direction", vec![direction.to_string(); n])
+                    .text("query_id", q_ids.iter().cloned())
+                    .column(
+                        "rank",
+                        Column::Int(
+                            r.ranking
+                                .ranks
+                                .iter()
+                                .map(|x| x.map(|v| v as i64))
+                                .collect(),
+                        ),
+                    ),
+            )
+            .map_err(|_| AnalysisError::Empty { what: "ranks" })?;
+        // One row per (shown query, hit), in rank order.
+        let hits: Vec<(usize, usize, &retrieval::Hit)> = r
+            .ranking
+            .top
+            .iter()
+            .flat_map(|top| {
+                top.hits
+                    .iter()
+                    .enumerate()
+                    .map(move |(pos, h)| (top.query, pos, h))
+            })
+            .collect();
+        let rows = hits.len();
+        let g = Table::new("retrieval_galleries")
             .text("model", vec![m.name.clone(); rows])
             .text("variant", vec![images.variant.clone(); rows])
             .text("direction", vec![direction.to_string(); rows])
-            .text("query_id", cols.0)
-            .column("query_text", Column::Text(cols.1))
-            .int("rank", cols.2)
-            .text("hit_id", cols.3)
-            .float("score", cols.4)
-            .int("positive", cols.5)
-            .column("hit_text", Column::Text(cols.6));
-        galleries.extend(g).map_err(|_| AnalysisError::Empty { what: "galleries" })?;
+            .text("query_id", hits.iter().map(|(q, _, _)| q_ids[*q].clone()))
+            .column(
+                "query_text",
+                Column::Text(hits.iter().map(|(q, _, _)| q_texts[*q].clone()).collect()),
+            )
+            .int("rank", hits.iter().map(|(_, pos, _)| *pos as i64 + 1))
+            .text(
+                "hit_id",
+                hits.iter().map(|(_, _, h)| g_ids[h.gallery].clone()),
+            )
+            .float("score", hits.iter().map(|(_, _, h)| h.score as f64))
+            .int("positive", hits.iter().map(|(_, _, h)| h.positive as i64))
+            .column(
+                "hit_text",
+                Column::Text(
+                    hits.iter()
+                        .map(|(_, _, h)| g_texts[h.gallery].clone())
+                        .collect(),
+                ),
+            );
+        galleries
+            .extend(g)
+            .map_err(|_| AnalysisError::Empty { what: "galleries" })?;
     }
     ranks.name = "retrieval_ranks".into();
     galleries.name = "retrieval_galleries".into();
@@ -451,20 +769,39 @@ fn run_zero_shot(
 ) -> Result<Option<ZeroShotTables>, AnalysisError> {
     let Some(prompts) = &m.prompts else {
         if images.variant == "clean" {
-            notes.push(format!("{}: zero-shot skipped: the store has no class prompts (texts.prompts)", m.name));
+            notes.push(format!(
+                "{}: zero-shot skipped: the store has no class prompts (texts.prompts)",
+                m.name
+            ));
         }
         return Ok(None);
     };
-    let prompt_labels: Vec<String> = prompts.labels.iter().map(|l| l.clone().unwrap_or_default()).collect();
+    let prompt_labels: Vec<String> = prompts
+        .labels
+        .iter()
+        .map(|l| l.clone().unwrap_or_default())
+        .collect();
     let classes = Labels::from_strings(&prompt_labels);
-    let class_index: HashMap<&str, usize> = classes.names.iter().enumerate().map(|(i, n)| (n.as_str(), i)).collect();
+    let class_index: HashMap<&str, usize> = classes
+        .names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), i))
+        .collect();
     // Images whose label has no prompts cannot be scored; they are left out and counted.
     let rows: Vec<usize> = (0..images.len())
-        .filter(|&i| images.labels[i].as_deref().is_some_and(|l| class_index.contains_key(l)))
+        .filter(|&i| {
+            images.labels[i]
+                .as_deref()
+                .is_some_and(|l| class_index.contains_key(l))
+        })
         .collect();
     if rows.is_empty() {
         if images.variant == "clean" {
-            notes.push(format!("{}: zero-shot skipped: no image has a label that the prompts name", m.name));
+            notes.push(format!(
+                "{}: zero-shot skipped: no image has a label that the prompts name",
+                m.name
+            ));
         }
         return Ok(None);
     }
@@ -476,12 +813,16 @@ fn run_zero_shot(
             images.len()
         ));
     }
-    let x: Vec<f32> = rows.iter().flat_map(|&i| images.row(i).iter().copied()).collect();
+    let x: Vec<f32> = rows
+        .iter()
+        .flat_map(|&i| images.row(i).iter().copied())
+        .collect();
     let y: Vec<usize> = rows
         .iter()
         .map(|&i| class_index[images.labels[i].as_deref().unwrap_or_default()])
         .collect();
-    let class_vectors = zero_shot::class_embeddings(prompts.embeddings()?, &classes.ids, classes.names.len())?;
+    let class_vectors =
+        zero_shot::class_embeddings(prompts.embeddings()?, &classes.ids, classes.names.len())?;
     let z = zero_shot::zero_shot(
         Embeddings::new(&x, images.dim)?,
         Embeddings::new(&class_vectors, images.dim)?,
@@ -497,7 +838,10 @@ fn run_zero_shot(
         k,
         value,
     };
-    let mut metrics = vec![mk("top1", Some(1), z.top1), mk("mean_per_class_recall", None, z.mean_per_class_recall)];
+    let mut metrics = vec![
+        mk("top1", Some(1), z.top1),
+        mk("mean_per_class_recall", None, z.mean_per_class_recall),
+    ];
     if let Some(t5) = z.top5 {
         metrics.push(mk("top5", Some(5), t5));
     }
@@ -508,7 +852,10 @@ fn run_zero_shot(
         .text("class", classes.names.iter().cloned())
         .int("support", z.per_class.iter().map(|c| c.support as i64))
         .int("correct", z.per_class.iter().map(|c| c.correct as i64))
-        .column("accuracy", Column::Float(z.per_class.iter().map(|c| c.accuracy).collect()));
+        .column(
+            "accuracy",
+            Column::Float(z.per_class.iter().map(|c| c.accuracy).collect()),
+        );
     let mut cells = (Vec::new(), Vec::new(), Vec::new());
     for t in 0..nc {
         for p in 0..nc {
@@ -532,7 +879,10 @@ fn run_zero_shot(
         .text("variant", vec![images.variant.clone(); rows.len()])
         .text("id", rows.iter().map(|&i| images.ids[i].clone()))
         .text("label", y.iter().map(|&c| classes.names[c].clone()))
-        .text("predicted", z.predictions.iter().map(|&c| classes.names[c].clone()))
+        .text(
+            "predicted",
+            z.predictions.iter().map(|&c| classes.names[c].clone()),
+        )
         .int("true_rank", z.true_rank.iter().map(|&r| r as i64));
     Ok(Some((per_class, confusion, predictions, metrics)))
 }
@@ -541,7 +891,11 @@ fn labelled(set: &EmbeddingSet) -> Option<(Vec<usize>, Labels)> {
     if set.labels.iter().any(Option::is_none) {
         return None;
     }
-    let names: Vec<&str> = set.labels.iter().map(|l| l.as_deref().unwrap_or_default()).collect();
+    let names: Vec<&str> = set
+        .labels
+        .iter()
+        .map(|l| l.as_deref().unwrap_or_default())
+        .collect();
     let labels = Labels::from_strings(&names);
     Some((labels.ids.clone(), labels))
 }
@@ -555,7 +909,10 @@ fn run_cluster(
 ) -> Result<Option<(Table, Vec<Metric>)>, AnalysisError> {
     let Some((truth, labels)) = labelled(images) else {
         if images.variant == "clean" {
-            notes.push(format!("{}: clustering skipped: not every image has a label", m.name));
+            notes.push(format!(
+                "{}: clustering skipped: not every image has a label",
+                m.name
+            ));
         }
         return Ok(None);
     };
@@ -568,7 +925,14 @@ fn run_cluster(
             ClusterMethod::Kmeans => {
                 let mut o = cluster::KMeansOptions::new(k, seed);
                 o.n_init = cc.restarts.max(1);
-                ("kmeans", cluster::kmeans(x, &o)?.labels.into_iter().map(Some).collect())
+                (
+                    "kmeans",
+                    cluster::kmeans(x, &o)?
+                        .labels
+                        .into_iter()
+                        .map(Some)
+                        .collect(),
+                )
             }
             ClusterMethod::Ward => {
                 if images.len() > cluster::WARD_MAX_SAMPLES {
@@ -638,9 +1002,14 @@ fn run_cluster(
                     .text("method", vec![name.to_string(); n])
                     .text("id", images.ids.iter().cloned())
                     .text("label", truth.iter().map(|&t| labels.names[t].clone()))
-                    .column("cluster", Column::Int(predicted.iter().map(|p| p.map(|c| c as i64)).collect())),
+                    .column(
+                        "cluster",
+                        Column::Int(predicted.iter().map(|p| p.map(|c| c as i64)).collect()),
+                    ),
             )
-            .map_err(|_| AnalysisError::Empty { what: "assignments" })?;
+            .map_err(|_| AnalysisError::Empty {
+                what: "assignments",
+            })?;
     }
     assignments.name = "cluster_assignments".into();
     Ok(Some((assignments, metrics)))
@@ -656,7 +1025,12 @@ fn median_kth_distance(x: Embeddings<'_>, k: usize) -> Result<f64, AnalysisError
         let mut d: Vec<f64> = (0..n)
             .filter(|&j| j != i)
             .map(|j| {
-                let dot: f64 = x.row(i).iter().zip(x.row(j)).map(|(a, b)| *a as f64 * *b as f64).sum();
+                let dot: f64 = x
+                    .row(i)
+                    .iter()
+                    .zip(x.row(j))
+                    .map(|(a, b)| *a as f64 * *b as f64)
+                    .sum();
                 (1.0 - dot).clamp(0.0, 2.0)
             })
             .collect();
@@ -682,7 +1056,10 @@ fn run_probe(
 ) -> Result<Option<Vec<Metric>>, AnalysisError> {
     let Some((truth, labels)) = labelled(clean) else {
         if images.variant == "clean" {
-            notes.push(format!("{}: probes skipped: not every image has a label", m.name));
+            notes.push(format!(
+                "{}: probes skipped: not every image has a label",
+                m.name
+            ));
         }
         return Ok(None);
     };
@@ -693,7 +1070,12 @@ fn run_probe(
         return Ok(None);
     }
     // Align the variant's rows with the clean rows by id (a variant may lack failed items).
-    let pos: HashMap<&str, usize> = images.ids.iter().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
+    let pos: HashMap<&str, usize> = images
+        .ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.as_str(), i))
+        .collect();
     let split = probe::stratified_split(&truth, pc.test_fraction, seed)?;
     let (train_noisy, test_noisy) = match noise_on {
         NoiseTarget::Queries => (false, true),
@@ -706,7 +1088,10 @@ fn run_probe(
         train: Vec::new(),
         test: Vec::new(),
     };
-    for (rows, noisy, is_test) in [(&split.train, train_noisy, false), (&split.test, test_noisy, true)] {
+    for (rows, noisy, is_test) in [
+        (&split.train, train_noisy, false),
+        (&split.test, test_noisy, true),
+    ] {
         for &i in rows {
             let row = if noisy {
                 match pos.get(clean.ids[i].as_str()) {
@@ -741,7 +1126,10 @@ fn run_probe(
         k,
         value,
     };
-    Ok(Some(vec![mk("knn", Some(pc.knn_k as i64), knn.accuracy), mk("linear", None, linear.accuracy)]))
+    Ok(Some(vec![
+        mk("knn", Some(pc.knn_k as i64), knn.accuracy),
+        mk("linear", None, linear.accuracy),
+    ]))
 }
 
 fn run_similarity(
@@ -759,7 +1147,11 @@ fn run_similarity(
     } else if let Some(q) = &sc.query {
         let q = q.to_lowercase();
         (0..images.len())
-            .filter(|&i| images.texts[i].as_deref().is_some_and(|t| t.to_lowercase().contains(&q)))
+            .filter(|&i| {
+                images.texts[i]
+                    .as_deref()
+                    .is_some_and(|t| t.to_lowercase().contains(&q))
+            })
             .take(max)
             .collect()
     } else {
@@ -778,44 +1170,84 @@ fn run_similarity(
         return Ok(None);
     }
     // The texts: the chosen items' captions, else one averaged prompt embedding per class.
-    let (text_ids, text_vectors, matched): (Vec<String>, Vec<f32>, Vec<Option<usize>>) = if let Some(c) = &m.captions {
-        let pos: HashMap<&str, usize> = c.ids.iter().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
-        let rows: Vec<usize> = chosen.iter().filter_map(|&i| pos.get(images.ids[i].as_str()).copied()).collect();
-        (
-            rows.iter().map(|&r| c.ids[r].clone()).collect(),
-            rows.iter().flat_map(|&r| c.vectors[r * c.dim..(r + 1) * c.dim].iter().copied()).collect(),
-            chosen.iter().map(|&i| rows.iter().position(|&r| c.ids[r] == images.ids[i])).collect(),
-        )
-    } else if let Some(p) = &m.prompts {
-        let labels: Vec<String> = p.labels.iter().map(|l| l.clone().unwrap_or_default()).collect();
-        let classes = Labels::from_strings(&labels);
-        let v = zero_shot::class_embeddings(p.embeddings()?, &classes.ids, classes.names.len())?;
-        let matched = chosen
-            .iter()
-            .map(|&i| images.labels[i].as_ref().and_then(|l| classes.names.iter().position(|n| n == l)))
-            .collect();
-        (classes.names.clone(), v, matched)
-    } else {
-        return Ok(None);
-    };
+    let (text_ids, text_vectors, matched): (Vec<String>, Vec<f32>, Vec<Option<usize>>) =
+        if let Some(c) = &m.captions {
+            let pos: HashMap<&str, usize> = c
+                .ids
+                .iter()
+                .enumerate()
+                .map(|(i, id)| (id.as_str(), i))
+                .collect();
+            let rows: Vec<usize> = chosen
+                .iter()
+                .filter_map(|&i| pos.get(images.ids[i].as_str()).copied())
+                .collect();
+            (
+                rows.iter().map(|&r| c.ids[r].clone()).collect(),
+                rows.iter()
+                    .flat_map(|&r| c.vectors[r * c.dim..(r + 1) * c.dim].iter().copied())
+                    .collect(),
+                chosen
+                    .iter()
+                    .map(|&i| rows.iter().position(|&r| c.ids[r] == images.ids[i]))
+                    .collect(),
+            )
+        } else if let Some(p) = &m.prompts {
+            let labels: Vec<String> = p
+                .labels
+                .iter()
+                .map(|l| l.clone().unwrap_or_default())
+                .collect();
+            let classes = Labels::from_strings(&labels);
+            let v =
+                zero_shot::class_embeddings(p.embeddings()?, &classes.ids, classes.names.len())?;
+            let matched = chosen
+                .iter()
+                .map(|&i| {
+                    images.labels[i]
+                        .as_ref()
+                        .and_then(|l| classes.names.iter().position(|n| n == l))
+                })
+                .collect();
+            (classes.names.clone(), v, matched)
+        } else {
+            return Ok(None);
+        };
     if text_ids.is_empty() {
         return Ok(None);
     }
-    let img: Vec<f32> = chosen.iter().flat_map(|&i| images.row(i).iter().copied()).collect();
+    let img: Vec<f32> = chosen
+        .iter()
+        .flat_map(|&i| images.row(i).iter().copied())
+        .collect();
     let dim = images.dim;
-    let cos = crate::analysis::similarity(Embeddings::new(&img, dim)?, Embeddings::new(&text_vectors, dim)?)?;
+    let cos = crate::analysis::similarity(
+        Embeddings::new(&img, dim)?,
+        Embeddings::new(&text_vectors, dim)?,
+    )?;
     let soft = crate::analysis::softmax(&cos, text_ids.len(), logit_scale)?;
     let nt = text_ids.len();
     let n = chosen.len() * nt;
     let sim = Table::new("similarity")
         .text("model", vec![m.name.clone(); n])
         .text("variant", vec![images.variant.clone(); n])
-        .text("image_id", chosen.iter().flat_map(|&i| std::iter::repeat_n(images.ids[i].clone(), nt)))
-        .text("text_id", (0..chosen.len()).flat_map(|_| text_ids.iter().cloned()))
-        .int("matched", (0..chosen.len()).flat_map(|a| {
-            let matched = &matched;
-            (0..nt).map(move |b| (matched[a] == Some(b)) as i64)
-        }))
+        .text(
+            "image_id",
+            chosen
+                .iter()
+                .flat_map(|&i| std::iter::repeat_n(images.ids[i].clone(), nt)),
+        )
+        .text(
+            "text_id",
+            (0..chosen.len()).flat_map(|_| text_ids.iter().cloned()),
+        )
+        .int(
+            "matched",
+            (0..chosen.len()).flat_map(|a| {
+                let matched = &matched;
+                (0..nt).map(move |b| (matched[a] == Some(b)) as i64)
+            }),
+        )
         .float("dot", cos.iter().map(|v| *v as f64))
         .float("cosine", cos.iter().map(|v| *v as f64))
         .float("softmax", soft.iter().map(|v| *v as f64));
@@ -833,9 +1265,18 @@ fn run_similarity(
     let hist = Table::new("similarity_histogram")
         .text("model", vec![m.name.clone(); hist_rows])
         .text("variant", vec![images.variant.clone(); hist_rows])
-        .text("pairs", (0..hist_rows).map(|r| if r < bins { "unmatched" } else { "matched" }))
-        .float("bin_low", (0..hist_rows).map(|r| -1.0 + 2.0 * (r % bins) as f64 / bins as f64))
-        .float("bin_high", (0..hist_rows).map(|r| -1.0 + 2.0 * ((r % bins) + 1) as f64 / bins as f64))
+        .text(
+            "pairs",
+            (0..hist_rows).map(|r| if r < bins { "unmatched" } else { "matched" }),
+        )
+        .float(
+            "bin_low",
+            (0..hist_rows).map(|r| -1.0 + 2.0 * (r % bins) as f64 / bins as f64),
+        )
+        .float(
+            "bin_high",
+            (0..hist_rows).map(|r| -1.0 + 2.0 * ((r % bins) + 1) as f64 / bins as f64),
+        )
         .int("count", counts.concat());
     Ok(Some((sim, hist)))
 }

@@ -317,6 +317,7 @@ pub fn execute(
                 }
                 json!({
                     "tables": done.tables.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+                    "plots": done.plots.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
                     "notes": done.notes,
                     "seconds": t.elapsed().as_secs_f64(),
                 })

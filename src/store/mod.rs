@@ -23,8 +23,8 @@ use std::path::{Path, PathBuf};
 
 pub use embeddings::{read_part_rows, EmbeddingRow, PartWriter};
 pub use errors::{read_errors, write_errors, ErrorRecord};
-pub use tables::{write_table, Column, Table};
 pub use reader::{detect_format, read_npy, read_sets, EmbeddingSet, ParquetColumns, StoreFormat};
+pub use tables::{write_table, Column, Table};
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]

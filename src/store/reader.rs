@@ -111,7 +111,9 @@ pub fn read_sets(path: &Path, format: &StoreFormat) -> Result<Vec<EmbeddingSet>,
             read_parquet_sets(&files, &cols)?
         }
         StoreFormat::Parquet(cols) => read_parquet_sets(&parquet_files(path)?, cols)?,
-        StoreFormat::ClipRetrieval { label_column } => read_clip_retrieval(path, label_column.as_deref())?,
+        StoreFormat::ClipRetrieval { label_column } => {
+            read_clip_retrieval(path, label_column.as_deref())?
+        }
     };
     for s in &mut sets {
         normalize(&mut s.vectors, s.dim);
@@ -144,7 +146,9 @@ fn parquet_files(path: &Path) -> Result<Vec<PathBuf>, StoreError> {
         fn walk(d: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
             for e in std::fs::read_dir(d)? {
                 let p = e?.path();
-                let hidden = p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(['.', '_']));
+                let hidden = p
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(['.', '_']));
                 if hidden {
                     continue;
                 }
@@ -167,15 +171,23 @@ fn parquet_files(path: &Path) -> Result<Vec<PathBuf>, StoreError> {
     Ok(files)
 }
 
-fn text_column(batch: &RecordBatch, name: Option<&str>, path: &Path) -> Result<Option<StringArray>, StoreError> {
+fn text_column(
+    batch: &RecordBatch,
+    name: Option<&str>,
+    path: &Path,
+) -> Result<Option<StringArray>, StoreError> {
     let Some(name) = name else { return Ok(None) };
-    let Some(col) = batch.column_by_name(name) else { return Ok(None) };
-    let cast = arrow_cast::cast(col, &DataType::Utf8).map_err(|e| StoreError::parquet(path, format!("column {name}: {e}")))?;
+    let Some(col) = batch.column_by_name(name) else {
+        return Ok(None);
+    };
+    let cast = arrow_cast::cast(col, &DataType::Utf8)
+        .map_err(|e| StoreError::parquet(path, format!("column {name}: {e}")))?;
     Ok(cast.as_any().downcast_ref::<StringArray>().cloned())
 }
 
 fn value(a: &Option<StringArray>, i: usize) -> Option<String> {
-    a.as_ref().and_then(|a| (!a.is_null(i)).then(|| a.value(i).to_string()))
+    a.as_ref()
+        .and_then(|a| (!a.is_null(i)).then(|| a.value(i).to_string()))
 }
 
 /// The vectors of an embedding column as f32, with their dimension; a row of another length or
@@ -184,36 +196,70 @@ fn vectors(col: &ArrayRef, path: &Path, first_row: usize) -> Result<(Vec<f32>, u
     let rows: Vec<Option<ArrayRef>> = match col.data_type() {
         DataType::FixedSizeList(_, _) => {
             let l = col.as_fixed_size_list();
-            (0..l.len()).map(|i| (!l.is_null(i)).then(|| l.value(i))).collect()
+            (0..l.len())
+                .map(|i| (!l.is_null(i)).then(|| l.value(i)))
+                .collect()
         }
         DataType::List(_) => {
             let l = col.as_list::<i32>();
-            (0..l.len()).map(|i| (!l.is_null(i)).then(|| l.value(i))).collect()
+            (0..l.len())
+                .map(|i| (!l.is_null(i)).then(|| l.value(i)))
+                .collect()
         }
         DataType::LargeList(_) => {
             let l = col.as_list::<i64>();
-            (0..l.len()).map(|i| (!l.is_null(i)).then(|| l.value(i))).collect()
+            (0..l.len())
+                .map(|i| (!l.is_null(i)).then(|| l.value(i)))
+                .collect()
         }
         other => {
-            return Err(StoreError::parquet(path, format!("embedding column has type {other}; expected a list of floats")))
+            return Err(StoreError::parquet(
+                path,
+                format!("embedding column has type {other}; expected a list of floats"),
+            ))
         }
     };
     let mut out = Vec::new();
     let mut dim = None;
     for (i, r) in rows.into_iter().enumerate() {
-        let r = r.ok_or_else(|| StoreError::parquet(path, format!("row {}: null embedding", first_row + i)))?;
+        let r = r.ok_or_else(|| {
+            StoreError::parquet(path, format!("row {}: null embedding", first_row + i))
+        })?;
         let before = out.len();
         match r.data_type() {
-            DataType::Float32 => out.extend(r.as_primitive::<Float32Type>().values().iter().copied()),
-            DataType::Float16 => out.extend(r.as_primitive::<Float16Type>().values().iter().map(|h| h.to_f32())),
-            DataType::Float64 => out.extend(r.as_primitive::<Float64Type>().values().iter().map(|x| *x as f32)),
-            other => return Err(StoreError::parquet(path, format!("embedding values are {other}; expected floats"))),
+            DataType::Float32 => {
+                out.extend(r.as_primitive::<Float32Type>().values().iter().copied())
+            }
+            DataType::Float16 => out.extend(
+                r.as_primitive::<Float16Type>()
+                    .values()
+                    .iter()
+                    .map(|h| h.to_f32()),
+            ),
+            DataType::Float64 => out.extend(
+                r.as_primitive::<Float64Type>()
+                    .values()
+                    .iter()
+                    .map(|x| *x as f32),
+            ),
+            other => {
+                return Err(StoreError::parquet(
+                    path,
+                    format!("embedding values are {other}; expected floats"),
+                ))
+            }
         }
         let n = out.len() - before;
         match dim {
             None => dim = Some(n),
             Some(d) if d != n => {
-                return Err(StoreError::parquet(path, format!("row {}: embedding has {n} values, earlier rows {d}", first_row + i)))
+                return Err(StoreError::parquet(
+                    path,
+                    format!(
+                        "row {}: embedding has {n} values, earlier rows {d}",
+                        first_row + i
+                    ),
+                ))
             }
             _ => {}
         }
@@ -221,7 +267,10 @@ fn vectors(col: &ArrayRef, path: &Path, first_row: usize) -> Result<(Vec<f32>, u
     Ok((out, dim.unwrap_or(0)))
 }
 
-fn read_parquet_sets(files: &[PathBuf], cols: &ParquetColumns) -> Result<Vec<EmbeddingSet>, StoreError> {
+fn read_parquet_sets(
+    files: &[PathBuf],
+    cols: &ParquetColumns,
+) -> Result<Vec<EmbeddingSet>, StoreError> {
     let mut sets: BTreeMap<(String, String, String), EmbeddingSet> = BTreeMap::new();
     let mut order: Vec<(String, String, String)> = Vec::new();
     for path in files {
@@ -229,13 +278,16 @@ fn read_parquet_sets(files: &[PathBuf], cols: &ParquetColumns) -> Result<Vec<Emb
         let reader = ParquetRecordBatchReaderBuilder::try_new(file)
             .and_then(|b| b.build())
             .map_err(|e| StoreError::parquet(path, e))?;
-        let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let mut row = 0usize;
         for batch in reader {
             let batch = batch.map_err(|e| StoreError::parquet(path, e))?;
-            let emb = batch
-                .column_by_name(&cols.embedding)
-                .ok_or_else(|| StoreError::parquet(path, format!("no embedding column `{}`", cols.embedding)))?;
+            let emb = batch.column_by_name(&cols.embedding).ok_or_else(|| {
+                StoreError::parquet(path, format!("no embedding column `{}`", cols.embedding))
+            })?;
             let (vecs, dim) = vectors(emb, path, row)?;
             let ids = text_column(&batch, cols.id.as_deref(), path)?;
             let models = text_column(&batch, cols.model.as_deref(), path)?;
@@ -260,9 +312,18 @@ fn read_parquet_sets(files: &[PathBuf], cols: &ParquetColumns) -> Result<Vec<Emb
                     }
                 });
                 if set.dim != dim {
-                    return Err(StoreError::parquet(path, format!("row {}: dimension {dim}, but {} rows so far have {}", row + i, set.model, set.dim)));
+                    return Err(StoreError::parquet(
+                        path,
+                        format!(
+                            "row {}: dimension {dim}, but {} rows so far have {}",
+                            row + i,
+                            set.model,
+                            set.dim
+                        ),
+                    ));
                 }
-                set.ids.push(value(&ids, i).unwrap_or_else(|| format!("row:{}", row + i)));
+                set.ids
+                    .push(value(&ids, i).unwrap_or_else(|| format!("row:{}", row + i)));
                 set.labels.push(value(&labels, i));
                 set.texts.push(value(&texts, i));
                 set.vectors.extend_from_slice(&vecs[i * dim..(i + 1) * dim]);
@@ -275,7 +336,10 @@ fn read_parquet_sets(files: &[PathBuf], cols: &ParquetColumns) -> Result<Vec<Emb
 
 /// clip-retrieval: `img_emb/img_emb_<i>.npy` and `text_emb/text_emb_<i>.npy` ([N, D], float16
 /// or float32) row-aligned with `metadata/metadata_<i>.parquet` (`image_path`, `caption`, ...).
-fn read_clip_retrieval(dir: &Path, label_column: Option<&str>) -> Result<Vec<EmbeddingSet>, StoreError> {
+fn read_clip_retrieval(
+    dir: &Path,
+    label_column: Option<&str>,
+) -> Result<Vec<EmbeddingSet>, StoreError> {
     let numbered = |sub: &str, ext: &str| -> Vec<PathBuf> {
         let mut v: Vec<(u64, PathBuf)> = std::fs::read_dir(dir.join(sub))
             .map(|rd| {
@@ -284,7 +348,12 @@ fn read_clip_retrieval(dir: &Path, label_column: Option<&str>) -> Result<Vec<Emb
                     .map(|p| {
                         let n = p
                             .file_stem()
-                            .map(|s| s.to_string_lossy().chars().filter(|c| c.is_ascii_digit()).collect::<String>())
+                            .map(|s| {
+                                s.to_string_lossy()
+                                    .chars()
+                                    .filter(|c| c.is_ascii_digit())
+                                    .collect::<String>()
+                            })
                             .and_then(|d| d.parse().ok())
                             .unwrap_or(0);
                         (n, p)
@@ -322,25 +391,36 @@ fn read_clip_retrieval(dir: &Path, label_column: Option<&str>) -> Result<Vec<Emb
             let label = text_column(&batch, label_column, path)?;
             for i in 0..batch.num_rows() {
                 let n = ids.len();
-                ids.push(value(&key, i).or_else(|| value(&image_path, i)).unwrap_or_else(|| format!("row:{n}")));
+                ids.push(
+                    value(&key, i)
+                        .or_else(|| value(&image_path, i))
+                        .unwrap_or_else(|| format!("row:{n}")),
+                );
                 captions.push(value(&caption, i));
                 labels.push(value(&label, i));
             }
         }
     }
-    for (set, sub, prefix) in [(&mut image, "img_emb", "img_emb"), (&mut text, "text_emb", "text_emb")] {
+    for (set, sub, prefix) in [
+        (&mut image, "img_emb", "img_emb"),
+        (&mut text, "text_emb", "text_emb"),
+    ] {
         let mut offset = 0;
         for path in numbered(sub, "npy") {
             let _ = prefix;
             let (rows, dim, data) = read_npy(&path)?;
             if set.dim != 0 && set.dim != dim {
-                return Err(StoreError::parquet(&path, format!("dimension {dim} after files of {}", set.dim)));
+                return Err(StoreError::parquet(
+                    &path,
+                    format!("dimension {dim} after files of {}", set.dim),
+                ));
             }
             set.dim = dim;
             set.vectors.extend(data);
             for r in 0..rows {
                 let i = offset + r;
-                set.ids.push(ids.get(i).cloned().unwrap_or_else(|| format!("row:{i}")));
+                set.ids
+                    .push(ids.get(i).cloned().unwrap_or_else(|| format!("row:{i}")));
                 set.labels.push(labels.get(i).cloned().flatten());
                 set.texts.push(captions.get(i).cloned().flatten());
             }
@@ -350,7 +430,10 @@ fn read_clip_retrieval(dir: &Path, label_column: Option<&str>) -> Result<Vec<Emb
     if image.is_empty() && text.is_empty() {
         return Err(StoreError::io(dir, "no img_emb/*.npy or text_emb/*.npy"));
     }
-    Ok([image, text].into_iter().filter(|s| !s.is_empty()).collect())
+    Ok([image, text]
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect())
 }
 
 /// A 2-D little-endian float16/float32/float64 .npy file as (rows, cols, f32 values).
@@ -366,11 +449,18 @@ pub fn read_npy(path: &Path) -> Result<(usize, usize, Vec<f32>), StoreError> {
             if bytes.len() < 12 {
                 return Err(bad("short header"));
             }
-            (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12)
+            (
+                u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+                12,
+            )
         }
     };
-    let header = std::str::from_utf8(bytes.get(start..start + header_len).ok_or_else(|| bad("short header"))?)
-        .map_err(|_| bad("header is not text"))?;
+    let header = std::str::from_utf8(
+        bytes
+            .get(start..start + header_len)
+            .ok_or_else(|| bad("short header"))?,
+    )
+    .map_err(|_| bad("header is not text"))?;
     if header.contains("'fortran_order': True") {
         return Err(bad("Fortran order"));
     }

@@ -54,24 +54,70 @@ impl Table {
         }
     }
 
-    pub fn text<S: Into<String>>(mut self, name: &str, values: impl IntoIterator<Item = S>) -> Table {
-        self.columns.push((name.into(), Column::Text(values.into_iter().map(|s| Some(s.into())).collect())));
+    pub fn text<S: Into<String>>(
+        mut self,
+        name: &str,
+        values: impl IntoIterator<Item = S>,
+    ) -> Table {
+        self.columns.push((
+            name.into(),
+            Column::Text(values.into_iter().map(|s| Some(s.into())).collect()),
+        ));
         self
     }
 
     pub fn float(mut self, name: &str, values: impl IntoIterator<Item = f64>) -> Table {
-        self.columns.push((name.into(), Column::Float(values.into_iter().map(Some).collect())));
+        self.columns.push((
+            name.into(),
+            Column::Float(values.into_iter().map(Some).collect()),
+        ));
         self
     }
 
     pub fn int(mut self, name: &str, values: impl IntoIterator<Item = i64>) -> Table {
-        self.columns.push((name.into(), Column::Int(values.into_iter().map(Some).collect())));
+        self.columns.push((
+            name.into(),
+            Column::Int(values.into_iter().map(Some).collect()),
+        ));
         self
     }
 
     pub fn column(mut self, name: &str, column: Column) -> Table {
         self.columns.push((name.into(), column));
         self
+    }
+
+    /// A text column by name.
+    pub fn texts(&self, name: &str) -> Option<&[Option<String>]> {
+        self.columns
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, c)| match c {
+                Column::Text(v) => Some(v.as_slice()),
+                _ => None,
+            })
+    }
+
+    /// A float column by name.
+    pub fn floats(&self, name: &str) -> Option<&[Option<f64>]> {
+        self.columns
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, c)| match c {
+                Column::Float(v) => Some(v.as_slice()),
+                _ => None,
+            })
+    }
+
+    /// An integer column by name.
+    pub fn ints(&self, name: &str) -> Option<&[Option<i64>]> {
+        self.columns
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, c)| match c {
+                Column::Int(v) => Some(v.as_slice()),
+                _ => None,
+            })
     }
 
     pub fn rows(&self) -> usize {
@@ -127,7 +173,14 @@ pub fn write_table(dir: &Path, table: &Table) -> Result<(), StoreError> {
     let mut arrays: Vec<ArrayRef> = Vec::new();
     for (name, col) in &table.columns {
         if col.len() != n {
-            return Err(StoreError::parquet(dir, format!("table {}: column {name} has {} rows, not {n}", table.name, col.len())));
+            return Err(StoreError::parquet(
+                dir,
+                format!(
+                    "table {}: column {name} has {} rows, not {n}",
+                    table.name,
+                    col.len()
+                ),
+            ));
         }
         let (dt, array): (DataType, ArrayRef) = match col {
             Column::Text(v) => (DataType::Utf8, Arc::new(StringArray::from(v.clone()))),
@@ -139,15 +192,21 @@ pub fn write_table(dir: &Path, table: &Table) -> Result<(), StoreError> {
     }
     let schema = Arc::new(Schema::new(fields));
     let path = dir.join(format!("{}.parquet", table.name));
-    let batch = RecordBatch::try_new(schema.clone(), arrays).map_err(|e| StoreError::parquet(&path, e))?;
+    let batch =
+        RecordBatch::try_new(schema.clone(), arrays).map_err(|e| StoreError::parquet(&path, e))?;
     let temp = temp_path(&path);
     let file = File::create(&temp).map_err(|e| StoreError::io(&temp, e))?;
-    let mut w = ArrowWriter::try_new(file, schema, None).map_err(|e| StoreError::parquet(&temp, e))?;
+    let mut w =
+        ArrowWriter::try_new(file, schema, None).map_err(|e| StoreError::parquet(&temp, e))?;
     w.write(&batch).map_err(|e| StoreError::parquet(&temp, e))?;
     w.close().map_err(|e| StoreError::parquet(&temp, e))?;
     commit_temp(&temp, &path).map_err(|e| StoreError::io(&path, e))?;
     let md = dir.join(format!("{}.md", table.name));
-    write_atomic(&md, format!("# {}\n\n{}", table.name, table.to_markdown()).as_bytes()).map_err(|e| StoreError::io(&md, e))
+    write_atomic(
+        &md,
+        format!("# {}\n\n{}", table.name, table.to_markdown()).as_bytes(),
+    )
+    .map_err(|e| StoreError::io(&md, e))
 }
 
 #[cfg(test)]
@@ -156,14 +215,25 @@ mod tests {
 
     #[test]
     fn tables_extend_and_render() {
-        let mut t = Table::new("recall").text("model", ["a"]).int("k", [1]).float("value", [0.5]);
-        t.extend(Table::new("recall").text("model", ["b|c"]).int("k", [5]).float("value", [0.25])).unwrap();
+        let mut t = Table::new("recall")
+            .text("model", ["a"])
+            .int("k", [1])
+            .float("value", [0.5]);
+        t.extend(
+            Table::new("recall")
+                .text("model", ["b|c"])
+                .int("k", [5])
+                .float("value", [0.25]),
+        )
+        .unwrap();
         assert_eq!(t.rows(), 2);
         let md = t.to_markdown();
         assert!(md.contains("| b\\|c | 5 | 0.2500 |"), "{md}");
         let dir = tempfile::tempdir().unwrap();
         write_table(dir.path(), &t).unwrap();
-        assert!(dir.path().join("recall.parquet").exists() && dir.path().join("recall.md").exists());
+        assert!(
+            dir.path().join("recall.parquet").exists() && dir.path().join("recall.md").exists()
+        );
         let bad = Table::new("x").text("a", ["1", "2"]).int("b", [1]);
         assert!(write_table(dir.path(), &bad).is_err());
     }

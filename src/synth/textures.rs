@@ -97,16 +97,16 @@ impl TextureClass {
             TextureClass::Bubbly => 0.22,
             TextureClass::Chequered => 0.18,
             TextureClass::Cracked => 0.24,
-            TextureClass::Crosshatched => 0.11,
-            TextureClass::Dotted => 0.12,
-            TextureClass::Grid => 0.17,
-            TextureClass::Honeycombed => 0.15,
+            TextureClass::Crosshatched => 0.13,
+            TextureClass::Dotted => 0.15,
+            TextureClass::Grid => 0.19,
+            TextureClass::Honeycombed => 0.18,
             TextureClass::Marbled => 0.32,
             TextureClass::PolkaDotted => 0.18,
             TextureClass::Scaly => 0.16,
             TextureClass::Spiralled => 0.11,
-            TextureClass::Sprinkled => 0.14,
-            TextureClass::Striped => 0.11,
+            TextureClass::Sprinkled => 0.17,
+            TextureClass::Striped => 0.12,
             TextureClass::Swirly => 0.17,
             TextureClass::Veined => 0.60,
             TextureClass::Waffled => 0.19,
@@ -154,9 +154,9 @@ impl Scale {
 
     fn factor(self) -> f32 {
         match self {
-            Scale::Small => 0.6,
+            Scale::Small => 0.75,
             Scale::Medium => 1.0,
-            Scale::Large => 1.6,
+            Scale::Large => 1.45,
         }
     }
 }
@@ -421,7 +421,7 @@ fn pattern(class: TextureClass, p: &Params, u: f32, v: f32, x: f32, y: f32) -> (
             (f32::from(c.rem_euclid(2) == 0), 1.0)
         }
         TextureClass::Grid => {
-            let t = 0.035 + 0.04 * k0;
+            let t = 0.05 + 0.04 * k0;
             (f32::from(int_dist(u + ph0).min(int_dist(v + ph1)) < t), 1.0)
         }
         TextureClass::Crosshatched => {

@@ -76,7 +76,7 @@ pub struct KMeans {
     pub restart_iterations: Vec<usize>,
 }
 
-/// Rows per parallel work item (and per partial sum), fixed so results do not depend on the
+/// Rows per parallel work item with a partial sum, fixed so results do not depend on the
 /// thread count.
 const REDUCE_ROWS: usize = 2048;
 /// Rows per matrix product inside a work item.
@@ -185,12 +185,8 @@ pub fn kmeans_plus_plus(
                 *a += b;
             }
         }
-        let mut best = 0;
-        for t in 1..trials {
-            if pots[t] < pots[best] {
-                best = t;
-            }
-        }
+        // The first of the lowest potentials.
+        let best = (1..trials).fold(0, |b, t| if pots[t] < pots[b] { t } else { b });
         potential = pots[best];
         let mut off = 0;
         for (new, _) in &parts {
@@ -226,26 +222,17 @@ struct Assignment {
 }
 
 fn assign(x: Embeddings<'_>, centres: &[f32], k: usize, with_sums: bool) -> Assignment {
-    let dim = x.dim();
+    let (n, dim) = (x.rows(), x.dim());
     let cc = sq_norms(centres, dim);
-    let parts: Vec<(Vec<usize>, Vec<f64>, Vec<usize>)> = x
+    let labels: Vec<usize> = x
         .data()
-        .par_chunks(REDUCE_ROWS * dim)
-        .map(|rows| {
-            let m = rows.len() / dim;
-            let mut labels = Vec::with_capacity(m);
-            let mut sums = if with_sums {
-                vec![0.0f64; k * dim]
-            } else {
-                Vec::new()
-            };
-            let mut counts = vec![0usize; k];
-            let mut dots = vec![0.0f32; GEMM_ROWS * k];
-            for sub in rows.chunks(GEMM_ROWS * dim) {
-                let s = sub.len() / dim;
-                let d = &mut dots[..s * k];
-                matmul_nt_f32(sub, centres, dim, d);
-                for (r, row) in d.chunks_exact(k).enumerate() {
+        .par_chunks(GEMM_ROWS * dim)
+        .flat_map_iter(|sub| {
+            let mut d = vec![0.0f32; sub.len() / dim * k];
+            matmul_nt_f32(sub, centres, dim, &mut d);
+            d.chunks_exact(k)
+                .map(|row| {
+                    // Nearest centre by ‖c‖² − 2 x·c; the first on ties.
                     let mut best = 0;
                     let mut best_d = f32::INFINITY;
                     for (c, (&dot, &cn)) in row.iter().zip(&cc).enumerate() {
@@ -255,32 +242,39 @@ fn assign(x: Embeddings<'_>, centres: &[f32], k: usize, with_sums: bool) -> Assi
                             best = c;
                         }
                     }
-                    labels.push(best);
-                    counts[best] += 1;
-                    if with_sums {
-                        let xr = &sub[r * dim..(r + 1) * dim];
-                        for (a, &b) in sums[best * dim..(best + 1) * dim].iter_mut().zip(xr) {
-                            *a += b as f64;
-                        }
-                    }
-                }
-            }
-            (labels, sums, counts)
+                    best
+                })
+                .collect::<Vec<_>>()
         })
         .collect();
-    let n = x.rows();
-    let mut labels = Vec::with_capacity(n);
-    let mut sums = vec![0.0f64; if with_sums { k * dim } else { 0 }];
     let mut counts = vec![0usize; k];
-    for (l, s, c) in parts {
-        labels.extend(l);
-        for (a, b) in sums.iter_mut().zip(&s) {
-            *a += b;
+    labels.iter().for_each(|&l| counts[l] += 1);
+    let sums = if with_sums {
+        // Members of each cluster in sample order (a counting sort), then one sum per centre
+        // in parallel: each sum runs in sample order whatever the thread count.
+        let mut start = Vec::with_capacity(k + 1);
+        start.push(0usize);
+        for &c in &counts {
+            start.push(start[start.len() - 1] + c);
         }
-        for (a, b) in counts.iter_mut().zip(&c) {
-            *a += b;
+        let mut fill = start.clone();
+        let mut members = vec![0usize; n];
+        for (i, &l) in labels.iter().enumerate() {
+            members[fill[l]] = i;
+            fill[l] += 1;
         }
-    }
+        let mut sums = vec![0.0f64; k * dim];
+        sums.par_chunks_mut(dim).enumerate().for_each(|(c, s)| {
+            for &i in &members[start[c]..start[c + 1]] {
+                for (a, &b) in s.iter_mut().zip(x.row(i)) {
+                    *a += b as f64;
+                }
+            }
+        });
+        sums
+    } else {
+        Vec::new()
+    };
     Assignment {
         labels,
         sums,
@@ -336,7 +330,7 @@ pub fn lloyd(
     tol: f64,
 ) -> Result<KMeans, AnalysisError> {
     let dim = x.dim();
-    if init.is_empty() || init.len() % dim != 0 {
+    if init.is_empty() || !init.len().is_multiple_of(dim) {
         return Err(AnalysisError::Ragged {
             what: "initial centres",
             len: init.len(),

@@ -1,0 +1,448 @@
+//! The plot kinds the analyses need: heatmaps (similarity, confusion), paired histograms
+//! (matched vs unmatched similarities) and line charts (a metric against noise level).
+
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+use plotters::style::FontStyle;
+
+/// A plot could not be drawn or written.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct PlotError {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+const FONT: &str = "sans-serif";
+static FONT_ONCE: Once = Once::new();
+
+fn register_font() {
+    FONT_ONCE.call_once(|| {
+        let bytes: &'static [u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
+        let _ = plotters::style::register_font(FONT, FontStyle::Normal, bytes);
+    });
+}
+
+/// Colours that stay distinct for 10 series, then cycle with a dash-free fallback.
+const PALETTE: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
+/// A viridis-like ramp for heatmaps: t in [0,1].
+fn ramp(t: f64) -> RGBColor {
+    let stops = [
+        (68.0, 1.0, 84.0),
+        (59.0, 82.0, 139.0),
+        (33.0, 145.0, 140.0),
+        (94.0, 201.0, 98.0),
+        (253.0, 231.0, 37.0),
+    ];
+    let t = t.clamp(0.0, 1.0) * (stops.len() - 1) as f64;
+    let i = (t.floor() as usize).min(stops.len() - 2);
+    let f = t - i as f64;
+    let (a, b) = (stops[i], stops[i + 1]);
+    let mix = |x: f64, y: f64| (x + (y - x) * f) as u8;
+    RGBColor(mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
+}
+
+/// Renders `draw` to `<stem>.png` and `<stem>.svg`.
+/// Something drawable on any plotters backend (drawn once for PNG, once for SVG).
+trait Figure {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String>;
+}
+
+fn render(stem: &Path, size: (u32, u32), figure: &impl Figure) -> Result<Vec<PathBuf>, PlotError> {
+    register_font();
+    let png = stem.with_extension("png");
+    let svg = stem.with_extension("svg");
+    let fail = |path: &Path, message: String| PlotError {
+        path: path.to_path_buf(),
+        message,
+    };
+    if let Some(dir) = stem.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| fail(dir, e.to_string()))?;
+    }
+    let mut buf = vec![0u8; size.0 as usize * size.1 as usize * 3];
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, size).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| fail(&png, e.to_string()))?;
+        figure.draw(&root).map_err(|m| fail(&png, m))?;
+        root.present().map_err(|e| fail(&png, e.to_string()))?;
+    }
+    let img = image::RgbImage::from_raw(size.0, size.1, buf)
+        .ok_or_else(|| fail(&png, "buffer size".into()))?;
+    let mut bytes = Vec::new();
+    img.write_to(
+        &mut std::io::Cursor::new(&mut bytes),
+        image::ImageFormat::Png,
+    )
+    .map_err(|e| fail(&png, e.to_string()))?;
+    crate::util::write_atomic(&png, &bytes).map_err(|e| fail(&png, e.to_string()))?;
+    let mut svg_text = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg_text, size).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| fail(&svg, e.to_string()))?;
+        figure.draw(&root).map_err(|m| fail(&svg, m))?;
+        root.present().map_err(|e| fail(&svg, e.to_string()))?;
+    }
+    crate::util::write_atomic(&svg, svg_text.as_bytes()).map_err(|e| fail(&svg, e.to_string()))?;
+    Ok(vec![png, svg])
+}
+
+fn short(label: &str, max: usize) -> String {
+    if label.chars().count() <= max {
+        label.to_string()
+    } else {
+        let cut: String = label.chars().take(max.saturating_sub(1)).collect();
+        format!("{cut}…")
+    }
+}
+
+/// A rows × cols heatmap with labelled axes and the value written in each cell when it fits.
+pub fn heatmap(
+    stem: &Path,
+    title: &str,
+    row_labels: &[String],
+    col_labels: &[String],
+    values: &[f64],
+    range: (f64, f64),
+) -> Result<Vec<PathBuf>, PlotError> {
+    let (rows, cols) = (row_labels.len(), col_labels.len());
+    if rows == 0 || cols == 0 || values.len() != rows * cols {
+        return Err(PlotError {
+            path: stem.to_path_buf(),
+            message: format!("heatmap needs {rows}×{cols} values, got {}", values.len()),
+        });
+    }
+    let cell = (720 / cols.max(rows)).clamp(8, 48) as u32;
+    let size = (
+        (cell * cols as u32 + 210).max(560),
+        cell * rows as u32 + 190,
+    );
+    struct Heatmap<'a> {
+        title: &'a str,
+        row_labels: &'a [String],
+        col_labels: &'a [String],
+        values: &'a [f64],
+        range: (f64, f64),
+        cell: u32,
+    }
+    impl Figure for Heatmap<'_> {
+        fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+            let Heatmap {
+                title,
+                row_labels,
+                col_labels,
+                values,
+                range,
+                cell,
+            } = *self;
+            let (rows, cols) = (row_labels.len(), col_labels.len());
+            // Labels are drawn by hand at cell centres: mesh labels land on cell edges.
+            let mut chart = ChartBuilder::on(root)
+                .caption(title, (FONT, 18))
+                .margin_top(10)
+                .margin_right(20)
+                .margin_left(170)
+                .margin_bottom(120)
+                .build_cartesian_2d(0f64..cols as f64, rows as f64..0f64)
+                .map_err(|e| e.to_string())?;
+            let font_px = (cell as i32 - 2).clamp(7, 12);
+            for (r, label) in row_labels.iter().enumerate() {
+                let (x, y) = chart.backend_coord(&(0.0, r as f64 + 0.5));
+                root.draw(&Text::new(
+                    short(label, 26),
+                    (x - 6, y),
+                    TextStyle::from((FONT, font_px).into_font())
+                        .pos(Pos::new(HPos::Right, VPos::Center)),
+                ))
+                .map_err(|e| e.to_string())?;
+            }
+            for (c, label) in col_labels.iter().enumerate() {
+                let (x, y) = chart.backend_coord(&(c as f64 + 0.5, rows as f64));
+                root.draw(&Text::new(
+                    short(label, 18),
+                    (x, y + 6),
+                    TextStyle::from(
+                        (FONT, font_px)
+                            .into_font()
+                            .transform(FontTransform::Rotate90),
+                    )
+                    .pos(Pos::new(HPos::Left, VPos::Center)),
+                ))
+                .map_err(|e| e.to_string())?;
+            }
+            let span = (range.1 - range.0).max(1e-12);
+            chart
+                .draw_series((0..rows).flat_map(|r| {
+                    (0..cols).map(move |c| {
+                        let v = values[r * cols + c];
+                        Rectangle::new(
+                            [(c as f64, r as f64), (c as f64 + 1.0, r as f64 + 1.0)],
+                            ramp((v - range.0) / span).filled(),
+                        )
+                    })
+                }))
+                .map_err(|e| e.to_string())?;
+            if cell >= 30 {
+                chart
+                    .draw_series((0..rows).flat_map(|r| {
+                        (0..cols).map(move |c| {
+                            let v = values[r * cols + c];
+                            let light = (v - range.0) / span < 0.6;
+                            Text::new(
+                                format!("{v:.2}"),
+                                (c as f64 + 0.2, r as f64 + 0.6),
+                                (FONT, 10)
+                                    .into_font()
+                                    .color(if light { &WHITE } else { &BLACK }),
+                            )
+                        })
+                    }))
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        }
+    }
+    render(
+        stem,
+        size,
+        &Heatmap {
+            title,
+            row_labels,
+            col_labels,
+            values,
+            range,
+            cell,
+        },
+    )
+}
+
+/// One named series of points.
+#[derive(Debug, Clone)]
+pub struct Series {
+    pub name: String,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// Line chart of several series (e.g. a metric against noise level), legend outside the plot
+/// area so it stays readable with many series.
+pub fn lines(
+    stem: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series],
+) -> Result<Vec<PathBuf>, PlotError> {
+    let pts = series.iter().flat_map(|s| s.points.iter());
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for (x, y) in pts {
+        x0 = x0.min(*x);
+        x1 = x1.max(*x);
+        y0 = y0.min(*y);
+        y1 = y1.max(*y);
+    }
+    if x0 > x1 {
+        return Err(PlotError {
+            path: stem.to_path_buf(),
+            message: "no points".into(),
+        });
+    }
+    if x1 - x0 < 1e-12 {
+        x1 = x0 + 1.0;
+    }
+    let pad = ((y1 - y0) * 0.05).max(1e-3);
+    let (y0, y1) = (y0 - pad, y1 + pad);
+    let legend_w = 260;
+    let size = (900 + legend_w, 520);
+    struct Lines<'a> {
+        title: &'a str,
+        x_label: &'a str,
+        y_label: &'a str,
+        series: &'a [Series],
+        bounds: (f64, f64, f64, f64),
+    }
+    impl Figure for Lines<'_> {
+        fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+            let Lines {
+                title,
+                x_label,
+                y_label,
+                series,
+                bounds: (x0, x1, y0, y1),
+            } = *self;
+            let (plot, legend) = root.split_horizontally(900);
+            let mut chart = ChartBuilder::on(&plot)
+                .caption(title, (FONT, 18))
+                .margin(12)
+                .x_label_area_size(45)
+                .y_label_area_size(60)
+                .build_cartesian_2d(x0..x1, y0..y1)
+                .map_err(|e| e.to_string())?;
+            chart
+                .configure_mesh()
+                .x_desc(x_label)
+                .y_desc(y_label)
+                .label_style((FONT, 12))
+                .axis_desc_style((FONT, 14))
+                .draw()
+                .map_err(|e| e.to_string())?;
+            for (i, s) in series.iter().enumerate() {
+                let color = PALETTE[i % PALETTE.len()];
+                chart
+                    .draw_series(LineSeries::new(
+                        s.points.iter().copied(),
+                        color.stroke_width(2),
+                    ))
+                    .map_err(|e| e.to_string())?;
+                chart
+                    .draw_series(s.points.iter().map(|p| Circle::new(*p, 3, color.filled())))
+                    .map_err(|e| e.to_string())?;
+            }
+            for (i, s) in series.iter().enumerate() {
+                let color = PALETTE[i % PALETTE.len()];
+                let y = 50 + 20 * i as i32;
+                legend
+                    .draw(&Rectangle::new([(8, y - 5), (22, y + 5)], color.filled()))
+                    .map_err(|e| e.to_string())?;
+                legend
+                    .draw(&Text::new(short(&s.name, 34), (28, y - 7), (FONT, 12)))
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        }
+    }
+    render(
+        stem,
+        size,
+        &Lines {
+            title,
+            x_label,
+            y_label,
+            series,
+            bounds: (x0, x1, y0, y1),
+        },
+    )
+}
+
+/// Overlaid histograms sharing bins (`edges.len() == counts.len() + 1` for each series),
+/// normalised to densities so populations of different sizes compare.
+pub fn histogram(
+    stem: &Path,
+    title: &str,
+    x_label: &str,
+    edges: &[f64],
+    series: &[(String, Vec<i64>)],
+) -> Result<Vec<PathBuf>, PlotError> {
+    if edges.len() < 2 || series.iter().any(|(_, c)| c.len() + 1 != edges.len()) {
+        return Err(PlotError {
+            path: stem.to_path_buf(),
+            message: "histogram edges and counts disagree".into(),
+        });
+    }
+    let dens: Vec<(String, Vec<f64>)> = series
+        .iter()
+        .map(|(n, c)| {
+            let total: i64 = c.iter().sum();
+            (
+                n.clone(),
+                c.iter()
+                    .map(|&v| {
+                        if total > 0 {
+                            v as f64 / total as f64
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect(),
+            )
+        })
+        .collect();
+    let ymax = dens
+        .iter()
+        .flat_map(|(_, d)| d.iter().copied())
+        .fold(0.0, f64::max)
+        .max(1e-6)
+        * 1.1;
+    struct Hist<'a> {
+        title: &'a str,
+        x_label: &'a str,
+        edges: &'a [f64],
+        dens: &'a [(String, Vec<f64>)],
+        ymax: f64,
+    }
+    impl Figure for Hist<'_> {
+        fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+            let Hist {
+                title,
+                x_label,
+                edges,
+                dens,
+                ymax,
+            } = *self;
+            let (x0, x1) = (edges[0], edges[edges.len() - 1]);
+            let mut chart = ChartBuilder::on(root)
+                .caption(title, (FONT, 18))
+                .margin(12)
+                .x_label_area_size(45)
+                .y_label_area_size(60)
+                .build_cartesian_2d(x0..x1, 0.0..ymax)
+                .map_err(|e| e.to_string())?;
+            chart
+                .configure_mesh()
+                .x_desc(x_label)
+                .y_desc("fraction of pairs")
+                .label_style((FONT, 12))
+                .axis_desc_style((FONT, 14))
+                .draw()
+                .map_err(|e| e.to_string())?;
+            for (i, (name, d)) in dens.iter().enumerate() {
+                let color = PALETTE[i % PALETTE.len()];
+                chart
+                    .draw_series(d.iter().enumerate().map(|(b, v)| {
+                        Rectangle::new(
+                            [(edges[b], 0.0), (edges[b + 1], *v)],
+                            color.mix(0.45).filled(),
+                        )
+                    }))
+                    .map_err(|e| e.to_string())?
+                    .label(name.clone())
+                    .legend(move |(x, y)| {
+                        Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled())
+                    });
+            }
+            chart
+                .configure_series_labels()
+                .label_font((FONT, 12))
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .draw()
+                .map_err(|e| e.to_string())?;
+            Ok(())
+        }
+    }
+    render(
+        stem,
+        (900, 520),
+        &Hist {
+            title,
+            x_label,
+            edges,
+            dens: &dens,
+            ymax,
+        },
+    )
+}
