@@ -73,7 +73,13 @@ fn dim(case: &Value) -> usize {
     case["dim"].as_u64().unwrap() as usize
 }
 
+/// Largest deviation seen by `close` in this test binary (printed with `--nocapture`).
+static MAX_DEVIATION: std::sync::Mutex<f64> = std::sync::Mutex::new(0.0);
+
 fn close(what: &str, got: f64, want: f64, tol: f64) {
+    let mut m = MAX_DEVIATION.lock().unwrap();
+    *m = m.max((got - want).abs());
+    drop(m);
     assert!(
         (got - want).abs() <= tol,
         "{what}: got {got:.17}, want {want:.17} (diff {:e})",
@@ -145,6 +151,10 @@ fn clustering_metrics_equal_scikit_learn() {
             1e-9,
         );
     }
+    eprintln!(
+        "largest deviation so far: {:e}",
+        *MAX_DEVIATION.lock().unwrap()
+    );
 }
 
 #[test]
@@ -175,6 +185,10 @@ fn silhouette_equals_scikit_learn() {
             }
         }
     }
+    eprintln!(
+        "largest deviation so far: {:e}",
+        *MAX_DEVIATION.lock().unwrap()
+    );
 }
 
 #[test]

@@ -656,6 +656,25 @@ fn run_retrieval(
             &texts.texts,
         ),
     ] {
+        // A query whose positive is not in the gallery (its image failed to decode, say) is
+        // unanswerable for reasons that are not the model's: leave it out, and count it.
+        let in_gallery: std::collections::HashSet<usize> = g_keys.iter().copied().collect();
+        let answerable: Vec<usize> = (0..queries.rows())
+            .filter(|&i| in_gallery.contains(&q_keys[i]))
+            .collect();
+        let dropped = queries.rows() - answerable.len();
+        if answerable.is_empty() {
+            continue;
+        }
+        let q_vectors: Vec<f32> = answerable
+            .iter()
+            .flat_map(|&i| queries.row(i).iter().copied())
+            .collect();
+        let queries = Embeddings::new(&q_vectors, queries.dim())?;
+        let q_keys: Vec<usize> = answerable.iter().map(|&i| q_keys[i]).collect();
+        let q_ids: Vec<String> = answerable.iter().map(|&i| q_ids[i].clone()).collect();
+        let q_texts: Vec<Option<String>> = answerable.iter().map(|&i| q_texts[i].clone()).collect();
+        let (q_keys, q_ids, q_texts) = (&q_keys, &q_ids, &q_texts);
         let shown: Vec<usize> = (0..queries.rows().min(rc.galleries)).collect();
         let opts = RankOptions {
             top_k_queries: &shown,
@@ -693,6 +712,13 @@ fn run_retrieval(
             push(&mut metrics, "median_rank", None, v);
         }
         push(&mut metrics, "mrr", None, r.metrics.mrr);
+        push(&mut metrics, "queries", None, answerable.len() as f64);
+        push(
+            &mut metrics,
+            "queries_without_positive",
+            None,
+            dropped as f64,
+        );
         let n = r.ranking.ranks.len();
         ranks
             .extend(
