@@ -151,6 +151,13 @@ pub enum SynthError {
     Parquet { path: PathBuf, message: String },
 }
 
+impl SynthError {
+    /// True for errors in the arguments (nothing was written): the CLI's usage-error exit code.
+    pub fn is_usage(&self) -> bool {
+        matches!(self, SynthError::InvalidArgument(_) | SynthError::Exists(_))
+    }
+}
+
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SynthError + '_ {
     move |source| SynthError::Io {
         path: path.to_path_buf(),
@@ -441,20 +448,17 @@ pub fn parquet_schema() -> Schema {
         Field::new("bytes", DataType::Binary, true),
         Field::new("path", DataType::Utf8, true),
     ]);
-    let string = serde_json::json!({"dtype": "string", "_type": "Value"});
-    let hf = serde_json::json!({"info": {"features": {
-        "id": string,
-        "image": {"_type": "Image"},
-        "caption": string,
-        "label": string,
-        "fg_color": string,
-        "bg_color": string,
-        "scale": string,
-        "rotation_deg": {"dtype": "float32", "_type": "Value"},
-    }}});
-    let metadata = [("huggingface".to_string(), hf.to_string())]
-        .into_iter()
-        .collect();
+    // Written by hand: the features must be listed in column order (serde_json sorts keys).
+    let string = r#"{"dtype":"string","_type":"Value"}"#;
+    let hf = format!(
+        concat!(
+            r#"{{"info":{{"features":{{"id":{s},"image":{{"_type":"Image"}},"caption":{s},"#,
+            r#""label":{s},"fg_color":{s},"bg_color":{s},"scale":{s},"#,
+            r#""rotation_deg":{{"dtype":"float32","_type":"Value"}}}}}}}}"#
+        ),
+        s = string
+    );
+    let metadata = [("huggingface".to_string(), hf)].into_iter().collect();
     Schema::new_with_metadata(
         vec![
             Field::new("id", DataType::Utf8, false),
@@ -643,7 +647,24 @@ mod tests {
         assert!(!dir.path().join("folder").exists());
         let f = fs::File::open(dir.path().join("parquet/train-00000-of-00001.parquet")).unwrap();
         let reader = ParquetRecordBatchReaderBuilder::try_new(f).unwrap();
-        assert!(reader.schema().metadata().contains_key("huggingface"));
+        let hf: serde_json::Value =
+            serde_json::from_str(&reader.schema().metadata()["huggingface"]).unwrap();
+        assert_eq!(hf["info"]["features"]["image"]["_type"], "Image");
+        let hf_text = &reader.schema().metadata()["huggingface"];
+        let names: Vec<&str> = reader
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
+        let positions: Vec<usize> = names
+            .iter()
+            .map(|n| hf_text.find(&format!("\"{n}\":")).unwrap())
+            .collect();
+        assert!(
+            positions.windows(2).all(|w| w[0] < w[1]),
+            "features not in column order"
+        );
         let batches: Vec<RecordBatch> = reader.build().unwrap().map(|b| b.unwrap()).collect();
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
         assert_eq!(rows, 60);

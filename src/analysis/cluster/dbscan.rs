@@ -122,8 +122,8 @@ mod tests {
 
     #[test]
     fn two_groups_a_border_and_noise() {
-        // 0, 0.1, 0.2 (cores with min_samples 3, eps 0.15 links neighbours), 0.35 border of
-        // 0.2? No: distance 0.15 → border. 5.0 noise. 10, 10.1, 10.2 a second cluster.
+        // 1-D: a chain 0, 0.1, 0.2, 0.35 (gaps ≤ eps = 0.151), an isolated 5.0 and a second
+        // group 10, 10.1, 10.2.
         let x = [0.0f32, 0.1, 0.2, 0.35, 5.0, 10.0, 10.1, 10.2];
         let e = Embeddings::new(&x, 1).unwrap();
         let r = dbscan(

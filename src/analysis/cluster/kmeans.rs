@@ -221,17 +221,34 @@ struct Assignment {
     counts: Vec<usize>,
 }
 
+/// Rows per work item of an assignment pass with sums: each item keeps a `k × dim` partial
+/// sum, so the number of items is bounded (at most 32, and at most 256 MiB of partial sums)
+/// while rows are summed right after their distances are computed, still in cache. The
+/// partition depends only on the shapes, so results do not depend on the thread count.
+fn sum_chunk_rows(n: usize, k: usize, dim: usize) -> usize {
+    let parts = ((256usize << 20) / (k * dim * 8).max(1)).clamp(1, 32);
+    n.div_ceil(parts).div_ceil(GEMM_ROWS).max(1) * GEMM_ROWS
+}
+
 fn assign(x: Embeddings<'_>, centres: &[f32], k: usize, with_sums: bool) -> Assignment {
     let (n, dim) = (x.rows(), x.dim());
     let cc = sq_norms(centres, dim);
-    let labels: Vec<usize> = x
+    let chunk = if with_sums {
+        sum_chunk_rows(n, k, dim)
+    } else {
+        GEMM_ROWS
+    };
+    let parts: Vec<(Vec<usize>, Vec<f64>)> = x
         .data()
-        .par_chunks(GEMM_ROWS * dim)
-        .flat_map_iter(|sub| {
-            let mut d = vec![0.0f32; sub.len() / dim * k];
-            matmul_nt_f32(sub, centres, dim, &mut d);
-            d.chunks_exact(k)
-                .map(|row| {
+        .par_chunks(chunk * dim)
+        .map(|rows| {
+            let mut labels = Vec::with_capacity(rows.len() / dim);
+            let mut sums = vec![0.0f64; if with_sums { k * dim } else { 0 }];
+            let mut dots = vec![0.0f32; GEMM_ROWS * k];
+            for sub in rows.chunks(GEMM_ROWS * dim) {
+                let d = &mut dots[..sub.len() / dim * k];
+                matmul_nt_f32(sub, centres, dim, d);
+                for (row, xr) in d.chunks_exact(k).zip(sub.chunks_exact(dim)) {
                     // Nearest centre by ‖c‖² − 2 x·c; the first on ties.
                     let mut best = 0;
                     let mut best_d = f32::INFINITY;
@@ -242,39 +259,27 @@ fn assign(x: Embeddings<'_>, centres: &[f32], k: usize, with_sums: bool) -> Assi
                             best = c;
                         }
                     }
-                    best
-                })
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    let mut counts = vec![0usize; k];
-    labels.iter().for_each(|&l| counts[l] += 1);
-    let sums = if with_sums {
-        // Members of each cluster in sample order (a counting sort), then one sum per centre
-        // in parallel: each sum runs in sample order whatever the thread count.
-        let mut start = Vec::with_capacity(k + 1);
-        start.push(0usize);
-        for &c in &counts {
-            start.push(start[start.len() - 1] + c);
-        }
-        let mut fill = start.clone();
-        let mut members = vec![0usize; n];
-        for (i, &l) in labels.iter().enumerate() {
-            members[fill[l]] = i;
-            fill[l] += 1;
-        }
-        let mut sums = vec![0.0f64; k * dim];
-        sums.par_chunks_mut(dim).enumerate().for_each(|(c, s)| {
-            for &i in &members[start[c]..start[c + 1]] {
-                for (a, &b) in s.iter_mut().zip(x.row(i)) {
-                    *a += b as f64;
+                    labels.push(best);
+                    if with_sums {
+                        for (a, &b) in sums[best * dim..(best + 1) * dim].iter_mut().zip(xr) {
+                            *a += b as f64;
+                        }
+                    }
                 }
             }
-        });
-        sums
-    } else {
-        Vec::new()
-    };
+            (labels, sums)
+        })
+        .collect();
+    let mut labels = Vec::with_capacity(n);
+    let mut sums = vec![0.0f64; if with_sums { k * dim } else { 0 }];
+    for (l, s) in parts {
+        labels.extend(l);
+        for (a, b) in sums.iter_mut().zip(&s) {
+            *a += b;
+        }
+    }
+    let mut counts = vec![0usize; k];
+    labels.iter().for_each(|&l| counts[l] += 1);
     Assignment {
         labels,
         sums,
