@@ -2,9 +2,10 @@
 //!
 //! Prints clipflow's images/s over a folder of JPEGs (read, decode, preprocess, infer, in the
 //! overlapped pipeline), bare ONNX Runtime images/s on tensors preprocessed beforehand with the
-//! same threads and batch size, their ratio, and this process's peak RSS.
+//! same threads and batch size, their ratio, and this process's peak RSS. `--pipeline-only`
+//! skips the bare side (for the memory measurement on large folders).
 //!
-//! Usage: bench_encode MODEL_DIR IMAGE_DIR [--batch N] [--threads N] [--bare-batches N]
+//! Usage: bench_encode MODEL_DIR IMAGE_DIR [--batch N] [--threads N] [--rounds N] [--pipeline-only]
 
 use std::time::Instant;
 
@@ -39,7 +40,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 3 {
         eprintln!(
-            "usage: bench_encode MODEL_DIR IMAGE_DIR [--batch N] [--threads N] [--bare-batches N]"
+            "usage: bench_encode MODEL_DIR IMAGE_DIR [--batch N] [--threads N] [--rounds N] [--pipeline-only]"
         );
         std::process::exit(2);
     }
@@ -48,7 +49,8 @@ fn main() {
         .map(|n| n.get())
         .unwrap_or(1);
     let threads = arg(&args, "--threads", cores);
-    let bare_batches = arg(&args, "--bare-batches", 8);
+    let rounds = arg(&args, "--rounds", 5).max(1);
+    let pipeline_only = args.iter().any(|a| a == "--pipeline-only");
 
     let files = encode::locate(
         &ModelConfig {
@@ -99,52 +101,85 @@ fn main() {
         tensor.extend(t);
         let _ = item;
     }
-    // Warm up (arena growth, kernel selection), then time bare inference before and after the
-    // pipeline run; their mean guards against the machine's speed drifting in between.
     for _ in 0..2 {
-        enc.embed_pixels(&tensor, sample.len()).unwrap();
+        enc.embed_pixels(&tensor, sample.len()).unwrap(); // warm-up: arena growth, kernels
     }
-    let bare_rate = |enc: &mut Encoder| {
-        let t = Instant::now();
-        for _ in 0..bare_batches {
-            enc.embed_pixels(&tensor, sample.len()).unwrap();
-        }
-        (bare_batches * sample.len()) as f64 / t.elapsed().as_secs_f64()
-    };
-    let bare_before = bare_rate(&mut enc);
-
-    // clipflow: read + decode + preprocess overlapped with inference.
-    let pool = encode::decode_pool(0).unwrap();
-    let job = ImageJob {
-        dataset: &ds,
-        items: &ds.items,
-        variants: &variants,
-        seed: 0,
-        max_pixels: dataset::DEFAULT_MAX_PIXELS,
-        batch_size: batch,
-        queue_depth: 3,
-        pool: &pool,
-    };
-    let mut rows = 0usize;
+    // CPU cost of one image's decode + preprocess on one thread: what the pipeline must hide.
+    let probe: Vec<Vec<u8>> = ds.fetch(sample).into_iter().map(|b| b.unwrap()).collect();
     let t = Instant::now();
-    let failures = encode::encode_images::<encode::EncodeError>(
-        &mut enc,
-        &job,
-        &mut |b| {
-            rows += b.rows.len();
-            Ok(())
-        },
-        &|_| {},
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    let ours = rows as f64 / t.elapsed().as_secs_f64();
-    assert!(failures.is_empty(), "{failures:?}");
-    let bare_after = bare_rate(&mut enc);
-    let bare = (bare_before + bare_after) / 2.0;
+    let mut decode_secs = 0.0;
+    for bytes in &probe {
+        let t0 = Instant::now();
+        let rgb = encode::preprocess::decode(bytes, u64::MAX).unwrap();
+        decode_secs += t0.elapsed().as_secs_f64();
+        let px = enc.preprocess.to_pixels(&rgb).unwrap();
+        let mut out = vec![0.0; plane];
+        enc.preprocess.normalize_into(&px, &mut out);
+    }
+    let per_image_ms = t.elapsed().as_secs_f64() * 1e3 / probe.len() as f64;
+    println!(
+        "decode + preprocess: {per_image_ms:.2} ms/image on one thread ({:.2} ms decode)",
+        decode_secs * 1e3 / probe.len() as f64
+    );
 
-    println!("images: {n}, batch {batch}, ORT threads {threads}, decode threads {cores}");
+    // Interleaved rounds: each round runs the pipeline on a slice of the images, then bare
+    // inference on as many images, so a drift in the machine's speed (a shared VM, thermal
+    // limits) hits both sides alike.
+    let pool = encode::decode_pool(0).unwrap();
+    let chunk = n.div_ceil(rounds);
+    let (mut pipe_rows, mut pipe_secs, mut bare_imgs, mut bare_secs) = (0usize, 0.0f64, 0usize, 0.0f64);
+    for r in 0..rounds {
+        let items = &ds.items[(r * chunk).min(n)..((r + 1) * chunk).min(n)];
+        if items.is_empty() {
+            break;
+        }
+        let job = ImageJob {
+            dataset: &ds,
+            items,
+            variants: &variants,
+            seed: 0,
+            max_pixels: dataset::DEFAULT_MAX_PIXELS,
+            batch_size: batch,
+            queue_depth: 3,
+            pool: &pool,
+        };
+        let mut rows = 0usize;
+        let t = Instant::now();
+        let failures = encode::encode_images::<encode::EncodeError>(
+            &mut enc,
+            &job,
+            &mut |b| {
+                rows += b.rows.len();
+                Ok(())
+            },
+            &|_| {},
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(failures.is_empty(), "{failures:?}");
+        let secs = t.elapsed().as_secs_f64();
+        pipe_rows += rows;
+        pipe_secs += secs;
+        let mut line = format!("round {r}: clipflow {:.2} images/s", rows as f64 / secs);
+        if !pipeline_only {
+            let batches = (items.len() / sample.len()).max(1);
+            let t = Instant::now();
+            for _ in 0..batches {
+                enc.embed_pixels(&tensor, sample.len()).unwrap();
+            }
+            let secs = t.elapsed().as_secs_f64();
+            bare_imgs += batches * sample.len();
+            bare_secs += secs;
+            line.push_str(&format!(", bare ORT {:.2} images/s", (batches * sample.len()) as f64 / secs));
+        }
+        eprintln!("{line}");
+    }
+    let ours = pipe_rows as f64 / pipe_secs;
+    println!("images: {n}, batch {batch}, ORT threads {threads}, decode threads {cores}, {rounds} rounds");
     println!("clipflow pipeline: {ours:.2} images/s");
-    println!("bare ORT:          {bare:.2} images/s (before {bare_before:.2}, after {bare_after:.2})");
-    println!("ratio:             {:.3}", ours / bare);
+    if !pipeline_only {
+        let bare = bare_imgs as f64 / bare_secs;
+        println!("bare ORT:          {bare:.2} images/s");
+        println!("ratio:             {:.3}", ours / bare);
+    }
     println!("peak RSS:          {:.0} MB", peak_rss_mb());
 }
