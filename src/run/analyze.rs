@@ -1277,14 +1277,48 @@ fn run_similarity(
         .float("dot", cos.iter().map(|v| *v as f64))
         .float("cosine", cos.iter().map(|v| *v as f64))
         .float("softmax", soft.iter().map(|v| *v as f64));
-    // Histogram of matched vs unmatched similarities over the chosen block.
-    let bins = 20usize;
+    // Histogram of matched vs unmatched similarities over all image–text pairs (the first
+    // 2,000 images and texts at most, so it stays cheap): matched = the item's own caption, or
+    // a prompt class equal to the image's label.
+    let bins = 40usize;
     let mut counts = [vec![0i64; bins], vec![0i64; bins]];
-    for a in 0..chosen.len() {
-        for b in 0..nt {
-            let v = cos[a * nt + b] as f64;
-            let bin = (((v + 1.0) / 2.0 * bins as f64) as usize).min(bins - 1);
-            counts[(matched[a] == Some(b)) as usize][bin] += 1;
+    let n_img = images.len().min(2000);
+    let (t_keys, t_vecs, by_label): (Vec<String>, Vec<f32>, bool) = match (&m.captions, &m.prompts)
+    {
+        (Some(c), _) => {
+            let n = c.ids.len().min(2000);
+            (c.ids[..n].to_vec(), c.vectors[..n * c.dim].to_vec(), false)
+        }
+        (None, Some(p)) => {
+            let labels: Vec<String> = p
+                .labels
+                .iter()
+                .map(|l| l.clone().unwrap_or_default())
+                .collect();
+            let classes = Labels::from_strings(&labels);
+            let v =
+                zero_shot::class_embeddings(p.embeddings()?, &classes.ids, classes.names.len())?;
+            (classes.names.clone(), v, true)
+        }
+        (None, None) => (Vec::new(), Vec::new(), false),
+    };
+    if !t_keys.is_empty() {
+        let all = crate::analysis::similarity(
+            Embeddings::new(&images.vectors[..n_img * dim], dim)?,
+            Embeddings::new(&t_vecs, dim)?,
+        )?;
+        let nt = t_keys.len();
+        for a in 0..n_img {
+            let key = if by_label {
+                images.labels[a].as_deref()
+            } else {
+                Some(images.ids[a].as_str())
+            };
+            for (b, t_key) in t_keys.iter().enumerate() {
+                let v = all[a * nt + b] as f64;
+                let bin = (((v + 1.0) / 2.0 * bins as f64) as usize).min(bins - 1);
+                counts[(key == Some(t_key.as_str())) as usize][bin] += 1;
+            }
         }
     }
     let hist_rows = 2 * bins;
