@@ -127,7 +127,8 @@ fn main() {
     // limits) hits both sides alike.
     let pool = encode::decode_pool(0).unwrap();
     let chunk = n.div_ceil(rounds);
-    let (mut pipe_rows, mut pipe_secs, mut bare_imgs, mut bare_secs) = (0usize, 0.0f64, 0usize, 0.0f64);
+    let (mut pipe_rows, mut pipe_secs, mut bare_imgs, mut bare_secs) =
+        (0usize, 0.0f64, 0usize, 0.0f64);
     for r in 0..rounds {
         let items = &ds.items[(r * chunk).min(n)..((r + 1) * chunk).min(n)];
         if items.is_empty() {
@@ -169,7 +170,10 @@ fn main() {
             let secs = t.elapsed().as_secs_f64();
             bare_imgs += batches * sample.len();
             bare_secs += secs;
-            line.push_str(&format!(", bare ORT {:.2} images/s", (batches * sample.len()) as f64 / secs));
+            line.push_str(&format!(
+                ", bare ORT {:.2} images/s",
+                (batches * sample.len()) as f64 / secs
+            ));
         }
         eprintln!("{line}");
     }

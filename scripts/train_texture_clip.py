@@ -28,7 +28,7 @@ class + one colour, class + scale). The loss's targets are multi-positive: a cap
 for every image of the batch that has all the attributes it names. Light augmentation: flips, and
 Gaussian pixel noise (sigma up to 0.12, in [0,1] units after resize+crop) on half the images.
 
-Rerun from the repo root (about 20 minutes on 2 cores; the training seed's data is seed 1000, the
+Rerun from the repo root (44 minutes measured on 2 cores shared with a Rust build; the training data is seed 1000, the
 evaluation's held-out data is seed 2000):
   cargo run --release -- synth textures --out /tmp/texture-train --per-class 1000 --seed 1000 --layout parquet
   .venv/bin/pip install -r scripts/texture_clip_requirements.txt
@@ -393,8 +393,8 @@ PREPROCESSOR = {
     "do_normalize": True,
     "do_resize": True,
     "feature_extractor_type": "CLIPFeatureExtractor",
-    "image_mean": [float(v) for v in MEAN],
-    "image_std": [float(v) for v in STD],
+    "image_mean": [0.48145466, 0.4578275, 0.40821073],
+    "image_std": [0.26862954, 0.26130258, 0.27577711],
     "resample": 3,
     "size": IMAGE_SIZE,
 }

@@ -192,6 +192,7 @@ fn main() -> ExitCode {
         }
         Command::Synth(cmd) => match synth::run(&cmd) {
             Ok(()) => ExitCode::SUCCESS,
+            Err(e) if e.is_usage() => fail(USAGE, &e),
             Err(e) => fail(FAILED, &e),
         },
     }

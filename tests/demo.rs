@@ -10,7 +10,16 @@ use common::*;
 fn demo_study_runs_and_the_trained_model_beats_the_baseline() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("textures");
-    let o = clipflow(&["synth", "textures", "--out", data.to_str().unwrap(), "--per-class", "6", "--seed", "11"]);
+    let o = clipflow(&[
+        "synth",
+        "textures",
+        "--out",
+        data.to_str().unwrap(),
+        "--per-class",
+        "6",
+        "--seed",
+        "11",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = tmp.path().join("run");
     let o = clipflow(&[
@@ -32,8 +41,14 @@ fn demo_study_runs_and_the_trained_model_beats_the_baseline() {
     };
     let (trained, baseline) = (top1("texture-clip"), top1("baseline"));
     assert!(trained > 0.5, "trained model zero-shot top-1 {trained}");
-    assert!(trained > baseline + 0.3, "trained {trained} vs baseline {baseline}");
-    for plot in ["robustness_texture-clip_gaussian.png", "zero_shot_confusion_texture-clip.svg"] {
+    assert!(
+        trained > baseline + 0.3,
+        "trained {trained} vs baseline {baseline}"
+    );
+    for plot in [
+        "robustness_texture-clip_gaussian.png",
+        "zero_shot_confusion_texture-clip.svg",
+    ] {
         assert!(out.join("plots").join(plot).exists(), "{plot}");
     }
 }

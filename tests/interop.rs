@@ -55,8 +55,19 @@ fn analysis_tables_equal_numpy_and_foreign_stores_load() {
     let out = tmp.path().join("run");
     let o = clipflow(&["run", s.to_str().unwrap(), "--out", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
-    for t in ["retrieval", "zero_shot", "cluster", "probe", "robustness", "similarity", "retrieval_galleries"] {
-        assert!(out.join("tables").join(format!("{t}.parquet")).exists(), "{t}");
+    for t in [
+        "retrieval",
+        "zero_shot",
+        "cluster",
+        "probe",
+        "robustness",
+        "similarity",
+        "retrieval_galleries",
+    ] {
+        assert!(
+            out.join("tables").join(format!("{t}.parquet")).exists(),
+            "{t}"
+        );
         assert!(out.join("tables").join(format!("{t}.md")).exists(), "{t}");
     }
     assert!(out.join("plots/robustness_xenova_gaussian.png").exists());

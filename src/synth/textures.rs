@@ -691,6 +691,22 @@ mod tests {
         }
     }
 
+    /// The pixels of the training data of models/texture-clip (seed 1000) must not drift: a change
+    /// here means the model card's "regenerate with ..." no longer reproduces its data.
+    #[test]
+    fn renders_match_golden_hash() {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for c in 0..TextureClass::ALL.len() {
+            let s = spec(1000, c, 0);
+            h.update(s.caption.as_bytes());
+            h.update(render(&s, 40, 32));
+        }
+        let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, GOLDEN);
+    }
+    const GOLDEN: &str = "5a442eadf2bb515716b0c9caf91a5bd1729e95dc1620efef39ee2b4626e664dc";
+
     #[test]
     fn every_class_renders_both_colours() {
         for c in 0..TextureClass::ALL.len() {
