@@ -93,13 +93,12 @@ fn main() {
     let plane = 3 * h * w;
     let sample = &ds.items[..batch.min(n)];
     let mut tensor = Vec::with_capacity(sample.len() * plane);
-    for (item, bytes) in sample.iter().zip(ds.fetch(sample)) {
+    for bytes in ds.fetch(sample) {
         let rgb = encode::preprocess::decode(&bytes.unwrap(), u64::MAX).unwrap();
         let px = enc.preprocess.to_pixels(&rgb).unwrap();
         let mut t = vec![0.0; plane];
         enc.preprocess.normalize_into(&px, &mut t);
         tensor.extend(t);
-        let _ = item;
     }
     for _ in 0..2 {
         enc.embed_pixels(&tensor, sample.len()).unwrap(); // warm-up: arena growth, kernels

@@ -193,8 +193,7 @@ pub fn analyze(
             }
             if config.zero_shot.is_some() {
                 if let Some((per_class, confusion, predictions, rows)) =
-                    run_zero_shot(m, image_set, config.logit_scale, &mut summary.notes)
-                        .map_err(ctx("zero_shot"))?
+                    run_zero_shot(m, image_set, &mut summary.notes).map_err(ctx("zero_shot"))?
                 {
                     metrics.extend(rows);
                     add(&mut tables, "zero_shot_per_class", per_class)?;
@@ -787,10 +786,11 @@ fn run_retrieval(
 
 type ZeroShotTables = (Table, Table, Table, Vec<Metric>);
 
+/// Zero-shot classification. Predictions are the argmax of cos (equal to the argmax of
+/// 100·cos); the logit scale only matters for softmax probabilities, which this does not report.
 fn run_zero_shot(
     m: &ModelSets<'_>,
     images: &EmbeddingSet,
-    logit_scale: f64,
     notes: &mut Vec<String>,
 ) -> Result<Option<ZeroShotTables>, AnalysisError> {
     let Some(prompts) = &m.prompts else {
@@ -854,7 +854,6 @@ fn run_zero_shot(
         Embeddings::new(&class_vectors, images.dim)?,
         &y,
     )?;
-    let _ = logit_scale; // argmax of 100·cos equals argmax of cos; the scale matters for softmax only
     let mk = |metric: &str, k: Option<i64>, value: f64| Metric {
         model: m.name.clone(),
         variant: images.variant.clone(),

@@ -401,13 +401,9 @@ fn read_clip_retrieval(
             }
         }
     }
-    for (set, sub, prefix) in [
-        (&mut image, "img_emb", "img_emb"),
-        (&mut text, "text_emb", "text_emb"),
-    ] {
+    for (set, sub) in [(&mut image, "img_emb"), (&mut text, "text_emb")] {
         let mut offset = 0;
         for path in numbered(sub, "npy") {
-            let _ = prefix;
             let (rows, dim, data) = read_npy(&path)?;
             if set.dim != 0 && set.dim != dim {
                 return Err(StoreError::parquet(
