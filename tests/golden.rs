@@ -120,6 +120,21 @@ fn tokens_match_openai_reference() {
     assert!(mismatches.is_empty(), "token ids differ for {mismatches:?}");
 }
 
+/// Largest |got − want| against a JSON list of numbers.
+fn max_abs_diff(got: &[f32], want: &serde_json::Value) -> f32 {
+    let want: Vec<f32> = want
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect();
+    assert_eq!(got.len(), want.len());
+    got.iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max)
+}
+
 #[test]
 fn embeddings_match_onnxruntime_python_on_every_layout() {
     let golden = json(&fixtures().join("golden/model_outputs.json"));
@@ -142,17 +157,7 @@ fn embeddings_match_onnxruntime_python_on_every_layout() {
             let image = case["image"].as_str().unwrap();
             let t = tensor_of(&enc.preprocess, &fixtures().join("images").join(image));
             let got = enc.embed_pixels(&t, 1).unwrap();
-            let want: Vec<f32> = case["embedding"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_f64().unwrap() as f32)
-                .collect();
-            let diff = got
-                .iter()
-                .zip(&want)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0, f32::max);
+            let diff = max_abs_diff(&got, &case["embedding"]);
             // Preprocessing may differ from Pillow by one uint8 level; the embedding barely.
             assert!(diff < 2e-3, "{layout} {image}: max diff {diff}");
         }
@@ -171,17 +176,7 @@ fn embeddings_match_onnxruntime_python_on_every_layout() {
                 .unwrap();
             let (ids, mask) = enc.tokenizer.encode(text).unwrap();
             let got = enc.embed_tokens(&ids, &mask, 1).unwrap();
-            let want: Vec<f32> = case["embedding"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_f64().unwrap() as f32)
-                .collect();
-            let diff = got
-                .iter()
-                .zip(&want)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0, f32::max);
+            let diff = max_abs_diff(&got, &case["embedding"]);
             assert!(diff < 1e-5, "{layout} text {name}: max diff {diff}");
         }
     }
