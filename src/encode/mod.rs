@@ -57,6 +57,9 @@ pub struct Encoder {
     pub dim: usize,
     pub placement: Placement,
     sessions: Vec<Session>,
+    /// Token ids and mask of the empty text: the text inputs a combined graph needs when only
+    /// images are embedded. Computed once at load, not per batch.
+    dummy_text: (Vec<i64>, Vec<i64>),
     vision: Role,
     text: Role,
 }
@@ -121,8 +124,13 @@ impl Encoder {
             files.tokenizer_config.as_deref(),
             context,
         )?;
+        let dummy_text = tokenizer.encode("").map_err(|message| EncodeError::Tokenizer {
+            path: files.tokenizer.clone(),
+            message,
+        })?;
         let mut encoder = Encoder {
             files: files.clone(),
+            dummy_text,
             preprocess,
             tokenizer,
             input_size,
@@ -181,11 +189,7 @@ impl Encoder {
         let t = TensorRef::from_array_view(([n, 3, h, w], pixels)).map_err(|e| self.fail(&e))?;
         inputs.push((pixel_name, t.into()));
         // A combined graph wants text inputs too: give it one short dummy text.
-        let dummy = if self.vision.ids.is_some() {
-            self.dummy_tokens()
-        } else {
-            (Vec::new(), Vec::new())
-        };
+        let dummy = &self.dummy_text;
         if let Some((name, ty)) = &self.vision.ids {
             inputs.push((
                 name.clone(),
@@ -265,15 +269,6 @@ impl Encoder {
                 "output `{output}` has shape {dims:?}; expected [{n}, D]"
             ))),
         }
-    }
-
-    fn dummy_tokens(&self) -> (Vec<i64>, Vec<i64>) {
-        self.tokenizer.encode("").unwrap_or_else(|_| {
-            (
-                vec![0; self.tokenizer.context_length],
-                vec![1; self.tokenizer.context_length],
-            )
-        })
     }
 
     fn fail(&self, e: &dyn std::fmt::Display) -> EncodeError {

@@ -351,153 +351,163 @@ fn plot(
     }
     // Similarity heatmaps and matched/unmatched histograms.
     if let Some(t) = tables.get("similarity") {
-        let (Some(model), Some(image), Some(text), Some(cos)) = (
-            t.texts("model"),
-            t.texts("image_id"),
-            t.texts("text_id"),
-            t.floats("cosine"),
-        ) else {
-            return Ok(written);
-        };
-        for m in &models {
-            let rows: Vec<usize> = (0..t.rows())
-                .filter(|&i| model[i].as_deref() == Some(m.as_str()))
-                .collect();
-            let mut images: Vec<String> = Vec::new();
-            let mut texts: Vec<String> = Vec::new();
-            for &i in &rows {
-                let (a, b) = (
-                    image[i].clone().unwrap_or_default(),
-                    text[i].clone().unwrap_or_default(),
-                );
-                if !images.contains(&a) {
-                    images.push(a);
+        // A missing column skips this picture, not the ones after it.
+        'table: {
+            let (Some(model), Some(image), Some(text), Some(cos)) = (
+                t.texts("model"),
+                t.texts("image_id"),
+                t.texts("text_id"),
+                t.floats("cosine"),
+            ) else {
+                break 'table;
+            };
+            for m in &models {
+                let rows: Vec<usize> = (0..t.rows())
+                    .filter(|&i| model[i].as_deref() == Some(m.as_str()))
+                    .collect();
+                let mut images: Vec<String> = Vec::new();
+                let mut texts: Vec<String> = Vec::new();
+                for &i in &rows {
+                    let (a, b) = (
+                        image[i].clone().unwrap_or_default(),
+                        text[i].clone().unwrap_or_default(),
+                    );
+                    if !images.contains(&a) {
+                        images.push(a);
+                    }
+                    if !texts.contains(&b) {
+                        texts.push(b);
+                    }
                 }
-                if !texts.contains(&b) {
-                    texts.push(b);
+                if rows.len() == images.len() * texts.len() && !rows.is_empty() {
+                    let values: Vec<f64> = rows.iter().map(|&i| cos[i].unwrap_or(0.0)).collect();
+                    let lo = values.iter().copied().fold(f64::MAX, f64::min);
+                    let hi = values.iter().copied().fold(f64::MIN, f64::max);
+                    let stem = dir.join(format!("similarity_{m}"));
+                    written.extend(heatmap(
+                        &stem,
+                        &format!("{m}: cosine similarity, images × texts"),
+                        &images,
+                        &texts,
+                        &values,
+                        (lo, hi),
+                    )?);
                 }
-            }
-            if rows.len() == images.len() * texts.len() && !rows.is_empty() {
-                let values: Vec<f64> = rows.iter().map(|&i| cos[i].unwrap_or(0.0)).collect();
-                let lo = values.iter().copied().fold(f64::MAX, f64::min);
-                let hi = values.iter().copied().fold(f64::MIN, f64::max);
-                let stem = dir.join(format!("similarity_{m}"));
-                written.extend(heatmap(
-                    &stem,
-                    &format!("{m}: cosine similarity, images × texts"),
-                    &images,
-                    &texts,
-                    &values,
-                    (lo, hi),
-                )?);
             }
         }
     }
     if let Some(t) = tables.get("similarity_histogram") {
-        let (Some(model), Some(pairs), Some(low), Some(high), Some(count)) = (
-            t.texts("model"),
-            t.texts("pairs"),
-            t.floats("bin_low"),
-            t.floats("bin_high"),
-            t.ints("count"),
-        ) else {
-            return Ok(written);
-        };
-        for m in &models {
-            let mut edges: Vec<f64> = Vec::new();
-            let mut series: Vec<(String, Vec<i64>)> = Vec::new();
-            for kind in ["matched", "unmatched"] {
-                let rows: Vec<usize> = (0..t.rows())
-                    .filter(|&i| {
-                        model[i].as_deref() == Some(m.as_str()) && pairs[i].as_deref() == Some(kind)
-                    })
-                    .collect();
-                if rows.is_empty() {
-                    continue;
+        // A missing column skips this picture, not the ones after it.
+        'table: {
+            let (Some(model), Some(pairs), Some(low), Some(high), Some(count)) = (
+                t.texts("model"),
+                t.texts("pairs"),
+                t.floats("bin_low"),
+                t.floats("bin_high"),
+                t.ints("count"),
+            ) else {
+                break 'table;
+            };
+            for m in &models {
+                let mut edges: Vec<f64> = Vec::new();
+                let mut series: Vec<(String, Vec<i64>)> = Vec::new();
+                for kind in ["matched", "unmatched"] {
+                    let rows: Vec<usize> = (0..t.rows())
+                        .filter(|&i| {
+                            model[i].as_deref() == Some(m.as_str())
+                                && pairs[i].as_deref() == Some(kind)
+                        })
+                        .collect();
+                    if rows.is_empty() {
+                        continue;
+                    }
+                    if edges.is_empty() {
+                        edges = rows.iter().map(|&i| low[i].unwrap_or(0.0)).collect();
+                        edges.push(rows.last().and_then(|&i| high[i]).unwrap_or(1.0));
+                    }
+                    series.push((
+                        kind.to_string(),
+                        rows.iter().map(|&i| count[i].unwrap_or(0)).collect(),
+                    ));
                 }
-                if edges.is_empty() {
-                    edges = rows.iter().map(|&i| low[i].unwrap_or(0.0)).collect();
-                    edges.push(rows.last().and_then(|&i| high[i]).unwrap_or(1.0));
+                if series.len() == 2 && edges.len() == series[0].1.len() + 1 {
+                    let stem = dir.join(format!("similarity_hist_{m}"));
+                    written.extend(histogram(
+                        &stem,
+                        &format!("{m}: similarity of matched and unmatched pairs"),
+                        "cosine similarity",
+                        &edges,
+                        &series,
+                    )?);
                 }
-                series.push((
-                    kind.to_string(),
-                    rows.iter().map(|&i| count[i].unwrap_or(0)).collect(),
-                ));
-            }
-            if series.len() == 2 && edges.len() == series[0].1.len() + 1 {
-                let stem = dir.join(format!("similarity_hist_{m}"));
-                written.extend(histogram(
-                    &stem,
-                    &format!("{m}: similarity of matched and unmatched pairs"),
-                    "cosine similarity",
-                    &edges,
-                    &series,
-                )?);
             }
         }
     }
     // Zero-shot confusion (clean images), row-normalised.
     if let Some(t) = tables.get("zero_shot_confusion") {
-        let (Some(model), Some(variant), Some(truth), Some(pred), Some(count)) = (
-            t.texts("model"),
-            t.texts("variant"),
-            t.texts("true_class"),
-            t.texts("predicted_class"),
-            t.ints("count"),
-        ) else {
-            return Ok(written);
-        };
-        for m in &models {
-            let rows: Vec<usize> = (0..t.rows())
-                .filter(|&i| {
-                    model[i].as_deref() == Some(m.as_str())
-                        && variant[i].as_deref() == Some("clean")
-                })
-                .collect();
-            let mut classes: Vec<String> = rows
-                .iter()
-                .flat_map(|&i| {
-                    [
-                        truth[i].clone().unwrap_or_default(),
-                        pred[i].clone().unwrap_or_default(),
-                    ]
-                })
-                .collect();
-            classes.sort();
-            classes.dedup();
-            if classes.is_empty() {
-                continue;
-            }
-            let n = classes.len();
-            let mut values = vec![0.0; n * n];
-            for &i in &rows {
-                let a = classes
+        // A missing column skips this picture, not the ones after it.
+        'table: {
+            let (Some(model), Some(variant), Some(truth), Some(pred), Some(count)) = (
+                t.texts("model"),
+                t.texts("variant"),
+                t.texts("true_class"),
+                t.texts("predicted_class"),
+                t.ints("count"),
+            ) else {
+                break 'table;
+            };
+            for m in &models {
+                let rows: Vec<usize> = (0..t.rows())
+                    .filter(|&i| {
+                        model[i].as_deref() == Some(m.as_str())
+                            && variant[i].as_deref() == Some("clean")
+                    })
+                    .collect();
+                let mut classes: Vec<String> = rows
                     .iter()
-                    .position(|c| Some(c) == truth[i].as_ref())
-                    .unwrap_or(0);
-                let b = classes
-                    .iter()
-                    .position(|c| Some(c) == pred[i].as_ref())
-                    .unwrap_or(0);
-                values[a * n + b] += count[i].unwrap_or(0) as f64;
-            }
-            for r in 0..n {
-                let total: f64 = values[r * n..(r + 1) * n].iter().sum();
-                if total > 0.0 {
-                    values[r * n..(r + 1) * n]
-                        .iter_mut()
-                        .for_each(|v| *v /= total);
+                    .flat_map(|&i| {
+                        [
+                            truth[i].clone().unwrap_or_default(),
+                            pred[i].clone().unwrap_or_default(),
+                        ]
+                    })
+                    .collect();
+                classes.sort();
+                classes.dedup();
+                if classes.is_empty() {
+                    continue;
                 }
+                let n = classes.len();
+                let mut values = vec![0.0; n * n];
+                for &i in &rows {
+                    let a = classes
+                        .iter()
+                        .position(|c| Some(c) == truth[i].as_ref())
+                        .unwrap_or(0);
+                    let b = classes
+                        .iter()
+                        .position(|c| Some(c) == pred[i].as_ref())
+                        .unwrap_or(0);
+                    values[a * n + b] += count[i].unwrap_or(0) as f64;
+                }
+                for r in 0..n {
+                    let total: f64 = values[r * n..(r + 1) * n].iter().sum();
+                    if total > 0.0 {
+                        values[r * n..(r + 1) * n]
+                            .iter_mut()
+                            .for_each(|v| *v /= total);
+                    }
+                }
+                let stem = dir.join(format!("zero_shot_confusion_{m}"));
+                written.extend(heatmap(
+                    &stem,
+                    &format!("{m}: zero-shot confusion (rows: true class)"),
+                    &classes,
+                    &classes,
+                    &values,
+                    (0.0, 1.0),
+                )?);
             }
-            let stem = dir.join(format!("zero_shot_confusion_{m}"));
-            written.extend(heatmap(
-                &stem,
-                &format!("{m}: zero-shot confusion (rows: true class)"),
-                &classes,
-                &classes,
-                &values,
-                (0.0, 1.0),
-            )?);
         }
     }
     Ok(written)

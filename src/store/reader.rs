@@ -115,22 +115,10 @@ pub fn read_sets(path: &Path, format: &StoreFormat) -> Result<Vec<EmbeddingSet>,
             read_clip_retrieval(path, label_column.as_deref())?
         }
     };
-    for s in &mut sets {
-        normalize(&mut s.vectors, s.dim);
+    for s in sets.iter_mut().filter(|s| s.dim > 0) {
+        crate::encode::normalize_rows(&mut s.vectors, s.dim);
     }
     Ok(sets)
-}
-
-fn normalize(v: &mut [f32], dim: usize) {
-    if dim == 0 {
-        return;
-    }
-    for row in v.chunks_exact_mut(dim) {
-        let n = row.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-        if n > 0.0 {
-            row.iter_mut().for_each(|x| *x = (*x as f64 / n) as f32);
-        }
-    }
 }
 
 /// Parquet files under a folder (recursively, skipping dot-files), a single file, or a glob.
