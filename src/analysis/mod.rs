@@ -31,12 +31,22 @@
 //! - Parallel work uses rayon with a fixed partition of the data and an ordered combination of
 //!   partial sums, so results do not depend on the number of threads.
 
+pub mod attributes;
 pub mod cluster;
 mod linalg;
+pub mod neighbors;
+pub mod pca;
+pub mod persistence;
 pub mod probe;
 pub mod retrieval;
 mod rng;
+pub mod subspace;
+pub mod sweep;
+pub mod tsne;
+pub mod umap;
 pub mod zero_shot;
+
+pub use linalg::Distance;
 
 /// Errors of the analysis functions: always about the caller's input.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

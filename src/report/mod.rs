@@ -4,6 +4,7 @@
 //! papers). Text is drawn with an embedded DejaVu Sans, so no system font or fontconfig is
 //! needed on a cluster node.
 
+mod html;
 mod plots;
 
 pub use plots::{heatmap, histogram, lines, PlotError, Series};
