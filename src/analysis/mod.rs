@@ -42,6 +42,7 @@ pub mod retrieval;
 mod rng;
 pub mod subspace;
 pub mod sweep;
+pub mod trustworthiness;
 pub mod tsne;
 pub mod umap;
 pub mod zero_shot;
@@ -302,6 +303,28 @@ pub fn softmax(scores: &[f32], cols: usize, logit_scale: f64) -> Result<Vec<f32>
     Ok(out)
 }
 
+/// A seeded sub-sample of `m` of the indices `0..n`, in ascending order (all of them when
+/// `m >= n`).
+///
+/// O(n²) methods (t-SNE, UMAP, persistence, trustworthiness) run on such a sample; ascending
+/// order keeps tables joinable with the item list, and the same seed picks the same rows in
+/// every variant, so clean and noisy diagrams describe the same images.
+pub fn seeded_subsample(n: usize, m: usize, seed: u64) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..n).collect();
+    if m >= n {
+        return idx;
+    }
+    let mut rng = rng::Rng::new(seed, 0x5ab5_a3b1e);
+    // Partial Fisher–Yates: the first m positions are a uniform sample.
+    for i in 0..m {
+        let j = i + rng.below(n - i);
+        idx.swap(i, j);
+    }
+    idx.truncate(m);
+    idx.sort_unstable();
+    idx
+}
+
 /// CLIP's learned logit scale (exp(4.6052) = 100), the default temperature for softmaxes.
 pub const CLIP_LOGIT_SCALE: f64 = 100.0;
 
@@ -403,5 +426,15 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s, vec![0.6, 1.0, 0.8, 0.0, 1.0, 0.6]);
+    }
+
+    #[test]
+    fn subsample_is_seeded_sorted_and_distinct() {
+        let a = seeded_subsample(100, 10, 7);
+        assert_eq!(a, seeded_subsample(100, 10, 7));
+        assert_ne!(a, seeded_subsample(100, 10, 8));
+        assert_eq!(a.len(), 10);
+        assert!(a.windows(2).all(|w| w[0] < w[1]) && a[9] < 100);
+        assert_eq!(seeded_subsample(5, 10, 1), vec![0, 1, 2, 3, 4]);
     }
 }
