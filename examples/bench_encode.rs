@@ -79,6 +79,7 @@ fn main() {
             id_column: None,
             split: None,
             extensions: None,
+            attribute_columns: Vec::new(),
             sample: SampleConfig::default(),
             max_pixels: None,
         },

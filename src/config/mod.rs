@@ -160,6 +160,9 @@ pub fn load_analysis(
             hint: Hint(hint),
         }
     })?;
+    analysis
+        .check()
+        .map_err(|(key, message)| invalid(&key, message))?;
     Ok((seed, analysis))
 }
 

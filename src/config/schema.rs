@@ -31,6 +31,41 @@ pub struct StudyConfig {
     /// What to compute from the store once every part is written; nothing when absent.
     #[serde(default)]
     pub analysis: Option<AnalysisConfig>,
+    /// The HTML report written after the analysis (`report.html` in the run directory).
+    #[serde(default)]
+    pub report: ReportConfig,
+}
+
+/// `report:` section: one self-contained HTML page with every table, plot and gallery.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ReportConfig {
+    /// Write `report.html` (default true; it needs an `analysis:` section).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Rows of each table shown in the page; the Parquet and Markdown files hold them all.
+    #[serde(default = "default_report_rows")]
+    pub max_table_rows: usize,
+    /// Longest side of the gallery thumbnails, in pixels.
+    #[serde(default = "default_thumbnail")]
+    pub thumbnail_size: u32,
+}
+
+impl Default for ReportConfig {
+    fn default() -> Self {
+        ReportConfig {
+            enabled: true,
+            max_table_rows: default_report_rows(),
+            thumbnail_size: default_thumbnail(),
+        }
+    }
+}
+
+fn default_report_rows() -> usize {
+    40
+}
+fn default_thumbnail() -> u32 {
+    112
 }
 
 /// Dataset formats clipflow reads.
@@ -72,6 +107,10 @@ pub struct DatasetConfig {
     pub extensions: Option<Vec<String>>,
     #[serde(default)]
     pub sample: SampleConfig,
+    /// Parquet: metadata columns kept for attribute probing (boolean or categorical, e.g.
+    /// CelebA's `Smiling`, `Male`); written to `attributes.parquet` in the run directory.
+    #[serde(default)]
+    pub attribute_columns: Vec<String>,
     /// Images with more pixels than this are recorded as errors instead of decoded, a guard
     /// against decompression bombs. Default: Pillow's limit, 89,478,485 pixels.
     #[serde(default)]
@@ -291,12 +330,132 @@ pub struct AnalysisConfig {
     pub cluster: Option<ClusterConfig>,
     #[serde(default, deserialize_with = "on_if_present")]
     pub probe: Option<ProbeConfig>,
+    #[serde(default, deserialize_with = "on_if_present")]
+    pub projection: Option<ProjectionConfig>,
+    #[serde(default, deserialize_with = "on_if_present")]
+    pub dimension_sweep: Option<DimensionSweepConfig>,
+    #[serde(default, deserialize_with = "on_if_present")]
+    pub subspaces: Option<SubspaceConfig>,
+    #[serde(default, deserialize_with = "on_if_present")]
+    pub topology: Option<TopologyConfig>,
+    #[serde(default, deserialize_with = "on_if_present")]
+    pub attributes: Option<AttributesConfig>,
     /// Where noisy images go in image-to-image comparisons (kNN and linear probes).
     #[serde(default)]
     pub noise_on: NoiseTarget,
     /// CLIP's logit scale for softmax over similarities.
     #[serde(default = "logit_scale")]
     pub logit_scale: f64,
+}
+
+impl AnalysisConfig {
+    /// Value checks the types cannot express, so a bad setting fails before hours of
+    /// encoding rather than after. Returns the key (under `analysis.`) and the reason.
+    pub fn check(&self) -> Result<(), (String, String)> {
+        let err = |key: &str, msg: &str| Err((format!("analysis.{key}"), msg.to_string()));
+        let fraction = |v: f64| v > 0.0 && v < 1.0;
+        if !(self.logit_scale.is_finite() && self.logit_scale > 0.0) {
+            return err("logit_scale", "must be a positive number");
+        }
+        if let Some(r) = &self.retrieval {
+            if r.k.is_empty() || r.k.contains(&0) {
+                return err("retrieval.k", "list cut-offs of at least 1");
+            }
+        }
+        if let Some(c) = &self.cluster {
+            if c.k == Some(0) || c.restarts == 0 || c.min_samples == 0 {
+                return err("cluster", "k, restarts and min_samples must be at least 1");
+            }
+            if c.eps.is_some_and(|e| !(e.is_finite() && e > 0.0)) {
+                return err("cluster.eps", "must be a positive number");
+            }
+        }
+        if let Some(p) = &self.probe {
+            if p.knn_k == 0 {
+                return err("probe.knn_k", "must be at least 1");
+            }
+            if !fraction(p.test_fraction) {
+                return err("probe.test_fraction", "must be strictly between 0 and 1");
+            }
+        }
+        if let Some(p) = &self.projection {
+            if p.methods.is_empty() {
+                return err("projection.methods", "list at least one of pca, tsne, umap");
+            }
+            if p.methods.contains(&ProjectionMethod::Tsne)
+                && (p.perplexities.is_empty()
+                    || p.perplexities.iter().any(|v| !(v.is_finite() && *v > 0.0)))
+            {
+                return err("projection.perplexities", "list positive perplexities");
+            }
+            if p.tsne_iterations < 250 {
+                return err(
+                    "projection.tsne_iterations",
+                    "must be at least 250 (the early-exaggeration phase)",
+                );
+            }
+            if p.umap_neighbors < 2 {
+                return err("projection.umap_neighbors", "must be at least 2");
+            }
+            if !(p.umap_min_dist.is_finite() && p.umap_min_dist >= 0.0) {
+                return err("projection.umap_min_dist", "must be 0 or more");
+            }
+            if p.max_points < 10 {
+                return err("projection.max_points", "must be at least 10");
+            }
+            if p.trustworthiness_k == 0 {
+                return err("projection.trustworthiness_k", "must be at least 1");
+            }
+        }
+        if let Some(d) = &self.dimension_sweep {
+            if d.dims.is_empty() || d.dims.contains(&0) {
+                return err("dimension_sweep.dims", "list dimensions of at least 1");
+            }
+            if !fraction(d.fit_fraction) {
+                return err(
+                    "dimension_sweep.fit_fraction",
+                    "must be strictly between 0 and 1",
+                );
+            }
+            if d.k.is_empty() || d.k.contains(&0) {
+                return err("dimension_sweep.k", "list cut-offs of at least 1");
+            }
+            if !(d.tolerance.is_finite() && d.tolerance >= 0.0) {
+                return err("dimension_sweep.tolerance", "must be 0 or more");
+            }
+        }
+        if let Some(s) = &self.subspaces {
+            if s.rank == 0 {
+                return err("subspaces.rank", "must be at least 1");
+            }
+        }
+        if let Some(t) = &self.topology {
+            if t.max_dim > 1 {
+                return err("topology.max_dim", "must be 0 or 1 (H0, H1)");
+            }
+            if t.max_points < 3 {
+                return err("topology.max_points", "must be at least 3");
+            }
+        }
+        if let Some(a) = &self.attributes {
+            if a.components == 0 {
+                return err("attributes.components", "must be at least 1");
+            }
+            if !fraction(a.test_fraction) {
+                return err(
+                    "attributes.test_fraction",
+                    "must be strictly between 0 and 1",
+                );
+            }
+            if a.columns.as_ref().is_some_and(|c| c.is_empty()) {
+                return err(
+                    "attributes.columns",
+                    "list at least one column, or leave it out",
+                );
+            }
+        }
+        Ok(())
+    }
 }
 
 fn logit_scale() -> f64 {
@@ -472,4 +631,228 @@ fn default_knn() -> usize {
 }
 fn default_test_fraction() -> f64 {
     0.3
+}
+
+/// 2-D projection methods.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ProjectionMethod {
+    Pca,
+    Tsne,
+    Umap,
+}
+
+/// PCA spectrum and 2-D maps (PCA, t-SNE, UMAP) of the image embeddings of every variant.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectionConfig {
+    #[serde(default = "default_projection_methods")]
+    pub methods: Vec<ProjectionMethod>,
+    /// t-SNE runs once per perplexity.
+    #[serde(default = "default_perplexities")]
+    pub perplexities: Vec<f64>,
+    /// t-SNE iterations (scikit-learn's `max_iter`).
+    #[serde(default = "default_tsne_iterations")]
+    pub tsne_iterations: usize,
+    #[serde(default = "default_umap_neighbors")]
+    pub umap_neighbors: usize,
+    #[serde(default = "default_umap_min_dist")]
+    pub umap_min_dist: f64,
+    /// Maps are drawn from a seeded sample of at most this many images (the same images in
+    /// every variant); the PCA spectrum uses every image.
+    #[serde(default = "default_projection_points")]
+    pub max_points: usize,
+    /// Neighbourhood size of the trustworthiness score of each map.
+    #[serde(default = "default_trustworthiness_k")]
+    pub trustworthiness_k: usize,
+}
+
+impl Default for ProjectionConfig {
+    fn default() -> Self {
+        ProjectionConfig {
+            methods: default_projection_methods(),
+            perplexities: default_perplexities(),
+            tsne_iterations: default_tsne_iterations(),
+            umap_neighbors: default_umap_neighbors(),
+            umap_min_dist: default_umap_min_dist(),
+            max_points: default_projection_points(),
+            trustworthiness_k: default_trustworthiness_k(),
+        }
+    }
+}
+
+fn default_projection_methods() -> Vec<ProjectionMethod> {
+    vec![
+        ProjectionMethod::Pca,
+        ProjectionMethod::Tsne,
+        ProjectionMethod::Umap,
+    ]
+}
+fn default_perplexities() -> Vec<f64> {
+    vec![10.0, 30.0]
+}
+fn default_tsne_iterations() -> usize {
+    1000
+}
+fn default_umap_neighbors() -> usize {
+    15
+}
+fn default_umap_min_dist() -> f64 {
+    0.1
+}
+fn default_projection_points() -> usize {
+    5000
+}
+fn default_trustworthiness_k() -> usize {
+    10
+}
+
+/// Which embeddings a PCA is fitted on.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FitOn {
+    Images,
+    Texts,
+    /// Images and texts of the fit split together.
+    #[default]
+    Both,
+}
+
+/// Retrieval and zero-shot quality after PCA to fewer dimensions.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DimensionSweepConfig {
+    /// Target dimensions; values at or above the model's dimension are skipped, and the full
+    /// dimension is always measured as the reference.
+    #[serde(default = "default_sweep_dims")]
+    pub dims: Vec<usize>,
+    /// Share of the items (seeded) the PCA is fitted on; the metrics use the others.
+    #[serde(default = "default_fit_fraction")]
+    pub fit_fraction: f64,
+    #[serde(default)]
+    pub fit_on: FitOn,
+    /// Recall@K cut-offs measured at every dimension.
+    #[serde(default = "default_ks")]
+    pub k: Vec<usize>,
+    /// The smallest dimension whose metric is at most this far (absolute) below the full
+    /// dimension's is reported per metric.
+    #[serde(default = "default_sweep_tolerance")]
+    pub tolerance: f64,
+}
+
+impl Default for DimensionSweepConfig {
+    fn default() -> Self {
+        DimensionSweepConfig {
+            dims: default_sweep_dims(),
+            fit_fraction: default_fit_fraction(),
+            fit_on: FitOn::Both,
+            k: default_ks(),
+            tolerance: default_sweep_tolerance(),
+        }
+    }
+}
+
+fn default_sweep_dims() -> Vec<usize> {
+    vec![2, 4, 8, 16, 32, 64, 128, 256, 512]
+}
+fn default_fit_fraction() -> f64 {
+    0.5
+}
+fn default_sweep_tolerance() -> f64 {
+    0.01
+}
+
+/// Principal angles between the classes' subspaces (clean images).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SubspaceConfig {
+    /// Dimension r of each class's PCA basis.
+    #[serde(default = "default_subspace_rank")]
+    pub rank: usize,
+}
+
+impl Default for SubspaceConfig {
+    fn default() -> Self {
+        SubspaceConfig {
+            rank: default_subspace_rank(),
+        }
+    }
+}
+
+fn default_subspace_rank() -> usize {
+    5
+}
+
+/// Distance used by the topology stage.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricName {
+    #[default]
+    Euclidean,
+    Cosine,
+}
+
+/// Vietoris–Rips persistence (H0, H1) of each variant's image embeddings.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TopologyConfig {
+    /// Seeded sample size (the same images in every variant).
+    #[serde(default = "default_topology_points")]
+    pub max_points: usize,
+    #[serde(default)]
+    pub metric: MetricName,
+    /// Highest homology dimension, 0 or 1.
+    #[serde(default = "default_max_dim")]
+    pub max_dim: usize,
+}
+
+impl Default for TopologyConfig {
+    fn default() -> Self {
+        TopologyConfig {
+            max_points: default_topology_points(),
+            metric: MetricName::Euclidean,
+            max_dim: default_max_dim(),
+        }
+    }
+}
+
+fn default_topology_points() -> usize {
+    500
+}
+fn default_max_dim() -> usize {
+    1
+}
+
+/// Attribute probing: how boolean or categorical metadata lines up with the principal
+/// components, and how well a linear probe predicts it.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AttributesConfig {
+    /// Columns to probe; default every column of the attributes file.
+    #[serde(default)]
+    pub columns: Option<Vec<String>>,
+    /// Parquet with an `id` column and the attributes; default `attributes.parquet` next to
+    /// the store (what `clipflow run` writes from `dataset.attribute_columns`).
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Principal components correlated with each attribute.
+    #[serde(default = "default_attribute_components")]
+    pub components: usize,
+    #[serde(default = "default_test_fraction")]
+    pub test_fraction: f64,
+}
+
+impl Default for AttributesConfig {
+    fn default() -> Self {
+        AttributesConfig {
+            columns: None,
+            path: None,
+            components: default_attribute_components(),
+            test_fraction: default_test_fraction(),
+        }
+    }
+}
+
+fn default_attribute_components() -> usize {
+    10
 }

@@ -26,6 +26,7 @@ pub fn list_image_folder(
                     label: Some(class.clone()),
                     caption: None,
                     image: ImageRef::File(path),
+                    attributes: Vec::new(),
                 });
             }
         } else if has_extension(&entry, &extensions) {
@@ -103,6 +104,7 @@ pub fn list_dtd(
             label: Some(class.to_string()),
             caption: None,
             image: ImageRef::File(images.join(rel)),
+            attributes: Vec::new(),
         });
     }
     Ok(items)

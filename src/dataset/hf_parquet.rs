@@ -117,6 +117,11 @@ pub fn list(
                 roots.push(idx);
             }
         }
+        for name in &config.attribute_columns {
+            let idx = find_column(path, &schema, "attribute_columns", name)?;
+            check_text_type(path, &schema, "attribute_columns", idx)?;
+            roots.push(idx);
+        }
         let class_names = hf_class_names(&schema, config.label_column.as_deref());
         let stem = path
             .file_stem()
@@ -138,6 +143,7 @@ pub fn list(
                         file: file_index,
                         row: *row,
                     },
+                    attributes: cols.attributes.iter().map(|c| c.value(i)).collect(),
                 });
                 *row += 1;
             }
@@ -360,6 +366,7 @@ struct Columns {
     id: Option<TextColumn>,
     label: Option<TextColumn>,
     caption: Option<TextColumn>,
+    attributes: Vec<TextColumn>,
 }
 
 impl Columns {
@@ -399,10 +406,15 @@ impl Columns {
                 }
             }
         }
+        let mut attributes = Vec::with_capacity(config.attribute_columns.len());
+        for name in &config.attribute_columns {
+            attributes.extend(get(Some(name))?);
+        }
         Ok(Columns {
             id: get(config.id_column.as_deref())?,
             label,
             caption: get(config.caption_column.as_deref())?,
+            attributes,
         })
     }
 }
@@ -476,7 +488,8 @@ fn check_text_type(
     let ok = matches!(
         dt,
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Dictionary(_, _)
-    ) || dt.is_integer();
+    ) || dt.is_integer()
+        || (key == "attribute_columns" && *dt == DataType::Boolean);
     if ok {
         Ok(())
     } else {

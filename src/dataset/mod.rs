@@ -29,6 +29,9 @@ pub struct Item {
     pub label: Option<String>,
     pub caption: Option<String>,
     pub image: ImageRef,
+    /// Values of `dataset.attribute_columns`, in that order, as text (`true`, `1`, `blond`):
+    /// the analysis decides from the distinct values whether one is boolean or categorical.
+    pub attributes: Vec<Option<String>>,
 }
 
 /// Where an item's image bytes live.
@@ -205,6 +208,7 @@ fn check_keys(config: &DatasetConfig) -> Result<(), DatasetError> {
         ("caption_column", config.caption_column.is_some()),
         ("label_column", config.label_column.is_some()),
         ("id_column", config.id_column.is_some()),
+        ("attribute_columns", !config.attribute_columns.is_empty()),
     ];
     if config.format != DatasetFormat::Parquet {
         if let Some((key, _)) = parquet_only.iter().find(|(_, set)| *set) {

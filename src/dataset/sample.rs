@@ -65,6 +65,7 @@ mod tests {
                 label: Some(format!("c{}", i % 6)),
                 caption: None,
                 image: ImageRef::File(format!("{i}.png").into()),
+                attributes: Vec::new(),
             })
             .collect()
     }

@@ -298,6 +298,7 @@ pub fn execute(
     if missing.is_empty() {
         let t = Instant::now();
         let (errors, counts) = finalize(plan, &all_parts, &run_dir)?;
+        write_attributes(plan, &run_dir)?;
         summary.errors = errors;
         summary.complete = true;
         let analysis = match &plan.study().analysis {
@@ -525,6 +526,30 @@ fn finalize(
         )
         .collect();
     Ok((all.len(), counts))
+}
+
+/// `attributes.parquet`: the item ids and `dataset.attribute_columns` as text, for attribute
+/// probing (the store holds only ids, labels and texts).
+fn write_attributes(plan: &Plan, run_dir: &Path) -> Result<(), RunError> {
+    let columns = &plan.study().dataset.attribute_columns;
+    if columns.is_empty() {
+        return Ok(());
+    }
+    let items = &plan.dataset.items;
+    let mut table = store::Table::new("attributes").text("id", items.iter().map(|i| i.id.clone()));
+    for (c, name) in columns.iter().enumerate() {
+        table = table.column(
+            name,
+            store::Column::Text(
+                items
+                    .iter()
+                    .map(|i| i.attributes.get(c).cloned().flatten())
+                    .collect(),
+            ),
+        );
+    }
+    store::write_parquet_table(&run_dir.join("attributes.parquet"), &table)?;
+    Ok(())
 }
 
 struct ManifestInputs {

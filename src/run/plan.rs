@@ -98,6 +98,15 @@ pub fn plan(config: LoadedConfig, out: Option<&Path>) -> Result<Plan, PlanError>
             return Err(key_err(key, "must be at least 1".into()));
         }
     }
+    if let Some(a) = &study.analysis {
+        a.check().map_err(|(key, message)| key_err(&key, message))?;
+    }
+    if study.report.max_table_rows == 0 || study.report.thumbnail_size < 16 {
+        return Err(key_err(
+            "report",
+            "max_table_rows must be at least 1 and thumbnail_size at least 16".into(),
+        ));
+    }
     let device =
         DeviceRequest::parse(&rt.device).map_err(|e| key_err("runtime.device", e.to_string()))?;
 

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 pub use embeddings::{read_part_rows, EmbeddingRow, PartWriter};
 pub use errors::{read_errors, write_errors, ErrorRecord};
 pub use reader::{detect_format, read_npy, read_sets, EmbeddingSet, ParquetColumns, StoreFormat};
-pub use tables::{write_table, Column, Table};
+pub use tables::{read_table, write_parquet_table, write_table, Column, Table};
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]

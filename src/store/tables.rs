@@ -168,13 +168,25 @@ impl Table {
 /// Writes `table` as `dir/<name>.parquet` and `dir/<name>.md`, atomically.
 pub fn write_table(dir: &Path, table: &Table) -> Result<(), StoreError> {
     std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+    write_parquet_table(&dir.join(format!("{}.parquet", table.name)), table)?;
+    let md = dir.join(format!("{}.md", table.name));
+    write_atomic(
+        &md,
+        format!("# {}\n\n{}", table.name, table.to_markdown()).as_bytes(),
+    )
+    .map_err(|e| StoreError::io(&md, e))
+}
+
+/// Writes `table` as Parquet at `path` only (no Markdown copy: for per-item tables such as the
+/// attributes, which may have millions of rows).
+pub fn write_parquet_table(path: &Path, table: &Table) -> Result<(), StoreError> {
     let n = table.rows();
     let mut fields = Vec::new();
     let mut arrays: Vec<ArrayRef> = Vec::new();
     for (name, col) in &table.columns {
         if col.len() != n {
             return Err(StoreError::parquet(
-                dir,
+                path,
                 format!(
                     "table {}: column {name} has {} rows, not {n}",
                     table.name,
@@ -191,22 +203,70 @@ pub fn write_table(dir: &Path, table: &Table) -> Result<(), StoreError> {
         arrays.push(array);
     }
     let schema = Arc::new(Schema::new(fields));
-    let path = dir.join(format!("{}.parquet", table.name));
     let batch =
-        RecordBatch::try_new(schema.clone(), arrays).map_err(|e| StoreError::parquet(&path, e))?;
-    let temp = temp_path(&path);
+        RecordBatch::try_new(schema.clone(), arrays).map_err(|e| StoreError::parquet(path, e))?;
+    let temp = temp_path(path);
     let file = File::create(&temp).map_err(|e| StoreError::io(&temp, e))?;
     let mut w =
         ArrowWriter::try_new(file, schema, None).map_err(|e| StoreError::parquet(&temp, e))?;
     w.write(&batch).map_err(|e| StoreError::parquet(&temp, e))?;
     w.close().map_err(|e| StoreError::parquet(&temp, e))?;
-    commit_temp(&temp, &path).map_err(|e| StoreError::io(&path, e))?;
-    let md = dir.join(format!("{}.md", table.name));
-    write_atomic(
-        &md,
-        format!("# {}\n\n{}", table.name, table.to_markdown()).as_bytes(),
-    )
-    .map_err(|e| StoreError::io(&md, e))
+    commit_temp(&temp, path).map_err(|e| StoreError::io(path, e))
+}
+
+/// Reads a Parquet table back: text columns (and booleans, as `true`/`false`) become text,
+/// integers `Int`, floats `Float`; other types are read as their text rendering.
+pub fn read_table(path: &Path) -> Result<Table, StoreError> {
+    use arrow_array::Array;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let file = File::open(path).map_err(|e| StoreError::io(path, e))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .and_then(|b| b.build())
+        .map_err(|e| StoreError::parquet(path, e))?;
+    let name = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut table: Option<Table> = None;
+    for batch in reader {
+        let batch = batch.map_err(|e| StoreError::parquet(path, e))?;
+        let mut part = Table::new(&name);
+        for (field, col) in batch.schema().fields().iter().zip(batch.columns()) {
+            let dt = field.data_type();
+            let column = if dt.is_integer() {
+                let c = arrow_cast::cast(col, &DataType::Int64)
+                    .map_err(|e| StoreError::parquet(path, e))?;
+                let c = c.as_any().downcast_ref::<Int64Array>().cloned();
+                Column::Int(c.map(|c| c.iter().collect()).unwrap_or_default())
+            } else if dt.is_floating() {
+                let c = arrow_cast::cast(col, &DataType::Float64)
+                    .map_err(|e| StoreError::parquet(path, e))?;
+                let c = c.as_any().downcast_ref::<Float64Array>().cloned();
+                Column::Float(c.map(|c| c.iter().collect()).unwrap_or_default())
+            } else {
+                let c = arrow_cast::cast(col, &DataType::Utf8).map_err(|e| {
+                    StoreError::parquet(path, format!("column {}: {e}", field.name()))
+                })?;
+                let c = c.as_any().downcast_ref::<StringArray>().cloned();
+                Column::Text(
+                    c.map(|c| c.iter().map(|v| v.map(str::to_string)).collect())
+                        .unwrap_or_default(),
+                )
+            };
+            if column.len() != col.len() {
+                return Err(StoreError::parquet(
+                    path,
+                    format!("column {}: unreadable values", field.name()),
+                ));
+            }
+            part = part.column(field.name(), column);
+        }
+        match &mut table {
+            None => table = Some(part),
+            Some(t) => t.extend(part).map_err(|m| StoreError::parquet(path, m))?,
+        }
+    }
+    Ok(table.unwrap_or_else(|| Table::new(&name)))
 }
 
 #[cfg(test)]
@@ -234,6 +294,10 @@ mod tests {
         assert!(
             dir.path().join("recall.parquet").exists() && dir.path().join("recall.md").exists()
         );
+        let back = read_table(&dir.path().join("recall.parquet")).unwrap();
+        assert_eq!(back.texts("model").unwrap()[1].as_deref(), Some("b|c"));
+        assert_eq!(back.ints("k").unwrap(), &[Some(1), Some(5)]);
+        assert_eq!(back.floats("value").unwrap(), &[Some(0.5), Some(0.25)]);
         let bad = Table::new("x").text("a", ["1", "2"]).int("b", [1]);
         assert!(write_table(dir.path(), &bad).is_err());
     }
