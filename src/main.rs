@@ -260,6 +260,9 @@ fn cmd_run(
                     "done: {}",
                     s.run_dir.join("manifest.json").display()
                 ));
+                if let Some(r) = &s.report {
+                    progress.info(&format!("report: {}", r.display()));
+                }
             }
             ExitCode::SUCCESS
         }
@@ -352,6 +355,11 @@ fn cmd_analyze(
             }
             for t in &summary.tables {
                 println!("{}", t.display());
+            }
+            let run_dir = out_dir.parent().unwrap_or(Path::new("."));
+            match run::write_run_report(run_dir, &out_dir, None, &Default::default()) {
+                Ok(path) => println!("{}", path.display()),
+                Err(e) => progress.warn(&format!("report: {e}")),
             }
             ExitCode::SUCCESS
         }

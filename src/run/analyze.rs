@@ -60,23 +60,23 @@ struct Metric {
 }
 
 /// The embedding sets of one model, split by role.
-struct ModelSets<'a> {
-    name: String,
+pub(super) struct ModelSets<'a> {
+    pub(super) name: String,
     /// Image sets, `clean` first, then the noise variants in store order.
-    images: Vec<&'a EmbeddingSet>,
+    pub(super) images: Vec<&'a EmbeddingSet>,
     /// Caption rows of the text set (ids that are item ids).
-    captions: Option<Subset>,
+    pub(super) captions: Option<Subset>,
     /// Class prompt rows (`prompt:<class>:<template>`).
-    prompts: Option<Subset>,
+    pub(super) prompts: Option<Subset>,
 }
 
 /// A selection of rows of one set, copied out.
-struct Subset {
-    ids: Vec<String>,
-    labels: Vec<Option<String>>,
-    texts: Vec<Option<String>>,
-    dim: usize,
-    vectors: Vec<f32>,
+pub(super) struct Subset {
+    pub(super) ids: Vec<String>,
+    pub(super) labels: Vec<Option<String>>,
+    pub(super) texts: Vec<Option<String>>,
+    pub(super) dim: usize,
+    pub(super) vectors: Vec<f32>,
 }
 
 impl Subset {
@@ -97,7 +97,7 @@ impl Subset {
         })
     }
 
-    fn embeddings(&self) -> Result<Embeddings<'_>, AnalysisError> {
+    pub(super) fn embeddings(&self) -> Result<Embeddings<'_>, AnalysisError> {
         Embeddings::new(&self.vectors, self.dim)
     }
 }
@@ -150,15 +150,39 @@ pub fn analyze(
     }
 
     let mut summary = AnalysisSummary::default();
+    let plots_dir = out_dir.parent().unwrap_or(out_dir).join("plots");
+    // Attribute metadata: `analysis.attributes.path`, else what `clipflow run` writes next to
+    // the store.
+    let attribute_table = match &config.attributes {
+        None => None,
+        Some(ac) => {
+            let path = match &ac.path {
+                Some(p) => PathBuf::from(p),
+                None => store_path
+                    .parent()
+                    .filter(|_| store_path.is_file())
+                    .unwrap_or(store_path)
+                    .join("attributes.parquet"),
+            };
+            if path.exists() {
+                Some((store::read_table(&path)?, path))
+            } else if ac.path.is_some() {
+                return Err(AnalyzeError::Input(format!(
+                    "analysis.attributes.path: {} does not exist",
+                    path.display()
+                )));
+            } else {
+                None
+            }
+        }
+    };
     let mut metrics: Vec<Metric> = Vec::new();
-    let mut tables: BTreeMap<&'static str, Table> = BTreeMap::new();
+    let mut tables: BTreeMap<String, Table> = BTreeMap::new();
     let add =
-        |tables: &mut BTreeMap<&'static str, Table>, name: &'static str, t: Table| match tables
-            .get_mut(name)
-        {
+        |tables: &mut BTreeMap<String, Table>, name: &str, t: Table| match tables.get_mut(name) {
             Some(existing) => existing.extend(t).map_err(AnalyzeError::Input),
             None => {
-                tables.insert(name, t);
+                tables.insert(name.to_string(), t);
                 Ok(())
             }
         };
@@ -241,6 +265,28 @@ pub fn analyze(
                 add(&mut tables, "similarity_histogram", hist)?;
             }
         }
+        let geometry = super::geometry::run(
+            m,
+            config,
+            attribute_table
+                .as_ref()
+                .map(|(table, path)| super::geometry::AttributeSource { table, path }),
+            seed,
+            &plots_dir,
+            progress,
+        )
+        .map_err(|(stage, source)| AnalyzeError::Metric {
+            model: m.name.clone(),
+            variant: "clean".into(),
+            stage,
+            source,
+        })?;
+        for t in geometry.tables {
+            let name = t.name.clone();
+            add(&mut tables, &name, t)?;
+        }
+        summary.plots.extend(geometry.plots);
+        summary.notes.extend(geometry.notes);
         progress.info(&format!("analysis: {} done", m.name));
     }
 
@@ -272,9 +318,8 @@ pub fn analyze(
             .tables
             .push(out_dir.join(format!("{}.parquet", t.name)));
     }
-    let plots_dir = out_dir.parent().unwrap_or(out_dir).join("plots");
     match plot(&tables, &metrics, &plots_dir) {
-        Ok(paths) => summary.plots = paths,
+        Ok(paths) => summary.plots.extend(paths),
         // A picture that cannot be drawn must not cost the user the tables.
         Err(e) => summary.notes.push(format!("plots: {e}")),
     }
@@ -293,7 +338,7 @@ const CURVES: &[(&str, &str, &str, Option<i64>)] = &[
 ];
 
 fn plot(
-    tables: &BTreeMap<&'static str, Table>,
+    tables: &BTreeMap<String, Table>,
     metrics: &[Metric],
     dir: &Path,
 ) -> Result<Vec<PathBuf>, crate::report::PlotError> {

@@ -68,6 +68,8 @@ pub struct RunSummary {
     pub rows_written: usize,
     pub errors: usize,
     pub complete: bool,
+    /// `report.html`, when the run is complete and has an analysis.
+    pub report: Option<PathBuf>,
 }
 
 /// Why a run failed after planning.
@@ -222,6 +224,7 @@ pub fn execute(
         rows_written: 0,
         errors: 0,
         complete: false,
+        report: None,
     };
     let mut timings: Vec<serde_json::Value> = Vec::new();
     // Group progress per (model, modality).
@@ -338,6 +341,19 @@ pub fn execute(
                 analysis,
             },
         )?;
+        let study = plan.study();
+        if study.analysis.is_some() && study.report.enabled {
+            match super::report::write_run_report(
+                &run_dir,
+                &run_dir.join("tables"),
+                Some(plan),
+                &study.report,
+            ) {
+                Ok(path) => summary.report = Some(path),
+                // The tables and plots are written; a page that cannot be must not fail the run.
+                Err(e) => progress.warn(&format!("report: {e}")),
+            }
+        }
     }
     Ok(summary)
 }

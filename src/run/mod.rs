@@ -7,8 +7,11 @@
 
 mod analyze;
 mod execute;
+mod geometry;
 mod plan;
+mod report;
 
 pub use analyze::{analyze, AnalysisSummary, AnalyzeError};
 pub use execute::{execute, RunError, RunOptions, RunSummary, Shard};
 pub use plan::{plan, Plan, PlanError, PlannedModel, Prompt};
+pub use report::{write_run_report, RunReportError};

@@ -30,6 +30,16 @@ impl Column {
         }
     }
 
+    /// Cell `i` as text at full precision (`None` for a null or a row past the end): how
+    /// attribute values are compared whatever type their file stored them as.
+    pub fn cell_text(&self, i: usize) -> Option<String> {
+        match self {
+            Column::Text(v) => v.get(i).cloned().flatten(),
+            Column::Float(v) => v.get(i).copied().flatten().map(|x| x.to_string()),
+            Column::Int(v) => v.get(i).copied().flatten().map(|x| x.to_string()),
+        }
+    }
+
     fn cell(&self, i: usize) -> String {
         match self {
             Column::Text(v) => v[i].clone().unwrap_or_default(),
