@@ -665,6 +665,10 @@ pub struct ProjectionConfig {
     /// Neighbourhood size of the trustworthiness score of each map.
     #[serde(default = "default_trustworthiness_k")]
     pub trustworthiness_k: usize,
+    /// Image variants to map (`clean`, `gaussian-0.1`, ...); default every variant. t-SNE and
+    /// UMAP cost seconds to minutes per map, so long noise lists may want a few.
+    #[serde(default)]
+    pub variants: Option<Vec<String>>,
 }
 
 impl Default for ProjectionConfig {
@@ -677,6 +681,7 @@ impl Default for ProjectionConfig {
             umap_min_dist: default_umap_min_dist(),
             max_points: default_projection_points(),
             trustworthiness_k: default_trustworthiness_k(),
+            variants: None,
         }
     }
 }
@@ -804,6 +809,9 @@ pub struct TopologyConfig {
     /// Highest homology dimension, 0 or 1.
     #[serde(default = "default_max_dim")]
     pub max_dim: usize,
+    /// Image variants to compare with the clean one; default every variant.
+    #[serde(default)]
+    pub variants: Option<Vec<String>>,
 }
 
 impl Default for TopologyConfig {
@@ -812,6 +820,7 @@ impl Default for TopologyConfig {
             max_points: default_topology_points(),
             metric: MetricName::Euclidean,
             max_dim: default_max_dim(),
+            variants: None,
         }
     }
 }

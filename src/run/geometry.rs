@@ -138,6 +138,23 @@ fn rows_by_id(set: &EmbeddingSet, ids: &[&str]) -> (Vec<usize>, Vec<f32>) {
     (rows, vectors)
 }
 
+/// The variants a stage runs on: `wanted` (all when `None`), the clean set first and always
+/// kept when `keep_clean` (the reference noisy ones are compared with).
+fn chosen<'a>(
+    images: &[&'a EmbeddingSet],
+    wanted: Option<&[String]>,
+    keep_clean: bool,
+) -> Vec<&'a EmbeddingSet> {
+    images
+        .iter()
+        .copied()
+        .filter(|s| {
+            wanted.is_none_or(|w| w.contains(&s.variant))
+                || (keep_clean && s.variant == "clean")
+        })
+        .collect()
+}
+
 /// A seeded sample of the clean images' ids, shared by every variant.
 fn sample_ids(clean: &EmbeddingSet, max_points: usize, seed: u64) -> Vec<&str> {
     seeded_subsample(clean.len(), max_points, seed)
@@ -281,7 +298,7 @@ fn projection(
     let ids = sample_ids(clean, pc.max_points, seed);
     let mut coordinates = Table::new("projection_coordinates");
     let mut quality = Table::new("projection_quality");
-    for set in &m.images {
+    for set in chosen(&m.images, pc.variants.as_deref(), false) {
         let (rows, x) = rows_by_id(set, &ids);
         let n = rows.len();
         if n < 10 {
@@ -803,7 +820,7 @@ fn topology(
     };
     let mut diagrams_table = Table::new("persistence_diagrams");
     let mut by_variant: Vec<(String, Vec<persistence::Diagram>)> = Vec::new();
-    for set in &m.images {
+    for set in chosen(&m.images, tc.variants.as_deref(), true) {
         let (rows, x) = rows_by_id(set, &ids);
         if rows.len() < 3 {
             continue;

@@ -114,6 +114,31 @@ pub fn plan(config: LoadedConfig, out: Option<&Path>) -> Result<Plan, PlanError>
         path: path.clone(),
         source,
     })?;
+    if let Some(a) = &study.analysis {
+        let names: Vec<&str> = variants.iter().map(|v| v.name.as_str()).collect();
+        let lists = [
+            (
+                "analysis.projection.variants",
+                a.projection.as_ref().and_then(|p| p.variants.as_ref()),
+            ),
+            (
+                "analysis.topology.variants",
+                a.topology.as_ref().and_then(|t| t.variants.as_ref()),
+            ),
+        ];
+        for (key, list) in lists {
+            if let Some(unknown) = list.into_iter().flatten().find(|v| !names.contains(&v.as_str()))
+            {
+                return Err(key_err(
+                    key,
+                    format!(
+                        "no image variant is named {unknown:?}; the study has: {}",
+                        names.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
 
     let mut models = Vec::new();
     for (i, m) in study.models.iter().enumerate() {
