@@ -380,6 +380,24 @@ fn config_errors_exit_2_and_name_the_key() {
         ("noise.1.quality=0", "noise.1.quality"),
         ("runtime.device=tpu", "runtime.device"),
         ("runtime.batch_sise=3", "did you mean `batch_size`"),
+        // Analysis settings fail before any encoding, naming the key.
+        (
+            "analysis.projection.perplexities=[0]",
+            "analysis.projection.perplexities",
+        ),
+        (
+            "analysis.projection.variants=[gaussian-9]",
+            "gaussian-0.1",
+        ),
+        ("analysis.topology.max_dim=2", "analysis.topology.max_dim"),
+        (
+            "analysis.dimension_sweep.fit_fraction=1.5",
+            "analysis.dimension_sweep.fit_fraction",
+        ),
+        ("analysis.subspaces.rank=0", "analysis.subspaces.rank"),
+        ("analysis.projection.methods=[isomap]", "isomap"),
+        ("dataset.attribute_columns=[Smiling]", "only applies to format: parquet"),
+        ("report.thumbnail_size=2", "report"),
     ] {
         let o = clipflow(&[
             "run",

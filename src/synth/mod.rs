@@ -26,7 +26,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use arrow_array::{ArrayRef, BinaryArray, Float32Array, RecordBatch, StringArray, StructArray};
+use arrow_array::{
+    ArrayRef, BinaryArray, BooleanArray, Float32Array, RecordBatch, StringArray, StructArray,
+};
 use arrow_schema::{DataType, Field, Fields, Schema};
 use clap::{Args, Subcommand, ValueEnum};
 use parquet::arrow::ArrowWriter;
@@ -54,7 +56,8 @@ pub enum SynthCommand {
     ///
     /// Layouts: DIR/folder/<class>/<id>.png with DIR/folder/metadata.jsonl (ImageFolder), and
     /// DIR/parquet/train-0000i-of-0000K.parquet (Hugging Face style: `image` struct{bytes, path},
-    /// `caption`, `label`, `id`, `fg_color`, `bg_color`, `scale`, `rotation_deg`), plus
+    /// `caption`, `label`, `id`, `fg_color`, `bg_color`, `scale`, `rotation_deg`,
+    /// `dark_background`), plus
     /// DIR/synth.json describing the run.
     ///
     /// The same arguments give the same bytes. Speed, measured with a release build at the
@@ -434,6 +437,7 @@ fn metadata_line(item: &Item) -> String {
         "bg_color": s.bg,
         "scale": s.scale.name(),
         "rotation_deg": s.rotation_deg,
+        "dark_background": s.dark_background(),
     })
     .to_string()
 }
@@ -455,7 +459,8 @@ pub fn parquet_schema() -> Schema {
         concat!(
             r#"{{"info":{{"features":{{"id":{s},"image":{{"_type":"Image"}},"caption":{s},"#,
             r#""label":{s},"fg_color":{s},"bg_color":{s},"scale":{s},"#,
-            r#""rotation_deg":{{"dtype":"float32","_type":"Value"}}}}}}}}"#
+            r#""rotation_deg":{{"dtype":"float32","_type":"Value"}},"#,
+            r#""dark_background":{{"dtype":"bool","_type":"Value"}}}}}}}}"#
         ),
         s = string
     );
@@ -470,6 +475,7 @@ pub fn parquet_schema() -> Schema {
             Field::new("bg_color", DataType::Utf8, false),
             Field::new("scale", DataType::Utf8, false),
             Field::new("rotation_deg", DataType::Float32, false),
+            Field::new("dark_background", DataType::Boolean, false),
         ],
         metadata,
     )
@@ -509,6 +515,12 @@ fn write_parquet(path: &Path, items: &[Item]) -> Result<(), SynthError> {
             strings(&|i| i.spec.scale.name().to_string()),
             Arc::new(Float32Array::from_iter_values(
                 items.iter().map(|i| i.spec.rotation_deg),
+            )),
+            Arc::new(BooleanArray::from(
+                items
+                    .iter()
+                    .map(|i| i.spec.dark_background())
+                    .collect::<Vec<bool>>(),
             )),
         ],
     )

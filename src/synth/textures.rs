@@ -191,6 +191,13 @@ impl TextureSpec {
     pub fn id(&self) -> String {
         format!("{}_{:05}", self.class.name(), self.index)
     }
+
+    /// Whether the background is dark (Rec. 601 luma below mid-grey): a boolean attribute for
+    /// attribute-probing studies, as CelebA's are.
+    pub fn dark_background(&self) -> bool {
+        let [r, g, b] = self.params.bg;
+        0.299 * r + 0.587 * g + 0.114 * b < 128.0
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
