@@ -53,8 +53,6 @@ fn demo_study_runs_and_the_trained_model_beats_the_baseline() {
     ] {
         assert!(out.join("plots").join(plot).exists(), "{plot}");
     }
-    // The trained model's classes are separable in its own embedding space: its t-SNE map
-    // keeps neighbourhoods at least as well as the untrained twin's.
     let report = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(report.contains("clipflow study: demo"));
 }
