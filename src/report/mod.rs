@@ -7,4 +7,6 @@
 mod html;
 mod plots;
 
-pub use plots::{heatmap, histogram, lines, PlotError, Series};
+pub use plots::{
+    heatmap, histogram, lines, persistence_diagram, scatter, PlotError, ScatterGroup, Series,
+};
