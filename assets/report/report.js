@@ -31,3 +31,18 @@ document.querySelectorAll("table.data").forEach(function (table) {
     });
   });
 });
+
+// Highlight the contents entry of the section being read.
+(function () {
+  if (!("IntersectionObserver" in window)) return;
+  var links = {};
+  document.querySelectorAll(".toc a").forEach(function (a) { links[a.hash.slice(1)] = a; });
+  var observer = new IntersectionObserver(function (entries) {
+    entries.forEach(function (entry) {
+      if (!entry.isIntersecting || !links[entry.target.id]) return;
+      Object.keys(links).forEach(function (id) { links[id].classList.remove("active"); });
+      links[entry.target.id].classList.add("active");
+    });
+  }, { rootMargin: "0px 0px -70% 0px" });
+  document.querySelectorAll("main section[id]").forEach(function (s) { observer.observe(s); });
+})();

@@ -330,14 +330,9 @@ fn summary(html: &mut Html, summary: &RunSummary) -> Result<(), String> {
             .iter()
             .find(|(k, _)| k == "name")
             .map(|(_, v)| v.as_str());
-        html.push("<div class=\"card\">\n");
-        match name {
-            Some(name) => html.push(&format!(
-                "<h3><span class=\"dim\">Model {}</span> {}</h3>\n",
-                i + 1,
-                escape(name)
-            )),
-            None => html.push(&format!("<h3>Model {}</h3>\n", i + 1)),
+        html.push(&format!("<div class=\"card\">\n<h3>Model {}</h3>\n", i + 1));
+        if let Some(name) = name {
+            html.push(&format!("<p class=\"model-name\">{}</p>\n", escape(name)));
         }
         let rest: Vec<(String, String)> =
             model.iter().filter(|(k, _)| k != "name").cloned().collect();
