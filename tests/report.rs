@@ -416,7 +416,7 @@ fn unbase64(text: &str) -> Option<Vec<u8>> {
         } as u32)
     };
     let bytes = text.as_bytes();
-    if bytes.len() % 4 != 0 {
+    if !bytes.len().is_multiple_of(4) {
         return None;
     }
     let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
@@ -696,8 +696,10 @@ fn report_refuses_bad_input_with_the_file_named() {
 
 #[test]
 fn plots_refuse_what_they_cannot_draw() {
+    let keep = std::env::var_os("CLIPFLOW_REPORT_OUT").map(PathBuf::from);
     let tmp = tempfile::tempdir().unwrap();
-    let stem = tmp.path().join("p");
+    let tmp_dir = keep.unwrap_or_else(|| tmp.path().to_path_buf());
+    let stem = tmp_dir.join("p");
     let group = |points: Vec<(f64, f64)>| ScatterGroup {
         name: "g".into(),
         points,
@@ -719,7 +721,17 @@ fn plots_refuse_what_they_cannot_draw() {
     assert!(persistence_diagram(&stem, "t", &[group(vec![(f64::INFINITY, 1.0)])]).is_err());
     assert!(persistence_diagram(&stem, "t", &[group(vec![(0.0, f64::NAN)])]).is_err());
     // Only infinite deaths (a single component): still a diagram.
-    assert!(persistence_diagram(&stem, "t", &[group(vec![(0.0, f64::INFINITY)])]).is_ok());
+    let lone = tmp_dir.join("lone");
+    assert!(persistence_diagram(&lone, "t", &[group(vec![(0.0, f64::INFINITY)])]).is_ok());
+    let single = tmp_dir.join("single");
+    assert!(scatter(
+        &single,
+        "t",
+        "x",
+        "y",
+        &[group(vec![(f64::NAN, 1.0), (2.0, 2.0)])]
+    )
+    .is_ok());
     // 50 classes: the legend takes two columns, so the image is wider than with 15.
     let many: Vec<ScatterGroup> = (0..50)
         .map(|c| ScatterGroup {

@@ -227,7 +227,7 @@ fn render(path: &Path, report: &Report) -> Result<String, ReportError> {
         html.push(&format!("<p class=\"subtitle\">{}</p>\n", escape(sub)));
     }
     html.push("</header>\n");
-    summary(&mut html, &report.summary).map_err(|m| invalid(m))?;
+    summary(&mut html, &report.summary).map_err(invalid)?;
     for section in &report.sections {
         html.push(&format!(
             "<section id=\"{}\" class=\"analysis\">\n<h2>{}</h2>\n",

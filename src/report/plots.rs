@@ -1,5 +1,9 @@
 //! The plot kinds the analyses need: heatmaps (similarity, confusion), paired histograms
-//! (matched vs unmatched similarities) and line charts (a metric against noise level).
+//! (matched vs unmatched similarities), line charts (a metric against noise level), class
+//! scatters (t-SNE, UMAP, PCA) and persistence diagrams (Vietoris–Rips homology).
+//!
+//! Sizes are fixed in pixels (a scatter is 760×680 plus its legend columns), so the PNGs look
+//! the same in every report. SVGs hold one element per point: a 10k-point scatter is ~0.9 MB.
 
 use std::path::{Path, PathBuf};
 use std::sync::Once;
@@ -747,8 +751,8 @@ pub fn persistence_diagram(
     // Distances and filtration values start at 0; keep the origin in view so the diagonal
     // starts at the corner, as in persim.
     let lo = lo.min(0.0);
-    let span = (hi - lo).max(1e-9);
     let hi = if hi - lo < 1e-9 { lo + 1.0 } else { hi };
+    let span = hi - lo;
     let infinity_y = hi + 0.1 * span;
     let top = if any_infinite {
         infinity_y + 0.05 * span
