@@ -51,6 +51,12 @@ def main():
         if url != report_url and not url.startswith("data:"):
             foreign.append(url)
 
+    def on_request_failed(request):
+        failed.append({"url": request.url[:200], "error": request.failure})
+
+    def on_page_error(error):
+        page_errors.append(str(error))
+
     def on_console(message):
         if message.type in ("error", "warning"):
             console.append({"type": message.type, "text": message.text})
@@ -64,13 +70,8 @@ def main():
             missing(f"Chromium at {CHROMIUM} does not start ({e})")
         page = browser.new_page(viewport={"width": 1366, "height": 900})
         page.on("console", on_console)
-        page.on("pageerror", lambda error: page_errors.append(str(error)))
-        page.on(
-            "requestfailed",
-            lambda request: failed.append(
-                {"url": request.url[:200], "error": request.failure}
-            ),
-        )
+        page.on("pageerror", on_page_error)
+        page.on("requestfailed", on_request_failed)
         page.on("request", on_request)
         # Whatever slips through is refused, so a bad report never reaches the network.
         page.route(
@@ -99,7 +100,12 @@ def main():
                 return first === "ascending" && th.getAttribute("aria-sort") === "descending";
             }"""
         )
-        # Restore the original order for the screenshot.
+        # Restore the original order for the screenshot; the reload would only report the
+        # same messages again.
+        page.remove_listener("console", on_console)
+        page.remove_listener("pageerror", on_page_error)
+        page.remove_listener("request", on_request)
+        page.remove_listener("requestfailed", on_request_failed)
         page.reload(wait_until="load")
         page.wait_for_function(
             "Array.from(document.images).every(img => img.complete)", timeout=30_000
