@@ -46,3 +46,8 @@ document.querySelectorAll("table.data").forEach(function (table) {
   }, { rootMargin: "0px 0px -70% 0px" });
   document.querySelectorAll("main section[id]").forEach(function (s) { observer.observe(s); });
 })();
+
+// A printed report shows the configuration too.
+window.addEventListener("beforeprint", function () {
+  document.querySelectorAll("details").forEach(function (d) { d.open = true; });
+});
