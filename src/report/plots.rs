@@ -549,7 +549,7 @@ fn point_look(n: usize) -> (i32, f64) {
         0..=300 => (4, 0.9),
         301..=2_000 => (3, 0.75),
         2_001..=8_000 => (2, 0.6),
-        8_001..=30_000 => (2, 0.4),
+        8_001..=30_000 => (2, 0.5),
         _ => (1, 0.3),
     }
 }
@@ -600,6 +600,30 @@ fn draw_legend<DB: DrawingBackend>(
         .map_err(|e| e.to_string())?;
     }
     Ok(())
+}
+
+/// The finite points of all groups as (group, point), in a fixed pseudo-random order. Drawn
+/// group after group, the last class would cover the others wherever classes overlap, which is
+/// exactly where the plot should show the mix.
+fn paint_order(groups: &[ScatterGroup]) -> Vec<(usize, (f64, f64))> {
+    let mut points: Vec<(u64, usize, (f64, f64))> = groups
+        .iter()
+        .enumerate()
+        .flat_map(|(g, group)| group.points.iter().map(move |p| (g, *p)))
+        .filter(|(_, p)| p.0.is_finite() && p.1.is_finite())
+        .enumerate()
+        .map(|(i, (g, p))| {
+            // SplitMix64 of the position: a fixed shuffle, the same on every run.
+            let mut z = (i as u64)
+                .wrapping_add(1)
+                .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            (z ^ (z >> 31), g, p)
+        })
+        .collect();
+    points.sort_unstable_by_key(|&(key, g, _)| (key, g));
+    points.into_iter().map(|(_, g, p)| (g, p)).collect()
 }
 
 /// A 2-D scatter of labelled groups (t-SNE, UMAP or PCA of embeddings coloured by class).
@@ -680,15 +704,9 @@ pub fn scatter(
                 .draw()
                 .map_err(|e| e.to_string())?;
             let area = chart.plotting_area();
-            for (i, g) in groups.iter().enumerate() {
-                let (color, marker) = group_style(i);
-                for p in g
-                    .points
-                    .iter()
-                    .filter(|p| p.0.is_finite() && p.1.is_finite())
-                {
-                    draw_marker(area, *p, marker, radius, color.mix(alpha))?;
-                }
+            for (group, p) in paint_order(groups) {
+                let (color, marker) = group_style(group);
+                draw_marker(area, p, marker, radius, color.mix(alpha))?;
             }
             let names: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
             draw_legend(&legend, &names, rows, (8, LEGEND_TOP))
