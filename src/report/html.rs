@@ -206,7 +206,10 @@ fn render(path: &Path, report: &Report) -> Result<String, ReportError> {
             )));
         }
         if s.id == SUMMARY_ID || report.sections[..i].iter().any(|o| o.id == s.id) {
-            return Err(invalid(format!("section id {:?} is used twice", s.id)));
+            return Err(invalid(format!(
+                "section id {:?} is already taken (by another section or the run summary)",
+                s.id
+            )));
         }
     }
     let report_dir = path.parent().unwrap_or(Path::new("."));
