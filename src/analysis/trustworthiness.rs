@@ -236,7 +236,7 @@ mod tests {
 
     fn data(n: usize, dim: usize, seed: u32) -> Vec<f32> {
         // A small deterministic generator (no ties in practice).
-        let mut s = seed as u64 * 0x9e37_79b9_7f4a_7c15 + 1;
+        let mut s = (seed as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
         (0..n * dim)
             .map(|_| {
                 s ^= s << 13;
