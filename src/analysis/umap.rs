@@ -10,8 +10,9 @@
 //! 2. **Local metric** ([`smooth_knn_dist`]): per point, ρ is the distance to the nearest
 //!    non-identical neighbour and σ is found by binary search (64 steps at most, tolerance
 //!    1e-5) so that `Σ_j exp(−max(0, d_j − ρ)/σ) = log₂ k`; σ is floored at 1e-3 × the mean
-//!    neighbour distance. In `f32` with umap-learn's constants and order of operations, so
-//!    σ and ρ are umap-learn's own to the last bit on the same neighbour distances.
+//!    neighbour distance. With umap-learn's constants, precisions (`f32` distances, an `f64`
+//!    search) and order of operations, so σ and ρ are umap-learn's own to the last bit on the
+//!    same neighbour distances.
 //! 3. **Fuzzy graph** ([`fuzzy_simplicial_set`]): directed memberships
 //!    `exp(−(d − ρ)/σ)` combined by the fuzzy union `a + b − ab` (set_op_mix_ratio 1), in
 //!    `f32` as scipy's sparse arithmetic does.
@@ -297,8 +298,8 @@ pub fn find_ab_params(spread: f64, min_dist: f64) -> Result<(f64, f64), Analysis
 ///
 /// `knn_dists` is `rows × k`, row-major, ascending within a row, with the point itself
 /// (distance 0) in column 0, as umap-learn's neighbour arrays are; `k` is umap-learn's
-/// `n_neighbors`. Returns `(sigmas, rhos)`. The arithmetic is umap-learn's `f32` with the
-/// same order of operations.
+/// `n_neighbors`. Returns `(sigmas, rhos)`. The arithmetic is umap-learn's as compiled (`f32`
+/// distances, an `f64` search), in the same order of operations.
 pub fn smooth_knn_dist(
     knn_dists: &[f32],
     k: usize,
@@ -346,33 +347,35 @@ pub fn smooth_knn_dist(
     for d in knn_dists.chunks_exact(k) {
         // local_connectivity = 1: the nearest non-zero distance.
         let rho = d.iter().copied().find(|&v| v > 0.0).unwrap_or(0.0);
-        let (mut lo, mut hi, mut mid) = (0.0f32, f32::MAX, 1.0f32);
+        // umap-learn declares the search variables `f32`, but numba drops the declaration
+        // inside its parallel loop, so they are `f64` there: as here.
+        let (mut lo, mut hi, mut mid) = (0.0f64, f32::MAX as f64, 1.0f64);
         for _ in 0..SMOOTH_K_ITERATIONS {
-            let mut psum = 0.0f32;
+            let mut psum = 0.0f64;
             for &dj in &d[1..] {
                 let gap = dj - rho;
                 if gap > 0.0 {
-                    psum += (-(gap / mid)).exp();
+                    psum += (-(gap as f64 / mid)).exp();
                 } else {
                     psum += 1.0;
                 }
             }
-            if (psum as f64 - target).abs() < SMOOTH_K_TOLERANCE {
+            if (psum - target).abs() < SMOOTH_K_TOLERANCE {
                 break;
             }
-            if psum as f64 > target {
+            if psum > target {
                 hi = mid;
                 mid = (lo + hi) / 2.0;
             } else {
                 lo = mid;
-                if hi >= f32::MAX {
+                if hi >= f32::MAX as f64 {
                     mid *= 2.0;
                 } else {
                     mid = (lo + hi) / 2.0;
                 }
             }
         }
-        let mut sigma = mid;
+        let mut sigma = mid as f32;
         let floor = MIN_K_DIST_SCALE
             * if rho > 0.0 {
                 f32_mean(d)
