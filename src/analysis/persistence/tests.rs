@@ -1,0 +1,5 @@
+use super::*;
+
+fn bar(birth: f64, death: f64) -> Bar {
+    Bar { birth, death }
+}
