@@ -18,7 +18,12 @@ use serde_json::json;
 /// Reads a C-order little-endian float32 `.npy` file: (values, rows, cols).
 fn read_npy(path: &Path) -> (Vec<f32>, usize, usize) {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert_eq!(&bytes[..6], b"\x93NUMPY", "{}: not a .npy file", path.display());
+    assert_eq!(
+        &bytes[..6],
+        b"\x93NUMPY",
+        "{}: not a .npy file",
+        path.display()
+    );
     let (header_len, start) = if bytes[6] == 1 {
         (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10)
     } else {
@@ -28,7 +33,11 @@ fn read_npy(path: &Path) -> (Vec<f32>, usize, usize) {
         )
     };
     let header = std::str::from_utf8(&bytes[start..start + header_len]).unwrap();
-    assert!(header.contains("'<f4'"), "{}: want float32, {header}", path.display());
+    assert!(
+        header.contains("'<f4'"),
+        "{}: want float32, {header}",
+        path.display()
+    );
     assert!(header.contains("'fortran_order': False"), "{header}");
     let shape = &header[header.find("'shape': (").unwrap() + 10..];
     let shape: Vec<usize> = shape[..shape.find(')').unwrap()]
@@ -75,7 +84,16 @@ fn main() {
             dgms[k]
                 .bars
                 .iter()
-                .map(|b| json!([b.birth, if b.death.is_finite() { Some(b.death) } else { None }]))
+                .map(|b| {
+                    json!([
+                        b.birth,
+                        if b.death.is_finite() {
+                            Some(b.death)
+                        } else {
+                            None
+                        }
+                    ])
+                })
                 .collect::<Vec<_>>()
         };
         let out = json!({"seconds": best, "h0": as_json(0), "h1": as_json(1)});

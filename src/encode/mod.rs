@@ -124,10 +124,12 @@ impl Encoder {
             files.tokenizer_config.as_deref(),
             context,
         )?;
-        let dummy_text = tokenizer.encode("").map_err(|message| EncodeError::Tokenizer {
-            path: files.tokenizer.clone(),
-            message,
-        })?;
+        let dummy_text = tokenizer
+            .encode("")
+            .map_err(|message| EncodeError::Tokenizer {
+                path: files.tokenizer.clone(),
+                message,
+            })?;
         let mut encoder = Encoder {
             files: files.clone(),
             dummy_text,

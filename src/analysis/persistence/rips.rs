@@ -6,8 +6,7 @@
 //! reduces columns in the reverse order, and the pivot of a coboundary is its entry of
 //! smallest diameter and, among those, largest index.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use rayon::prelude::*;
@@ -106,21 +105,29 @@ pub(super) fn persistence(
     max_dim: usize,
     threshold: Option<f32>,
 ) -> Vec<Diagram> {
-    let threshold = threshold.unwrap_or_else(|| enclosing_radius(dist, n));
-    let rips = Rips::new(dist, n, threshold);
+    persistence_with_levels(dist, n, max_dim, threshold, n > MAX_N_FOR_BIT_LEVELS)
+}
+
+/// [`persistence`] with the choice of levels made by the caller: ranks work for every size,
+/// and the tests check that both kinds give the same diagrams.
+pub(super) fn persistence_with_levels(
+    dist: &[f32],
+    n: usize,
+    max_dim: usize,
+    threshold: Option<f32>,
+    ranks: bool,
+) -> Vec<Diagram> {
+    let threshold = canonical(threshold.unwrap_or_else(|| enclosing_radius(dist, n)));
+    let levels = Levels::new(dist, n, threshold, ranks);
+    let rips = Rips::new(&levels, n);
     let forest = rips.spanning_forest();
-    let mut deaths: Vec<f32> = forest
-        .lengths
-        .iter()
-        .copied()
-        .filter(|&d| d > 0.0)
-        .collect();
-    deaths.sort_unstable_by(f32::total_cmp);
+    let mut deaths: Vec<u32> = forest.lengths.iter().copied().filter(|&d| d > 0).collect();
+    deaths.sort_unstable();
     let mut h0: Vec<Bar> = deaths
         .iter()
         .map(|&d| Bar {
             birth: 0.0,
-            death: d as f64,
+            death: levels.value(d),
         })
         .collect();
     h0.extend((0..forest.components).map(|_| Bar {
@@ -137,44 +144,104 @@ pub(super) fn persistence(
     diagrams
 }
 
+/// Distances replaced by order-preserving integer *levels*, so that a coboundary entry
+/// (diameter, simplex index) packs into one `u64` whose integer order is the pivot order.
+///
+/// When triangle indices fit in 32 bits (n ≤ 2952) the level of a distance is its `f32` bit
+/// pattern (monotone for non-negative floats); otherwise it is its rank among the distinct
+/// distances within the threshold (fewer than 2²⁶ for n ≤ 10 000, leaving 38 bits for
+/// indices below C(10 000, 3) < 2³⁸). Distances beyond the threshold get `u32::MAX`.
+struct Levels {
+    /// `n × n` levels.
+    codes: Vec<u32>,
+    /// The distance of each rank, when levels are ranks.
+    ranked: Option<Vec<f32>>,
+    /// Level of the threshold: a simplex is in the filtration iff its level is at most this.
+    threshold: u32,
+    /// Bits of a packed entry holding the simplex index.
+    index_bits: u32,
+}
+
+/// Largest number of vertices whose triangle indices fit in 32 bits.
+const MAX_N_FOR_BIT_LEVELS: usize = 2952;
+
+impl Levels {
+    fn new(dist: &[f32], n: usize, threshold: f32, ranks: bool) -> Levels {
+        if !ranks {
+            debug_assert!(n <= MAX_N_FOR_BIT_LEVELS);
+            let codes = dist
+                .par_iter()
+                .map(|&d| {
+                    if d <= threshold {
+                        d.to_bits()
+                    } else {
+                        u32::MAX
+                    }
+                })
+                .collect();
+            return Levels {
+                codes,
+                ranked: None,
+                threshold: threshold.to_bits(),
+                index_bits: 32,
+            };
+        }
+        let mut values: Vec<f32> = dist
+            .par_chunks(n)
+            .enumerate()
+            .flat_map_iter(|(i, row)| row[i + 1..].iter().copied().filter(|&d| d <= threshold))
+            .collect();
+        values.par_sort_unstable_by(f32::total_cmp);
+        values.dedup();
+        // Zero is always a level: the diagonal.
+        if values.first() != Some(&0.0) {
+            values.insert(0, 0.0);
+        }
+        let codes = dist
+            .par_iter()
+            .map(|&d| {
+                if d <= threshold {
+                    values.partition_point(|&v| v < d) as u32
+                } else {
+                    u32::MAX
+                }
+            })
+            .collect();
+        let top = values.len() as u32 - 1;
+        Levels {
+            codes,
+            ranked: Some(values),
+            threshold: top,
+            index_bits: 38,
+        }
+    }
+
+    /// The distance of a level (within the threshold).
+    fn value(&self, level: u32) -> f64 {
+        match &self.ranked {
+            Some(v) => v[level as usize] as f64,
+            None => f32::from_bits(level) as f64,
+        }
+    }
+}
+
 /// A minimum spanning forest of the edges within the threshold.
 struct Forest {
     /// The vertex each vertex was attached from, `NONE` for the first of a component.
     parent: Vec<u32>,
-    /// Lengths of the forest's edges.
-    lengths: Vec<f32>,
+    /// Levels of the forest's edges.
+    lengths: Vec<u32>,
     components: usize,
 }
 
 const NONE: u32 = u32::MAX;
 
-/// An edge `{a > b}` of diameter `diam`.
+/// An edge `{a > b}` at level `level`.
 #[derive(Debug, Clone, Copy)]
 struct Edge {
-    diam: f32,
+    level: u32,
     a: u32,
     b: u32,
-}
-
-/// A coboundary entry, ordered so that a max-heap pops the pivot first: smallest diameter,
-/// then largest index. Diameters are non-negative, so their bits order like their values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct Cofacet {
-    diam: Reverse<u32>,
-    index: u64,
-}
-
-impl Cofacet {
-    fn new(diam: f32, index: u64) -> Cofacet {
-        Cofacet {
-            diam: Reverse(diam.to_bits()),
-            index,
-        }
-    }
-
-    fn diam(&self) -> f32 {
-        f32::from_bits(self.diam.0)
-    }
 }
 
 /// splitmix64's finaliser: simplex indices are structured, so their low bits need mixing
@@ -203,17 +270,107 @@ impl Hasher for IndexHasher {
 
 type PivotMap = HashMap<u64, u32, BuildHasherDefault<IndexHasher>>;
 
+/// A Z/2 column as a 4-ary min-heap of packed entries, repeats allowed (pairs cancel when
+/// they reach the top). Packed entries: level in the high bits, `index_mask − index` in the
+/// low bits, so the minimum is the pivot: smallest diameter, then largest index.
+struct Column {
+    heap: Vec<u64>,
+}
+
+impl Column {
+    fn new() -> Column {
+        Column { heap: Vec::new() }
+    }
+
+    fn clear(&mut self) {
+        self.heap.clear();
+    }
+
+    fn push(&mut self, key: u64) {
+        let h = &mut self.heap;
+        let mut i = h.len();
+        h.push(key);
+        while i > 0 {
+            let parent = (i - 1) / 4;
+            if h[parent] <= key {
+                break;
+            }
+            h[i] = h[parent];
+            i = parent;
+        }
+        h[i] = key;
+    }
+
+    fn pop(&mut self) -> Option<u64> {
+        let h = &mut self.heap;
+        let last = h.pop()?;
+        if h.is_empty() {
+            return Some(last);
+        }
+        let top = h[0];
+        let len = h.len();
+        let mut i = 0;
+        loop {
+            let first = 4 * i + 1;
+            if first >= len {
+                break;
+            }
+            let end = (first + 4).min(len);
+            let mut child = first;
+            for c in first + 1..end {
+                if h[c] < h[child] {
+                    child = c;
+                }
+            }
+            if h[child] >= last {
+                break;
+            }
+            h[i] = h[child];
+            i = child;
+        }
+        h[i] = last;
+        Some(top)
+    }
+
+    fn peek(&self) -> Option<u64> {
+        self.heap.first().copied()
+    }
+
+    /// Pops the pivot: the smallest entry occurring an odd number of times at the top.
+    fn pop_pivot(&mut self) -> Option<u64> {
+        while let Some(top) = self.pop() {
+            if self.peek() != Some(top) {
+                return Some(top);
+            }
+            self.pop();
+        }
+        None
+    }
+
+    /// The pivot, left in the column.
+    fn pivot(&mut self) -> Option<u64> {
+        let p = self.pop_pivot();
+        if let Some(p) = p {
+            self.push(p);
+        }
+        p
+    }
+}
+
 struct Rips<'a> {
-    dist: &'a [f32],
+    codes: &'a [u32],
     n: usize,
-    threshold: f32,
+    threshold: u32,
+    index_bits: u32,
+    index_mask: u64,
     /// `C(v, 2)` and `C(v, 3)` for `v` in `0..=n`.
     choose2: Vec<u64>,
     choose3: Vec<u64>,
+    levels: &'a Levels,
 }
 
 impl<'a> Rips<'a> {
-    fn new(dist: &'a [f32], n: usize, threshold: f32) -> Rips<'a> {
+    fn new(levels: &'a Levels, n: usize) -> Rips<'a> {
         let choose2 = (0..=n as u64)
             .map(|v| v * v.saturating_sub(1) / 2)
             .collect();
@@ -221,31 +378,40 @@ impl<'a> Rips<'a> {
             .map(|v| v * v.saturating_sub(1) * v.saturating_sub(2) / 6)
             .collect();
         Rips {
-            dist,
+            codes: &levels.codes,
             n,
-            threshold,
+            threshold: levels.threshold,
+            index_bits: levels.index_bits,
+            index_mask: (1u64 << levels.index_bits) - 1,
             choose2,
             choose3,
+            levels,
         }
     }
 
-    fn row(&self, i: u32) -> &'a [f32] {
+    fn row(&self, i: u32) -> &'a [u32] {
         let i = i as usize;
-        &self.dist[i * self.n..(i + 1) * self.n]
+        &self.codes[i * self.n..(i + 1) * self.n]
     }
 
-    fn d(&self, i: u32, j: u32) -> f32 {
-        self.dist[i as usize * self.n + j as usize]
+    fn d(&self, i: u32, j: u32) -> u32 {
+        self.codes[i as usize * self.n + j as usize]
+    }
+
+    fn key(&self, level: u32, index: u64) -> u64 {
+        ((level as u64) << self.index_bits) | (self.index_mask - index)
+    }
+
+    fn unpack(&self, key: u64) -> (u32, u64) {
+        (
+            (key >> self.index_bits) as u32,
+            self.index_mask - (key & self.index_mask),
+        )
     }
 
     fn edge_index(&self, a: u32, b: u32) -> u64 {
         debug_assert!(a > b);
         self.choose2[a as usize] + b as u64
-    }
-
-    /// Index of the triangle `{x > y > z}`.
-    fn triangle_index(&self, x: u32, y: u32, z: u32) -> u64 {
-        self.choose3[x as usize] + self.choose2[y as usize] + z as u64
     }
 
     /// The vertices `x > y > z` of triangle `index`.
@@ -267,7 +433,7 @@ impl<'a> Rips<'a> {
         let mut components = 0;
         // Vertices not yet in the forest, with their best edge into it.
         let mut outside: Vec<u32> = (0..n as u32).collect();
-        let mut best_diam = vec![f32::INFINITY; n];
+        let mut best_level = vec![u32::MAX; n];
         let mut best_from = vec![NONE; n];
         while !outside.is_empty() {
             // The best edge leaving the forest, or a new component from the lowest vertex.
@@ -277,7 +443,7 @@ impl<'a> Rips<'a> {
                     continue;
                 }
                 pick = match pick {
-                    Some(p) if !self.attach_before(v, outside[p], &best_diam, &best_from) => {
+                    Some(p) if !self.attach_before(v, outside[p], &best_level, &best_from) => {
                         Some(p)
                     }
                     _ => Some(pos),
@@ -293,7 +459,7 @@ impl<'a> Rips<'a> {
             let v = outside.swap_remove(pos);
             if best_from[v as usize] != NONE {
                 parent[v as usize] = best_from[v as usize];
-                lengths.push(best_diam[v as usize]);
+                lengths.push(best_level[v as usize]);
             }
             let row = self.row(v);
             for &u in &outside {
@@ -301,12 +467,12 @@ impl<'a> Rips<'a> {
                 if d > self.threshold {
                     continue;
                 }
-                let (bu, bd) = (best_from[u as usize], best_diam[u as usize]);
+                let (bu, bd) = (best_from[u as usize], best_level[u as usize]);
                 let better =
                     bu == NONE || d < bd || (d == bd && self.edge_key(v, u) > self.edge_key(bu, u));
                 if better {
                     best_from[u as usize] = v;
-                    best_diam[u as usize] = d;
+                    best_level[u as usize] = d;
                 }
             }
         }
@@ -322,52 +488,51 @@ impl<'a> Rips<'a> {
     }
 
     /// Whether `v`'s best edge into the forest comes before `w`'s in the filtration.
-    fn attach_before(&self, v: u32, w: u32, best_diam: &[f32], best_from: &[u32]) -> bool {
-        let (dv, dw) = (best_diam[v as usize], best_diam[w as usize]);
+    fn attach_before(&self, v: u32, w: u32, best_level: &[u32], best_from: &[u32]) -> bool {
+        let (dv, dw) = (best_level[v as usize], best_level[w as usize]);
         dv < dw
             || (dv == dw
                 && self.edge_key(v, best_from[v as usize])
                     > self.edge_key(w, best_from[w as usize]))
     }
 
-    /// The cofacets `{a, b, v}` of the edge `{a > b}` of diameter `de` within the
-    /// threshold, by decreasing index: `(v, diameter, index)`.
-    fn cofacets(&self, a: u32, b: u32, de: f32) -> impl Iterator<Item = (u32, f32, u64)> + '_ {
+    /// Calls `f(v, level, index)` for the cofacets `{a, b, v}` of the edge `e` within the
+    /// threshold, by decreasing index; stops early when `f` returns `false`.
+    fn for_each_cofacet(&self, e: Edge, mut f: impl FnMut(u32, u32, u64) -> bool) {
+        let (a, b, de) = (e.a, e.b, e.level);
         let (ra, rb) = (self.row(a), self.row(b));
-        let n = self.n as u32;
-        let above = (a + 1..n).rev().map(move |v| {
-            (
-                v,
-                self.choose3[v as usize] + self.choose2[a as usize] + b as u64,
-            )
-        });
-        let between = (b + 1..a).rev().map(move |v| {
-            (
-                v,
-                self.choose3[a as usize] + self.choose2[v as usize] + b as u64,
-            )
-        });
-        let below = (0..b).rev().map(move |v| {
-            (
-                v,
-                self.choose3[a as usize] + self.choose2[b as usize] + v as u64,
-            )
-        });
-        above
-            .chain(between)
-            .chain(below)
-            .filter_map(move |(v, index)| {
-                let diam = de.max(ra[v as usize]).max(rb[v as usize]);
-                (diam <= self.threshold).then_some((v, diam, index))
-            })
+        let (c3a, c2a, c2b) = (
+            self.choose3[a as usize],
+            self.choose2[a as usize],
+            self.choose2[b as usize],
+        );
+        let level = |v: usize| de.max(ra[v]).max(rb[v]);
+        for v in (a as usize + 1..self.n).rev() {
+            let l = level(v);
+            if l <= self.threshold && !f(v as u32, l, self.choose3[v] + c2a + b as u64) {
+                return;
+            }
+        }
+        for v in (b as usize + 1..a as usize).rev() {
+            let l = level(v);
+            if l <= self.threshold && !f(v as u32, l, c3a + self.choose2[v] + b as u64) {
+                return;
+            }
+        }
+        for v in (0..b as usize).rev() {
+            let l = level(v);
+            if l <= self.threshold && !f(v as u32, l, c3a + c2b + v as u64) {
+                return;
+            }
+        }
     }
 
-    /// The oldest cofacet of `{a > b}` if it has the edge's diameter `de` (ripser's zero
-    /// pivot cofacet): the highest vertex `v` closer than `de` to both ends.
-    fn zero_pivot_cofacet(&self, a: u32, b: u32, de: f32) -> Option<u32> {
+    /// The oldest cofacet of `{a > b}` if it has the edge's diameter (ripser's zero pivot
+    /// cofacet): the highest vertex `v` no farther than the edge's length from both ends.
+    fn zero_pivot_cofacet(&self, a: u32, b: u32, de: u32) -> Option<u32> {
         let (ra, rb) = (self.row(a), self.row(b));
-        // Blocks from the top, tested without branches, then searched: most edges have no
-        // such cofacet near the top, and the blockwise test vectorises.
+        // Blocks from the top, tested without branches, then searched: the blockwise test
+        // vectorises, and most blocks hold no such vertex.
         const BLOCK: usize = 32;
         let mut end = self.n;
         while end > 0 {
@@ -375,11 +540,11 @@ impl<'a> Rips<'a> {
             let hit = ra[start..end]
                 .iter()
                 .zip(&rb[start..end])
-                .fold(false, |h, (&x, &y)| h | ((x <= de) & (y <= de)));
-            if hit {
+                .fold(0u32, |h, (&x, &y)| h | ((x.max(y) <= de) as u32));
+            if hit != 0 {
                 for v in (start..end).rev() {
                     let v32 = v as u32;
-                    if v32 != a && v32 != b && ra[v] <= de && rb[v] <= de {
+                    if v32 != a && v32 != b && ra[v].max(rb[v]) <= de {
                         return Some(v32);
                     }
                 }
@@ -389,9 +554,9 @@ impl<'a> Rips<'a> {
         None
     }
 
-    /// The youngest facet of the triangle `{x > y > z}` of diameter `dt` (ripser's zero
-    /// pivot facet): the facet of smallest index with the triangle's diameter.
-    fn zero_pivot_facet(&self, x: u32, y: u32, z: u32, dt: f32) -> (u32, u32) {
+    /// The youngest facet of the triangle `{x > y > z}` at level `dt` (ripser's zero pivot
+    /// facet): the facet of smallest index with the triangle's diameter.
+    fn zero_pivot_facet(&self, x: u32, y: u32, z: u32, dt: u32) -> (u32, u32) {
         if self.d(y, z) == dt {
             (y, z)
         } else if self.d(x, z) == dt {
@@ -402,7 +567,7 @@ impl<'a> Rips<'a> {
     }
 
     /// Whether `{a > b}` forms an apparent pair with its zero pivot cofacet.
-    fn has_apparent_cofacet(&self, a: u32, b: u32, de: f32) -> bool {
+    fn has_apparent_cofacet(&self, a: u32, b: u32, de: u32) -> bool {
         match self.zero_pivot_cofacet(a, b, de) {
             Some(v) => {
                 let (x, y, z) = sort3(a, b, v);
@@ -412,13 +577,12 @@ impl<'a> Rips<'a> {
         }
     }
 
-    /// The edge a triangle forms an apparent pair with, if any.
-    fn apparent_facet(&self, t: Cofacet) -> Option<Edge> {
-        let (x, y, z) = self.triangle_vertices(t.index);
-        let dt = t.diam();
+    /// The edge the triangle `index` at level `dt` forms an apparent pair with, if any.
+    fn apparent_facet(&self, dt: u32, index: u64) -> Option<Edge> {
+        let (x, y, z) = self.triangle_vertices(index);
         let (a, b) = self.zero_pivot_facet(x, y, z, dt);
         let v = self.zero_pivot_cofacet(a, b, dt)?;
-        (sort3(a, b, v) == (x, y, z)).then_some(Edge { diam: dt, a, b })
+        (sort3(a, b, v) == (x, y, z)).then_some(Edge { level: dt, a, b })
     }
 
     /// The edges to reduce for H1: within the threshold, not in the spanning forest
@@ -438,25 +602,25 @@ impl<'a> Rips<'a> {
                     {
                         continue;
                     }
-                    out.push(Edge { diam: de, a, b });
+                    out.push(Edge { level: de, a, b });
                 }
                 out
             })
             .collect();
         let mut columns: Vec<Edge> = per_vertex.into_iter().flatten().collect();
         columns.sort_unstable_by(|p, q| {
-            q.diam
-                .total_cmp(&p.diam)
+            q.level
+                .cmp(&p.level)
                 .then(self.edge_index(p.a, p.b).cmp(&self.edge_index(q.a, q.b)))
         });
         columns
     }
 
-    fn push_coboundary(&self, e: Edge, heap: &mut BinaryHeap<Cofacet>) {
-        heap.extend(
-            self.cofacets(e.a, e.b, e.diam)
-                .map(|(_, diam, index)| Cofacet::new(diam, index)),
-        );
+    fn push_coboundary(&self, e: Edge, column: &mut Column) {
+        self.for_each_cofacet(e, |_, level, index| {
+            column.push(self.key(level, index));
+            true
+        });
     }
 
     /// The H1 bars by the cohomology reduction over Z/2 (ripser's `compute_pairs`).
@@ -469,66 +633,68 @@ impl<'a> Rips<'a> {
         reduction_bounds.push(0);
         let mut reduction: Vec<Edge> = Vec::new();
         let mut bars = Vec::new();
-        let mut heap: BinaryHeap<Cofacet> = BinaryHeap::new();
+        let mut working = Column::new();
         let mut added: Vec<Edge> = Vec::new();
-        let mut entries: Vec<Cofacet> = Vec::new();
+        let mut entries: Vec<u64> = Vec::new();
         for (ci, &column) in columns.iter().enumerate() {
-            heap.clear();
+            working.clear();
             added.clear();
             entries.clear();
-            let birth = column.diam;
+            let birth = column.level;
             // The coboundary, and the emergent-pair shortcut: a first cofacet of the same
             // diameter that is nobody's pivot is this column's pivot without reduction.
             let mut emergent = None;
             let mut check_emergent = true;
-            for (_, diam, index) in self.cofacets(column.a, column.b, birth) {
-                let cofacet = Cofacet::new(diam, index);
-                if check_emergent && diam == birth {
-                    if !pivots.contains_key(&index) && self.apparent_facet(cofacet).is_none() {
-                        emergent = Some(cofacet);
-                        break;
+            self.for_each_cofacet(column, |_, level, index| {
+                if check_emergent && level == birth {
+                    if !pivots.contains_key(&index) && self.apparent_facet(level, index).is_none() {
+                        emergent = Some(index);
+                        return false;
                     }
                     check_emergent = false;
                 }
-                entries.push(cofacet);
-            }
-            if let Some(pivot) = emergent {
+                entries.push(self.key(level, index));
+                true
+            });
+            if let Some(index) = emergent {
                 // A pair of zero persistence: nothing to report.
-                pivots.insert(pivot.index, ci as u32);
+                pivots.insert(index, ci as u32);
                 reduction_bounds.push(reduction.len());
                 continue;
             }
-            heap.extend(entries.iter().copied());
-            let mut pivot = get_pivot(&mut heap);
+            for &k in &entries {
+                working.push(k);
+            }
+            let mut pivot = working.pivot();
             loop {
-                let Some(p) = pivot else {
+                let Some(key) = pivot else {
                     bars.push(Bar {
-                        birth: birth as f64,
+                        birth: self.levels.value(birth),
                         death: f64::INFINITY,
                     });
                     break;
                 };
-                if let Some(&other) = pivots.get(&p.index) {
+                let (level, index) = self.unpack(key);
+                if let Some(&other) = pivots.get(&index) {
                     let other = other as usize;
                     let with = columns[other];
-                    self.push_coboundary(with, &mut heap);
+                    self.push_coboundary(with, &mut working);
                     added.push(with);
                     for &e in &reduction[reduction_bounds[other]..reduction_bounds[other + 1]] {
-                        self.push_coboundary(e, &mut heap);
+                        self.push_coboundary(e, &mut working);
                         added.push(e);
                     }
-                } else if let Some(e) = self.apparent_facet(p) {
-                    self.push_coboundary(e, &mut heap);
+                } else if let Some(e) = self.apparent_facet(level, index) {
+                    self.push_coboundary(e, &mut working);
                     added.push(e);
                 } else {
-                    let death = p.diam();
-                    if death > birth {
+                    if level > birth {
                         bars.push(Bar {
-                            birth: birth as f64,
-                            death: death as f64,
+                            birth: self.levels.value(birth),
+                            death: self.levels.value(level),
                         });
                     }
-                    pivots.insert(p.index, ci as u32);
+                    pivots.insert(index, ci as u32);
                     // Keep the added edges that occur an odd number of times.
                     added.sort_unstable_by_key(|e| (e.a, e.b));
                     let mut i = 0;
@@ -546,7 +712,7 @@ impl<'a> Rips<'a> {
                     }
                     break;
                 }
-                pivot = get_pivot(&mut heap);
+                pivot = working.pivot();
             }
             reduction_bounds.push(reduction.len());
         }
@@ -558,27 +724,4 @@ fn sort3(a: u32, b: u32, c: u32) -> (u32, u32, u32) {
     let mut v = [a, b, c];
     v.sort_unstable_by(|p, q| q.cmp(p));
     (v[0], v[1], v[2])
-}
-
-/// Pops the pivot of a Z/2 column held as a heap with repeats: entries that occur an even
-/// number of times cancel.
-fn pop_pivot(heap: &mut BinaryHeap<Cofacet>) -> Option<Cofacet> {
-    while let Some(top) = heap.pop() {
-        match heap.peek() {
-            Some(next) if next.index == top.index => {
-                heap.pop();
-            }
-            _ => return Some(top),
-        }
-    }
-    None
-}
-
-/// The pivot of the column, left in it.
-fn get_pivot(heap: &mut BinaryHeap<Cofacet>) -> Option<Cofacet> {
-    let pivot = pop_pivot(heap);
-    if let Some(p) = pivot {
-        heap.push(p);
-    }
-    pivot
 }
