@@ -188,10 +188,11 @@ fn hopcroft_karp(offsets: &[usize], adjacency: &[u32], right: usize) -> usize {
     }
 }
 
-/// cos(π/4) and sin(π/4) as Python's `math` gives them (they differ in the last bit):
-/// persim rotates the diagrams by this matrix to measure distances to the diagonal.
-const COS_QUARTER_PI: f64 = 0.7071067811865476;
-const SIN_QUARTER_PI: f64 = 0.7071067811865475;
+/// cos(π/4) and sin(π/4) as numpy gives them: they differ in the last bit (sin is one ulp
+/// below 1/√2), and persim rotates the diagrams by this matrix to measure distances to the
+/// diagonal.
+const COS_QUARTER_PI: f64 = std::f64::consts::FRAC_1_SQRT_2;
+const SIN_QUARTER_PI: f64 = 0.707_106_781_186_547_5;
 
 /// The Wasserstein distance between two diagrams (`persim.wasserstein(a, b)`): the minimum,
 /// over matchings of the points of both to each other or to the diagonal, of the sum of
