@@ -1,0 +1,102 @@
+//! Speed of Vietoris–Rips persistence (run by `scripts/bench_persistence`, which also runs
+//! ripser on the same data and prints both side by side).
+//!
+//! Usage: bench_persistence DATA_DIR NAME...
+//!
+//! For each NAME reads `DATA_DIR/NAME.npy` (float32 points, written by the script), computes
+//! H0 and H1 (Euclidean, no threshold) a few times, and writes `DATA_DIR/NAME.rust.json`:
+//! the best wall time and the diagrams (infinite deaths as null), for the script to compare
+//! with ripser's.
+
+use std::path::Path;
+use std::time::Instant;
+
+use clipflow::analysis::persistence::{rips_persistence, PersistenceOptions};
+use clipflow::analysis::Embeddings;
+use serde_json::json;
+
+/// Reads a C-order little-endian float32 `.npy` file: (values, rows, cols).
+fn read_npy(path: &Path) -> (Vec<f32>, usize, usize) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(
+        &bytes[..6],
+        b"\x93NUMPY",
+        "{}: not a .npy file",
+        path.display()
+    );
+    let (header_len, start) = if bytes[6] == 1 {
+        (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10)
+    } else {
+        (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        )
+    };
+    let header = std::str::from_utf8(&bytes[start..start + header_len]).unwrap();
+    assert!(
+        header.contains("'<f4'"),
+        "{}: want float32, {header}",
+        path.display()
+    );
+    assert!(header.contains("'fortran_order': False"), "{header}");
+    let shape = &header[header.find("'shape': (").unwrap() + 10..];
+    let shape: Vec<usize> = shape[..shape.find(')').unwrap()]
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let data: Vec<f32> = bytes[start + header_len..]
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    assert_eq!(data.len(), shape.iter().product::<usize>());
+    (data, shape[0], shape[1])
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() < 3 {
+        eprintln!("usage: bench_persistence DATA_DIR NAME...");
+        std::process::exit(2);
+    }
+    let dir = Path::new(&args[1]);
+    let repeats: usize = std::env::var("BENCH_REPEATS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    for name in &args[2..] {
+        let (x, n, d) = read_npy(&dir.join(format!("{name}.npy")));
+        let e = Embeddings::new(&x, d).unwrap();
+        let opts = PersistenceOptions::default();
+        let mut best = f64::INFINITY;
+        let mut dgms = Vec::new();
+        for _ in 0..repeats.max(1) {
+            let t = Instant::now();
+            dgms = rips_persistence(e, &opts).expect("persistence");
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+        println!(
+            "clipflow {name} n={n} D={d}: {best:.3} s (best of {repeats}, {} threads); {} H0 bars, {} H1 bars",
+            rayon::current_num_threads(),
+            dgms[0].bars.len(),
+            dgms[1].bars.len()
+        );
+        let as_json = |k: usize| {
+            dgms[k]
+                .bars
+                .iter()
+                .map(|b| {
+                    json!([
+                        b.birth,
+                        if b.death.is_finite() {
+                            Some(b.death)
+                        } else {
+                            None
+                        }
+                    ])
+                })
+                .collect::<Vec<_>>()
+        };
+        let out = json!({"seconds": best, "h0": as_json(0), "h1": as_json(1)});
+        std::fs::write(dir.join(format!("{name}.rust.json")), out.to_string()).unwrap();
+    }
+}
