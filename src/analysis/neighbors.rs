@@ -130,8 +130,8 @@ mod tests {
         assert_eq!(nn.distances_of(3), &[1.0, 4.0]);
         // Ties go to the lower index: from 1 (at 1.0), 0 and 2 in [0, 1, 2] are both 1 away.
         let y = [0.0f32, 1.0, 2.0];
-        let nn = nearest_neighbors(Embeddings::new(&y, 1).unwrap(), 1, Distance::Euclidean)
-            .unwrap();
+        let nn =
+            nearest_neighbors(Embeddings::new(&y, 1).unwrap(), 1, Distance::Euclidean).unwrap();
         assert_eq!(nn.indices_of(1), &[0]);
     }
 
