@@ -282,7 +282,36 @@ fn angles_orthonormal(
         // Columns of (QAᵀQB)ᵀ are the rows of QAᵀQB.
         singular_values(cross.clone(), q, p)?
     };
-    // The sines: B = QB − QA (QAᵀQB) when p ≥ q, else QA − QB (QAᵀQB)ᵀ; m columns.
+    let mask: Vec<bool> = cosines.iter().map(|s| s * s >= 0.5).collect();
+    // The sines are needed only where the arcsin branch is taken (SciPy skips them too).
+    let sines = if mask.iter().any(|&b| b) {
+        residual_singular_values(qa, p, qb, q, &cross, dim)?
+    } else {
+        vec![0.0; m]
+    };
+    Ok((0..m)
+        .map(|i| {
+            if mask[i] {
+                sines[i].clamp(-1.0, 1.0).asin()
+            } else {
+                cosines[m - 1 - i].clamp(-1.0, 1.0).acos()
+            }
+        })
+        .collect())
+}
+
+/// Singular values (decreasing) of `B = QB − QA (QAᵀQB)` when `p ≥ q`, else of
+/// `QA − QB (QAᵀQB)ᵀ`: the sines of the principal angles. `cross` is `QAᵀQB`, `p × q`
+/// row-major.
+fn residual_singular_values(
+    qa: &[f64],
+    p: usize,
+    qb: &[f64],
+    q: usize,
+    cross: &[f64],
+    dim: usize,
+) -> Result<Vec<f64>, AnalysisError> {
+    let m = p.min(q);
     let mut residual = Vec::with_capacity(dim * m);
     if p >= q {
         for j in 0..q {
@@ -307,21 +336,39 @@ fn angles_orthonormal(
             residual.extend(col);
         }
     }
-    let mask: Vec<bool> = cosines.iter().map(|s| s * s >= 0.5).collect();
-    let sines = if mask.iter().any(|&b| b) {
-        singular_values(residual, dim, m)?
-    } else {
-        vec![0.0; m]
-    };
-    Ok((0..m)
-        .map(|i| {
-            if mask[i] {
-                sines[i].clamp(-1.0, 1.0).asin()
-            } else {
-                cosines[m - 1 - i].clamp(-1.0, 1.0).acos()
-            }
-        })
-        .collect())
+    // B = Q R leaves the singular values in the small m × m factor R: the Jacobi sweeps then
+    // run on m-vectors instead of dim-vectors, with the same O(ε‖B‖) accuracy.
+    let r = householder_r(&mut residual, dim, m);
+    singular_values(r, m, m)
+}
+
+/// The `c × c` upper-triangular factor `R` (column-major) of a Householder QR of the `m × c`
+/// column-major matrix `a` (`m ≥ c`), which is overwritten.
+fn householder_r(a: &mut [f64], m: usize, c: usize) -> Vec<f64> {
+    for j in 0..c {
+        let (done, rest) = a.split_at_mut((j + 1) * m);
+        let x = &mut done[j * m + j..];
+        let norm = x.iter().map(|v| v * v).sum::<f64>().sqrt();
+        if norm == 0.0 {
+            continue;
+        }
+        let alpha = if x[0] > 0.0 { -norm } else { norm };
+        // v = x − α e₁ (no cancellation: α has the opposite sign of x₀); H = I − 2vvᵀ/vᵀv.
+        x[0] -= alpha;
+        let vtv: f64 = x.iter().map(|v| v * v).sum();
+        for col in rest.chunks_exact_mut(m) {
+            let y = &mut col[j..];
+            let s = 2.0 * x.iter().zip(y.iter()).map(|(v, w)| v * w).sum::<f64>() / vtv;
+            y.iter_mut().zip(x.iter()).for_each(|(w, v)| *w -= s * v);
+        }
+        x[0] = alpha;
+        x[1..].iter_mut().for_each(|v| *v = 0.0);
+    }
+    let mut r = vec![0.0f64; c * c];
+    for j in 0..c {
+        r[j * c..j * c + j + 1].copy_from_slice(&a[j * m..j * m + j + 1]);
+    }
+    r
 }
 
 /// Principal angles between every pair of class subspaces.
