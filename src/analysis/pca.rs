@@ -77,6 +77,9 @@ pub struct Pca {
 /// Rows per block when summing and centring: 512 rows of 512 `f64` is 2 MiB.
 const BLOCK_ROWS: usize = 512;
 
+/// Columns per panel of the scatter matrix's blocked product.
+const PANEL: usize = 128;
+
 /// Number of partial scatter matrices summed in parallel; fixed, so the summation order and
 /// therefore every bit of the result do not depend on the thread count.
 pub const PARTIAL_SUMS: usize = 8;
@@ -302,36 +305,82 @@ pub(crate) fn column_means(x: Embeddings<'_>) -> Vec<f64> {
 ///
 /// The blocks of rows are split into [`PARTIAL_SUMS`] contiguous groups (a partition that
 /// depends only on the number of rows); each group's sum is a chain of `gemm` updates and
-/// the group sums are added in order.
+/// the group sums are added in order. Only the panels on and above the diagonal are
+/// multiplied (columns in panels of [`PANEL`]): the product is symmetric, so this saves up
+/// to half the work.
 pub(crate) fn scatter_matrix(x: Embeddings<'_>, mean: &[f64]) -> Vec<f64> {
     let (n, dim) = (x.rows(), x.dim());
+    let panels: Vec<(usize, usize)> = (0..dim)
+        .step_by(PANEL)
+        .map(|s| (s, (s + PANEL).min(dim)))
+        .collect();
+    let pairs: Vec<(usize, usize)> = (0..panels.len())
+        .flat_map(|i| (i..panels.len()).map(move |j| (i, j)))
+        .collect();
+    let width = |p: usize| panels[p].1 - panels[p].0;
     let blocks = n.div_ceil(BLOCK_ROWS);
     let groups = PARTIAL_SUMS.min(blocks).max(1);
-    let partial: Vec<Vec<f64>> = (0..groups)
+    let partial: Vec<Vec<Vec<f64>>> = (0..groups)
         .into_par_iter()
         .map(|g| {
-            let mut acc = vec![0.0f64; dim * dim];
+            let mut acc: Vec<Vec<f64>> = pairs
+                .iter()
+                .map(|&(i, j)| vec![0.0f64; width(i) * width(j)])
+                .collect();
             for b in (g * blocks / groups)..((g + 1) * blocks / groups) {
                 let start = b * BLOCK_ROWS;
                 let end = (start + BLOCK_ROWS).min(n);
                 let block = centred_block(x, mean, start, end);
-                matmul_tn_acc_f64(&block, dim, &block, dim, &mut acc);
+                // Each panel contiguous (rows × width), as the product wants it.
+                let cut: Vec<Vec<f64>> = if panels.len() == 1 {
+                    vec![block]
+                } else {
+                    panels
+                        .iter()
+                        .map(|&(s, e)| {
+                            block
+                                .chunks_exact(dim)
+                                .flat_map(|r| r[s..e].iter().copied())
+                                .collect()
+                        })
+                        .collect()
+                };
+                for (a, &(i, j)) in acc.iter_mut().zip(&pairs) {
+                    matmul_tn_acc_f64(&cut[i], width(i), &cut[j], width(j), a);
+                }
             }
             acc
         })
         .collect();
     let mut iter = partial.into_iter();
-    let mut total = iter.next().unwrap_or_else(|| vec![0.0; dim * dim]);
+    let mut sum = iter.next().unwrap_or_default();
     for p in iter {
-        total.iter_mut().zip(&p).for_each(|(t, v)| *t += v);
+        for (s, v) in sum.iter_mut().zip(&p) {
+            s.iter_mut().zip(v).for_each(|(t, v)| *t += v);
+        }
     }
-    // Symmetric in exact arithmetic, but gemm may round the two triangles differently; the
-    // eigensolver assumes exact symmetry.
-    for i in 0..dim {
-        for j in 0..i {
-            let v = 0.5 * (total[i * dim + j] + total[j * dim + i]);
-            total[i * dim + j] = v;
-            total[j * dim + i] = v;
+    let mut total = vec![0.0f64; dim * dim];
+    for (a, &(i, j)) in sum.iter().zip(&pairs) {
+        let (ri, cj) = (panels[i].0, panels[j].0);
+        let w = width(j);
+        for (r, row) in a.chunks_exact(w).enumerate() {
+            for (c, &v) in row.iter().enumerate() {
+                total[(ri + r) * dim + cj + c] = v;
+                if i != j {
+                    total[(cj + c) * dim + ri + r] = v;
+                }
+            }
+        }
+    }
+    // The diagonal panels were computed whole, and gemm may round their two triangles
+    // differently; the eigensolver assumes exact symmetry.
+    for &(s, e) in &panels {
+        for r in s..e {
+            for c in s..r {
+                let v = 0.5 * (total[r * dim + c] + total[c * dim + r]);
+                total[r * dim + c] = v;
+                total[c * dim + r] = v;
+            }
         }
     }
     total
