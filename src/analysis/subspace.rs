@@ -48,8 +48,8 @@ use rayon::prelude::*;
 
 use super::linalg::{matmul_nt_f64, non_empty};
 use super::pca::{
-    column_means, flip_largest_positive, jacobi_orthogonalize, scatter_matrix, singular_values,
-    symmetric_eigen, RANK_RTOL,
+    column_means, dot, flip_largest_positive, jacobi_orthogonalize, scatter_matrix,
+    singular_values, symmetric_eigen, RANK_RTOL,
 };
 use super::{check_finite, AnalysisError, Embeddings};
 
@@ -348,17 +348,17 @@ fn householder_r(a: &mut [f64], m: usize, c: usize) -> Vec<f64> {
     for j in 0..c {
         let (done, rest) = a.split_at_mut((j + 1) * m);
         let x = &mut done[j * m + j..];
-        let norm = x.iter().map(|v| v * v).sum::<f64>().sqrt();
+        let norm = dot(x, x).sqrt();
         if norm == 0.0 {
             continue;
         }
         let alpha = if x[0] > 0.0 { -norm } else { norm };
         // v = x − α e₁ (no cancellation: α has the opposite sign of x₀); H = I − 2vvᵀ/vᵀv.
         x[0] -= alpha;
-        let vtv: f64 = x.iter().map(|v| v * v).sum();
+        let vtv = dot(x, x);
         for col in rest.chunks_exact_mut(m) {
             let y = &mut col[j..];
-            let s = 2.0 * x.iter().zip(y.iter()).map(|(v, w)| v * w).sum::<f64>() / vtv;
+            let s = 2.0 * dot(x, y) / vtv;
             y.iter_mut().zip(x.iter()).for_each(|(w, v)| *w -= s * v);
         }
         x[0] = alpha;
