@@ -385,10 +385,7 @@ fn config_errors_exit_2_and_name_the_key() {
             "analysis.projection.perplexities=[0]",
             "analysis.projection.perplexities",
         ),
-        (
-            "analysis.projection.variants=[gaussian-9]",
-            "gaussian-0.1",
-        ),
+        ("analysis.projection.variants=[gaussian-9]", "gaussian-0.1"),
         ("analysis.topology.max_dim=2", "analysis.topology.max_dim"),
         (
             "analysis.dimension_sweep.fit_fraction=1.5",
@@ -396,7 +393,10 @@ fn config_errors_exit_2_and_name_the_key() {
         ),
         ("analysis.subspaces.rank=0", "analysis.subspaces.rank"),
         ("analysis.projection.methods=[isomap]", "isomap"),
-        ("dataset.attribute_columns=[Smiling]", "only applies to format: parquet"),
+        (
+            "dataset.attribute_columns=[Smiling]",
+            "only applies to format: parquet",
+        ),
         ("report.thumbnail_size=2", "report"),
     ] {
         let o = clipflow(&[

@@ -105,7 +105,9 @@ fn geometry_stages_and_report_end_to_end() {
     let ratio = floats(&spectrum, "explained_variance_ratio");
     let cumulative = floats(&spectrum, "cumulative_ratio");
     let variant = texts(&spectrum, "variant");
-    let clean: Vec<usize> = (0..ratio.len()).filter(|&i| variant[i] == "clean").collect();
+    let clean: Vec<usize> = (0..ratio.len())
+        .filter(|&i| variant[i] == "clean")
+        .collect();
     assert!(clean.windows(2).all(|w| ratio[w[0]] >= ratio[w[1]] - 1e-12));
     assert!((cumulative[*clean.last().unwrap()] - 1.0).abs() < 1e-6);
 
@@ -116,7 +118,11 @@ fn geometry_stages_and_report_end_to_end() {
         assert!(methods.iter().any(|x| x == m), "{m} missing: {methods:?}");
     }
     let trust = floats(&quality, "trustworthiness");
-    assert_eq!(trust.len(), 2 * (1 + 2 + 1), "2 variants × (PCA, 2 t-SNE, UMAP)");
+    assert_eq!(
+        trust.len(),
+        2 * (1 + 2 + 1),
+        "2 variants × (PCA, 2 t-SNE, UMAP)"
+    );
     assert!(trust.iter().all(|&t| (0.5..=1.0).contains(&t)), "{trust:?}");
     let tsne_best = (0..trust.len())
         .filter(|&i| methods[i] == "tsne")
@@ -136,7 +142,10 @@ fn geometry_stages_and_report_end_to_end() {
     // Dimension sweep: a smallest dimension per metric, and quality grows with the dimension.
     let summary = read_table(&tables.join("dimension_sweep_summary.parquet"));
     let metrics = texts(&summary, "metric");
-    assert!(metrics.contains(&"zero_shot_top1".to_string()), "{metrics:?}");
+    assert!(
+        metrics.contains(&"zero_shot_top1".to_string()),
+        "{metrics:?}"
+    );
     assert!(metrics.contains(&"text_to_image_recall".to_string()));
     let sweep = read_table(&tables.join("dimension_sweep.parquet"));
     let (dims, values, names) = (
@@ -172,7 +181,10 @@ fn geometry_stages_and_report_end_to_end() {
         2 * 60
     );
     let distances = read_table(&tables.join("persistence_distances.parquet"));
-    assert_eq!(texts(&distances, "variant"), ["gaussian-0.2", "gaussian-0.2"]);
+    assert_eq!(
+        texts(&distances, "variant"),
+        ["gaussian-0.2", "gaussian-0.2"]
+    );
     assert!(floats(&distances, "bottleneck_to_clean")
         .iter()
         .all(|d| d.is_finite() && *d >= 0.0));
@@ -182,8 +194,16 @@ fn geometry_stages_and_report_end_to_end() {
     let attrs = texts(&probe, "attribute");
     assert_eq!(attrs, ["scale", "dark_background"]);
     assert_eq!(texts(&probe, "kind"), ["categorical", "boolean"]);
-    let (acc, base) = (floats(&probe, "accuracy"), floats(&probe, "majority_baseline"));
-    assert!(acc[1] > base[1], "dark_background: {} vs {}", acc[1], base[1]);
+    let (acc, base) = (
+        floats(&probe, "accuracy"),
+        floats(&probe, "majority_baseline"),
+    );
+    assert!(
+        acc[1] > base[1],
+        "dark_background: {} vs {}",
+        acc[1],
+        base[1]
+    );
     assert!(a.join("attributes.parquet").exists());
 
     // Every table has its Markdown copy; every plot its PNG and SVG.

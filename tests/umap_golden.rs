@@ -207,7 +207,10 @@ fn spectral_init_matches_eigenvectors() {
                 let flipped = max_dev(g.iter().map(|v| -v), w.iter().copied());
                 worst = worst.max(same.min(flipped));
             }
-            assert!(worst <= 1e-6, "{n} seed {seed}: eigenvectors deviate by {worst:e}");
+            assert!(
+                worst <= 1e-6,
+                "{n} seed {seed}: eigenvectors deviate by {worst:e}"
+            );
             println!("{n} seed {seed}: eigenvectors within {worst:e}");
         }
     }

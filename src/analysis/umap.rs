@@ -198,7 +198,11 @@ fn invalid(what: &'static str, value: impl ToString, reason: &'static str) -> An
 /// Jacobian and stops at a relative step of 1.5e-8, so the two agree to about 1e-6.
 pub fn find_ab_params(spread: f64, min_dist: f64) -> Result<(f64, f64), AnalysisError> {
     if !spread.is_finite() || spread <= 0.0 {
-        return Err(invalid("spread", spread, "must be a positive finite number"));
+        return Err(invalid(
+            "spread",
+            spread,
+            "must be a positive finite number",
+        ));
     }
     if !min_dist.is_finite() || min_dist < 0.0 {
         return Err(invalid(
@@ -219,7 +223,13 @@ pub fn find_ab_params(spread: f64, min_dist: f64) -> Result<(f64, f64), Analysis
     let stop = 3.0 * spread;
     let step = stop / (POINTS - 1) as f64;
     let xs: Vec<f64> = (0..POINTS)
-        .map(|i| if i == POINTS - 1 { stop } else { i as f64 * step })
+        .map(|i| {
+            if i == POINTS - 1 {
+                stop
+            } else {
+                i as f64 * step
+            }
+        })
         .collect();
     let ys: Vec<f64> = xs
         .iter()
@@ -271,8 +281,8 @@ pub fn find_ab_params(spread: f64, min_dist: f64) -> Result<(f64, f64), Analysis
         let (na, nb) = (a + da, b + db);
         let (ncost, njtj, njtr) = eval(na, nb);
         if ncost.is_finite() && ncost <= cost {
-            let small = da.abs() <= 1e-13 * a.abs().max(1e-300)
-                && db.abs() <= 1e-13 * b.abs().max(1e-300);
+            let small =
+                da.abs() <= 1e-13 * a.abs().max(1e-300) && db.abs() <= 1e-13 * b.abs().max(1e-300);
             (a, b, cost, jtj, jtr) = (na, nb, ncost, njtj, njtr);
             lambda = (lambda * 0.3).max(1e-15);
             if small {
@@ -300,10 +310,7 @@ pub fn find_ab_params(spread: f64, min_dist: f64) -> Result<(f64, f64), Analysis
 /// (distance 0) in column 0, as umap-learn's neighbour arrays are; `k` is umap-learn's
 /// `n_neighbors`. Returns `(sigmas, rhos)`. The arithmetic is umap-learn's as compiled (`f32`
 /// distances, an `f64` search), in the same order of operations.
-pub fn smooth_knn_dist(
-    knn_dists: &[f32],
-    k: usize,
-) -> Result<(Vec<f32>, Vec<f32>), AnalysisError> {
+pub fn smooth_knn_dist(knn_dists: &[f32], k: usize) -> Result<(Vec<f32>, Vec<f32>), AnalysisError> {
     if k < 2 {
         return Err(invalid(
             "n_neighbors",
@@ -1106,7 +1113,11 @@ mod tests {
         (0..n)
             .flat_map(|i| {
                 let t = i as f32 * std::f32::consts::TAU / n as f32;
-                [t.cos() * (1.0 + 0.1 * (i % 3) as f32), t.sin(), 0.05 * (i % 5) as f32]
+                [
+                    t.cos() * (1.0 + 0.1 * (i % 3) as f32),
+                    t.sin(),
+                    0.05 * (i % 5) as f32,
+                ]
             })
             .collect()
     }

@@ -62,16 +62,25 @@ fn ramp(t: f64) -> RGBColor {
     RGBColor(mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
 }
 
-/// Renders `draw` to `<stem>.png` and `<stem>.svg`.
 /// Something drawable on any plotters backend (drawn once for PNG, once for SVG).
 trait Figure {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String>;
 }
 
+/// `<stem>.<ext>`, appended rather than substituted: stems carry variant names such as
+/// `gaussian-0.2`, whose `.2` is not an extension.
+fn with_suffix(stem: &Path, ext: &str) -> PathBuf {
+    let mut s = stem.as_os_str().to_os_string();
+    s.push(".");
+    s.push(ext);
+    PathBuf::from(s)
+}
+
+/// Renders `figure` to `<stem>.png` and `<stem>.svg`.
 fn render(stem: &Path, size: (u32, u32), figure: &impl Figure) -> Result<Vec<PathBuf>, PlotError> {
     register_font();
-    let png = stem.with_extension("png");
-    let svg = stem.with_extension("svg");
+    let png = with_suffix(stem, "png");
+    let svg = with_suffix(stem, "svg");
     let fail = |path: &Path, message: String| PlotError {
         path: path.to_path_buf(),
         message,

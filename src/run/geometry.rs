@@ -149,8 +149,7 @@ fn chosen<'a>(
         .iter()
         .copied()
         .filter(|s| {
-            wanted.is_none_or(|w| w.contains(&s.variant))
-                || (keep_clean && s.variant == "clean")
+            wanted.is_none_or(|w| w.contains(&s.variant)) || (keep_clean && s.variant == "clean")
         })
         .collect()
 }
@@ -520,12 +519,11 @@ fn dimension_sweep(
                     .map(|id| key.get(id.as_str()).copied().unwrap_or(usize::MAX))
                     .collect();
                 let g_keys: Vec<usize> = (0..eval_image_ids.len()).collect();
-                let ks: Vec<usize> = dc
-                    .k
-                    .iter()
-                    .copied()
-                    .filter(|&k| k <= eval_image_ids.len())
-                    .collect();
+                let ks: Vec<usize> =
+                    dc.k.iter()
+                        .copied()
+                        .filter(|&k| k <= eval_image_ids.len())
+                        .collect();
                 let r = retrieval::retrieve(
                     Embeddings::new(cap, d)?,
                     img,
@@ -548,7 +546,11 @@ fn dimension_sweep(
             }
         }
         if let (Some(p), Some(prompt_vectors)) = (&m.prompts, prompts) {
-            let names: Vec<String> = p.labels.iter().map(|l| l.clone().unwrap_or_default()).collect();
+            let names: Vec<String> = p
+                .labels
+                .iter()
+                .map(|l| l.clone().unwrap_or_default())
+                .collect();
             let classes = Labels::from_strings(&names);
             let index: HashMap<&str, usize> = classes
                 .names
@@ -680,9 +682,7 @@ fn dimension_sweep(
         };
         series.push(Series {
             name,
-            points: of(true)
-                .map(|p| ((p.dim as f64).log2(), p.value))
-                .collect(),
+            points: of(true).map(|p| ((p.dim as f64).log2(), p.value)).collect(),
         });
     }
     let rows = summary.0.len();
@@ -864,10 +864,8 @@ fn topology(
         by_variant.push((set.variant.clone(), diagrams));
     }
     if diagrams_table.rows() == 0 {
-        out.notes.push(format!(
-            "{}: topology skipped: fewer than 3 images",
-            m.name
-        ));
+        out.notes
+            .push(format!("{}: topology skipped: fewer than 3 images", m.name));
         return Ok(());
     }
     out.tables.push(diagrams_table);
@@ -881,7 +879,10 @@ fn topology(
     for (variant, diagrams) in &by_variant[1..] {
         for (a, b) in clean_diagrams.iter().zip(diagrams) {
             let finite = |bars: &[Bar]| -> Vec<Bar> {
-                bars.iter().filter(|b| b.death.is_finite()).cloned().collect()
+                bars.iter()
+                    .filter(|b| b.death.is_finite())
+                    .cloned()
+                    .collect()
             };
             let (fa, fb) = (finite(&a.bars), finite(&b.bars));
             cols.0.push(variant.clone());
@@ -963,7 +964,10 @@ fn attribute_probing(
         .filter_map(|(i, id)| id.as_deref().map(|id| (id, i)))
         .collect();
     let x = embeddings(clean)?;
-    let k = ac.components.min(clean.dim).min(clean.len().saturating_sub(1));
+    let k = ac
+        .components
+        .min(clean.dim)
+        .min(clean.len().saturating_sub(1));
     if k == 0 {
         out.notes.push(format!(
             "{}: attribute probing skipped: too few images",
@@ -1019,10 +1023,7 @@ fn attribute_probing(
                 "categorical",
                 values
                     .iter()
-                    .map(|v| {
-                        v.as_ref()
-                            .and_then(|v| names.binary_search(v).ok())
-                    })
+                    .map(|v| v.as_ref().and_then(|v| names.binary_search(v).ok()))
                     .collect(),
             ),
         };
@@ -1042,9 +1043,7 @@ fn attribute_probing(
         let bools: Vec<Option<bool>> = ids_of.iter().map(|v| v.map(|v| v == 1)).collect();
         let values_arg = match &kind {
             AttributeKind::Boolean { .. } => attributes::AttributeValues::Boolean(&bools),
-            AttributeKind::Categorical { .. } => {
-                attributes::AttributeValues::Categorical(&ids_of)
-            }
+            AttributeKind::Categorical { .. } => attributes::AttributeValues::Categorical(&ids_of),
         };
         let cc = attributes::component_correlations(&scores, k, values_arg)?;
         heat_rows.push(name.clone());
@@ -1078,7 +1077,9 @@ fn attribute_probing(
         for &i in &split.train {
             counts[y[i]] += 1;
         }
-        let majority = (0..n_classes).max_by_key(|&c| (counts[c], usize::MAX - c)).unwrap_or(0);
+        let majority = (0..n_classes)
+            .max_by_key(|&c| (counts[c], usize::MAX - c))
+            .unwrap_or(0);
         let baseline = split.test.iter().filter(|&&i| y[i] == majority).count() as f64
             / split.test.len() as f64;
         probes.0.push(name.clone());
@@ -1145,8 +1146,7 @@ mod tests {
             panic!("two values are a boolean")
         };
         assert_eq!(positive, "1");
-        let Some(AttributeKind::Boolean { positive }) =
-            attribute_kind(&s(&["True", "False"]))
+        let Some(AttributeKind::Boolean { positive }) = attribute_kind(&s(&["True", "False"]))
         else {
             panic!()
         };

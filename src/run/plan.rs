@@ -127,7 +127,10 @@ pub fn plan(config: LoadedConfig, out: Option<&Path>) -> Result<Plan, PlanError>
             ),
         ];
         for (key, list) in lists {
-            if let Some(unknown) = list.into_iter().flatten().find(|v| !names.contains(&v.as_str()))
+            if let Some(unknown) = list
+                .into_iter()
+                .flatten()
+                .find(|v| !names.contains(&v.as_str()))
             {
                 return Err(key_err(
                     key,

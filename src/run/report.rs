@@ -12,8 +12,7 @@ use std::path::{Path, PathBuf};
 use super::plan::Plan;
 use crate::config::ReportConfig;
 use crate::report::{
-    write_report, Block, Gallery, GalleryHit, GalleryQuery, Report, RunSummary, Section,
-    Thumbnail,
+    write_report, Block, Gallery, GalleryHit, GalleryQuery, Report, RunSummary, Section, Thumbnail,
 };
 use crate::store::{self, Table};
 
@@ -126,9 +125,10 @@ pub fn write_run_report(
     plan: Option<&Plan>,
     config: &ReportConfig,
 ) -> Result<PathBuf, RunReportError> {
-    let manifest: Option<serde_json::Value> = std::fs::read_to_string(run_dir.join("manifest.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok());
+    let manifest: Option<serde_json::Value> =
+        std::fs::read_to_string(run_dir.join("manifest.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok());
     let mut tables = read_tables(tables_dir)?;
     let plots = list_plots(&run_dir.join("plots"));
     let summary = summary(run_dir, manifest.as_ref())?;
@@ -327,7 +327,13 @@ fn summary(
             ms.iter()
                 .map(|model| {
                     let mut kv = Vec::new();
-                    for key in ["name", "layout", "embedding_dim", "image_size", "batch_size"] {
+                    for key in [
+                        "name",
+                        "layout",
+                        "embedding_dim",
+                        "image_size",
+                        "batch_size",
+                    ] {
                         if !model[key].is_null() {
                             kv.push((key.replace('_', " "), text(&model[key])));
                         }
