@@ -95,6 +95,7 @@ const SECTIONS: &[(&str, &str, &[&str], &str)] = &[
 
 /// Tables shown first within their section (the summaries), by name.
 const LEADING: &[&str] = &[
+    "robustness",
     "retrieval",
     "zero_shot",
     "cluster",
@@ -102,8 +103,13 @@ const LEADING: &[&str] = &[
     "projection_quality",
     "dimension_sweep_summary",
     "persistence_distances",
+    "subspace_angles",
     "attribute_probe",
+    "similarity",
 ];
+
+/// Rows shown of a detail table (per-item ranks, coordinates, diagrams, ...).
+const DETAIL_ROWS: usize = 10;
 
 /// Galleries per model: at most this many queries of the clean variant.
 const GALLERY_QUERIES: usize = 8;
@@ -140,31 +146,48 @@ pub fn write_run_report(
         let mine = |name: &str| prefixes.iter().any(|p| name.starts_with(p));
         let mut names: Vec<String> = tables.keys().filter(|n| mine(n)).cloned().collect();
         names.sort_by_key(|n| (!LEADING.contains(&n.as_str()), n.clone()));
-        let mut blocks = Vec::new();
+        // Summaries first, then the pictures and galleries, then the detail tables (few rows:
+        // the Parquet and Markdown files hold them all).
+        let (mut summaries, mut pictures, mut details) = (Vec::new(), Vec::new(), Vec::new());
         for name in names {
             let Some(table) = tables.remove(&name) else {
                 continue;
             };
             if name == "retrieval_galleries" {
-                blocks.extend(galleries(&table, &thumbnails));
+                pictures.extend(galleries(&table, &thumbnails));
                 continue;
             }
-            blocks.push(Block::Table {
+            let leading = LEADING.contains(&name.as_str());
+            let block = Block::Table {
                 title: name.replace('_', " "),
                 table,
-                max_rows: config.max_table_rows,
-            });
+                max_rows: if leading {
+                    config.max_table_rows
+                } else {
+                    config.max_table_rows.min(DETAIL_ROWS)
+                },
+            };
+            if leading {
+                summaries.push(block);
+            } else {
+                details.push(block);
+            }
         }
         for (i, (stem, png, svg)) in plots.iter().enumerate() {
             if !used_plots[i] && mine(stem) {
                 used_plots[i] = true;
-                blocks.push(Block::Plot {
+                pictures.push(Block::Plot {
                     title: stem.replace('_', " "),
                     png: png.clone(),
                     svg: svg.clone(),
                 });
             }
         }
+        let blocks: Vec<Block> = summaries
+            .into_iter()
+            .chain(pictures)
+            .chain(details)
+            .collect();
         if !blocks.is_empty() {
             sections.push(Section {
                 id: id.to_string(),
@@ -329,14 +352,21 @@ fn summary(
                     let mut kv = Vec::new();
                     for key in [
                         "name",
+                        "path",
                         "layout",
                         "embedding_dim",
-                        "image_size",
+                        "input_size",
+                        "context_length",
                         "batch_size",
                     ] {
-                        if !model[key].is_null() {
-                            kv.push((key.replace('_', " "), text(&model[key])));
-                        }
+                        let value = match &model[key] {
+                            serde_json::Value::Null => continue,
+                            serde_json::Value::Array(a) => {
+                                a.iter().map(text).collect::<Vec<_>>().join(" × ")
+                            }
+                            v => text(v),
+                        };
+                        kv.push((key.replace('_', " "), value));
                     }
                     if !model["device"].is_null() {
                         kv.push(("device".into(), text(&model["device"]["device"])));
@@ -346,13 +376,13 @@ fn summary(
                     }
                     if let Some(files) = model["files"].as_array() {
                         for f in files {
-                            kv.push((
-                                text(&f["path"]),
-                                format!(
-                                    "sha256 {}",
-                                    f["sha256"].as_str().unwrap_or("–").get(..16).unwrap_or("–")
-                                ),
-                            ));
+                            let path = text(&f["path"]);
+                            let name = Path::new(&path)
+                                .file_name()
+                                .map(|n| n.to_string_lossy().into_owned())
+                                .unwrap_or(path.clone());
+                            let sha = f["sha256"].as_str().and_then(|s| s.get(..12));
+                            kv.push((name, format!("sha256 {}…", sha.unwrap_or("–"))));
                         }
                     }
                     kv
