@@ -260,7 +260,7 @@ pub(crate) fn flip_largest_positive(v: &mut [f64]) {
             best = i;
         }
     }
-    if v.first().is_some() && v[best] < 0.0 {
+    if !v.is_empty() && v[best] < 0.0 {
         v.iter_mut().for_each(|a| *a = -*a);
     }
 }
