@@ -14,8 +14,8 @@
 //! The directions come from a symmetric eigen-decomposition in `f64` (the solver of
 //! [`pca`](super::pca)): of the `n_c × n_c` Gram matrix of the centred rows when `n_c ≤ dim`
 //! (the direction is then `Xcᵀ v / ‖Xcᵀ v‖`), of the `dim × dim` scatter matrix otherwise, so
-//! the cost is O(min(n_c, dim)³ + n_c · dim · min(n_c, dim)) per class and memory
-//! O(min(n_c, dim)²). Each direction's entry of largest magnitude is made positive (signs do
+//! the cost is O(min(n_c, dim)³ + n_c · dim · min(n_c, dim)) per class and the memory
+//! O(min(n_c, dim)²) plus a copy of the class's rows. Classes are processed in parallel. Each direction's entry of largest magnitude is made positive (signs do
 //! not change a subspace; this only makes the output reproducible).
 //!
 //! # Principal angles
@@ -492,6 +492,28 @@ mod tests {
         ));
         let dup = [1.0f32, 1.0, 1.0, 1.0];
         assert!(class_bases(Embeddings::new(&dup, 2).unwrap(), &[3, 3], 1).is_err());
+    }
+
+    #[test]
+    fn independent_of_the_thread_count() {
+        let mut rng = super::super::rng::Rng::new(11, 0);
+        let (n, dim) = (700, 12);
+        let x: Vec<f32> = (0..n * dim).map(|_| rng.uniform() as f32).collect();
+        // Classes on both sides of `dim` rows (Gram and scatter routes).
+        let labels: Vec<usize> = (0..n)
+            .map(|i| if i < 600 { i % 3 } else { 3 + i % 10 })
+            .collect();
+        let e = Embeddings::new(&x, dim).unwrap();
+        let run = |threads: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| subspace_angles(e, &labels, 4).unwrap())
+        };
+        let one = run(1);
+        assert_eq!(one.ranks, vec![4; 13]);
+        assert_eq!(one, run(3));
     }
 
     #[test]
