@@ -66,7 +66,7 @@ pub struct ClassBasis {
 }
 
 impl ClassBasis {
-    /// Basis vector `j`.
+    /// Basis vector `j` (panics when out of range, like slice indexing).
     pub fn vector(&self, j: usize, dim: usize) -> &[f64] {
         &self.basis[j * dim..(j + 1) * dim]
     }
@@ -392,11 +392,17 @@ pub struct SubspaceAngles {
 }
 
 impl SubspaceAngles {
-    /// The angles of the pair of class indices `(i, j)`, `i ≠ j`, in either order.
-    pub fn pair(&self, i: usize, j: usize) -> &[f64] {
+    /// The angles of the pair of class indices `(i, j)`, in either order; `None` when
+    /// `i == j` or either is out of range.
+    pub fn pair(&self, i: usize, j: usize) -> Option<&[f64]> {
         let (i, j) = if i < j { (i, j) } else { (j, i) };
         let c = self.classes.len();
-        &self.angles[i * c - i * (i + 1) / 2 + (j - i - 1)]
+        if i == j || j >= c {
+            return None;
+        }
+        self.angles
+            .get(i * c - i * (i + 1) / 2 + (j - i - 1))
+            .map(Vec::as_slice)
     }
 }
 
@@ -534,11 +540,12 @@ mod tests {
         assert_eq!(s.ranks, vec![1, 1, 1]);
         assert_eq!(s.angles.len(), 3);
         assert!(!s.trivially_zero);
+        assert!(s.pair(1, 1).is_none() && s.pair(0, 3).is_none());
         for i in 0..3 {
             assert_eq!(s.mean_degrees[i * 3 + i], 0.0);
             for j in 0..3 {
                 if i != j {
-                    assert!((s.pair(i, j)[0] - std::f64::consts::FRAC_PI_2).abs() < 1e-12);
+                    assert!((s.pair(i, j).unwrap()[0] - std::f64::consts::FRAC_PI_2).abs() < 1e-12);
                     assert!((s.min_degrees[i * 3 + j] - 90.0).abs() < 1e-9);
                 }
             }
