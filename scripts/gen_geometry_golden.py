@@ -89,7 +89,9 @@ def formula_rows(n, dim, scales):
     return u * np.asarray(scales, dtype=np.float32)[None, :]
 
 
-def pca_case(name, x, n_components=None, new=None, transform_k=None, ks=(), store_x=True, formula=None):
+def pca_case(
+    name, x, n_components=None, new=None, transform_k=None, ks=(), store_x=True, formula=None
+):
     x = np.asarray(x, dtype=np.float32)
     x64 = x.astype(np.float64)
     n, dim = x.shape
@@ -133,7 +135,8 @@ def pca_case(name, x, n_components=None, new=None, transform_k=None, ks=(), stor
         tn = p.transform(new.astype(np.float64))[:, :k]
         case["transform_new"] = f64(tn)
         norms = np.linalg.norm(tn, axis=1, keepdims=True)
-        case["project_normalized_new"] = f32(np.where(norms > 0, tn / np.where(norms > 0, norms, 1), 0))
+        unit = tn / np.where(norms > 0, norms, 1)
+        case["project_normalized_new"] = f32(np.where(norms > 0, unit, 0))
     errs = []
     for kk in ks:
         if kk == 0:
@@ -164,7 +167,8 @@ def gen_pca():
     cases.append(pca_case("tall_anisotropic", x, new=new, transform_k=5, ks=(0, 1, 3, 8, 15, 16)))
 
     x = rng.standard_normal((12, 20)) * np.linspace(2.0, 0.5, 20) + 1.0
-    cases.append(pca_case("fewer_rows_than_dims", x, new=rng.standard_normal((3, 20)), ks=(0, 2, 11, 12)))
+    new = rng.standard_normal((3, 20))
+    cases.append(pca_case("fewer_rows_than_dims", x, new=new, ks=(0, 2, 11, 12)))
 
     # Unit-norm rows around a common direction, like CLIP's narrow cone.
     dim = 32
@@ -302,7 +306,9 @@ def summary_case(name, x, y, r):
         "mean_degrees": f64(mean_deg),
         "min_degrees": f64(min_deg),
         "trivially_zero": any(
-            ranks[i] + ranks[j] > dim for i in range(len(classes)) for j in range(i + 1, len(classes))
+            ranks[i] + ranks[j] > dim
+            for i in range(len(classes))
+            for j in range(i + 1, len(classes))
         ),
     }
 
@@ -310,21 +316,26 @@ def summary_case(name, x, y, r):
 def gen_subspace():
     rng = np.random.default_rng(7321)
     cases = []
-    cases.append(angle_case("general_3_vs_4", rng.standard_normal((20, 3)), rng.standard_normal((20, 4))))
-    cases.append(angle_case("general_4_vs_3", rng.standard_normal((20, 4)), rng.standard_normal((20, 3))))
+    a, b = rng.standard_normal((20, 3)), rng.standard_normal((20, 4))
+    cases.append(angle_case("general_3_vs_4", a, b))
+    a, b = rng.standard_normal((20, 4)), rng.standard_normal((20, 3))
+    cases.append(angle_case("general_4_vs_3", a, b))
     a = rng.standard_normal((30, 5))
     cases.append(angle_case("nearly_identical", a, a + 1e-7 * rng.standard_normal((30, 5))))
     cases.append(angle_case("same_span_other_basis", a, a @ rng.standard_normal((5, 5))))
     mix = rng.standard_normal((3, 3))
     e = np.eye(10)
     cases.append(angle_case("orthogonal", e[:, :3] @ mix, e[:, 3:6] @ rng.standard_normal((3, 3))))
-    cases.append(angle_case("ranks_past_dim", rng.standard_normal((6, 4)), rng.standard_normal((6, 4))))
+    a, b = rng.standard_normal((6, 4)), rng.standard_normal((6, 4))
+    cases.append(angle_case("ranks_past_dim", a, b))
     a = rng.standard_normal((12, 3))
-    cases.append(angle_case("rank_deficient", np.column_stack([a, a[:, 0] + a[:, 1]]), rng.standard_normal((12, 2))))
+    dependent = np.column_stack([a, a[:, 0] + a[:, 1]])
+    cases.append(angle_case("rank_deficient", dependent, rng.standard_normal((12, 2))))
     # One shared direction, the others at large angles: the arccos branch near cosine 1.
     b = np.column_stack([a[:, 0], rng.standard_normal(12)])
     cases.append(angle_case("one_shared_direction", a, b))
-    cases.append(angle_case("single_vectors", rng.standard_normal((7, 1)), rng.standard_normal((7, 1))))
+    a, b = rng.standard_normal((7, 1)), rng.standard_normal((7, 1))
+    cases.append(angle_case("single_vectors", a, b))
 
     summaries = []
     x, y = class_data(rng, 24, [60, 15, 40, 3], 4)
@@ -351,9 +362,8 @@ def eta(y, g):
         between += len(members) * (sum(members) / len(members) - m) ** 2
     exact = math.sqrt(between / ss_total)
     mf = y.mean()
-    naive = np.sqrt(
-        sum(np.sum(g == c) * (y[g == c].mean() - mf) ** 2 for c in np.unique(g)) / np.sum((y - mf) ** 2)
-    )
+    between_f = sum(np.sum(g == c) * (y[g == c].mean() - mf) ** 2 for c in np.unique(g))
+    naive = np.sqrt(between_f / np.sum((y - mf) ** 2))
     assert abs(naive - exact) < 1e-9
     return float(exact)
 
@@ -388,7 +398,9 @@ def attribute_case(name, scores, kind, values):
         "k": k,
         "scores": f64(scores),
         "kind": kind,
-        "values": [None if v is None else (bool(v) if kind == "boolean" else int(v)) for v in values],
+        "values": [
+            None if v is None else (bool(v) if kind == "boolean" else int(v)) for v in values
+        ],
         "expected": out,
     }
 
@@ -411,13 +423,19 @@ def gen_attributes():
     scores[:, 0] += (cats == 7) * 1.0 - (cats == 100) * 2.0
     scores[:, 2] = 1e3 + 1e-3 * scores[:, 2] + 1e-3 * (cats == 3)
     values = [None if rng.random() < 0.15 else int(c) for c in cats]
-    cases.append(attribute_case("categorical_sparse_ids_with_missing", scores, "categorical", values))
-    cases.append(attribute_case("categorical_two_groups", scores[:40, :2], "categorical", [int(c == 3) for c in cats[:40]]))
+    cases.append(
+        attribute_case("categorical_sparse_ids_with_missing", scores, "categorical", values)
+    )
+    two = [int(c == 3) for c in cats[:40]]
+    cases.append(attribute_case("categorical_two_groups", scores[:40, :2], "categorical", two))
 
     small = rng.standard_normal((6, 2))
-    cases.append(attribute_case("constant_attribute", small, "boolean", [True, None, True, True, None, True]))
-    cases.append(attribute_case("one_known", small, "categorical", [None, None, 4, None, None, None]))
-    cases.append(attribute_case("two_known", small, "boolean", [None, True, None, False, None, None]))
+    values = [True, None, True, True, None, True]
+    cases.append(attribute_case("constant_attribute", small, "boolean", values))
+    values = [None, None, 4, None, None, None]
+    cases.append(attribute_case("one_known", small, "categorical", values))
+    values = [None, True, None, False, None, None]
+    cases.append(attribute_case("two_known", small, "boolean", values))
     write("attributes.json", {"cases": cases})
 
 

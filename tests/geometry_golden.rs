@@ -82,12 +82,11 @@ static WORST: std::sync::Mutex<Vec<(String, f64, f64)>> = std::sync::Mutex::new(
 
 fn close(what: &str, got: f64, want: f64, tol: f64) {
     let kind: String = what
-        .split(|c: char| c == '[' || c == '(')
+        .split(['[', '('])
         .next()
         .unwrap_or(what)
         .split_whitespace()
-        .filter(|w| !w.chars().all(|c| c.is_ascii_digit()))
-        .last()
+        .rfind(|w| !w.chars().all(|c| c.is_ascii_digit()))
         .unwrap_or(what)
         .to_string();
     let diff = (got - want).abs();

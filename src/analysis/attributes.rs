@@ -44,7 +44,7 @@ impl AttributeValues<'_> {
 
 /// Why a correlation has no value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Undefined {
+pub enum UndefinedReason {
     /// Fewer than two samples have the attribute.
     TooFewSamples,
     /// All samples that have the attribute share one value.
@@ -53,12 +53,12 @@ pub enum Undefined {
     ConstantScore,
 }
 
-impl std::fmt::Display for Undefined {
+impl std::fmt::Display for UndefinedReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            Undefined::TooFewSamples => "fewer than two samples have this attribute",
-            Undefined::ConstantAttribute => "the attribute takes a single value",
-            Undefined::ConstantScore => "the component score is constant",
+            UndefinedReason::TooFewSamples => "fewer than two samples have this attribute",
+            UndefinedReason::ConstantAttribute => "the attribute takes a single value",
+            UndefinedReason::ConstantScore => "the component score is constant",
         })
     }
 }
@@ -74,7 +74,7 @@ pub struct ComponentCorrelation {
     /// Samples used (those whose attribute is known).
     pub n: usize,
     /// Why `value` is `None`.
-    pub undefined: Option<Undefined>,
+    pub undefined: Option<UndefinedReason>,
 }
 
 /// Correlation of each of the `k` score columns with `attribute`.
@@ -153,23 +153,24 @@ pub fn component_correlations(
 
     Ok((0..k)
         .map(|component| {
-            let result = |value: Option<f64>, undefined: Option<Undefined>| ComponentCorrelation {
-                component,
-                value,
-                n,
-                undefined,
-            };
+            let result =
+                |value: Option<f64>, undefined: Option<UndefinedReason>| ComponentCorrelation {
+                    component,
+                    value,
+                    n,
+                    undefined,
+                };
             if n < 2 {
-                return result(None, Some(Undefined::TooFewSamples));
+                return result(None, Some(UndefinedReason::TooFewSamples));
             }
             if attribute_constant {
-                return result(None, Some(Undefined::ConstantAttribute));
+                return result(None, Some(UndefinedReason::ConstantAttribute));
             }
             let y: Vec<f64> = known.iter().map(|&i| scores[i * k + component]).collect();
             let mean = y.iter().sum::<f64>() / n as f64;
             let ss_total: f64 = y.iter().map(|v| (v - mean) * (v - mean)).sum();
             if ss_total == 0.0 || y.iter().all(|&v| v == y[0]) {
-                return result(None, Some(Undefined::ConstantScore));
+                return result(None, Some(UndefinedReason::ConstantScore));
             }
             let value = if boolean {
                 pearson_binary(&y, &groups, mean, ss_total)
@@ -233,13 +234,13 @@ mod tests {
         assert_eq!(c[0].n, 2);
         assert!((c[0].value.unwrap() + 1.0).abs() < 1e-15);
         assert_eq!(c[1].value, None);
-        assert_eq!(c[1].undefined, Some(Undefined::ConstantScore));
+        assert_eq!(c[1].undefined, Some(UndefinedReason::ConstantScore));
         let same = [Some(3usize), Some(3), None];
         let c = component_correlations(&scores, 2, AttributeValues::Categorical(&same)).unwrap();
-        assert_eq!(c[0].undefined, Some(Undefined::ConstantAttribute));
+        assert_eq!(c[0].undefined, Some(UndefinedReason::ConstantAttribute));
         let none = [None, None, Some(true)];
         let c = component_correlations(&scores, 2, AttributeValues::Boolean(&none)).unwrap();
-        assert_eq!(c[0].undefined, Some(Undefined::TooFewSamples));
+        assert_eq!(c[0].undefined, Some(UndefinedReason::TooFewSamples));
         assert!(component_correlations(&scores, 0, AttributeValues::Boolean(&a)).is_err());
         assert!(component_correlations(&scores, 4, AttributeValues::Boolean(&a)).is_err());
         assert!(component_correlations(&scores, 3, AttributeValues::Boolean(&a)).is_err());

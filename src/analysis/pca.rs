@@ -40,9 +40,12 @@
 //!
 //! # Limits
 //!
-//! The eigensolver is O(dim³) and single-threaded (~0.3 s at dim = 512, ~3 s at 1024 on one
-//! core); the scatter matrix is ~n·dim² flops on all cores, with up to
-//! [`PARTIAL_SUMS`]` × dim²` doubles of partial sums.
+//! The eigensolver is O(dim³) and single-threaded: about 0.5 s at dim = 512 and 3.5 s at
+//! 1024 on this project's 2-core machine (NumPy's `eigh` took 0.8 s and 6.6 s there at the
+//! same time). The scatter matrix costs ~n·dim² flops on all cores and holds up to
+//! [`PARTIAL_SUMS`]` × dim²` doubles of partial sums. 100 000 × 512 rows take 6–8 s in all on
+//! that (busy) machine, where scikit-learn's `covariance_eigh` solver took 6.6 s on the same
+//! data in `f64` and its full SVD solver 88 s.
 
 use rayon::prelude::*;
 
@@ -260,7 +263,7 @@ pub(crate) fn flip_largest_positive(v: &mut [f64]) {
             best = i;
         }
     }
-    if v.first().is_some() && v[best] < 0.0 {
+    if !v.is_empty() && v[best] < 0.0 {
         v.iter_mut().for_each(|a| *a = -*a);
     }
 }
@@ -743,6 +746,57 @@ mod tests {
     }
 
     #[test]
+    fn eigen_of_clustered_repeated_and_graded_spectra() {
+        let n = 120;
+        let mut rng = super::super::rng::Rng::new(9, 2);
+        // A random orthogonal Q by Gram–Schmidt, then A = Q diag(λ) Qᵀ.
+        let mut q: Vec<f64> = (0..n * n).map(|_| rng.uniform() - 0.5).collect();
+        for i in 0..n {
+            for j in 0..i {
+                let d = dot(&q[i * n..(i + 1) * n], &q[j * n..(j + 1) * n]);
+                for k in 0..n {
+                    q[i * n + k] -= d * q[j * n + k];
+                }
+            }
+            let norm = dot(&q[i * n..(i + 1) * n], &q[i * n..(i + 1) * n]).sqrt();
+            q[i * n..(i + 1) * n].iter_mut().for_each(|v| *v /= norm);
+        }
+        let spectra: [Box<dyn Fn(usize) -> f64>; 3] = [
+            Box::new(|i| 1.0 + 1e-13 * i as f64),       // one tight cluster
+            Box::new(|i| [5.0, 5.0, 0.0, -2.0][i % 4]), // repeated, zero, negative
+            Box::new(|i| 10f64.powi(-(i as i32) / 8)),  // graded over 15 decades
+        ];
+        // Tolerances of 1e-12·‖A‖: building A itself rounds at ~n·ε·‖A‖.
+        for lambda in &spectra {
+            let mut a = vec![0.0; n * n];
+            for i in 0..n {
+                for j in 0..n {
+                    a[i * n + j] = (0..n)
+                        .map(|k| q[k * n + i] * lambda(k) * q[k * n + j])
+                        .sum();
+                }
+            }
+            let norm_a = (0..n).map(|k| lambda(k).abs()).fold(0.0, f64::max);
+            let (vals, vecs) = symmetric_eigen(a.clone(), n).unwrap();
+            let mut want: Vec<f64> = (0..n).map(lambda).collect();
+            want.sort_by(|x, y| y.total_cmp(x));
+            for (g, w) in vals.iter().zip(&want) {
+                assert!((g - w).abs() < 1e-12 * norm_a, "{g} vs {w}");
+            }
+            for j in 0..n {
+                let v = &vecs[j * n..(j + 1) * n];
+                for i in 0..n {
+                    let av: f64 = dot(&a[i * n..(i + 1) * n], v);
+                    assert!((av - vals[j] * v[i]).abs() < 1e-12 * norm_a);
+                }
+                for k in 0..j {
+                    assert!(dot(v, &vecs[k * n..(k + 1) * n]).abs() < 1e-13);
+                }
+            }
+        }
+    }
+
+    #[test]
     fn eigen_of_diagonal_and_zero() {
         let (v, _) = symmetric_eigen(vec![1.0, 0.0, 0.0, 0.0, 3.0, 0.0, 0.0, 0.0, 2.0], 3).unwrap();
         assert_eq!(v, vec![3.0, 2.0, 1.0]);
@@ -782,6 +836,27 @@ mod tests {
         assert!(p.reconstruction_error(&[2]).is_err());
         let nan = [1.0f32, f32::NAN, 0.0, 0.0];
         assert!(pca(Embeddings::new(&nan, 2).unwrap(), None).is_err());
+    }
+
+    #[test]
+    fn independent_of_the_thread_count() {
+        // Several row blocks and partial sums, more than one column panel.
+        let (n, dim) = (2100, 140);
+        let mut rng = super::super::rng::Rng::new(3, 1);
+        let x: Vec<f32> = (0..n * dim).map(|_| rng.uniform() as f32 - 0.5).collect();
+        let e = Embeddings::new(&x, dim).unwrap();
+        let run = |threads: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| {
+                    let p = pca(e, Some(5)).unwrap();
+                    let t = p.transform(e, 5).unwrap();
+                    (p, t)
+                })
+        };
+        assert_eq!(run(1), run(3));
     }
 
     #[test]

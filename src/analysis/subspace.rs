@@ -14,8 +14,8 @@
 //! The directions come from a symmetric eigen-decomposition in `f64` (the solver of
 //! [`pca`](super::pca)): of the `n_c × n_c` Gram matrix of the centred rows when `n_c ≤ dim`
 //! (the direction is then `Xcᵀ v / ‖Xcᵀ v‖`), of the `dim × dim` scatter matrix otherwise, so
-//! the cost is O(min(n_c, dim)³ + n_c · dim · min(n_c, dim)) per class and memory
-//! O(min(n_c, dim)²). Each direction's entry of largest magnitude is made positive (signs do
+//! the cost is O(min(n_c, dim)³ + n_c · dim · min(n_c, dim)) per class and the memory
+//! O(min(n_c, dim)²) plus a copy of the class's rows. Classes are processed in parallel. Each direction's entry of largest magnitude is made positive (signs do
 //! not change a subspace; this only makes the output reproducible).
 //!
 //! # Principal angles
@@ -66,7 +66,7 @@ pub struct ClassBasis {
 }
 
 impl ClassBasis {
-    /// Basis vector `j`.
+    /// Basis vector `j` (panics when out of range, like slice indexing).
     pub fn vector(&self, j: usize, dim: usize) -> &[f64] {
         &self.basis[j * dim..(j + 1) * dim]
     }
@@ -392,11 +392,17 @@ pub struct SubspaceAngles {
 }
 
 impl SubspaceAngles {
-    /// The angles of the pair of class indices `(i, j)`, `i ≠ j`, in either order.
-    pub fn pair(&self, i: usize, j: usize) -> &[f64] {
+    /// The angles of the pair of class indices `(i, j)`, in either order; `None` when
+    /// `i == j` or either is out of range.
+    pub fn pair(&self, i: usize, j: usize) -> Option<&[f64]> {
         let (i, j) = if i < j { (i, j) } else { (j, i) };
         let c = self.classes.len();
-        &self.angles[i * c - i * (i + 1) / 2 + (j - i - 1)]
+        if i == j || j >= c {
+            return None;
+        }
+        self.angles
+            .get(i * c - i * (i + 1) / 2 + (j - i - 1))
+            .map(Vec::as_slice)
     }
 }
 
@@ -495,6 +501,28 @@ mod tests {
     }
 
     #[test]
+    fn independent_of_the_thread_count() {
+        let mut rng = super::super::rng::Rng::new(11, 0);
+        let (n, dim) = (700, 12);
+        let x: Vec<f32> = (0..n * dim).map(|_| rng.uniform() as f32).collect();
+        // Classes on both sides of `dim` rows (Gram and scatter routes).
+        let labels: Vec<usize> = (0..n)
+            .map(|i| if i < 600 { i % 3 } else { 3 + i % 10 })
+            .collect();
+        let e = Embeddings::new(&x, dim).unwrap();
+        let run = |threads: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| subspace_angles(e, &labels, 4).unwrap())
+        };
+        let one = run(1);
+        assert_eq!(one.ranks, vec![4; 13]);
+        assert_eq!(one, run(3));
+    }
+
+    #[test]
     fn summary_layout() {
         // Three classes in 3-D, each varying along one axis.
         let mut x = vec![];
@@ -512,11 +540,12 @@ mod tests {
         assert_eq!(s.ranks, vec![1, 1, 1]);
         assert_eq!(s.angles.len(), 3);
         assert!(!s.trivially_zero);
+        assert!(s.pair(1, 1).is_none() && s.pair(0, 3).is_none());
         for i in 0..3 {
             assert_eq!(s.mean_degrees[i * 3 + i], 0.0);
             for j in 0..3 {
                 if i != j {
-                    assert!((s.pair(i, j)[0] - std::f64::consts::FRAC_PI_2).abs() < 1e-12);
+                    assert!((s.pair(i, j).unwrap()[0] - std::f64::consts::FRAC_PI_2).abs() < 1e-12);
                     assert!((s.min_degrees[i * 3 + j] - 90.0).abs() < 1e-9);
                 }
             }
