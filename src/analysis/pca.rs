@@ -189,6 +189,16 @@ impl Pca {
     /// Centring happens before the product, in `f64` (scikit-learn subtracts `mean ·
     /// componentsᵀ` afterwards; the two differ only by rounding).
     pub fn transform(&self, x: Embeddings<'_>, k: usize) -> Result<Vec<f64>, AnalysisError> {
+        self.scores(x, k, &self.mean)
+    }
+
+    /// Coordinates of `x − about` along the first `k` components.
+    fn scores(
+        &self,
+        x: Embeddings<'_>,
+        k: usize,
+        about: &[f64],
+    ) -> Result<Vec<f64>, AnalysisError> {
         self.check_k("k", k, 1)?;
         if x.dim() != self.dim {
             return Err(AnalysisError::DimMismatch {
@@ -207,7 +217,7 @@ impl Pca {
             .for_each(|(b, o)| {
                 let start = b * BLOCK_ROWS;
                 let rows = o.len() / k;
-                let block = centred_block(x, &self.mean, start, start + rows);
+                let block = centred_block(x, about, start, start + rows);
                 matmul_nt_f64(&block, comps, dim, o);
             });
         Ok(out)
@@ -224,17 +234,20 @@ impl Pca {
         x: Embeddings<'_>,
         k: usize,
     ) -> Result<Vec<f32>, AnalysisError> {
-        let scores = self.transform(x, k)?;
-        let mut out = Vec::with_capacity(scores.len());
-        for row in scores.chunks_exact(k) {
-            let norm = row.iter().map(|v| v * v).sum::<f64>().sqrt();
-            if norm > 0.0 {
-                out.extend(row.iter().map(|v| (v / norm) as f32));
-            } else {
-                out.extend(row.iter().map(|_| 0.0f32));
-            }
-        }
-        Ok(out)
+        Ok(normalize(self.transform(x, k)?, k))
+    }
+
+    /// `x` (not centred) along the first `k` components, then each row L2-normalised, as
+    /// `f32`. With every component this is a rotation of the span, so cosines are those of
+    /// the original embeddings (for `x` in the span): a dimension sweep on it measures what
+    /// truncation alone costs, where [`Pca::project_normalized`] also moves the origin.
+    pub fn rotate_normalized(
+        &self,
+        x: Embeddings<'_>,
+        k: usize,
+    ) -> Result<Vec<f32>, AnalysisError> {
+        let origin = vec![0.0; self.dim];
+        Ok(normalize(self.scores(x, k, &origin)?, k))
     }
 
     /// Mean over the fitted samples of `‖x − x̂_k‖²`, `x̂_k` the reconstruction from the
@@ -252,6 +265,20 @@ impl Pca {
             })
             .collect()
     }
+}
+
+/// Rows of `k` scores L2-normalised as `f32`; an all-zero row stays zero.
+fn normalize(scores: Vec<f64>, k: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(scores.len());
+    for row in scores.chunks_exact(k) {
+        let norm = row.iter().map(|v| v * v).sum::<f64>().sqrt();
+        if norm > 0.0 {
+            out.extend(row.iter().map(|v| (v / norm) as f32));
+        } else {
+            out.extend(row.iter().map(|_| 0.0f32));
+        }
+    }
+    out
 }
 
 /// Makes the entry of largest magnitude positive (the first on ties): scikit-learn's
@@ -711,6 +738,40 @@ pub(crate) fn singular_values(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn full_rank_rotation_keeps_cosines_and_truncation_changes_them() {
+        let mut rng = super::super::rng::Rng::new(9, 0);
+        let (n, d) = (40, 6);
+        let x: Vec<f32> = (0..n * d).map(|_| rng.uniform() as f32 + 0.3).collect();
+        let e = Embeddings::new(&x, d).unwrap();
+        let fit = pca(e, None).unwrap();
+        let cos = |v: &[f32], k: usize, i: usize, j: usize| -> f64 {
+            let (a, b) = (&v[i * k..(i + 1) * k], &v[j * k..(j + 1) * k]);
+            let dot: f64 = a.iter().zip(b).map(|(p, q)| (p * q) as f64).sum();
+            let na: f64 = a.iter().map(|p| (p * p) as f64).sum::<f64>().sqrt();
+            let nb: f64 = b.iter().map(|p| (p * p) as f64).sum::<f64>().sqrt();
+            dot / (na * nb)
+        };
+        let full = fit.rotate_normalized(e, d).unwrap();
+        let two = fit.rotate_normalized(e, 2).unwrap();
+        let centred = fit.project_normalized(e, d).unwrap();
+        let (mut worst, mut moved, mut centring) = (0.0f64, 0.0f64, 0.0f64);
+        for i in 0..n {
+            for j in 0..n {
+                let original = cos(&x, d, i, j);
+                worst = worst.max((cos(&full, d, i, j) - original).abs());
+                moved = moved.max((cos(&two, 2, i, j) - original).abs());
+                centring = centring.max((cos(&centred, d, i, j) - original).abs());
+            }
+        }
+        assert!(
+            worst < 1e-5,
+            "full-rank rotation changed a cosine by {worst}"
+        );
+        assert!(moved > 1e-2, "two of six dimensions should change cosines");
+        assert!(centring > 1e-2, "centring moves the origin of the cosines");
+    }
 
     fn sym(n: usize, seed: u64) -> Vec<f64> {
         let mut rng = super::super::rng::Rng::new(seed, 0);

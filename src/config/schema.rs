@@ -743,6 +743,13 @@ pub struct DimensionSweepConfig {
     /// dimension's is reported per metric.
     #[serde(default = "default_sweep_tolerance")]
     pub tolerance: f64,
+    /// Subtract the fitted mean before projecting (scikit-learn's `PCA.transform`). Off by
+    /// default: without it the full-rank projection is a rotation, so cosines at D′ = D are
+    /// the original ones and the sweep measures what dropping dimensions alone costs; centring
+    /// also moves the origin the cosines are taken around (and, fitted on both modalities,
+    /// partly closes the gap between them), which changes the metrics at every D′.
+    #[serde(default)]
+    pub centre: bool,
 }
 
 impl Default for DimensionSweepConfig {
@@ -753,6 +760,7 @@ impl Default for DimensionSweepConfig {
             fit_on: FitOn::Both,
             k: default_ks(),
             tolerance: default_sweep_tolerance(),
+            centre: false,
         }
     }
 }

@@ -612,16 +612,21 @@ fn dimension_sweep(
         return Ok(());
     }
     let eval_e = Embeddings::new(&eval_images, dim)?;
+    let project = |x: Embeddings<'_>, d: usize| {
+        if dc.centre {
+            fit.project_normalized(x, d)
+        } else {
+            fit.rotate_normalized(x, d)
+        }
+    };
     for &d in dims.iter().chain(std::iter::once(&fit.n_components())) {
-        let images = fit.project_normalized(eval_e, d)?;
+        let images = project(eval_e, d)?;
         let captions = match &eval_captions {
-            Some((_, v)) if !v.is_empty() => {
-                Some(fit.project_normalized(Embeddings::new(v, dim)?, d)?)
-            }
+            Some((_, v)) if !v.is_empty() => Some(project(Embeddings::new(v, dim)?, d)?),
             _ => None,
         };
         let prompts = match &m.prompts {
-            Some(p) => Some(fit.project_normalized(p.embeddings()?, d)?),
+            Some(p) => Some(project(p.embeddings()?, d)?),
             None => None,
         };
         points.extend(measure(
