@@ -317,10 +317,15 @@ fn projection(
         if pca2.n_components() < 2 {
             pca_xy = pca_xy.iter().flat_map(|&v| [v, 0.0]).collect();
         }
-        let mut maps: Vec<(&str, Option<f64>, Vec<f64>, Option<f64>)> = Vec::new();
+        let mut maps: Vec<Map> = Vec::new();
         for method in &pc.methods {
             match method {
-                ProjectionMethod::Pca => maps.push(("pca", None, pca_xy.clone(), None)),
+                ProjectionMethod::Pca => maps.push(Map {
+                    method: "pca",
+                    perplexity: None,
+                    xy: pca_xy.clone(),
+                    kl: None,
+                }),
                 ProjectionMethod::Tsne => {
                     let init = tsne::scale_pca_init(&pca_xy);
                     for &perplexity in &pc.perplexities {
@@ -338,7 +343,12 @@ fn projection(
                             ..tsne::TsneOptions::default()
                         };
                         let r = tsne::tsne(x, &init, &opts)?;
-                        maps.push(("tsne", Some(perplexity), r.embedding, Some(r.kl_divergence)));
+                        maps.push(Map {
+                            method: "tsne",
+                            perplexity: Some(perplexity),
+                            xy: r.embedding,
+                            kl: Some(r.kl_divergence),
+                        });
                     }
                 }
                 ProjectionMethod::Umap => {
@@ -357,11 +367,22 @@ fn projection(
                         ..umap::UmapOptions::default()
                     };
                     let r = umap::umap(x, &opts)?;
-                    maps.push(("umap", None, r.embedding, None));
+                    maps.push(Map {
+                        method: "umap",
+                        perplexity: None,
+                        xy: r.embedding,
+                        kl: None,
+                    });
                 }
             }
         }
-        for (method, perplexity, xy, kl) in maps {
+        for Map {
+            method,
+            perplexity,
+            xy,
+            kl,
+        } in maps
+        {
             let trust = trustworthiness::trustworthiness(x, &xy, 2, tk, Distance::Euclidean)?;
             quality
                 .extend(
@@ -418,6 +439,14 @@ fn projection(
         out.tables.push(coordinates);
     }
     Ok(())
+}
+
+/// One 2-D map of a sample: `xy` is rows × 2; `kl` is t-SNE's final KL divergence.
+struct Map {
+    method: &'static str,
+    perplexity: Option<f64>,
+    xy: Vec<f64>,
+    kl: Option<f64>,
 }
 
 /// One measurement of the dimension sweep.
