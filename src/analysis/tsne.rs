@@ -900,16 +900,16 @@ impl Optimizer<'_> {
                 .zip(self.update.par_chunks_mut(2 * BLOCK))
                 .zip(self.gains.par_chunks_mut(2 * BLOCK))
                 .for_each(|(((y, g), u), gain)| {
-                    for t in 0..y.len() {
-                        if u[t] * g[t] < 0.0 {
-                            gain[t] += 0.2;
+                    for (((y, g), u), gain) in y.iter_mut().zip(g).zip(u).zip(gain) {
+                        if *u * *g < 0.0 {
+                            *gain += 0.2;
                         } else {
-                            gain[t] *= 0.8;
+                            *gain *= 0.8;
                         }
-                        gain[t] = gain[t].max(MIN_GAIN);
-                        g[t] *= gain[t];
-                        u[t] = m * u[t] - lr * g[t];
-                        y[t] += u[t];
+                        *gain = gain.max(MIN_GAIN);
+                        *g *= *gain;
+                        *u = m * *u - lr * *g;
+                        *y += *u;
                     }
                 });
             if check {
