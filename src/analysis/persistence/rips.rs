@@ -100,7 +100,7 @@ fn enclosing_radius(dist: &[f32], n: usize) -> f32 {
 /// Diagrams for dimensions `0..=max_dim` of the Rips filtration of `dist` (`n × n`,
 /// symmetric, zero diagonal), cut at `threshold` (the enclosing radius when `None`).
 pub(super) fn persistence(
-    dist: &[f32],
+    dist: Vec<f32>,
     n: usize,
     max_dim: usize,
     threshold: Option<f32>,
@@ -111,13 +111,13 @@ pub(super) fn persistence(
 /// [`persistence`] with the choice of levels made by the caller: ranks work for every size,
 /// and the tests check that both kinds give the same diagrams.
 pub(super) fn persistence_with_levels(
-    dist: &[f32],
+    dist: Vec<f32>,
     n: usize,
     max_dim: usize,
     threshold: Option<f32>,
     ranks: bool,
 ) -> Vec<Diagram> {
-    let threshold = canonical(threshold.unwrap_or_else(|| enclosing_radius(dist, n)));
+    let threshold = canonical(threshold.unwrap_or_else(|| enclosing_radius(&dist, n)));
     let levels = Levels::new(dist, n, threshold, ranks);
     let rips = Rips::new(&levels, n);
     let forest = rips.spanning_forest();
@@ -166,12 +166,14 @@ struct Levels {
 const MAX_N_FOR_BIT_LEVELS: usize = 2952;
 
 impl Levels {
-    fn new(dist: &[f32], n: usize, threshold: f32, ranks: bool) -> Levels {
+    /// Levels of `dist`, whose buffer they reuse (collecting a mapped `into_iter` of a
+    /// same-sized type is done in place), so the matrix is held once.
+    fn new(dist: Vec<f32>, n: usize, threshold: f32, ranks: bool) -> Levels {
         if !ranks {
             debug_assert!(n <= MAX_N_FOR_BIT_LEVELS);
             let codes = dist
-                .par_iter()
-                .map(|&d| {
+                .into_iter()
+                .map(|d| {
                     if d <= threshold {
                         d.to_bits()
                     } else {
@@ -198,8 +200,8 @@ impl Levels {
             values.insert(0, 0.0);
         }
         let codes = dist
-            .par_iter()
-            .map(|&d| {
+            .into_iter()
+            .map(|d| {
                 if d <= threshold {
                     values.partition_point(|&v| v < d) as u32
                 } else {

@@ -104,8 +104,8 @@ fn rank_levels_and_bit_levels_agree() {
         let n = x.len() / dim;
         let dist = rips::distance_matrix(points(x, dim), Distance::Euclidean);
         for threshold in [None, Some(1.5f32)] {
-            let bits = rips::persistence_with_levels(&dist, n, 1, threshold, false);
-            let ranks = rips::persistence_with_levels(&dist, n, 1, threshold, true);
+            let bits = rips::persistence_with_levels(dist.clone(), n, 1, threshold, false);
+            let ranks = rips::persistence_with_levels(dist.clone(), n, 1, threshold, true);
             assert_eq!(bits, ranks);
             assert!(!bits[1].bars.is_empty());
         }
