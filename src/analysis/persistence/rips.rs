@@ -188,27 +188,28 @@ impl Levels {
                 index_bits: 32,
             };
         }
-        let mut values: Vec<f32> = dist
+        // Bit patterns first (in place), then ranks among the distinct patterns (in parallel).
+        let mut codes: Vec<u32> = dist.into_iter().map(f32::to_bits).collect();
+        let top_bits = threshold.to_bits();
+        let mut values: Vec<u32> = codes
             .par_chunks(n)
             .enumerate()
-            .flat_map_iter(|(i, row)| row[i + 1..].iter().copied().filter(|&d| d <= threshold))
+            .flat_map_iter(|(i, row)| row[i + 1..].iter().copied().filter(|&b| b <= top_bits))
             .collect();
-        values.par_sort_unstable_by(f32::total_cmp);
+        values.par_sort_unstable();
         values.dedup();
         // Zero is always a level: the diagonal.
-        if values.first() != Some(&0.0) {
-            values.insert(0, 0.0);
+        if values.first() != Some(&0) {
+            values.insert(0, 0);
         }
-        let codes = dist
-            .into_iter()
-            .map(|d| {
-                if d <= threshold {
-                    values.partition_point(|&v| v < d) as u32
-                } else {
-                    u32::MAX
-                }
-            })
-            .collect();
+        codes.par_iter_mut().for_each(|c| {
+            *c = if *c <= top_bits {
+                values.partition_point(|&v| v < *c) as u32
+            } else {
+                u32::MAX
+            };
+        });
+        let values: Vec<f32> = values.into_iter().map(f32::from_bits).collect();
         let top = values.len() as u32 - 1;
         Levels {
             codes,
