@@ -10,6 +10,11 @@
 use super::super::AnalysisError;
 use super::Bar;
 
+/// Most finite bars a diagram may have for [`bottleneck`] and [`wasserstein`]: both hold an
+/// `m × k` table of `f64` (800 MB at the limit), and every diagram
+/// [`rips_persistence`](super::rips_persistence) returns is within it.
+pub const MAX_DIAGRAM_POINTS: usize = super::MAX_POINTS;
+
 /// Checks a diagram and returns its finite bars (persim ignores bars dying at `+∞`).
 fn finite_bars(what: &'static str, bars: &[Bar]) -> Result<Vec<Bar>, AnalysisError> {
     for (row, bar) in bars.iter().enumerate() {
@@ -24,11 +29,19 @@ fn finite_bars(what: &'static str, bars: &[Bar]) -> Result<Vec<Bar>, AnalysisErr
             });
         }
     }
-    Ok(bars
+    let finite: Vec<Bar> = bars
         .iter()
         .copied()
         .filter(|b| b.death.is_finite())
-        .collect())
+        .collect();
+    if finite.len() > MAX_DIAGRAM_POINTS {
+        return Err(AnalysisError::TooMany {
+            what,
+            n: finite.len(),
+            max: MAX_DIAGRAM_POINTS,
+        });
+    }
+    Ok(finite)
 }
 
 /// The bottleneck distance between two diagrams (`persim.bottleneck(a, b)`): the smallest
@@ -223,18 +236,16 @@ pub fn wasserstein(a: &[Bar], b: &[Bar]) -> Result<f64, AnalysisError> {
     let to_diagonal = |p: &Bar| p.birth * -SIN_QUARTER_PI + p.death * COS_QUARTER_PI;
     let s_diag: Vec<f64> = s.iter().map(to_diagonal).collect();
     let t_diag: Vec<f64> = t.iter().map(to_diagonal).collect();
+    let s_sq: Vec<f64> = s.iter().map(sq).collect();
     let t_sq: Vec<f64> = t.iter().map(sq).collect();
-    // persim's point-to-point costs, rows a, columns b.
-    let mut cost = vec![0.0f64; m * k];
-    for (i, p) in s.iter().enumerate() {
-        let p_sq = sq(p);
-        for (j, q) in t.iter().enumerate() {
-            let dot = p.birth * q.birth + p.death * q.death;
-            cost[i * k + j] = (-2.0 * dot + p_sq + t_sq[j]).max(0.0).sqrt();
-        }
-    }
+    // persim's point-to-point cost, a's point i to b's point j.
+    let cost = |i: usize, j: usize| {
+        let (p, q) = (&s[i], &t[j]);
+        let dot = p.birth * q.birth + p.death * q.death;
+        (-2.0 * dot + s_sq[i] + t_sq[j]).max(0.0).sqrt()
+    };
     // The change of pairing, never positive; the smaller diagram indexes the rows.
-    let change = |i: usize, j: usize| (cost[i * k + j] - s_diag[i] - t_diag[j]).min(0.0);
+    let change = |i: usize, j: usize| (cost(i, j) - s_diag[i] - t_diag[j]).min(0.0);
     let mut partner_of_s: Vec<Option<usize>> = vec![None; m];
     if m <= k {
         let net: Vec<f64> = (0..m * k).map(|x| change(x / k, x % k)).collect();
@@ -255,7 +266,7 @@ pub fn wasserstein(a: &[Bar], b: &[Bar]) -> Result<f64, AnalysisError> {
         total += match *partner {
             Some(j) => {
                 t_paired[j] = true;
-                cost[i * k + j]
+                cost(i, j)
             }
             None => s_diag[i],
         };

@@ -56,8 +56,9 @@
 //! matching test, Wasserstein by a shortest-augmenting-path assignment (the algorithm of
 //! scipy's `linear_sum_assignment`, which persim calls), both on problems of the size of the
 //! point-to-point part rather than persim's `(m + k)²` augmented matrix. Memory O(m·k) for
-//! diagrams of m and k points; Wasserstein time O(min(m, k)² · max(m, k)) at worst — about
-//! seconds for diagrams of a thousand points each.
+//! diagrams of m and k points; Wasserstein time O(min(m, k)² · max(m, k)) at worst — under a
+//! second for diagrams of a thousand points each. Diagrams with more than
+//! [`MAX_DIAGRAM_POINTS`] finite bars are refused with [`AnalysisError::TooMany`].
 
 mod matching;
 mod rips;
@@ -65,7 +66,7 @@ mod rips;
 use super::linalg::{non_empty, Distance};
 use super::{check_finite, AnalysisError, Embeddings};
 
-pub use matching::{bottleneck, wasserstein};
+pub use matching::{bottleneck, wasserstein, MAX_DIAGRAM_POINTS};
 
 /// Largest number of points [`rips_persistence`] accepts: the dense `f32` distance matrix
 /// then takes 400 MB, and simplex indices stay far below 2⁶³.

@@ -231,4 +231,13 @@ fn diagram_distance_basics() {
         bottleneck(&[bar(inf, inf)], &[]),
         Err(AnalysisError::NonFinite { .. })
     ));
+    let many = vec![bar(0.0, 1.0); MAX_DIAGRAM_POINTS + 1];
+    assert!(matches!(
+        wasserstein(&many, &[]),
+        Err(AnalysisError::TooMany { .. })
+    ));
+    // Infinite bars do not count towards the limit.
+    let mut open = vec![bar(0.0, inf); MAX_DIAGRAM_POINTS + 1];
+    open.push(bar(0.0, 1.0));
+    assert_eq!(bottleneck(&open, &[]).unwrap(), 0.5);
 }
