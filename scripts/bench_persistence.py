@@ -81,7 +81,7 @@ def compare(out, names):
     b_all = json.load(open(f"{out}/{names[1]}.rust.json"))
     print()
     print(f"diagram distances between {names[0]} and {names[1]} (clipflow's diagrams, both sides):")
-    print(f"{'':24s}{'clipflow':>10s}{'persim':>10s}{'speed-up':>10s}   |clipflow - persim|")
+    print(f"{'':32s}{'clipflow':>10s}{'persim':>10s}{'speed-up':>10s}   |clipflow - persim|")
     for k in (0, 1):
         a, b = as_dgm(a_all[f"h{k}"]), as_dgm(b_all[f"h{k}"])
         with warnings.catch_warnings():
@@ -94,9 +94,9 @@ def compare(out, names):
             tw = time.perf_counter() - t
         r = rust[f"h{k}"]
         label = f"H{k} ({len(a)} vs {len(b)})"
-        print(f"{label + ' bottleneck':24s}{r['bottleneck_seconds']:9.3f}s{tb:9.3f}s"
+        print(f"{label + ' bottleneck':32s}{r['bottleneck_seconds']:9.3f}s{tb:9.3f}s"
               f"{tb / r['bottleneck_seconds']:9.2f}x   {abs(r['bottleneck'] - bn):.3g} (value {bn:.9g})")
-        print(f"{label + ' wasserstein':24s}{r['wasserstein_seconds']:9.3f}s{tw:9.3f}s"
+        print(f"{label + ' wasserstein':32s}{r['wasserstein_seconds']:9.3f}s{tw:9.3f}s"
               f"{tw / r['wasserstein_seconds']:9.2f}x   {abs(r['wasserstein'] - ws):.3g} (value {ws:.9g})")
 
 
