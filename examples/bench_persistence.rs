@@ -6,12 +6,16 @@
 //! For each NAME reads `DATA_DIR/NAME.npy` (float32 points, written by the script), computes
 //! H0 and H1 (Euclidean, no threshold) a few times, and writes `DATA_DIR/NAME.rust.json`:
 //! the best wall time and the diagrams (infinite deaths as null), for the script to compare
-//! with ripser's.
+//! with ripser's. With two or more names, also times the bottleneck and Wasserstein distances
+//! between the first two clouds' diagrams (H0 and H1) and writes them to
+//! `DATA_DIR/distances.rust.json`, for the script to compare with persim's on the same diagrams.
 
 use std::path::Path;
 use std::time::Instant;
 
-use clipflow::analysis::persistence::{rips_persistence, PersistenceOptions};
+use clipflow::analysis::persistence::{
+    bottleneck, rips_persistence, wasserstein, Diagram, PersistenceOptions,
+};
 use clipflow::analysis::Embeddings;
 use serde_json::json;
 
@@ -63,6 +67,7 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
+    let mut all: Vec<Vec<Diagram>> = Vec::new();
     for name in &args[2..] {
         let (x, n, d) = read_npy(&dir.join(format!("{name}.npy")));
         let e = Embeddings::new(&x, d).unwrap();
@@ -98,5 +103,29 @@ fn main() {
         };
         let out = json!({"seconds": best, "h0": as_json(0), "h1": as_json(1)});
         std::fs::write(dir.join(format!("{name}.rust.json")), out.to_string()).unwrap();
+        all.push(dgms);
+    }
+    if all.len() >= 2 {
+        let mut out = serde_json::Map::new();
+        for k in 0..2 {
+            let (a, b) = (&all[0][k].bars, &all[1][k].bars);
+            let t = Instant::now();
+            let bn = bottleneck(a, b).unwrap();
+            let tb = t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            let ws = wasserstein(a, b).unwrap();
+            let tw = t.elapsed().as_secs_f64();
+            println!(
+                "clipflow H{k} {} vs {} bars: bottleneck {bn:.9} in {tb:.3} s, wasserstein {ws:.9} in {tw:.3} s",
+                a.len(),
+                b.len()
+            );
+            out.insert(
+                format!("h{k}"),
+                json!({"bottleneck": bn, "bottleneck_seconds": tb, "wasserstein": ws, "wasserstein_seconds": tw}),
+            );
+        }
+        let path = dir.join("distances.rust.json");
+        std::fs::write(path, serde_json::Value::Object(out).to_string()).unwrap();
     }
 }

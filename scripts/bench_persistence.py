@@ -5,7 +5,10 @@
   bench_persistence.py compare DIR NAME...  times ripser.ripser(X, maxdim=1) on DIR/NAME.npy (best
                                           of 3), reads clipflow's DIR/NAME.rust.json, prints both
                                           times and the persim bottleneck distance between the
-                                          diagrams in each dimension.
+                                          diagrams in each dimension; then times persim's
+                                          bottleneck and wasserstein between clipflow's diagrams
+                                          of the first two clouds (H0, H1), beside clipflow's
+                                          DIR/distances.rust.json.
 """
 
 import json
@@ -70,6 +73,31 @@ def compare(out, names):
     print(f"{'':10s}{'clipflow':>10s}{'ripser':>10s}{'speed-up':>10s}   agreement")
     for name, r, p, agree in rows:
         print(f"{name:10s}{r:9.3f}s{p:9.3f}s{p / r:9.2f}x   {agree}")
+
+    if len(names) < 2 or not os.path.exists(f"{out}/distances.rust.json"):
+        return
+    rust = json.load(open(f"{out}/distances.rust.json"))
+    a_all = json.load(open(f"{out}/{names[0]}.rust.json"))
+    b_all = json.load(open(f"{out}/{names[1]}.rust.json"))
+    print()
+    print(f"diagram distances between {names[0]} and {names[1]} (clipflow's diagrams, both sides):")
+    print(f"{'':32s}{'clipflow':>10s}{'persim':>10s}{'speed-up':>10s}   |clipflow - persim|")
+    for k in (0, 1):
+        a, b = as_dgm(a_all[f"h{k}"]), as_dgm(b_all[f"h{k}"])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            t = time.perf_counter()
+            bn = persim.bottleneck(a, b)
+            tb = time.perf_counter() - t
+            t = time.perf_counter()
+            ws = persim.wasserstein(a, b)
+            tw = time.perf_counter() - t
+        r = rust[f"h{k}"]
+        label = f"H{k} ({len(a)} vs {len(b)})"
+        print(f"{label + ' bottleneck':32s}{r['bottleneck_seconds']:9.3f}s{tb:9.3f}s"
+              f"{tb / r['bottleneck_seconds']:9.2f}x   {abs(r['bottleneck'] - bn):.3g} (value {bn:.9g})")
+        print(f"{label + ' wasserstein':32s}{r['wasserstein_seconds']:9.3f}s{tw:9.3f}s"
+              f"{tw / r['wasserstein_seconds']:9.2f}x   {abs(r['wasserstein'] - ws):.3g} (value {ws:.9g})")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@ Writes tests/fixtures/golden/tsne/*.json:
   runs.json            per case: the PCA start (scikit-learn's rescaling), the PCA projection it
                        came from, and TSNE(init=start) results: final KL, n_iter_,
                        trustworthiness (k = 5, 10) of its embedding, for the start itself and
-                       four starts perturbed by 1e-6 (t-SNE is chaotic; tests use the median).
+                       four starts perturbed by 1e-6 (all five in "starts"): t-SNE is chaotic,
+                       so tests compare the median over the same five starts.
   trustworthiness.json sklearn.manifold.trustworthiness for PCA / noisy / 3-D embeddings of the
                        data cases, several k, both metrics; plus one large case (4,500 samples,
                        several distance blocks in clipflow) whose data both sides generate from
@@ -179,12 +180,13 @@ def main():
         # t-SNE is chaotic: a 1e-6 relative change of the start moves scikit-learn's own
         # trustworthiness by ~0.005 and its KL by ~3%. The reference is the median over the
         # exact start and four starts perturbed by 1e-6 (relative); the spread is recorded.
-        kls, t5s, t10s, n_iters = [], [], [], []
+        kls, t5s, t10s, n_iters, starts = [], [], [], [], []
         for s in range(5):
             init = start
             if s:
                 noise = np.random.default_rng(s).normal(size=start.shape).astype(np.float32)
                 init = (start * (1 + np.float32(1e-6) * noise)).astype(np.float32)
+            starts.append(f32(init))
             sk = TSNE(
                 perplexity=perplexity,
                 init=init,
@@ -206,6 +208,7 @@ def main():
                 "perplexity": perplexity,
                 "pca": f32(proj),
                 "start": f32(start),
+                "starts": starts,
                 "kl_divergence": kls,
                 "n_iter": n_iters,
                 "trustworthiness_5": t5s,

@@ -432,8 +432,9 @@ struct Node {
     y: f64,
     /// Points in the subtree (duplicates included).
     size: f64,
-    /// Squared width of the cell's widest side.
-    width2: f64,
+    /// The cell stands for its points when the squared distance to its centre of mass
+    /// exceeds this: `width² / θ²` (scikit-learn's `width² / d² < θ²`), −1 for a leaf.
+    open2: f64,
     next: u32,
     leaf: bool,
 }
@@ -463,6 +464,14 @@ const MAX_DEPTH: u32 = 96;
 struct QuadTree {
     cells: Vec<Cell>,
     nodes: Vec<Node>,
+    /// Node index of each cell.
+    node_of: Vec<u32>,
+    /// The points in depth-first order of their leaves: consecutive points are neighbours in
+    /// the plane, walk nearly the same nodes, and find them in cache.
+    order: Vec<u32>,
+    /// Counting-sort buffer for `order`.
+    leaf_start: Vec<u32>,
+    leaf_of: Vec<u32>,
 }
 
 impl Cell {
@@ -488,13 +497,12 @@ impl Cell {
 }
 
 impl QuadTree {
-    fn build(&mut self, y: &[f64]) {
+    /// Builds the tree of the points `y` (`rows × 2`) for opening angle `theta`.
+    fn build(&mut self, y: &[f64], theta: f64) {
         let (mut lo, mut hi) = ([f64::INFINITY; 2], [f64::NEG_INFINITY; 2]);
         for p in y.chunks_exact(2) {
-            for a in 0..2 {
-                lo[a] = lo[a].min(p[a]);
-                hi[a] = hi[a].max(p[a]);
-            }
+            lo = [lo[0].min(p[0]), lo[1].min(p[1])];
+            hi = [hi[0].max(p[0]), hi[1].max(p[1])];
         }
         for h in &mut hi {
             // Every point strictly inside the box, for positive, negative and small maxima.
@@ -512,7 +520,42 @@ impl QuadTree {
         for p in y.chunks_exact(2) {
             self.insert([p[0], p[1]]);
         }
-        self.flatten();
+        self.flatten(theta * theta);
+        self.sort_points(y);
+    }
+
+    /// Fills `order` with the points sorted by the depth-first index of their leaf.
+    fn sort_points(&mut self, y: &[f64]) {
+        self.leaf_of.clear();
+        for p in y.chunks_exact(2) {
+            let p = [p[0], p[1]];
+            let mut c = 0usize;
+            // Every point was inserted, so the quadrant path from the root ends in its leaf.
+            while !self.cells[c].leaf {
+                match self.cells[c].children[self.cells[c].quadrant(p)] {
+                    NO_CHILD => break,
+                    child => c = child as usize,
+                }
+            }
+            self.leaf_of.push(self.node_of[c]);
+        }
+        self.leaf_start.clear();
+        self.leaf_start.resize(self.nodes.len() + 1, 0);
+        for &l in &self.leaf_of {
+            self.leaf_start[l as usize + 1] += 1;
+        }
+        let mut total = 0;
+        for s in &mut self.leaf_start {
+            total += *s;
+            *s = total;
+        }
+        self.order.clear();
+        self.order.resize(self.leaf_of.len(), 0);
+        for (i, &l) in self.leaf_of.iter().enumerate() {
+            let slot = &mut self.leaf_start[l as usize];
+            self.order[*slot as usize] = i as u32;
+            *slot += 1;
+        }
     }
 
     fn insert(&mut self, p: [f64; 2]) {
@@ -526,8 +569,8 @@ impl QuadTree {
             }
             if !cell.leaf {
                 let n = cell.size as f64;
-                for a in 0..2 {
-                    cell.bary[a] = (n * cell.bary[a] + p[a]) / (n + 1.0);
+                for (b, &v) in cell.bary.iter_mut().zip(&p) {
+                    *b = (n * *b + v) / (n + 1.0);
                 }
                 cell.size += 1;
                 let q = cell.quadrant(p);
@@ -556,11 +599,11 @@ impl QuadTree {
         let cell = self.cells[parent];
         let q = cell.quadrant(p);
         let (mut min, mut max) = (cell.min, cell.max);
-        for a in 0..2 {
-            if p[a] >= cell.center[a] {
-                min[a] = cell.center[a];
+        for (a, (&v, &mid)) in p.iter().zip(&cell.center).enumerate() {
+            if v >= mid {
+                min[a] = mid;
             } else {
-                max[a] = cell.center[a];
+                max[a] = mid;
             }
         }
         let mut child = Cell::new(min, max, cell.depth + 1);
@@ -575,27 +618,35 @@ impl QuadTree {
 
     /// Lays the cells out depth first, children in quadrant order (scikit-learn's
     /// traversal order).
-    fn flatten(&mut self) {
+    fn flatten(&mut self, theta2: f64) {
         self.nodes.clear();
-        self.visit(0);
+        self.node_of.clear();
+        self.node_of.resize(self.cells.len(), 0);
+        self.visit(0, theta2);
     }
 
     /// Appends cell `c` and its subtree (recursion depth is at most [`MAX_DEPTH`]).
-    fn visit(&mut self, c: u32) {
+    fn visit(&mut self, c: u32, theta2: f64) {
         let cell = self.cells[c as usize];
         let me = self.nodes.len();
+        self.node_of[c as usize] = me as u32;
         self.nodes.push(Node {
             x: cell.bary[0],
             y: cell.bary[1],
             size: cell.size as f64,
-            width2: cell.width2,
+            // θ = 0 gives +∞ (or NaN for a zero width): never summarised.
+            open2: if cell.leaf {
+                -1.0
+            } else {
+                cell.width2 / theta2
+            },
             next: 0,
             leaf: cell.leaf,
         });
         if !cell.leaf {
             for &child in &cell.children {
                 if child != NO_CHILD {
-                    self.visit(child);
+                    self.visit(child, theta2);
                 }
             }
         }
@@ -605,7 +656,7 @@ impl QuadTree {
     /// Repulsion on the point `(px, py)`: returns `(Σ size·q, Σ size·q²·dx, Σ size·q²·dy)`
     /// with `q = 1 / (1 + d²)`.
     #[inline]
-    fn repulsion(&self, px: f64, py: f64, theta2: f64) -> (f64, f64, f64) {
+    fn repulsion(&self, px: f64, py: f64) -> (f64, f64, f64) {
         let nodes = &self.nodes[..];
         let (mut z, mut fx, mut fy) = (0.0, 0.0, 0.0);
         let mut c = 0usize;
@@ -614,13 +665,14 @@ impl QuadTree {
             let dx = px - nd.x;
             let dy = py - nd.y;
             let d2 = dx * dx + dy * dy;
-            if nd.leaf {
-                if dx.abs() <= DUPLICATE_EPS && dy.abs() <= DUPLICATE_EPS {
-                    c = nd.next as usize;
-                    continue;
-                }
-            } else if !(nd.width2 < theta2 * d2) {
+            // Written so that NaN descends, as scikit-learn's `width² / d² < θ²` does.
+            #[allow(clippy::neg_cmp_op_on_partial_ord)]
+            if !(d2 > nd.open2) {
                 c += 1;
+                continue;
+            }
+            if nd.leaf && dx.abs() <= DUPLICATE_EPS && dy.abs() <= DUPLICATE_EPS {
+                c = nd.next as usize;
                 continue;
             }
             let q = 1.0 / (1.0 + d2);
@@ -637,8 +689,10 @@ impl QuadTree {
 
 /// Buffers of one gradient evaluation, reused across iterations.
 struct Gradient {
-    /// Repulsive forces (not yet divided by Z).
+    /// Repulsive forces (not yet divided by Z), in the tree's order of the points.
     repulsive: Vec<f64>,
+    /// Position of each point in that order.
+    rank: Vec<u32>,
     /// Per-block partial sums of Z.
     z_parts: Vec<f64>,
 }
@@ -647,6 +701,7 @@ impl Gradient {
     fn new(rows: usize) -> Gradient {
         Gradient {
             repulsive: vec![0.0; 2 * rows],
+            rank: vec![0; rows],
             z_parts: vec![0.0; rows.div_ceil(BLOCK)],
         }
     }
@@ -664,18 +719,19 @@ impl Gradient {
         tree: &mut QuadTree,
         grad: &mut [f64],
     ) -> f64 {
-        tree.build(y);
-        let theta2 = theta * theta;
+        tree.build(y, theta);
         let tree = &*tree;
+        // Points in the tree's order (a function of `y` alone), so the partial sums of Z and
+        // their order do not depend on the thread count; forces are stored in that order too.
         self.repulsive
             .par_chunks_mut(2 * BLOCK)
             .zip(self.z_parts.par_iter_mut())
-            .enumerate()
-            .for_each(|(b, (rep, z_part))| {
+            .zip(tree.order.par_chunks(BLOCK))
+            .for_each(|((rep, z_part), points)| {
                 let mut z = 0.0;
-                for (r, f) in rep.chunks_exact_mut(2).enumerate() {
-                    let i = b * BLOCK + r;
-                    let (zi, fx, fy) = tree.repulsion(y[2 * i], y[2 * i + 1], theta2);
+                for (f, &i) in rep.chunks_exact_mut(2).zip(points) {
+                    let i = i as usize;
+                    let (zi, fx, fy) = tree.repulsion(y[2 * i], y[2 * i + 1]);
                     z += zi;
                     f[0] = fx;
                     f[1] = fy;
@@ -683,7 +739,11 @@ impl Gradient {
                 *z_part = z;
             });
         let z = self.z_parts.iter().sum::<f64>().max(f64::EPSILON);
-        let rep = &self.repulsive;
+        // Position of each point in the tree's order, to find its repulsive force.
+        for (r, &i) in tree.order.iter().enumerate() {
+            self.rank[i as usize] = r as u32;
+        }
+        let (rep, rank) = (&self.repulsive, &self.rank);
         let kl_parts: Vec<f64> = grad
             .par_chunks_mut(2 * BLOCK)
             .enumerate()
@@ -706,8 +766,9 @@ impl Gradient {
                             kl += pij * (pij.max(KL_TINY) / (q / z).max(KL_TINY)).ln();
                         }
                     }
-                    g[0] = 4.0 * (ax - rep[2 * i] / z);
-                    g[1] = 4.0 * (ay - rep[2 * i + 1] / z);
+                    let r = rank[i] as usize;
+                    g[0] = 4.0 * (ax - rep[2 * r] / z);
+                    g[1] = 4.0 * (ay - rep[2 * r + 1] / z);
                 }
                 kl
             })
@@ -900,16 +961,16 @@ impl Optimizer<'_> {
                 .zip(self.update.par_chunks_mut(2 * BLOCK))
                 .zip(self.gains.par_chunks_mut(2 * BLOCK))
                 .for_each(|(((y, g), u), gain)| {
-                    for t in 0..y.len() {
-                        if u[t] * g[t] < 0.0 {
-                            gain[t] += 0.2;
+                    for (((y, g), u), gain) in y.iter_mut().zip(g).zip(u).zip(gain) {
+                        if *u * *g < 0.0 {
+                            *gain += 0.2;
                         } else {
-                            gain[t] *= 0.8;
+                            *gain *= 0.8;
                         }
-                        gain[t] = gain[t].max(MIN_GAIN);
-                        g[t] *= gain[t];
-                        u[t] = m * u[t] - lr * g[t];
-                        y[t] += u[t];
+                        *gain = gain.max(MIN_GAIN);
+                        *g *= *gain;
+                        *u = m * *u - lr * *g;
+                        *y += *u;
                     }
                 });
             if check {
@@ -1123,12 +1184,12 @@ mod tests {
         let mut y = vec![0.5; 20];
         y[0] = 1.0;
         let mut tree = QuadTree::default();
-        tree.build(&y);
+        tree.build(&y, 0.5);
         assert_eq!(tree.nodes[0].size, 10.0);
-        let (z, fx, _) = tree.repulsion(0.5, 0.5, 0.25);
+        let (z, fx, _) = tree.repulsion(0.5, 0.5);
         assert!((z - 1.0 / 1.25).abs() < 1e-15 && fx < 0.0);
         // Non-finite positions cannot loop forever.
-        tree.build(&[f64::NAN, 0.0, 1.0, 1.0, 2.0, 2.0]);
+        tree.build(&[f64::NAN, 0.0, 1.0, 1.0, 2.0, 2.0], 0.5);
         assert!(tree.nodes.len() < 1000);
     }
 

@@ -4,11 +4,16 @@
 //! and against their diagonal projections: rows are the points of `a` then one diagonal slot
 //! per point of `b`, columns the points of `b` then one diagonal slot per point of `a`. A
 //! point reaches only its own diagonal slot; two diagonal slots match at cost 0. Both
-//! distances below solve that matching problem exactly, the cost of an entry being
-//! computed when it is needed rather than stored.
+//! distances below solve that matching problem exactly, through smaller equivalent problems
+//! on the `m × k` point-to-point part (each function says how).
 
 use super::super::AnalysisError;
 use super::Bar;
+
+/// Most finite bars a diagram may have for [`bottleneck`] and [`wasserstein`]: both hold an
+/// `m × k` table of `f64` (800 MB at the limit), and every diagram
+/// [`rips_persistence`](super::rips_persistence) returns is within it.
+pub const MAX_DIAGRAM_POINTS: usize = super::MAX_POINTS;
 
 /// Checks a diagram and returns its finite bars (persim ignores bars dying at `+∞`).
 fn finite_bars(what: &'static str, bars: &[Bar]) -> Result<Vec<Bar>, AnalysisError> {
@@ -24,11 +29,19 @@ fn finite_bars(what: &'static str, bars: &[Bar]) -> Result<Vec<Bar>, AnalysisErr
             });
         }
     }
-    Ok(bars
+    let finite: Vec<Bar> = bars
         .iter()
         .copied()
         .filter(|b| b.death.is_finite())
-        .collect())
+        .collect();
+    if finite.len() > MAX_DIAGRAM_POINTS {
+        return Err(AnalysisError::TooMany {
+            what,
+            n: finite.len(),
+            max: MAX_DIAGRAM_POINTS,
+        });
+    }
+    Ok(finite)
 }
 
 /// The bottleneck distance between two diagrams (`persim.bottleneck(a, b)`): the smallest
@@ -204,62 +217,84 @@ const SIN_QUARTER_PI: f64 = 0.707_106_781_186_547_5;
 ///
 /// The ground distance is computed as scikit-learn's `pairwise_distances` (which persim
 /// calls) computes it, `√(‖p‖² + ‖q‖² − 2 p·q)`, so values agree with persim's to rounding;
-/// this form loses digits for nearly coincident points far from the origin. The assignment
+/// this form loses digits for nearly coincident points far from the origin.
+///
+/// persim solves the `(m + k)²` augmented assignment; the same optimum comes from a smaller
+/// one. Every point costs its distance to the diagonal unless it is paired, and pairing `p`
+/// with `q` changes the total by `c(p, q) − δ(p) − δ(q)`; so the optimum is the sum of the
+/// `δ` plus the best (most negative) sum of such changes over partial matchings, which is a
+/// rectangular `min(m, k) × max(m, k)` assignment with costs `min(c − δ − δ, 0)` (a pair
+/// with a positive change is read as both points going to the diagonal). That assignment
 /// is solved exactly by shortest augmenting paths (Crouse's variant of Jonker–Volgenant,
-/// scipy's `linear_sum_assignment`): O((m + k)³) time at worst, O(m + k) memory.
+/// scipy's `linear_sum_assignment`); the reported total sums the costs of the chosen
+/// matching in persim's row order. O(m·k) memory, O(min(m, k)² · max(m, k)) time at worst.
 pub fn wasserstein(a: &[Bar], b: &[Bar]) -> Result<f64, AnalysisError> {
     let s = finite_bars("diagram a", a)?;
     let t = finite_bars("diagram b", b)?;
     let (m, k) = (s.len(), t.len());
-    if m + k == 0 {
-        return Ok(0.0);
-    }
     let sq = |p: &Bar| p.birth * p.birth + p.death * p.death;
-    let s_sq: Vec<f64> = s.iter().map(sq).collect();
-    let t_sq: Vec<f64> = t.iter().map(sq).collect();
     let to_diagonal = |p: &Bar| p.birth * -SIN_QUARTER_PI + p.death * COS_QUARTER_PI;
     let s_diag: Vec<f64> = s.iter().map(to_diagonal).collect();
     let t_diag: Vec<f64> = t.iter().map(to_diagonal).collect();
-    // persim's augmented matrix: rows = points of a, then diagonal slots of b's points;
-    // columns = points of b, then diagonal slots of a's points.
-    let cost = |i: usize, j: usize| -> f64 {
-        match (i < m, j < k) {
-            (true, true) => {
-                let (p, q) = (&s[i], &t[j]);
-                let dot = p.birth * q.birth + p.death * q.death;
-                (-2.0 * dot + s_sq[i] + t_sq[j]).max(0.0).sqrt()
-            }
-            (true, false) if j - k == i => s_diag[i],
-            (false, true) if i - m == j => t_diag[j],
-            (false, false) => 0.0,
-            _ => f64::INFINITY,
-        }
+    let s_sq: Vec<f64> = s.iter().map(sq).collect();
+    let t_sq: Vec<f64> = t.iter().map(sq).collect();
+    // persim's point-to-point cost, a's point i to b's point j.
+    let cost = |i: usize, j: usize| {
+        let (p, q) = (&s[i], &t[j]);
+        let dot = p.birth * q.birth + p.death * q.death;
+        (-2.0 * dot + s_sq[i] + t_sq[j]).max(0.0).sqrt()
     };
-    let assignment = linear_sum_assignment(m + k, cost);
-    Ok(assignment
-        .iter()
-        .enumerate()
-        .map(|(i, &j)| cost(i, j))
-        .sum())
+    // The change of pairing, never positive; the smaller diagram indexes the rows.
+    let change = |i: usize, j: usize| (cost(i, j) - s_diag[i] - t_diag[j]).min(0.0);
+    let mut partner_of_s: Vec<Option<usize>> = vec![None; m];
+    if m <= k {
+        let net: Vec<f64> = (0..m * k).map(|x| change(x / k, x % k)).collect();
+        for (i, j) in linear_sum_assignment(m, k, &net).into_iter().enumerate() {
+            partner_of_s[i] = (net[i * k + j] < 0.0).then_some(j);
+        }
+    } else {
+        let net: Vec<f64> = (0..k * m).map(|x| change(x % m, x / m)).collect();
+        for (j, i) in linear_sum_assignment(k, m, &net).into_iter().enumerate() {
+            if net[j * m + i] < 0.0 {
+                partner_of_s[i] = Some(j);
+            }
+        }
+    }
+    let mut t_paired = vec![false; k];
+    let mut total = 0.0;
+    for (i, partner) in partner_of_s.iter().enumerate() {
+        total += match *partner {
+            Some(j) => {
+                t_paired[j] = true;
+                cost(i, j)
+            }
+            None => s_diag[i],
+        };
+    }
+    for j in (0..k).filter(|&j| !t_paired[j]) {
+        total += t_diag[j];
+    }
+    Ok(total)
 }
 
-/// A minimum-cost perfect assignment of an `n × n` cost matrix given as a function (`+∞`
-/// for forbidden entries; a perfect assignment of finite cost must exist): the column of
-/// each row. Shortest augmenting paths with dual potentials, one row at a time, as in
-/// scipy's `linear_sum_assignment` (D. F. Crouse, IEEE TAES 2016).
-fn linear_sum_assignment(n: usize, cost: impl Fn(usize, usize) -> f64) -> Vec<usize> {
-    let mut u = vec![0.0f64; n];
-    let mut v = vec![0.0f64; n];
-    let mut path = vec![usize::MAX; n];
-    let mut col4row = vec![usize::MAX; n];
-    let mut row4col = vec![usize::MAX; n];
-    let mut shortest = vec![f64::INFINITY; n];
-    let mut visited_rows = vec![false; n];
-    let mut visited_cols = vec![false; n];
-    let mut remaining: Vec<usize> = Vec::with_capacity(n);
-    for cur_row in 0..n {
+/// A minimum-cost assignment of each of `rows` rows to a distinct one of `cols ≥ rows`
+/// columns (`cost` row-major, finite): the column of each row. Shortest augmenting paths
+/// with dual potentials, one row at a time, as in scipy's `linear_sum_assignment`
+/// (D. F. Crouse, IEEE TAES 2016).
+fn linear_sum_assignment(rows: usize, cols: usize, cost: &[f64]) -> Vec<usize> {
+    debug_assert!(rows <= cols && cost.len() == rows * cols);
+    let mut u = vec![0.0f64; rows];
+    let mut v = vec![0.0f64; cols];
+    let mut path = vec![usize::MAX; cols];
+    let mut col4row = vec![usize::MAX; rows];
+    let mut row4col = vec![usize::MAX; cols];
+    let mut shortest = vec![f64::INFINITY; cols];
+    let mut visited_rows = vec![false; rows];
+    let mut visited_cols = vec![false; cols];
+    let mut remaining: Vec<usize> = Vec::with_capacity(cols);
+    for cur_row in 0..rows {
         remaining.clear();
-        remaining.extend((0..n).rev());
+        remaining.extend((0..cols).rev());
         visited_rows.fill(false);
         visited_cols.fill(false);
         shortest.fill(f64::INFINITY);
@@ -267,10 +302,11 @@ fn linear_sum_assignment(n: usize, cost: impl Fn(usize, usize) -> f64) -> Vec<us
         let mut i = cur_row;
         let sink = loop {
             visited_rows[i] = true;
+            let row = &cost[i * cols..(i + 1) * cols];
             let mut lowest = f64::INFINITY;
-            let mut best = usize::MAX;
+            let mut best = 0;
             for (pos, &j) in remaining.iter().enumerate() {
-                let r = min_val + cost(i, j) - u[i] - v[j];
+                let r = min_val + row[j] - u[i] - v[j];
                 if r < shortest[j] {
                     path[j] = i;
                     shortest[j] = r;
@@ -281,12 +317,6 @@ fn linear_sum_assignment(n: usize, cost: impl Fn(usize, usize) -> f64) -> Vec<us
                 }
             }
             min_val = lowest;
-            // A finite perfect assignment always exists for persim's matrix (every point
-            // can go to its diagonal slot), so the search always reaches a free column.
-            debug_assert!(min_val.is_finite());
-            if best == usize::MAX {
-                best = 0;
-            }
             let j = remaining.swap_remove(best);
             visited_cols[j] = true;
             if row4col[j] == usize::MAX {
@@ -296,12 +326,12 @@ fn linear_sum_assignment(n: usize, cost: impl Fn(usize, usize) -> f64) -> Vec<us
         };
         // Dual update.
         u[cur_row] += min_val;
-        for r in 0..n {
+        for r in 0..rows {
             if visited_rows[r] && r != cur_row {
                 u[r] += min_val - shortest[col4row[r]];
             }
         }
-        for c in 0..n {
+        for c in 0..cols {
             if visited_cols[c] {
                 v[c] -= min_val - shortest[c];
             }

@@ -11,7 +11,9 @@
 //!   (the ones ripser.py asks for), read from the upper triangle and then held in `f32`, the
 //!   `value_t` of ripser's C++ core. Every birth and death is one of these `f32` values, so
 //!   results agree with ripser to `f32` precision (an ulp where scikit-learn rounds its
-//!   `f64` distances differently from clipflow's `gemm`).
+//!   `f64` distances differently from clipflow's `gemm`). One deliberate difference:
+//!   identical rows are at distance exactly 0, where the product form leaves rounding noise
+//!   (~1e-7) that ripser would report as tiny H0 bars.
 //! - **Filtration**: simplices ordered by diameter, ties broken by the combinatorial number
 //!   system index (larger index first), exactly ripser's order, so even the pairing of equal
 //!   values is the same. Without a threshold (or with `+∞`) the complex is cut at the
@@ -27,15 +29,21 @@
 //!   forest kill H0 classes and are not reduced); *apparent pairs* (an edge whose oldest
 //!   cofacet has it as youngest facet, both of the same diameter, is paired without any
 //!   work — found in parallel before the reduction); the *emergent pair* shortcut during the
-//!   reduction. Pairs of zero persistence are dropped.
+//!   reduction. Pairs of zero persistence are dropped. The reduction itself is sequential,
+//!   as in Ripser; its working column is a 4-ary heap of single `u64` keys (an integer
+//!   level of the diameter packed with the simplex index), half the size of Ripser's
+//!   `(float, index)` entries and compared in one instruction.
 //!
 //! Output order is ripser's: H0 by increasing death then the infinite bars; H1 by
 //! decreasing birth (the order columns are reduced in), infinite bars among them.
 //!
-//! **Limits.** The distance matrix is held as a dense `n × n` `f32` matrix (4n² bytes,
-//! 100 MB at n = 5000) and Ripser's reduction time grows roughly with the number of edges
-//! times n; inputs above [`MAX_POINTS`] rows are refused with [`AnalysisError::TooMany`].
-//! Sub-sample larger sets with [`seeded_subsample`](super::seeded_subsample).
+//! **Limits.** The distance matrix is held once, as a dense `n × n` matrix of 4-byte values
+//! (100 MB at n = 5000, 400 MB at [`MAX_POINTS`]), plus Ripser's pivot table and reduction
+//! matrix, which grow with the number of H1 columns that need work. Time is dominated by the
+//! reduction, roughly the number of edges times n in the worst case (a 1000-point torus
+//! takes a few seconds); inputs above [`MAX_POINTS`] rows are refused with
+//! [`AnalysisError::TooMany`]. Sub-sample larger sets with
+//! [`seeded_subsample`](super::seeded_subsample).
 //!
 //! # Diagram distances
 //!
@@ -46,10 +54,11 @@
 //! cost of a matching (order 1, distance to the diagonal `(death − birth) / √2`). Both are
 //! exact: the bottleneck by a search over the candidate values with a Hopcroft–Karp
 //! matching test, Wasserstein by a shortest-augmenting-path assignment (the algorithm of
-//! scipy's `linear_sum_assignment`, which persim calls) on persim's augmented cost matrix,
-//! evaluated on the fly. Memory is O(m·k) for diagrams of m and k points (the bottleneck's
-//! candidate values); time O((m + k)³) at worst for Wasserstein — fine for a few thousand
-//! points.
+//! scipy's `linear_sum_assignment`, which persim calls), both on problems of the size of the
+//! point-to-point part rather than persim's `(m + k)²` augmented matrix. Memory O(m·k) for
+//! diagrams of m and k points; Wasserstein time O(min(m, k)² · max(m, k)) at worst — under a
+//! second for diagrams of a thousand points each. Diagrams with more than
+//! [`MAX_DIAGRAM_POINTS`] finite bars are refused with [`AnalysisError::TooMany`].
 
 mod matching;
 mod rips;
@@ -57,7 +66,7 @@ mod rips;
 use super::linalg::{non_empty, Distance};
 use super::{check_finite, AnalysisError, Embeddings};
 
-pub use matching::{bottleneck, wasserstein};
+pub use matching::{bottleneck, wasserstein, MAX_DIAGRAM_POINTS};
 
 /// Largest number of points [`rips_persistence`] accepts: the dense `f32` distance matrix
 /// then takes 400 MB, and simplex indices stay far below 2⁶³.
@@ -112,7 +121,7 @@ pub fn rips_persistence(
     check_size(x.rows())?;
     let threshold = check_options(opts)?;
     let dist = rips::distance_matrix(x, opts.metric);
-    Ok(rips::persistence(&dist, x.rows(), opts.max_dim, threshold))
+    Ok(rips::persistence(dist, x.rows(), opts.max_dim, threshold))
 }
 
 /// As [`rips_persistence`] from a precomputed `n × n` row-major distance matrix (ripser's
@@ -171,7 +180,7 @@ pub fn rips_persistence_from_distances(
         }
     }
     let dist = rips::from_upper_triangle(dist, n);
-    Ok(rips::persistence(&dist, n, opts.max_dim, threshold))
+    Ok(rips::persistence(dist, n, opts.max_dim, threshold))
 }
 
 fn check_size(n: usize) -> Result<(), AnalysisError> {

@@ -100,7 +100,7 @@ fn enclosing_radius(dist: &[f32], n: usize) -> f32 {
 /// Diagrams for dimensions `0..=max_dim` of the Rips filtration of `dist` (`n × n`,
 /// symmetric, zero diagonal), cut at `threshold` (the enclosing radius when `None`).
 pub(super) fn persistence(
-    dist: &[f32],
+    dist: Vec<f32>,
     n: usize,
     max_dim: usize,
     threshold: Option<f32>,
@@ -111,13 +111,13 @@ pub(super) fn persistence(
 /// [`persistence`] with the choice of levels made by the caller: ranks work for every size,
 /// and the tests check that both kinds give the same diagrams.
 pub(super) fn persistence_with_levels(
-    dist: &[f32],
+    dist: Vec<f32>,
     n: usize,
     max_dim: usize,
     threshold: Option<f32>,
     ranks: bool,
 ) -> Vec<Diagram> {
-    let threshold = canonical(threshold.unwrap_or_else(|| enclosing_radius(dist, n)));
+    let threshold = canonical(threshold.unwrap_or_else(|| enclosing_radius(&dist, n)));
     let levels = Levels::new(dist, n, threshold, ranks);
     let rips = Rips::new(&levels, n);
     let forest = rips.spanning_forest();
@@ -166,12 +166,14 @@ struct Levels {
 const MAX_N_FOR_BIT_LEVELS: usize = 2952;
 
 impl Levels {
-    fn new(dist: &[f32], n: usize, threshold: f32, ranks: bool) -> Levels {
+    /// Levels of `dist`, whose buffer they reuse (collecting a mapped `into_iter` of a
+    /// same-sized type is done in place), so the matrix is held once.
+    fn new(dist: Vec<f32>, n: usize, threshold: f32, ranks: bool) -> Levels {
         if !ranks {
             debug_assert!(n <= MAX_N_FOR_BIT_LEVELS);
             let codes = dist
-                .par_iter()
-                .map(|&d| {
+                .into_iter()
+                .map(|d| {
                     if d <= threshold {
                         d.to_bits()
                     } else {
@@ -186,27 +188,28 @@ impl Levels {
                 index_bits: 32,
             };
         }
-        let mut values: Vec<f32> = dist
+        // Bit patterns first (in place), then ranks among the distinct patterns (in parallel).
+        let mut codes: Vec<u32> = dist.into_iter().map(f32::to_bits).collect();
+        let top_bits = threshold.to_bits();
+        let mut values: Vec<u32> = codes
             .par_chunks(n)
             .enumerate()
-            .flat_map_iter(|(i, row)| row[i + 1..].iter().copied().filter(|&d| d <= threshold))
+            .flat_map_iter(|(i, row)| row[i + 1..].iter().copied().filter(|&b| b <= top_bits))
             .collect();
-        values.par_sort_unstable_by(f32::total_cmp);
+        values.par_sort_unstable();
         values.dedup();
         // Zero is always a level: the diagonal.
-        if values.first() != Some(&0.0) {
-            values.insert(0, 0.0);
+        if values.first() != Some(&0) {
+            values.insert(0, 0);
         }
-        let codes = dist
-            .par_iter()
-            .map(|&d| {
-                if d <= threshold {
-                    values.partition_point(|&v| v < d) as u32
-                } else {
-                    u32::MAX
-                }
-            })
-            .collect();
+        codes.par_iter_mut().for_each(|c| {
+            *c = if *c <= top_bits {
+                values.partition_point(|&v| v < *c) as u32
+            } else {
+                u32::MAX
+            };
+        });
+        let values: Vec<f32> = values.into_iter().map(f32::from_bits).collect();
         let top = values.len() as u32 - 1;
         Levels {
             codes,

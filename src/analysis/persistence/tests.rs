@@ -104,8 +104,8 @@ fn rank_levels_and_bit_levels_agree() {
         let n = x.len() / dim;
         let dist = rips::distance_matrix(points(x, dim), Distance::Euclidean);
         for threshold in [None, Some(1.5f32)] {
-            let bits = rips::persistence_with_levels(&dist, n, 1, threshold, false);
-            let ranks = rips::persistence_with_levels(&dist, n, 1, threshold, true);
+            let bits = rips::persistence_with_levels(dist.clone(), n, 1, threshold, false);
+            let ranks = rips::persistence_with_levels(dist.clone(), n, 1, threshold, true);
             assert_eq!(bits, ranks);
             assert!(!bits[1].bars.is_empty());
         }
@@ -231,4 +231,13 @@ fn diagram_distance_basics() {
         bottleneck(&[bar(inf, inf)], &[]),
         Err(AnalysisError::NonFinite { .. })
     ));
+    let many = vec![bar(0.0, 1.0); MAX_DIAGRAM_POINTS + 1];
+    assert!(matches!(
+        wasserstein(&many, &[]),
+        Err(AnalysisError::TooMany { .. })
+    ));
+    // Infinite bars do not count towards the limit.
+    let mut open = vec![bar(0.0, inf); MAX_DIAGRAM_POINTS + 1];
+    open.push(bar(0.0, 1.0));
+    assert_eq!(bottleneck(&open, &[]).unwrap(), 0.5);
 }
