@@ -107,8 +107,8 @@ fn main() {
     }
     if all.len() >= 2 {
         let mut out = serde_json::Map::new();
-        for k in 0..2 {
-            let (a, b) = (&all[0][k].bars, &all[1][k].bars);
+        for (k, (first, second)) in all[0].iter().zip(&all[1]).enumerate() {
+            let (a, b) = (&first.bars, &second.bars);
             let t = Instant::now();
             let bn = bottleneck(a, b).unwrap();
             let tb = t.elapsed().as_secs_f64();

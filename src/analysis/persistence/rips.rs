@@ -151,6 +151,8 @@ pub(super) fn persistence_with_levels(
 /// pattern (monotone for non-negative floats); otherwise it is its rank among the distinct
 /// distances within the threshold (fewer than 2²⁶ for n ≤ 10 000, leaving 38 bits for
 /// indices below C(10 000, 3) < 2³⁸). Distances beyond the threshold get `u32::MAX`.
+/// Ranking sorts the upper triangle as 8-byte keys: a transient 4n² bytes on top of the
+/// matrix.
 struct Levels {
     /// `n × n` levels.
     codes: Vec<u32>,
@@ -188,28 +190,40 @@ impl Levels {
                 index_bits: 32,
             };
         }
-        // Bit patterns first (in place), then ranks among the distinct patterns (in parallel).
+        // Ranks by one sort of the upper triangle's (bits, position) pairs — a binary search
+        // per entry would be a cache miss per step — then a sweep writing both triangles.
         let mut codes: Vec<u32> = dist.into_iter().map(f32::to_bits).collect();
         let top_bits = threshold.to_bits();
-        let mut values: Vec<u32> = codes
+        let mut order: Vec<u64> = codes
             .par_chunks(n)
             .enumerate()
-            .flat_map_iter(|(i, row)| row[i + 1..].iter().copied().filter(|&b| b <= top_bits))
+            .flat_map_iter(|(i, row)| {
+                row.iter()
+                    .enumerate()
+                    .skip(i + 1)
+                    .filter(|&(_, &b)| b <= top_bits)
+                    .map(move |(j, &b)| ((b as u64) << 32) | (i * n + j) as u64)
+            })
             .collect();
-        values.par_sort_unstable();
-        values.dedup();
+        order.par_sort_unstable();
+        codes.fill(u32::MAX);
         // Zero is always a level: the diagonal.
-        if values.first() != Some(&0) {
-            values.insert(0, 0);
+        let mut values: Vec<f32> = vec![0.0];
+        for i in 0..n {
+            codes[i * n + i] = 0;
         }
-        codes.par_iter_mut().for_each(|c| {
-            *c = if *c <= top_bits {
-                values.partition_point(|&v| v < *c) as u32
-            } else {
-                u32::MAX
-            };
-        });
-        let values: Vec<f32> = values.into_iter().map(f32::from_bits).collect();
+        for &key in &order {
+            let bits = (key >> 32) as u32;
+            if f32::from_bits(bits) != values[values.len() - 1] {
+                values.push(f32::from_bits(bits));
+            }
+            let rank = values.len() as u32 - 1;
+            let pos = (key & 0xffff_ffff) as usize;
+            let (i, j) = (pos / n, pos % n);
+            codes[pos] = rank;
+            codes[j * n + i] = rank;
+        }
+        drop(order);
         let top = values.len() as u32 - 1;
         Levels {
             codes,
