@@ -20,12 +20,6 @@ use crate::store::{self, Table};
 /// what the section answers).
 const SECTIONS: &[(&str, &str, &[&str], &str)] = &[
     (
-        "robustness",
-        "Robustness under noise",
-        &["robustness"],
-        "Every metric on every noisy variant beside its clean value, and the drop.",
-    ),
-    (
         "retrieval",
         "Retrieval",
         &["retrieval"],
@@ -49,6 +43,12 @@ const SECTIONS: &[(&str, &str, &[&str], &str)] = &[
         "Probes",
         &["probe"],
         "kNN and linear-probe accuracy on a seeded stratified split.",
+    ),
+    (
+        "robustness",
+        "Robustness under noise",
+        &["robustness"],
+        "Every metric on every noisy variant beside its clean value, and the drop.",
     ),
     (
         "similarity",
