@@ -767,10 +767,13 @@ fn subspaces(
         .flat_map(|&i| clean.row(i).iter().copied())
         .collect();
     let a = subspace::subspace_angles(Embeddings::new(&x, clean.dim)?, &labels.ids, sc.rank)?;
-    if a.trivially_zero {
+    // Two r-dimensional subspaces of a D-dimensional space share 2r − D dimensions at least:
+    // past 2r = D the smallest angles are 0 whatever the data (and at 2r = D the pair spans
+    // the whole space), so the angles say nothing about the classes.
+    if 2 * sc.rank >= clean.dim || a.trivially_zero {
         out.notes.push(format!(
-            "{}: subspace angles: 2·rank = {} ≥ dimension {}, so every pair of class subspaces \
-             intersects and the smallest angles are trivially 0",
+            "{}: subspace angles: 2·rank = {} ≥ dimension {}: class subspaces this large fill \
+             the space, so their smallest angles are trivially 0; lower subspaces.rank",
             m.name,
             2 * sc.rank,
             clean.dim
