@@ -141,6 +141,23 @@ pub fn write_run_report(
     let thumbnails = Thumbnails { plan, config };
 
     let mut sections = Vec::new();
+    // What the analysis skipped or warned about, before the results it qualifies.
+    let notes: Vec<Block> = manifest
+        .as_ref()
+        .and_then(|m| m["analysis"]["notes"].as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n.as_str())
+        .map(|n| Block::Text(n.to_string()))
+        .collect();
+    if !notes.is_empty() {
+        sections.push(Section {
+            id: "notes".into(),
+            title: "Analysis notes".into(),
+            note: Some("Analyses skipped or qualified, and why.".into()),
+            blocks: notes,
+        });
+    }
     let mut used_plots: Vec<bool> = vec![false; plots.len()];
     for (id, title, prefixes, note) in SECTIONS {
         let mine = |name: &str| prefixes.iter().any(|p| name.starts_with(p));
