@@ -357,7 +357,13 @@ fn cmd_analyze(
                 println!("{}", t.display());
             }
             let run_dir = out_dir.parent().unwrap_or(Path::new("."));
-            match run::write_run_report(run_dir, &out_dir, None, &Default::default()) {
+            match run::write_run_report(
+                run_dir,
+                &out_dir,
+                None,
+                &Default::default(),
+                &summary.notes,
+            ) {
                 Ok(path) => println!("{}", path.display()),
                 Err(e) => progress.warn(&format!("report: {e}")),
             }

@@ -350,6 +350,7 @@ pub fn execute(
                 &run_dir.join("tables"),
                 Some(plan),
                 &study.report,
+                &[],
             ) {
                 Ok(path) => summary.report = Some(path),
                 // The tables and plots are written; a page that cannot be must not fail the run.

@@ -124,12 +124,14 @@ pub enum RunReportError {
 }
 
 /// Writes `<run_dir>/report.html` from the run directory's files; `plan` (when the caller has
-/// one) lets galleries show thumbnails of the dataset's images.
+/// one) lets galleries show thumbnails of the dataset's images. The analysis notes come from
+/// the manifest, or from `notes` where there is none (`clipflow analyze`).
 pub fn write_run_report(
     run_dir: &Path,
     tables_dir: &Path,
     plan: Option<&Plan>,
     config: &ReportConfig,
+    notes: &[String],
 ) -> Result<PathBuf, RunReportError> {
     let manifest: Option<serde_json::Value> =
         std::fs::read_to_string(run_dir.join("manifest.json"))
@@ -142,14 +144,17 @@ pub fn write_run_report(
 
     let mut sections = Vec::new();
     // What the analysis skipped or warned about, before the results it qualifies.
-    let notes: Vec<Block> = manifest
+    let notes: Vec<Block> = match manifest
         .as_ref()
         .and_then(|m| m["analysis"]["notes"].as_array())
-        .into_iter()
-        .flatten()
-        .filter_map(|n| n.as_str())
-        .map(|n| Block::Text(n.to_string()))
-        .collect();
+    {
+        Some(list) => list
+            .iter()
+            .filter_map(|n| n.as_str())
+            .map(|n| Block::Text(n.to_string()))
+            .collect(),
+        None => notes.iter().map(|n| Block::Text(n.clone())).collect(),
+    };
     if !notes.is_empty() {
         sections.push(Section {
             id: "notes".into(),
