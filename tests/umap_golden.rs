@@ -207,7 +207,10 @@ fn spectral_init_matches_eigenvectors() {
                 let flipped = max_dev(g.iter().map(|v| -v), w.iter().copied());
                 worst = worst.max(same.min(flipped));
             }
-            assert!(worst <= 1e-6, "{n} seed {seed}: eigenvectors deviate by {worst:e}");
+            assert!(
+                worst <= 1e-6,
+                "{n} seed {seed}: eigenvectors deviate by {worst:e}"
+            );
             println!("{n} seed {seed}: eigenvectors within {worst:e}");
         }
     }
@@ -293,4 +296,76 @@ fn layout_quality_matches_umap_learn() {
             "{n}: trustworthiness {t} is more than 0.02 below umap-learn's {want}"
         );
     }
+}
+
+/// Synthetic CLIP-like data: `rows` unit vectors in `dim` dimensions along the segments
+/// between 20 random directions taken in a cycle, so the neighbour graph is connected
+/// (splitmix64 + Box–Muller, so the test needs no RNG crate).
+fn clip_like(rows: usize, dim: usize) -> Vec<f32> {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut uniform = move || {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let mut draw = move || {
+        let (u1, u2) = (1.0 - uniform(), uniform());
+        let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+        (z, u2)
+    };
+    let centres: Vec<f64> = (0..20 * dim).map(|_| draw().0).collect();
+    let mut out = Vec::with_capacity(rows * dim);
+    for i in 0..rows {
+        let (a, b) = (i % 20, (i + 1) % 20);
+        let t = draw().1;
+        let v: Vec<f64> = (0..dim)
+            .map(|d| {
+                let m = (1.0 - t) * centres[a * dim + d] + t * centres[b * dim + d];
+                m + 0.3 * draw().0
+            })
+            .collect();
+        let norm = v.iter().map(|a| a * a).sum::<f64>().sqrt();
+        out.extend(v.iter().map(|a| (a / norm) as f32));
+    }
+    out
+}
+
+/// Wall time of the stages on 10,000 × 512 (run with `--release -- --ignored --nocapture`);
+/// prints figures, asserts nothing about time.
+#[test]
+#[ignore]
+fn time_10k_by_512() {
+    let (rows, dim) = (10_000, 512);
+    let data = clip_like(rows, dim);
+    let x = Embeddings::new(&data, dim).unwrap();
+    let t = std::time::Instant::now();
+    let graph = umap::fuzzy_graph(x, 15, Distance::Cosine).unwrap();
+    let t_graph = t.elapsed();
+    let t = std::time::Instant::now();
+    let spectral = umap::spectral_layout(&graph, 2, 0);
+    let t_spectral = t.elapsed();
+    let t = std::time::Instant::now();
+    let opts = UmapOptions {
+        metric: Distance::Cosine,
+        ..UmapOptions::default()
+    };
+    let u = umap::umap(x, &opts).unwrap();
+    let t_total = t.elapsed();
+    println!(
+        "10k x 512 cosine: graph {:.2} s ({} entries), spectral {:.2} s ({}), umap total {:.2} s \
+         ({} epochs, init {:?})",
+        t_graph.as_secs_f64(),
+        graph.nnz(),
+        t_spectral.as_secs_f64(),
+        if spectral.is_some() {
+            "converged"
+        } else {
+            "fell back"
+        },
+        t_total.as_secs_f64(),
+        u.n_epochs,
+        u.init_used
+    );
 }
