@@ -333,12 +333,25 @@ fn clip_like(rows: usize, dim: usize) -> Vec<f32> {
 }
 
 /// Wall time of the stages on 10,000 × 512 (run with `--release -- --ignored --nocapture`);
-/// prints figures, asserts nothing about time.
+/// prints figures, asserts nothing about time. `scripts/check_umap.py` runs it on its own
+/// data (`UMAP_BENCH_IN`: raw little-endian `f32` rows of `UMAP_BENCH_DIM` values) and reads
+/// the layout back (`UMAP_BENCH_OUT`, same format) to compare with umap-learn.
 #[test]
 #[ignore]
 fn time_10k_by_512() {
-    let (rows, dim) = (10_000, 512);
-    let data = clip_like(rows, dim);
+    let (data, dim) = match std::env::var("UMAP_BENCH_IN") {
+        Ok(path) => {
+            let bytes = std::fs::read(path).unwrap();
+            let dim: usize = std::env::var("UMAP_BENCH_DIM").unwrap().parse().unwrap();
+            let v: Vec<f32> = bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            (v, dim)
+        }
+        Err(_) => (clip_like(10_000, 512), 512),
+    };
+    let rows = data.len() / dim;
     let x = Embeddings::new(&data, dim).unwrap();
     let t = std::time::Instant::now();
     let graph = umap::fuzzy_graph(x, 15, Distance::Cosine).unwrap();
@@ -354,8 +367,8 @@ fn time_10k_by_512() {
     let u = umap::umap(x, &opts).unwrap();
     let t_total = t.elapsed();
     println!(
-        "10k x 512 cosine: graph {:.2} s ({} entries), spectral {:.2} s ({}), umap total {:.2} s \
-         ({} epochs, init {:?})",
+        "{rows} x {dim} cosine: graph {:.2} s ({} entries), spectral {:.2} s ({}), \
+         umap total {:.2} s ({} epochs, init {:?}, {} threads)",
         t_graph.as_secs_f64(),
         graph.nnz(),
         t_spectral.as_secs_f64(),
@@ -366,6 +379,15 @@ fn time_10k_by_512() {
         },
         t_total.as_secs_f64(),
         u.n_epochs,
-        u.init_used
+        u.init_used,
+        rayon::current_num_threads()
     );
+    if let Ok(path) = std::env::var("UMAP_BENCH_OUT") {
+        let bytes: Vec<u8> = u
+            .embedding
+            .iter()
+            .flat_map(|&v| (v as f32).to_le_bytes())
+            .collect();
+        std::fs::write(path, bytes).unwrap();
+    }
 }
