@@ -168,6 +168,9 @@ const SMOOTH_K_ITERATIONS: usize = 64;
 
 /// Graphs up to this many vertices are decomposed densely.
 pub const DENSE_MAX: usize = 48;
+/// The largest graph decomposed densely when LOBPCG's `3 (dim + 3)` vectors do not fit
+/// (many components for few points): O(n²) memory, O(n³) time.
+const DENSE_LIMIT: usize = 400;
 /// Most LOBPCG steps of the spectral initialisation.
 pub const LOBPCG_MAX_ITER: usize = 1500;
 /// Residual at which LOBPCG stops early.
@@ -683,23 +686,83 @@ fn axpy(alpha: f64, x: &[f64], y: &mut [f64]) {
     }
 }
 
+/// Checks the structure of a graph given from outside: row pointers, column range, and
+/// positive finite weights.
+fn check_graph(g: &FuzzyGraph) -> Result<(), AnalysisError> {
+    if g.indptr.len() != g.n + 1 {
+        return Err(AnalysisError::LengthMismatch {
+            what: "graph row pointers",
+            expected: g.n + 1,
+            got: g.indptr.len(),
+        });
+    }
+    if g.indptr[0] != 0
+        || g.indptr.windows(2).any(|w| w[0] > w[1])
+        || g.indptr[g.n] != g.indices.len()
+    {
+        return Err(AnalysisError::Undefined(
+            "graph: row pointers must start at 0, not decrease, and end at the entry count".into(),
+        ));
+    }
+    if g.weights.len() != g.indices.len() {
+        return Err(AnalysisError::LengthMismatch {
+            what: "graph weights",
+            expected: g.indices.len(),
+            got: g.weights.len(),
+        });
+    }
+    if let Some(&index) = g.indices.iter().find(|&&j| j >= g.n) {
+        return Err(AnalysisError::IndexOutOfRange {
+            what: "graph columns",
+            index,
+            len: g.n,
+        });
+    }
+    if let Some(e) = g.weights.iter().position(|w| !(w.is_finite() && *w > 0.0)) {
+        let row = g.indptr.partition_point(|&p| p <= e) - 1;
+        return Err(AnalysisError::NonFinite {
+            what: "graph weights (finite and positive)",
+            row,
+        });
+    }
+    Ok(())
+}
+
 /// Eigenvectors 1..=dim (by ascending eigenvalue) of the normalised Laplacian of a
-/// connected graph, as `n × dim` row-major columns of unit norm, or `None` when the graph
-/// is disconnected, too small, or the solver does not reach umap-learn's tolerance.
+/// connected symmetric graph, as `n × dim` row-major columns of unit norm: umap-learn's
+/// `spectral_layout` (see the module docs for the solver). The vectors are defined up to
+/// sign.
 ///
-/// umap-learn's `spectral_layout` (see the module docs for the solver); the vectors are
-/// defined up to sign.
-pub fn spectral_layout(g: &FuzzyGraph, dim: usize, seed: u64) -> Option<Vec<f64>> {
+/// `Ok(None)` when umap-learn would not use them either: a disconnected graph, fewer than
+/// `dim + 2` vertices, or a solver that did not reach umap-learn's tolerance (also when
+/// `dim + 3` LOBPCG vectors do not fit and the graph is too large to decompose densely).
+/// Errors on a malformed graph or `dim = 0`.
+pub fn spectral_layout(
+    g: &FuzzyGraph,
+    dim: usize,
+    seed: u64,
+) -> Result<Option<Vec<f64>>, AnalysisError> {
+    check_graph(g)?;
+    if dim == 0 {
+        return Err(invalid("dim", 0, "must be at least 1"));
+    }
     let n = g.n;
-    if dim == 0 || n < dim + 2 || connected_components(g) != 1 {
-        return None;
+    if n < dim + 2 || connected_components(g) != 1 {
+        return Ok(None);
     }
     let (nw, null) = normalised_adjacency(g);
     let m = dim + LOBPCG_GUARD;
-    let columns = if n <= DENSE_MAX || 3 * m + 1 >= n {
+    let columns = if n <= DENSE_MAX {
+        dense_eigenvectors(g, &nw, dim)
+    } else if 3 * m + 1 < n {
+        match lobpcg(g, &nw, &null, dim, m, seed) {
+            Some(c) => c,
+            None => return Ok(None),
+        }
+    } else if n <= DENSE_LIMIT {
         dense_eigenvectors(g, &nw, dim)
     } else {
-        lobpcg(g, &nw, &null, dim, m, seed)?
+        return Ok(None);
     };
     let mut out = vec![0.0f64; n * dim];
     for (c, col) in columns.iter().enumerate() {
@@ -707,7 +770,7 @@ pub fn spectral_layout(g: &FuzzyGraph, dim: usize, seed: u64) -> Option<Vec<f64>
             out[i * dim + c] = col[i];
         }
     }
-    Some(out)
+    Ok(Some(out))
 }
 
 fn dense_eigenvectors(g: &FuzzyGraph, nw: &[f64], dim: usize) -> Vec<Vec<f64>> {
@@ -1015,11 +1078,6 @@ fn validate(opts: &UmapOptions) -> Result<(), AnalysisError> {
             "must be a positive finite number",
         ));
     }
-    if let Some(e) = opts.n_epochs {
-        if e > 100_000 {
-            return Err(invalid("n_epochs", e, "must be at most 100000"));
-        }
-    }
     Ok(())
 }
 
@@ -1039,7 +1097,7 @@ pub fn umap(x: Embeddings<'_>, opts: &UmapOptions) -> Result<Umap, AnalysisError
     let graph = pruned_edges(&graph, n_epochs, default_epochs);
 
     let spectral = match opts.init {
-        UmapInit::Spectral => spectral_layout(&graph, dim, opts.seed),
+        UmapInit::Spectral => spectral_layout(&graph, dim, opts.seed)?,
         UmapInit::Random => None,
     };
     let init_used = if spectral.is_some() {
@@ -1203,6 +1261,31 @@ mod tests {
         // Fewer rows than n_neighbors: lowered as umap-learn does.
         let small = umap(x, &UmapOptions::default()).unwrap();
         assert_eq!(small.embedding.len(), 20);
+    }
+
+    #[test]
+    fn malformed_graph_is_an_error() {
+        let graph = |indptr: Vec<usize>, indices: Vec<usize>, weights: Vec<f32>| FuzzyGraph {
+            n: 2,
+            indptr,
+            indices,
+            weights,
+            sigmas: vec![],
+            rhos: vec![],
+        };
+        let ok = graph(vec![0, 1, 2], vec![1, 0], vec![1.0, 1.0]);
+        assert_eq!(spectral_layout(&ok, 1, 0), Ok(None)); // too small: falls back
+        assert!(spectral_layout(&ok, 0, 0).is_err());
+        for bad in [
+            graph(vec![0, 1], vec![1], vec![1.0]),
+            graph(vec![0, 2, 1], vec![1, 0], vec![1.0, 1.0]),
+            graph(vec![0, 1, 2], vec![1, 5], vec![1.0, 1.0]),
+            graph(vec![0, 1, 2], vec![1, 0], vec![1.0]),
+            graph(vec![0, 1, 2], vec![1, 0], vec![f32::NAN, 1.0]),
+            graph(vec![0, 1, 2], vec![1, 0], vec![1.0, -1.0]),
+        ] {
+            assert!(spectral_layout(&bad, 1, 0).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
