@@ -788,27 +788,48 @@ fn dense_eigenvectors(g: &FuzzyGraph, nw: &[f64], dim: usize) -> Vec<Vec<f64>> {
         .collect()
 }
 
-/// Orthonormalises `v` against `basis` (orthonormal) and the null vector, twice; `None`
-/// when little of it is left (it lay in their span up to rounding).
-fn orthonormalise(mut v: Vec<f64>, null: &[f64], basis: &[Vec<f64>]) -> Option<Vec<f64>> {
+/// Orthonormalises `v` against `basis` (orthonormal) and the null vector; `None` when
+/// little of it is left (it lay in their span up to rounding). A second Gram–Schmidt pass
+/// runs when the first cancelled more than half the norm ("twice is enough"). When `image`
+/// (`L v`) is given it is carried along through the same combinations (with `L null = 0`;
+/// `images` are then the basis vectors' images), which saves a Laplacian product.
+fn orthonormalise(
+    mut v: Vec<f64>,
+    mut image: Option<Vec<f64>>,
+    null: &[f64],
+    basis: &[Vec<f64>],
+    images: &[Vec<f64>],
+) -> Option<(Vec<f64>, Option<Vec<f64>>)> {
     let before = dot(&v, &v).sqrt();
     if before == 0.0 || !before.is_finite() {
         return None;
     }
+    let mut norm = before;
     for _ in 0..2 {
         let c = dot(&v, null);
         axpy(-c, null, &mut v);
-        for b in basis {
+        for (i, b) in basis.iter().enumerate() {
             let c = dot(&v, b);
             axpy(-c, b, &mut v);
+            if let Some(av) = image.as_mut() {
+                axpy(-c, &images[i], av);
+            }
+        }
+        let after = dot(&v, &v).sqrt();
+        let cancelled = after < 0.5 * norm;
+        norm = after;
+        if !cancelled {
+            break;
         }
     }
-    let after = dot(&v, &v).sqrt();
-    if after <= 1e-10 * before {
+    if norm <= 1e-10 * before {
         return None;
     }
-    v.iter_mut().for_each(|x| *x /= after);
-    Some(v)
+    v.iter_mut().for_each(|x| *x /= norm);
+    if let Some(av) = image.as_mut() {
+        av.iter_mut().for_each(|x| *x /= norm);
+    }
+    Some((v, image))
 }
 
 /// LOBPCG for the `m` smallest eigenpairs of `L` on the complement of `null`; returns the
@@ -831,12 +852,14 @@ fn lobpcg(
     let mut x: Vec<Vec<f64>> = Vec::with_capacity(m);
     while x.len() < m {
         let v: Vec<f64> = (0..n).map(|_| 2.0 * rng.uniform() - 1.0).collect();
-        if let Some(v) = orthonormalise(v, null, &x) {
+        if let Some((v, _)) = orthonormalise(v, None, null, &x, &[]) {
             x.push(v);
         }
     }
     let mut ax: Vec<Vec<f64>> = x.iter().map(|v| apply(v)).collect();
+    // The search directions and their images L p.
     let mut p: Vec<Vec<f64>> = Vec::new();
+    let mut ap: Vec<Vec<f64>> = Vec::new();
     let mut lambda = vec![0.0f64; m];
     let mut first = true;
     let mut worst = f64::INFINITY;
@@ -858,9 +881,15 @@ fn lobpcg(
             if worst <= LOBPCG_TOL {
                 break;
             }
-            for v in residuals.into_iter().chain(p.iter().cloned()) {
-                if let Some(v) = orthonormalise(v, null, &basis) {
+            for r in residuals {
+                if let Some((v, _)) = orthonormalise(r, None, null, &basis, &images) {
                     images.push(apply(&v));
+                    basis.push(v);
+                }
+            }
+            for (v, av) in p.drain(..).zip(ap.drain(..)) {
+                if let Some((v, Some(av))) = orthonormalise(v, Some(av), null, &basis, &images) {
+                    images.push(av);
                     basis.push(v);
                 }
             }
@@ -869,7 +898,8 @@ fn lobpcg(
         let mut gram = vec![0.0f64; s * s];
         for i in 0..s {
             for j in i..s {
-                let v = 0.5 * (dot(&basis[i], &images[j]) + dot(&basis[j], &images[i]));
+                // Symmetric in exact arithmetic; one triangle is enough.
+                let v = dot(&basis[i], &images[j]);
                 gram[i * s + j] = v;
                 gram[j * s + i] = v;
             }
@@ -884,11 +914,10 @@ fn lobpcg(
         };
         let new_x: Vec<Vec<f64>> = (0..m).map(|c| combine(&basis, 0, c)).collect();
         let new_ax: Vec<Vec<f64>> = (0..m).map(|c| combine(&images, 0, c)).collect();
-        p = if s > m {
-            (0..m).map(|c| combine(&basis, m, c)).collect()
-        } else {
-            Vec::new()
-        };
+        if s > m {
+            p = (0..m).map(|c| combine(&basis, m, c)).collect();
+            ap = (0..m).map(|c| combine(&images, m, c)).collect();
+        }
         x = new_x;
         ax = new_ax;
         lambda.copy_from_slice(&vals[..m]);
