@@ -299,6 +299,28 @@ fn layout_quality_matches_umap_learn() {
     }
 }
 
+#[test]
+fn same_bits_on_any_number_of_threads() {
+    // More rows than one block of the neighbour search and of the Laplacian product.
+    let data = clip_like(1100, 8);
+    let x = Embeddings::new(&data, 8).unwrap();
+    let opts = UmapOptions {
+        n_epochs: Some(20),
+        seed: 11,
+        ..UmapOptions::default()
+    };
+    let run = |threads: usize| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| umap::umap(x, &opts).unwrap())
+    };
+    let one = run(1);
+    assert_eq!(one.init_used, UmapInit::Spectral);
+    assert_eq!(one, run(3));
+}
+
 /// Synthetic CLIP-like data: `rows` unit vectors in `dim` dimensions along the segments
 /// between 20 random directions taken in a cycle, so the neighbour graph is connected
 /// (splitmix64 + Box–Muller, so the test needs no RNG crate).
