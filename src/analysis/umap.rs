@@ -1300,6 +1300,24 @@ mod tests {
     }
 
     #[test]
+    fn identical_points_give_a_finite_layout() {
+        let data = vec![0.5f32; 40 * 3];
+        let x = Embeddings::new(&data, 3).unwrap();
+        for init in [UmapInit::Spectral, UmapInit::Random] {
+            let u = umap(
+                x,
+                &UmapOptions {
+                    n_epochs: Some(30),
+                    init,
+                    ..UmapOptions::default()
+                },
+            )
+            .unwrap();
+            assert!(u.embedding.iter().all(|v| v.is_finite()));
+        }
+    }
+
+    #[test]
     fn malformed_graph_is_an_error() {
         let graph = |indptr: Vec<usize>, indices: Vec<usize>, weights: Vec<f32>| FuzzyGraph {
             n: 2,
