@@ -869,14 +869,13 @@ fn lobpcg(
     let mut ap: Vec<Vec<f64>> = Vec::new();
     let mut lambda = vec![0.0f64; m];
     let mut first = true;
-    let mut worst = f64::INFINITY;
     for _ in 0..LOBPCG_MAX_ITER {
         // Basis [X, R, P] (X orthonormal already, or Ritz-rotated next).
         let mut basis: Vec<Vec<f64>> = x.clone();
         let mut images: Vec<Vec<f64>> = ax.clone();
         if !first {
             let mut residuals = Vec::with_capacity(m);
-            worst = 0.0f64;
+            let mut worst = 0.0f64;
             for c in 0..m {
                 let mut r = ax[c].clone();
                 axpy(-lambda[c], &x[c], &mut r);
@@ -930,17 +929,17 @@ fn lobpcg(
         lambda.copy_from_slice(&vals[..m]);
         first = false;
     }
+    // Judge the result on fresh products: the images carried through the iterations could
+    // in principle have drifted from L x.
+    let mut worst = 0.0f64;
+    for v in &x[..dim] {
+        let mut r = apply(v);
+        let lambda = dot(v, &r);
+        axpy(-lambda, v, &mut r);
+        worst = worst.max(dot(&r, &r).sqrt());
+    }
     if worst > LOBPCG_ACCEPT || !worst.is_finite() {
-        // One last check: the loop may have ended on an update without a residual.
-        worst = 0.0;
-        for c in 0..dim {
-            let mut r = ax[c].clone();
-            axpy(-lambda[c], &x[c], &mut r);
-            worst = worst.max(dot(&r, &r).sqrt());
-        }
-        if worst > LOBPCG_ACCEPT || !worst.is_finite() {
-            return None;
-        }
+        return None;
     }
     x.truncate(dim);
     Some(x)
