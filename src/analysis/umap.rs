@@ -49,7 +49,7 @@
 //! initialisation, as umap-learn falls back when its solver fails; [`Umap::init_used`] says
 //! which was used. Eigenvectors are defined up to sign, so spectral layouts may be mirrored
 //! relative to umap-learn's. On 10k CLIP-like points the solver takes about 430 steps
-//! (2–3 s on two cores); the golden graphs converge to 1e-9 in eigenvectors.
+//! (1.5–2.6 s on two cores); the golden graphs converge to 1e-9 in eigenvectors.
 //!
 //! # Where results differ from umap-learn
 //!
@@ -70,8 +70,9 @@
 //! The neighbour search is exact and costs O(n² · dim) time (blocked, so O(n) memory beyond
 //! the data); the graph holds about `1.5 · n · n_neighbors` edges, and the SGD does
 //! `n_epochs × (1 + negative_sample_rate)` updates per unit of edge weight. 10,000 × 512
-//! (cosine) takes about 20 s on two shared cores: 5.5 s neighbours and graph, 2.6 s
-//! spectral initialisation, 12 s SGD (`scripts/check_umap.py` compares with umap-learn).
+//! (cosine) takes 15–20 s on two shared cores: 4–6 s neighbours and graph, 1.5–2.6 s
+//! spectral initialisation, 10–12 s SGD; umap-learn took 49 s on the same data, with the
+//! same trustworthiness (`scripts/check_umap.py`).
 //! The search grows quadratically (minutes at 100k): run projections on a
 //! [`super::seeded_subsample`].
 
