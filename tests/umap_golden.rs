@@ -198,6 +198,7 @@ fn spectral_init_matches_eigenvectors() {
         let want = f64s(&case["eigenvectors"]);
         for seed in [0u64, 7] {
             let got = umap::spectral_layout(&graph, dim, seed)
+                .unwrap()
                 .unwrap_or_else(|| panic!("{n}: spectral layout failed"));
             let mut worst = 0.0f64;
             for c in 0..dim {
@@ -295,5 +296,121 @@ fn layout_quality_matches_umap_learn() {
             t >= want - 0.02,
             "{n}: trustworthiness {t} is more than 0.02 below umap-learn's {want}"
         );
+    }
+}
+
+#[test]
+fn same_bits_on_any_number_of_threads() {
+    // More rows than one block of the neighbour search and of the Laplacian product.
+    let data = clip_like(1100, 8);
+    let x = Embeddings::new(&data, 8).unwrap();
+    let opts = UmapOptions {
+        n_epochs: Some(20),
+        seed: 11,
+        ..UmapOptions::default()
+    };
+    let run = |threads: usize| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| umap::umap(x, &opts).unwrap())
+    };
+    let one = run(1);
+    assert_eq!(one.init_used, UmapInit::Spectral);
+    assert_eq!(one, run(3));
+}
+
+/// Synthetic CLIP-like data: `rows` unit vectors in `dim` dimensions along the segments
+/// between 20 random directions taken in a cycle, so the neighbour graph is connected
+/// (splitmix64 + Box–Muller, so the test needs no RNG crate).
+fn clip_like(rows: usize, dim: usize) -> Vec<f32> {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut uniform = move || {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let mut draw = move || {
+        let (u1, u2) = (1.0 - uniform(), uniform());
+        let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+        (z, u2)
+    };
+    let centres: Vec<f64> = (0..20 * dim).map(|_| draw().0).collect();
+    let mut out = Vec::with_capacity(rows * dim);
+    for i in 0..rows {
+        let (a, b) = (i % 20, (i + 1) % 20);
+        let t = draw().1;
+        let v: Vec<f64> = (0..dim)
+            .map(|d| {
+                let m = (1.0 - t) * centres[a * dim + d] + t * centres[b * dim + d];
+                m + 0.3 * draw().0
+            })
+            .collect();
+        let norm = v.iter().map(|a| a * a).sum::<f64>().sqrt();
+        out.extend(v.iter().map(|a| (a / norm) as f32));
+    }
+    out
+}
+
+/// Wall time of the stages on 10,000 × 512 (run with `--release -- --ignored --nocapture`);
+/// prints figures, asserts nothing about time. `scripts/check_umap.py` runs it on its own
+/// data (`UMAP_BENCH_IN`: raw little-endian `f32` rows of `UMAP_BENCH_DIM` values) and reads
+/// the layout back (`UMAP_BENCH_OUT`, same format) to compare with umap-learn.
+#[test]
+#[ignore]
+fn time_10k_by_512() {
+    let (data, dim) = match std::env::var("UMAP_BENCH_IN") {
+        Ok(path) => {
+            let bytes = std::fs::read(path).unwrap();
+            let dim: usize = std::env::var("UMAP_BENCH_DIM").unwrap().parse().unwrap();
+            let v: Vec<f32> = bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            (v, dim)
+        }
+        Err(_) => (clip_like(10_000, 512), 512),
+    };
+    let rows = data.len() / dim;
+    let x = Embeddings::new(&data, dim).unwrap();
+    let t = std::time::Instant::now();
+    let graph = umap::fuzzy_graph(x, 15, Distance::Cosine).unwrap();
+    let t_graph = t.elapsed();
+    let t = std::time::Instant::now();
+    let spectral = umap::spectral_layout(&graph, 2, 0).unwrap();
+    let t_spectral = t.elapsed();
+    let t = std::time::Instant::now();
+    let opts = UmapOptions {
+        metric: Distance::Cosine,
+        ..UmapOptions::default()
+    };
+    let u = umap::umap(x, &opts).unwrap();
+    let t_total = t.elapsed();
+    println!(
+        "{rows} x {dim} cosine: graph {:.2} s ({} entries), spectral {:.2} s ({}), \
+         umap total {:.2} s ({} epochs, init {:?}, {} threads)",
+        t_graph.as_secs_f64(),
+        graph.nnz(),
+        t_spectral.as_secs_f64(),
+        if spectral.is_some() {
+            "converged"
+        } else {
+            "fell back"
+        },
+        t_total.as_secs_f64(),
+        u.n_epochs,
+        u.init_used,
+        rayon::current_num_threads()
+    );
+    if let Ok(path) = std::env::var("UMAP_BENCH_OUT") {
+        let bytes: Vec<u8> = u
+            .embedding
+            .iter()
+            .flat_map(|&v| (v as f32).to_le_bytes())
+            .collect();
+        std::fs::write(path, bytes).unwrap();
     }
 }
