@@ -33,18 +33,26 @@
 //!
 //! # Differences from scikit-learn
 //!
-//! scikit-learn optimises in `f32`; here positions, forces, gains and sums are `f64`, so runs
-//! from the same start agree in quality (KL, trustworthiness), not coordinate by coordinate.
-//! Its parallel sums depend on the thread count; here the work is split into fixed blocks of
-//! points whose partial sums are added in order, so the result depends only on the input.
+//! scikit-learn optimises in `f32`; here positions, forces, gains and sums are `f64`. A single
+//! gradient agrees with scikit-learn's to `f32` accuracy (the goldens check 1e-6 of its
+//! largest component), but t-SNE is chaotic, so whole runs from the same start agree in
+//! quality (KL, trustworthiness), not coordinate by coordinate.
+//! Its parallel sums depend on the thread count; here the points are split into fixed blocks
+//! of 256 (in the quadtree's depth-first order, which depends only on the positions) whose
+//! partial sums are added in order, so the result depends only on the input.
 //! The randomness of scikit-learn's default PCA initialisation is the caller's: pass a PCA
 //! projection through [`scale_pca_init`], or use [`random_init`].
+//! With `max_iter = 250` no iteration runs after the exaggeration phase and scikit-learn
+//! reports the largest float as the KL; here it is the KL of the final embedding. A quadtree
+//! leaf at depth 96 takes further points as duplicates (only NaN or astronomically spread
+//! coordinates get there; scikit-learn would recurse until its stack overflows).
 //!
 //! # Limits
 //!
 //! Memory is `O(n · k)` for the neighbours and P plus `O(n)` for the tree; the neighbour
-//! search costs `O(n² · dim)` time in blocks (seconds at 10k × 512). Each iteration costs
-//! `O(n log n)`: about 10 ms per 10k points on two cores.
+//! search costs `O(n² · dim)` time in blocks (about 4 s at 10k × 512 on two cores). Each
+//! iteration costs `O(n log n)`: about 12 ms for 10k points on two cores, so 1,000 iterations
+//! take 12 s (`scripts/bench_tsne` compares with scikit-learn and openTSNE).
 //!
 //! [`nearest_neighbors`]: super::neighbors::nearest_neighbors
 
@@ -451,9 +459,12 @@ struct Cell {
     depth: u32,
     leaf: bool,
     children: [u32; 4],
+    /// First of the points held by a leaf (a list through `QuadTree::next_point`).
+    points: u32,
 }
 
 const NO_CHILD: u32 = u32::MAX;
+const NO_POINT: u32 = u32::MAX;
 /// A leaf this deep takes further points as duplicates, so NaN or astronomically spread
 /// coordinates cannot split cells forever. Ordinary embeddings never get near it: halving a
 /// box of width 1e6 down to the 1e-6 duplicate distance takes 40 levels.
@@ -464,14 +475,11 @@ const MAX_DEPTH: u32 = 96;
 struct QuadTree {
     cells: Vec<Cell>,
     nodes: Vec<Node>,
-    /// Node index of each cell.
-    node_of: Vec<u32>,
     /// The points in depth-first order of their leaves: consecutive points are neighbours in
     /// the plane, walk nearly the same nodes, and find them in cache.
     order: Vec<u32>,
-    /// Counting-sort buffer for `order`.
-    leaf_start: Vec<u32>,
-    leaf_of: Vec<u32>,
+    /// Next point in the same leaf.
+    next_point: Vec<u32>,
 }
 
 impl Cell {
@@ -488,6 +496,7 @@ impl Cell {
             depth,
             leaf: true,
             children: [NO_CHILD; 4],
+            points: NO_POINT,
         }
     }
 
@@ -517,54 +526,23 @@ impl QuadTree {
         }
         self.cells.clear();
         self.cells.push(Cell::new(lo, hi, 0));
-        for p in y.chunks_exact(2) {
-            self.insert([p[0], p[1]]);
+        self.next_point.clear();
+        self.next_point.resize(y.len() / 2, NO_POINT);
+        for (i, p) in y.chunks_exact(2).enumerate() {
+            self.insert([p[0], p[1]], i as u32);
         }
         self.flatten(theta * theta);
-        self.sort_points(y);
     }
 
-    /// Fills `order` with the points sorted by the depth-first index of their leaf.
-    fn sort_points(&mut self, y: &[f64]) {
-        self.leaf_of.clear();
-        for p in y.chunks_exact(2) {
-            let p = [p[0], p[1]];
-            let mut c = 0usize;
-            // Every point was inserted, so the quadrant path from the root ends in its leaf.
-            while !self.cells[c].leaf {
-                match self.cells[c].children[self.cells[c].quadrant(p)] {
-                    NO_CHILD => break,
-                    child => c = child as usize,
-                }
-            }
-            self.leaf_of.push(self.node_of[c]);
-        }
-        self.leaf_start.clear();
-        self.leaf_start.resize(self.nodes.len() + 1, 0);
-        for &l in &self.leaf_of {
-            self.leaf_start[l as usize + 1] += 1;
-        }
-        let mut total = 0;
-        for s in &mut self.leaf_start {
-            total += *s;
-            *s = total;
-        }
-        self.order.clear();
-        self.order.resize(self.leaf_of.len(), 0);
-        for (i, &l) in self.leaf_of.iter().enumerate() {
-            let slot = &mut self.leaf_start[l as usize];
-            self.order[*slot as usize] = i as u32;
-            *slot += 1;
-        }
-    }
-
-    fn insert(&mut self, p: [f64; 2]) {
+    /// Inserts point `i` at `p` (scikit-learn's `insert_point`).
+    fn insert(&mut self, p: [f64; 2], i: u32) {
         let mut c = 0usize;
         loop {
             let cell = &mut self.cells[c];
             if cell.size == 0 {
                 cell.size = 1;
                 cell.bary = p;
+                cell.points = i;
                 return;
             }
             if !cell.leaf {
@@ -576,7 +554,7 @@ impl QuadTree {
                 let q = cell.quadrant(p);
                 match cell.children[q] {
                     NO_CHILD => {
-                        self.new_child(c, p, 1);
+                        self.new_child(c, p, 1, i);
                         return;
                     }
                     child => c = child as usize,
@@ -587,15 +565,19 @@ impl QuadTree {
                 && (p[1] - cell.bary[1]).abs() <= DUPLICATE_EPS;
             if duplicate || cell.depth >= MAX_DEPTH {
                 cell.size += 1;
+                self.next_point[i as usize] = cell.points;
+                cell.points = i;
                 return;
             }
             // Split: the leaf's point(s) move into a child, then `p` goes in again from here.
-            let (bary, size) = (cell.bary, cell.size);
-            self.new_child(c, bary, size);
+            let (bary, size, points) = (cell.bary, cell.size, cell.points);
+            cell.points = NO_POINT;
+            self.new_child(c, bary, size, points);
         }
     }
 
-    fn new_child(&mut self, parent: usize, p: [f64; 2], size: usize) {
+    /// Adds a leaf under `parent` for the `size` points at `p`, listed from `points`.
+    fn new_child(&mut self, parent: usize, p: [f64; 2], size: usize, points: u32) {
         let cell = self.cells[parent];
         let q = cell.quadrant(p);
         let (mut min, mut max) = (cell.min, cell.max);
@@ -609,6 +591,7 @@ impl QuadTree {
         let mut child = Cell::new(min, max, cell.depth + 1);
         child.bary = p;
         child.size = size;
+        child.points = points;
         let id = self.cells.len() as u32;
         self.cells.push(child);
         let parent = &mut self.cells[parent];
@@ -620,8 +603,7 @@ impl QuadTree {
     /// traversal order).
     fn flatten(&mut self, theta2: f64) {
         self.nodes.clear();
-        self.node_of.clear();
-        self.node_of.resize(self.cells.len(), 0);
+        self.order.clear();
         self.visit(0, theta2);
     }
 
@@ -629,7 +611,6 @@ impl QuadTree {
     fn visit(&mut self, c: u32, theta2: f64) {
         let cell = self.cells[c as usize];
         let me = self.nodes.len();
-        self.node_of[c as usize] = me as u32;
         self.nodes.push(Node {
             x: cell.bary[0],
             y: cell.bary[1],
@@ -643,7 +624,13 @@ impl QuadTree {
             next: 0,
             leaf: cell.leaf,
         });
-        if !cell.leaf {
+        if cell.leaf {
+            let mut i = cell.points;
+            while i != NO_POINT {
+                self.order.push(i);
+                i = self.next_point[i as usize];
+            }
+        } else {
             for &child in &cell.children {
                 if child != NO_CHILD {
                     self.visit(child, theta2);
@@ -691,8 +678,6 @@ impl QuadTree {
 struct Gradient {
     /// Repulsive forces (not yet divided by Z), in the tree's order of the points.
     repulsive: Vec<f64>,
-    /// Position of each point in that order.
-    rank: Vec<u32>,
     /// Per-block partial sums of Z.
     z_parts: Vec<f64>,
 }
@@ -701,7 +686,6 @@ impl Gradient {
     fn new(rows: usize) -> Gradient {
         Gradient {
             repulsive: vec![0.0; 2 * rows],
-            rank: vec![0; rows],
             z_parts: vec![0.0; rows.div_ceil(BLOCK)],
         }
     }
@@ -719,7 +703,22 @@ impl Gradient {
         tree: &mut QuadTree,
         grad: &mut [f64],
     ) -> f64 {
-        tree.build(y, theta);
+        // The tree is built on one thread while the others compute the attraction (which
+        // does not need it) into `grad`.
+        rayon::join(
+            || tree.build(y, theta),
+            || {
+                grad.par_chunks_mut(2 * BLOCK)
+                    .enumerate()
+                    .for_each(|(b, g)| {
+                        for (r, g) in g.chunks_exact_mut(2).enumerate() {
+                            let (ax, ay) = attraction(p, exaggeration, y, b * BLOCK + r);
+                            g[0] = ax;
+                            g[1] = ay;
+                        }
+                    })
+            },
+        );
         let tree = &*tree;
         // Points in the tree's order (a function of `y` alone), so the partial sums of Z and
         // their order do not depend on the thread count; forces are stored in that order too.
@@ -739,46 +738,50 @@ impl Gradient {
                 *z_part = z;
             });
         let z = self.z_parts.iter().sum::<f64>().max(f64::EPSILON);
-        // Position of each point in the tree's order, to find its repulsive force.
         for (r, &i) in tree.order.iter().enumerate() {
-            self.rank[i as usize] = r as u32;
+            let (i, r) = (i as usize, r);
+            grad[2 * i] = 4.0 * (grad[2 * i] - self.repulsive[2 * r] / z);
+            grad[2 * i + 1] = 4.0 * (grad[2 * i + 1] - self.repulsive[2 * r + 1] / z);
         }
-        let (rep, rank) = (&self.repulsive, &self.rank);
-        let kl_parts: Vec<f64> = grad
-            .par_chunks_mut(2 * BLOCK)
-            .enumerate()
-            .map(|(b, g)| {
+        if !with_kl {
+            return f64::NAN;
+        }
+        let kl_parts: Vec<f64> = (0..p.rows().div_ceil(BLOCK))
+            .into_par_iter()
+            .map(|b| {
                 let mut kl = 0.0;
-                for (r, g) in g.chunks_exact_mut(2).enumerate() {
-                    let i = b * BLOCK + r;
-                    let (yx, yy) = (y[2 * i], y[2 * i + 1]);
-                    let (mut ax, mut ay) = (0.0, 0.0);
+                for i in b * BLOCK..((b + 1) * BLOCK).min(p.rows()) {
                     for e in p.indptr[i]..p.indptr[i + 1] {
                         let j = p.indices[e];
                         let pij = exaggeration * p.values[e];
-                        let dx = yx - y[2 * j];
-                        let dy = yy - y[2 * j + 1];
+                        let dx = y[2 * i] - y[2 * j];
+                        let dy = y[2 * i + 1] - y[2 * j + 1];
                         let q = 1.0 / (1.0 + dx * dx + dy * dy);
-                        let m = pij * q;
-                        ax += m * dx;
-                        ay += m * dy;
-                        if with_kl {
-                            kl += pij * (pij.max(KL_TINY) / (q / z).max(KL_TINY)).ln();
-                        }
+                        kl += pij * (pij.max(KL_TINY) / (q / z).max(KL_TINY)).ln();
                     }
-                    let r = rank[i] as usize;
-                    g[0] = 4.0 * (ax - rep[2 * r] / z);
-                    g[1] = 4.0 * (ay - rep[2 * r + 1] / z);
                 }
                 kl
             })
             .collect();
-        if with_kl {
-            kl_parts.iter().sum()
-        } else {
-            f64::NAN
-        }
+        kl_parts.iter().sum()
     }
+}
+
+/// `Σⱼ pᵢⱼ qᵢⱼ (yᵢ − yⱼ)` over the stored entries of row `i` (P scaled by `exaggeration`),
+/// with the unnormalised `q = 1 / (1 + ‖yᵢ − yⱼ‖²)`.
+#[inline]
+fn attraction(p: &JointProbabilities, exaggeration: f64, y: &[f64], i: usize) -> (f64, f64) {
+    let (yx, yy) = (y[2 * i], y[2 * i + 1]);
+    let (mut ax, mut ay) = (0.0, 0.0);
+    for e in p.indptr[i]..p.indptr[i + 1] {
+        let j = p.indices[e];
+        let dx = yx - y[2 * j];
+        let dy = yy - y[2 * j + 1];
+        let m = exaggeration * p.values[e] / (1.0 + dx * dx + dy * dy);
+        ax += m * dx;
+        ay += m * dy;
+    }
+    (ax, ay)
 }
 
 /// Barnes–Hut t-SNE of `x` to two dimensions from the starting coordinates `init`
