@@ -4,6 +4,10 @@
 //! Planning lives here rather than in a stage of its own: checking a study needs the dataset's
 //! columns, the noise levels and the model files, i.e. every stage, and only the orchestrator
 //! may import them all.
+//!
+//! After the parts, [`analyze`] (metrics) and its `geometry` half (projections, sweeps,
+//! subspaces, topology, attributes) write the tables and plots, and `report` assembles
+//! `report.html` from the run directory, reading the dataset only for gallery thumbnails.
 
 mod analyze;
 mod execute;
