@@ -4,7 +4,9 @@
 //! Clustering metrics and silhouettes must match to 1e-9; recall and accuracy counts, ranks,
 //! predictions, k-means labels and iteration counts, Ward trees and DBSCAN labels exactly.
 
-use std::path::Path;
+mod common;
+
+use common::golden::{f32s, f64s, usizes};
 
 use clipflow::analysis::cluster::{self, Distance, KMeansOptions};
 use clipflow::analysis::probe::{self, LinearProbeOptions, Split};
@@ -13,40 +15,7 @@ use clipflow::analysis::{zero_shot, Embeddings, Labels};
 use serde_json::Value;
 
 fn golden(name: &str) -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/golden/analysis")
-        .join(name);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e} (run scripts/gen_analysis_golden.py)",
-            path.display()
-        )
-    });
-    serde_json::from_str(&text).unwrap()
-}
-
-fn f32s(v: &Value) -> Vec<f32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap() as f32)
-        .collect()
-}
-
-fn f64s(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect()
-}
-
-fn usizes(v: &Value) -> Vec<usize> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as usize)
-        .collect()
+    common::golden::read("analysis", name, "scripts/gen_analysis_golden.py")
 }
 
 fn opt_usizes(v: &Value) -> Vec<Option<usize>> {

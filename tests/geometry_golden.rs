@@ -11,7 +11,9 @@
 //!   1e-12 of 1 (its precision there is ~1e-8): 1e-7. Class bases as projectors, 1e-9.
 //! - Point-biserial r and η 1e-12; undefined cases and their reason exactly.
 
-use std::path::Path;
+mod common;
+
+use common::golden::{f32s, f64s, usizes};
 
 use clipflow::analysis::attributes::{self, AttributeValues};
 use clipflow::analysis::pca::pca;
@@ -20,40 +22,7 @@ use clipflow::analysis::Embeddings;
 use serde_json::Value;
 
 fn golden(name: &str) -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/golden/geometry")
-        .join(name);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e} (run scripts/gen_geometry_golden.py)",
-            path.display()
-        )
-    });
-    serde_json::from_str(&text).unwrap()
-}
-
-fn f32s(v: &Value) -> Vec<f32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap() as f32)
-        .collect()
-}
-
-fn f64s(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect()
-}
-
-fn usizes(v: &Value) -> Vec<usize> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as usize)
-        .collect()
+    common::golden::read("geometry", name, "scripts/gen_geometry_golden.py")
 }
 
 fn bools(v: &Value) -> Vec<bool> {

@@ -6,7 +6,7 @@
 //! clipflow's distances can differ from scikit-learn's by an `f32` ulp). Bottleneck and
 //! Wasserstein distances must match persim's to 1e-9 (relative, absolute near zero).
 
-use std::path::Path;
+mod common;
 
 use clipflow::analysis::persistence::{
     bottleneck, rips_persistence, rips_persistence_from_distances, wasserstein, Bar, Diagram,
@@ -16,16 +16,7 @@ use clipflow::analysis::{Distance, Embeddings};
 use serde_json::Value;
 
 fn golden(name: &str) -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/golden/topology")
-        .join(name);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e} (run scripts/gen_topology_golden.py)",
-            path.display()
-        )
-    });
-    serde_json::from_str(&text).unwrap()
+    common::golden::read("topology", name, "scripts/gen_topology_golden.py")
 }
 
 fn bars(v: &Value) -> Vec<Bar> {

@@ -17,7 +17,9 @@
 //!   it) and the medians are compared.
 //! - Trustworthiness: to 1e-12 on tie-free cases, including one with several distance blocks.
 
-use std::path::Path;
+mod common;
+
+use common::golden::{f32s, f64s, usizes};
 
 use clipflow::analysis::neighbors::{nearest_neighbors, Neighbors};
 use clipflow::analysis::trustworthiness::trustworthiness;
@@ -38,32 +40,7 @@ const GRADIENT_TOL: f64 = 1e-6;
 const KL_TOL: f64 = 1e-5;
 
 fn golden(name: &str) -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/golden/tsne")
-        .join(name);
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (run scripts/gen_tsne_golden.py)", path.display()));
-    serde_json::from_str(&text).unwrap()
-}
-
-fn f64s(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect()
-}
-
-fn f32s(v: &Value) -> Vec<f32> {
-    f64s(v).into_iter().map(|x| x as f32).collect()
-}
-
-fn usizes(v: &Value) -> Vec<usize> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as usize)
-        .collect()
+    common::golden::read("tsne", name, "scripts/gen_tsne_golden.py")
 }
 
 fn metric(v: &Value) -> Distance {

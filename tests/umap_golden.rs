@@ -13,47 +13,20 @@
 //!   umap-learn's mean over three seeds, on blobs, a swiss roll and a noisy circle. The random
 //!   streams differ, so coordinates are not compared.
 
-use std::path::Path;
+mod common;
+
+use common::golden::{f32s, f64s, usizes};
 
 use clipflow::analysis::umap::{self, FuzzyGraph, UmapInit, UmapOptions};
 use clipflow::analysis::{Distance, Embeddings};
 use serde_json::Value;
 
 fn golden(name: &str) -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/golden/umap")
-        .join(name);
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (run scripts/gen_umap_golden.py)", path.display()));
-    serde_json::from_str(&text).unwrap()
+    common::golden::read("umap", name, "scripts/gen_umap_golden.py")
 }
 
 fn cases(v: &Value) -> &Vec<Value> {
     v["cases"].as_array().unwrap()
-}
-
-fn f32s(v: &Value) -> Vec<f32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap() as f32)
-        .collect()
-}
-
-fn f64s(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect()
-}
-
-fn usizes(v: &Value) -> Vec<usize> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as usize)
-        .collect()
 }
 
 fn num(case: &Value, key: &str) -> usize {
