@@ -9,18 +9,7 @@ use common::*;
 #[test]
 fn demo_study_runs_and_the_trained_model_beats_the_baseline() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("textures");
-    let o = clipflow(&[
-        "synth",
-        "textures",
-        "--out",
-        data.to_str().unwrap(),
-        "--per-class",
-        "6",
-        "--seed",
-        "11",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let data = synth_textures(&tmp.path().join("textures"), 6, 11);
     let out = tmp.path().join("run");
     let o = clipflow(&[
         "run",
@@ -28,7 +17,7 @@ fn demo_study_runs_and_the_trained_model_beats_the_baseline() {
         "--out",
         out.to_str().unwrap(),
         "--set",
-        &format!("dataset.path={}", data.join("parquet").display()),
+        &format!("dataset.path={}", data.display()),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let zs = std::fs::read_to_string(out.join("tables/zero_shot.md")).unwrap();

@@ -68,22 +68,11 @@ analysis:
 #[test]
 fn geometry_stages_and_report_end_to_end() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("textures");
-    let o = clipflow(&[
-        "synth",
-        "textures",
-        "--out",
-        data.to_str().unwrap(),
-        "--per-class",
-        "6",
-        "--seed",
-        "3",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let data = synth_textures(&tmp.path().join("textures"), 6, 3);
     let study_path = tmp.path().join("study.yaml");
     std::fs::write(
         &study_path,
-        STUDY.replace("DATA", &data.join("parquet").display().to_string()),
+        STUDY.replace("DATA", &data.display().to_string()),
     )
     .unwrap();
     let run = |name: &str| {

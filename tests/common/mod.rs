@@ -213,3 +213,20 @@ pub fn files_under(dir: &Path) -> Vec<(String, Vec<u8>)> {
     out.sort();
     out
 }
+
+/// `clipflow synth textures` into `dir` (both layouts), `per_class` images of each of the 20
+/// classes; returns the Parquet folder.
+pub fn synth_textures(dir: &Path, per_class: usize, seed: u64) -> PathBuf {
+    let o = clipflow(&[
+        "synth",
+        "textures",
+        "--out",
+        dir.to_str().unwrap(),
+        "--per-class",
+        &per_class.to_string(),
+        "--seed",
+        &seed.to_string(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    dir.join("parquet")
+}
