@@ -521,8 +521,14 @@ fn dimension_sweep(
     let eval_image_ids: Vec<&str> = eval_rows.iter().map(|&i| clean.ids[i].as_str()).collect();
     let eval_labels: Vec<Option<String>> =
         eval_rows.iter().map(|&i| clean.labels[i].clone()).collect();
+    // Captions of the evaluation items whose image is there (a caption whose image failed to
+    // decode has no positive to find, for reasons that are not the model's).
+    let eval_id_set: BTreeSet<&str> = eval_image_ids.iter().copied().collect();
     let eval_captions = m.captions.as_ref().map(|c| {
-        let rows = caption_rows(c, false);
+        let rows: Vec<usize> = caption_rows(c, false)
+            .into_iter()
+            .filter(|&r| eval_id_set.contains(c.ids[r].as_str()))
+            .collect();
         let ids: Vec<String> = rows.iter().map(|&r| c.ids[r].clone()).collect();
         (ids, gather(&c.vectors, &rows))
     });
