@@ -217,11 +217,15 @@ fn geometry_stages_and_report_end_to_end() {
         }
     }
 
-    // Same config and seed: the same tables, byte for byte.
+    // Same config and seed: the same tables and plots, byte for byte.
     let b = run("b");
-    for entry in std::fs::read_dir(&tables).unwrap() {
+    let outputs = std::fs::read_dir(&tables)
+        .unwrap()
+        .chain(std::fs::read_dir(a.join("plots")).unwrap());
+    for entry in outputs {
         let p = entry.unwrap().path();
-        let other = b.join("tables").join(p.file_name().unwrap());
+        let dir = p.parent().unwrap().file_name().unwrap();
+        let other = b.join(dir).join(p.file_name().unwrap());
         assert_eq!(
             std::fs::read(&p).unwrap(),
             std::fs::read(&other).unwrap(),
