@@ -97,12 +97,16 @@ fn render(stem: &Path, size: (u32, u32), figure: &impl Figure) -> Result<Vec<Pat
     }
     let img = image::RgbImage::from_raw(size.0, size.1, buf)
         .ok_or_else(|| fail(&png, "buffer size".into()))?;
+    // Best compression with adaptive filters: plots are flat colours, and every PNG is
+    // embedded in report.html as base64, so bytes here are bytes of the page.
     let mut bytes = Vec::new();
-    img.write_to(
-        &mut std::io::Cursor::new(&mut bytes),
-        image::ImageFormat::Png,
-    )
-    .map_err(|e| fail(&png, e.to_string()))?;
+    let encoder = image::codecs::png::PngEncoder::new_with_quality(
+        &mut bytes,
+        image::codecs::png::CompressionType::Best,
+        image::codecs::png::FilterType::Adaptive,
+    );
+    img.write_with_encoder(encoder)
+        .map_err(|e| fail(&png, e.to_string()))?;
     crate::util::write_atomic(&png, &bytes).map_err(|e| fail(&png, e.to_string()))?;
     let mut svg_text = String::new();
     {
