@@ -274,13 +274,7 @@ pub fn analyze(
             seed,
             &plots_dir,
             progress,
-        )
-        .map_err(|(stage, source)| AnalyzeError::Metric {
-            model: m.name.clone(),
-            variant: "clean".into(),
-            stage,
-            source,
-        })?;
+        );
         for t in geometry.tables {
             let name = t.name.clone();
             add(&mut tables, &name, t)?;

@@ -60,6 +60,11 @@ pub(super) struct AttributeSource<'a> {
 }
 
 /// Runs every geometry stage `config` turns on for one model.
+///
+/// A stage that fails on this model's data (a degenerate cloud, too few classes for a
+/// parameter) becomes a note naming the stage and the reason, and the other stages and the
+/// metric tables still land: these stages run after hours of encoding, and one of them failing
+/// must not cost the rest.
 pub(super) fn run(
     m: &ModelSets<'_>,
     config: &AnalysisConfig,
@@ -67,46 +72,46 @@ pub(super) fn run(
     seed: u64,
     plots_dir: &Path,
     progress: &Progress,
-) -> Result<GeometryOutput, (&'static str, AnalysisError)> {
+) -> GeometryOutput {
     let mut out = GeometryOutput::default();
     let Some(&clean) = m.images.first() else {
-        return Ok(out);
+        return out;
     };
-    let timed = |stage: &str, t: Instant| {
-        progress.info(&format!(
-            "analysis: {} {stage} in {:.1} s",
-            m.name,
-            t.elapsed().as_secs_f64()
-        ))
-    };
+    let finish =
+        |out: &mut GeometryOutput, stage: &str, t: Instant, r: Result<(), AnalysisError>| match r {
+            Ok(()) => progress.info(&format!(
+                "analysis: {} {stage} in {:.1} s",
+                m.name,
+                t.elapsed().as_secs_f64()
+            )),
+            Err(e) => out.notes.push(format!("{}: {stage} failed: {e}", m.name)),
+        };
     if let Some(pc) = &config.projection {
         let t = Instant::now();
-        projection(m, pc, seed, plots_dir, &mut out).map_err(|e| ("projection", e))?;
-        timed("projection", t);
+        let r = projection(m, pc, seed, plots_dir, &mut out);
+        finish(&mut out, "projection", t, r);
     }
     if let Some(dc) = &config.dimension_sweep {
         let t = Instant::now();
-        dimension_sweep(m, clean, dc, seed, plots_dir, &mut out)
-            .map_err(|e| ("dimension_sweep", e))?;
-        timed("dimension sweep", t);
+        let r = dimension_sweep(m, clean, dc, seed, plots_dir, &mut out);
+        finish(&mut out, "dimension sweep", t, r);
     }
     if let Some(sc) = &config.subspaces {
         let t = Instant::now();
-        subspaces(m, clean, sc, plots_dir, &mut out).map_err(|e| ("subspaces", e))?;
-        timed("subspace angles", t);
+        let r = subspaces(m, clean, sc, plots_dir, &mut out);
+        finish(&mut out, "subspace angles", t, r);
     }
     if let Some(tc) = &config.topology {
         let t = Instant::now();
-        topology(m, tc, seed, plots_dir, &mut out).map_err(|e| ("topology", e))?;
-        timed("topology", t);
+        let r = topology(m, tc, seed, plots_dir, &mut out);
+        finish(&mut out, "topology", t, r);
     }
     if let Some(ac) = &config.attributes {
         match attributes {
             Some(source) => {
                 let t = Instant::now();
-                attribute_probing(m, clean, ac, source, seed, plots_dir, &mut out)
-                    .map_err(|e| ("attributes", e))?;
-                timed("attribute probing", t);
+                let r = attribute_probing(m, clean, ac, source, seed, plots_dir, &mut out);
+                finish(&mut out, "attribute probing", t, r);
             }
             None => out.notes.push(format!(
                 "{}: attribute probing skipped: no attributes file (set dataset.attribute_columns, \
@@ -115,7 +120,7 @@ pub(super) fn run(
             )),
         }
     }
-    Ok(out)
+    out
 }
 
 fn embeddings(set: &EmbeddingSet) -> Result<Embeddings<'_>, AnalysisError> {
@@ -1202,6 +1207,44 @@ mod tests {
         assert_eq!(names, ["black", "blond", "brown"]);
         assert!(attribute_kind(&s(&["x", "x"])).is_none());
         assert!(attribute_kind(&[None, None]).is_none());
+    }
+
+    #[test]
+    fn a_failing_stage_becomes_a_note_and_the_others_still_run() {
+        // Three images, one per class: no class has a subspace (one row has no variance),
+        // while the PCA spectrum is well defined.
+        let set = EmbeddingSet {
+            model: "m".into(),
+            modality: "image".into(),
+            variant: "clean".into(),
+            ids: vec!["a".into(), "b".into(), "c".into()],
+            labels: vec![Some("x".into()), Some("y".into()), Some("z".into())],
+            texts: vec![None; 3],
+            dim: 2,
+            vectors: vec![1.0, 0.0, 0.0, 1.0, 0.6, 0.8],
+        };
+        let m = ModelSets {
+            name: "m".into(),
+            images: vec![&set],
+            captions: None,
+            prompts: None,
+        };
+        let config = AnalysisConfig {
+            projection: Some(ProjectionConfig::default()),
+            subspaces: Some(SubspaceConfig::default()),
+            ..AnalysisConfig::default()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let out = run(&m, &config, None, 0, dir.path(), &Progress::new(true));
+        assert!(
+            out.notes
+                .iter()
+                .any(|n| n.contains("subspace angles failed")),
+            "{:?}",
+            out.notes
+        );
+        assert!(out.notes.iter().any(|n| n.contains("projections skipped")));
+        assert!(out.tables.iter().any(|t| t.name == "pca_spectrum"));
     }
 
     #[test]
