@@ -1112,6 +1112,11 @@ fn attribute_probing(
             .collect();
         let split = probe::stratified_split(&y, ac.test_fraction, seed)?;
         if split.train.is_empty() || split.test.is_empty() {
+            out.notes.push(format!(
+                "{}: attribute {name}: linear probe skipped: too few images with a value for \
+                 a train/test split",
+                m.name
+            ));
             continue;
         }
         let (score, _) = probe::linear_probe(
