@@ -19,41 +19,10 @@ use clipflow::analysis::persistence::{
 use clipflow::analysis::Embeddings;
 use serde_json::json;
 
-/// Reads a C-order little-endian float32 `.npy` file: (values, rows, cols).
+/// A 2-D `.npy` file (what the Python side of the benchmark wrote) as (values, rows, cols).
 fn read_npy(path: &Path) -> (Vec<f32>, usize, usize) {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert_eq!(
-        &bytes[..6],
-        b"\x93NUMPY",
-        "{}: not a .npy file",
-        path.display()
-    );
-    let (header_len, start) = if bytes[6] == 1 {
-        (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10)
-    } else {
-        (
-            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
-            12,
-        )
-    };
-    let header = std::str::from_utf8(&bytes[start..start + header_len]).unwrap();
-    assert!(
-        header.contains("'<f4'"),
-        "{}: want float32, {header}",
-        path.display()
-    );
-    assert!(header.contains("'fortran_order': False"), "{header}");
-    let shape = &header[header.find("'shape': (").unwrap() + 10..];
-    let shape: Vec<usize> = shape[..shape.find(')').unwrap()]
-        .split(',')
-        .filter_map(|s| s.trim().parse().ok())
-        .collect();
-    let data: Vec<f32> = bytes[start + header_len..]
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
-    assert_eq!(data.len(), shape.iter().product::<usize>());
-    (data, shape[0], shape[1])
+    let (rows, cols, data) = clipflow::store::read_npy(path).unwrap_or_else(|e| panic!("{e}"));
+    (data, rows, cols)
 }
 
 fn main() {
