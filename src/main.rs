@@ -48,7 +48,8 @@ enum Command {
         clipflow run pipelines/pokemon.yaml --set dataset.path=data/pokemon --set models.0.path=models/clip-vit-b32\n  \
         clipflow run pipelines/dtd.yaml --shard 3/16 --out /scratch/runs/dtd\n\n\
         A rerun of the same study resumes: finished parts are skipped. Shards of one study share \
-        a run directory; the run that finds every part done writes errors.parquet and manifest.json.")]
+        a run directory; the run that finds every part done writes errors.parquet and manifest.json, \
+        runs the analysis (tables/, plots/) and writes report.html, the whole study on one page.")]
     Run {
         /// The study YAML file.
         pipeline: PathBuf,
@@ -77,7 +78,8 @@ enum Command {
         sets: Vec<String>,
     },
     /// Analyse an embedding store: clipflow's run directory, any Parquet with an embedding
-    /// column, or clip-retrieval's output folder. Writes tables to DIR/tables.
+    /// column, or clip-retrieval's output folder. Writes tables to DIR/tables, plots to
+    /// DIR/plots and the report to DIR/report.html.
     #[command(after_help = "Examples:\n  \
         clipflow analyze runs/demo --config pipelines/demo.yaml\n  \
         clipflow analyze laion-out/ --config analysis.yaml --out runs/laion-analysis\n  \
@@ -89,7 +91,7 @@ enum Command {
         /// YAML with the `analysis:` section.
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
-        /// Where tables go (DIR/tables); default: the store folder.
+        /// Where results go (DIR/tables, DIR/plots, DIR/report.html); default: the store folder.
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
         /// The store's format; by default guessed from its layout.

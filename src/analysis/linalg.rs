@@ -100,6 +100,25 @@ pub(crate) fn par_matmul_nt_f32(a: &[f32], b: &[f32], k: usize, out: &mut [f32])
         .for_each(|(o, a)| matmul_nt_f32(a, b, k, o));
 }
 
+/// Dot product with eight independent partial sums (combined in a fixed order), so the
+/// compiler can keep them in SIMD lanes; a single running sum serialises on the add latency.
+pub(crate) fn dot(a: &[f64], b: &[f64]) -> f64 {
+    let mut acc = [0.0f64; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f64 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+}
+
 /// Distance between embeddings, as scikit-learn's `pairwise_distances` computes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Distance {

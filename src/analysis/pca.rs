@@ -49,7 +49,7 @@
 
 use rayon::prelude::*;
 
-use super::linalg::{matmul_nt_f64, matmul_tn_acc_f64, non_empty};
+use super::linalg::{dot, matmul_nt_f64, matmul_tn_acc_f64, non_empty};
 use super::{check_finite, AnalysisError, Embeddings};
 
 /// A fitted PCA.
@@ -414,25 +414,6 @@ pub(crate) fn scatter_matrix(x: Embeddings<'_>, mean: &[f64]) -> Vec<f64> {
         }
     }
     total
-}
-
-/// Dot product with eight independent partial sums (combined in a fixed order), so the
-/// compiler can keep them in SIMD lanes; a single running sum serialises on the add latency.
-pub(crate) fn dot(a: &[f64], b: &[f64]) -> f64 {
-    let mut acc = [0.0f64; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f64 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for l in 0..8 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
 }
 
 /// Eigen-decomposition of a symmetric `n × n` matrix (row-major; consumed).

@@ -46,10 +46,10 @@
 
 use rayon::prelude::*;
 
-use super::linalg::{matmul_nt_f64, non_empty};
+use super::linalg::{dot, matmul_nt_f64, non_empty};
 use super::pca::{
-    column_means, dot, flip_largest_positive, jacobi_orthogonalize, scatter_matrix,
-    singular_values, symmetric_eigen, RANK_RTOL,
+    column_means, flip_largest_positive, jacobi_orthogonalize, scatter_matrix, singular_values,
+    symmetric_eigen, RANK_RTOL,
 };
 use super::{check_finite, AnalysisError, Embeddings};
 

@@ -78,7 +78,7 @@
 
 use rayon::prelude::*;
 
-use super::linalg::{non_empty, Distance};
+use super::linalg::{dot, non_empty, Distance};
 use super::neighbors::nearest_neighbors;
 use super::rng::Rng;
 use super::{AnalysisError, Embeddings};
@@ -667,25 +667,6 @@ fn laplacian_apply(g: &FuzzyGraph, nw: &[f64], x: &[f64], out: &mut [f64]) {
                 *o = x[i] - s;
             }
         });
-}
-
-/// Dot product with four interleaved partial sums (a fixed order, so still deterministic),
-/// which lets the compiler vectorise it.
-fn dot(a: &[f64], b: &[f64]) -> f64 {
-    let mut acc = [0.0f64; 4];
-    let (ca, cb) = (a.chunks_exact(4), b.chunks_exact(4));
-    let tail: f64 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for l in 0..4 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
 }
 
 fn axpy(alpha: f64, x: &[f64], y: &mut [f64]) {

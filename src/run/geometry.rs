@@ -19,8 +19,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use super::analyze::{ModelSets, Subset};
-use crate::analysis::persistence::{self, Bar, PersistenceOptions};
+use super::analyze::ModelSets;
+use crate::analysis::persistence::{self, PersistenceOptions};
 use crate::analysis::probe::{self, LinearProbeOptions};
 use crate::analysis::retrieval::{self, Positives, RankOptions};
 use crate::analysis::{
@@ -486,11 +486,6 @@ fn dimension_sweep(
     let eval_rows: Vec<usize> = (0..n).filter(|i| !is_fit.contains(i)).collect();
     let fit_ids: BTreeSet<&str> = fit_rows.iter().map(|&i| clean.ids[i].as_str()).collect();
     let dim = clean.dim;
-    let caption_rows = |c: &Subset, want_fit: bool| -> Vec<usize> {
-        (0..c.ids.len())
-            .filter(|&i| fit_ids.contains(c.ids[i].as_str()) == want_fit)
-            .collect()
-    };
     let gather = |vectors: &[f32], rows: &[usize]| -> Vec<f32> {
         rows.iter()
             .flat_map(|&r| vectors[r * dim..(r + 1) * dim].iter().copied())
@@ -503,7 +498,10 @@ fn dimension_sweep(
     }
     if matches!(dc.fit_on, FitOn::Texts | FitOn::Both) {
         if let Some(c) = &m.captions {
-            fit_data.extend(gather(&c.vectors, &caption_rows(c, true)));
+            let rows: Vec<usize> = (0..c.ids.len())
+                .filter(|&i| fit_ids.contains(c.ids[i].as_str()))
+                .collect();
+            fit_data.extend(gather(&c.vectors, &rows));
         }
     }
     if m.captions.is_none() && dc.fit_on == FitOn::Texts {
@@ -517,25 +515,59 @@ fn dimension_sweep(
         .dims
         .iter()
         .copied()
-        .filter(|&d| d < dim && d <= fit.n_components())
+        // n_components ≤ dim, and the full rank is measured below anyway.
+        .filter(|&d| d < fit.n_components())
         .collect();
     dims.sort_unstable();
     dims.dedup();
 
     let eval_images = gather(&clean.vectors, &eval_rows);
     let eval_image_ids: Vec<&str> = eval_rows.iter().map(|&i| clean.ids[i].as_str()).collect();
-    let eval_labels: Vec<Option<String>> =
-        eval_rows.iter().map(|&i| clean.labels[i].clone()).collect();
     // Captions of the evaluation items whose image is there (a caption whose image failed to
     // decode has no positive to find, for reasons that are not the model's).
-    let eval_id_set: BTreeSet<&str> = eval_image_ids.iter().copied().collect();
+    let eval_index: HashMap<&str, usize> = eval_image_ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (*id, i))
+        .collect();
     let eval_captions = m.captions.as_ref().map(|c| {
-        let rows: Vec<usize> = caption_rows(c, false)
-            .into_iter()
-            .filter(|&r| eval_id_set.contains(c.ids[r].as_str()))
+        let rows: Vec<usize> = (0..c.ids.len())
+            .filter(|&r| eval_index.contains_key(c.ids[r].as_str()))
             .collect();
-        let ids: Vec<String> = rows.iter().map(|&r| c.ids[r].clone()).collect();
-        (ids, gather(&c.vectors, &rows))
+        let keys: Vec<usize> = rows
+            .iter()
+            .map(|&r| eval_index[c.ids[r].as_str()])
+            .collect();
+        (keys, gather(&c.vectors, &rows))
+    });
+    // What does not change with the dimension: who is whose positive, the cut-offs, and which
+    // evaluation images zero-shot can score against which classes.
+    let gallery_keys: Vec<usize> = (0..eval_image_ids.len()).collect();
+    let ks: Vec<usize> =
+        dc.k.iter()
+            .copied()
+            .filter(|&k| k <= eval_image_ids.len())
+            .collect();
+    let zero_shot_setup = m.prompts.as_ref().and_then(|p| {
+        let names: Vec<String> = p
+            .labels
+            .iter()
+            .map(|l| l.clone().unwrap_or_default())
+            .collect();
+        let classes = Labels::from_strings(&names);
+        let index: HashMap<&str, usize> = classes
+            .names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.as_str(), i))
+            .collect();
+        let (scored, y): (Vec<usize>, Vec<usize>) = (0..eval_rows.len())
+            .filter_map(|i| {
+                let class = index.get(clean.labels[eval_rows[i]].as_deref()?)?;
+                Some((i, *class))
+            })
+            .unzip();
+        (!scored.is_empty()).then_some((classes, scored, y))
     });
 
     // Measures every metric on embeddings given in `d` dimensions (already normalised).
@@ -546,30 +578,14 @@ fn dimension_sweep(
                    reduced: bool|
      -> Result<Vec<SweepPoint>, AnalysisError> {
         let mut points = Vec::new();
-        let img = Embeddings::new(images, d)?;
-        if let (Some((ids, _)), Some(cap)) = (&eval_captions, captions) {
-            if !ids.is_empty() {
-                let key: HashMap<&str, usize> = eval_image_ids
-                    .iter()
-                    .enumerate()
-                    .map(|(i, id)| (*id, i))
-                    .collect();
-                let q_keys: Vec<usize> = ids
-                    .iter()
-                    .map(|id| key.get(id.as_str()).copied().unwrap_or(usize::MAX))
-                    .collect();
-                let g_keys: Vec<usize> = (0..eval_image_ids.len()).collect();
-                let ks: Vec<usize> =
-                    dc.k.iter()
-                        .copied()
-                        .filter(|&k| k <= eval_image_ids.len())
-                        .collect();
+        if let (Some((query_keys, _)), Some(cap)) = (&eval_captions, captions) {
+            if !query_keys.is_empty() {
                 let r = retrieval::retrieve(
                     Embeddings::new(cap, d)?,
-                    img,
+                    Embeddings::new(images, d)?,
                     &Positives::SharedKey {
-                        query: &q_keys,
-                        gallery: &g_keys,
+                        query: query_keys,
+                        gallery: &gallery_keys,
                     },
                     &ks,
                     &RankOptions::default(),
@@ -585,53 +601,28 @@ fn dimension_sweep(
                 }
             }
         }
-        if let (Some(p), Some(prompt_vectors)) = (&m.prompts, prompts) {
-            let names: Vec<String> = p
-                .labels
+        if let (Some((classes, scored, y)), Some(prompt_vectors)) = (&zero_shot_setup, prompts) {
+            let x: Vec<f32> = scored
                 .iter()
-                .map(|l| l.clone().unwrap_or_default())
+                .flat_map(|&i| images[i * d..(i + 1) * d].iter().copied())
                 .collect();
-            let classes = Labels::from_strings(&names);
-            let index: HashMap<&str, usize> = classes
-                .names
-                .iter()
-                .enumerate()
-                .map(|(i, n)| (n.as_str(), i))
-                .collect();
-            let scored: Vec<usize> = (0..eval_labels.len())
-                .filter(|&i| {
-                    eval_labels[i]
-                        .as_deref()
-                        .is_some_and(|l| index.contains_key(l))
-                })
-                .collect();
-            if !scored.is_empty() {
-                let x: Vec<f32> = scored
-                    .iter()
-                    .flat_map(|&i| images[i * d..(i + 1) * d].iter().copied())
-                    .collect();
-                let y: Vec<usize> = scored
-                    .iter()
-                    .map(|&i| index[eval_labels[i].as_deref().unwrap_or_default()])
-                    .collect();
-                let class_vectors = zero_shot::class_embeddings(
-                    Embeddings::new(prompt_vectors, d)?,
-                    &classes.ids,
-                    classes.names.len(),
-                )?;
-                let z = zero_shot::zero_shot(
-                    Embeddings::new(&x, d)?,
-                    Embeddings::new(&class_vectors, d)?,
-                    &y,
-                )?;
-                points.push(SweepPoint {
-                    dim: d,
-                    reduced,
-                    metric: "zero_shot_top1",
-                    k: None,
-                    value: z.top1,
-                });
-            }
+            let class_vectors = zero_shot::class_embeddings(
+                Embeddings::new(prompt_vectors, d)?,
+                &classes.ids,
+                classes.names.len(),
+            )?;
+            let z = zero_shot::zero_shot(
+                Embeddings::new(&x, d)?,
+                Embeddings::new(&class_vectors, d)?,
+                y,
+            )?;
+            points.push(SweepPoint {
+                dim: d,
+                reduced,
+                metric: "zero_shot_top1",
+                k: None,
+                value: z.top1,
+            });
         }
         Ok(points)
     };
@@ -926,17 +917,11 @@ fn topology(
     let mut cols = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (variant, diagrams) in &by_variant[1..] {
         for (a, b) in clean_diagrams.iter().zip(diagrams) {
-            let finite = |bars: &[Bar]| -> Vec<Bar> {
-                bars.iter()
-                    .filter(|b| b.death.is_finite())
-                    .cloned()
-                    .collect()
-            };
-            let (fa, fb) = (finite(&a.bars), finite(&b.bars));
+            // Both distances leave out the bars that never die, as persim does.
             cols.0.push(variant.clone());
             cols.1.push(a.dim as i64);
-            cols.2.push(persistence::bottleneck(&fa, &fb)?);
-            cols.3.push(persistence::wasserstein(&fa, &fb)?);
+            cols.2.push(persistence::bottleneck(&a.bars, &b.bars)?);
+            cols.3.push(persistence::wasserstein(&a.bars, &b.bars)?);
         }
     }
     let rows = cols.0.len();
