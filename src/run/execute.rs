@@ -389,6 +389,7 @@ fn run_part(
                 variants,
                 seed: plan.study().seed,
                 max_pixels: plan.max_pixels,
+                mode: plan.study().preprocess.mode,
                 batch_size,
                 queue_depth: plan.study().runtime.queue_depth,
                 pool,
