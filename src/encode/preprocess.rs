@@ -524,10 +524,10 @@ fn decode_jpeg_like_pillow(
             };
             let mut started = d.to_colorspace(space).map_err(|e| e.to_string())?;
             let (sw, sh) = (started.width(), started.height());
-            let mut data = vec![0u8; sw * sh * 4];
-            started
-                .read_scanlines_into::<u8>(&mut data)
-                .map_err(|e| e.to_string())?;
+            let mut data: Vec<u8> = started.read_scanlines().map_err(|e| e.to_string())?;
+            if data.len() != sw * sh * 4 {
+                return Err(format!("{} of {} bytes decoded", data.len(), sw * sh * 4));
+            }
             started.finish().map_err(|e| e.to_string())?;
             if cmyk {
                 for p in data.chunks_exact_mut(4) {
@@ -565,6 +565,10 @@ fn decode_jpeg_like_pillow(
 /// end-of-image marker after the last start-of-scan marks a complete file; a download or copy
 /// cut short lacks it. (libjpeg would otherwise decode the missing part as grey.)
 fn jpeg_is_truncated(bytes: &[u8]) -> bool {
+    // Nearly every file ends with its end-of-image marker, which then follows every scan.
+    if bytes.ends_with(&[0xFF, 0xD9]) {
+        return false;
+    }
     let last_sos = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]);
     match last_sos {
         Some(i) => !bytes[i..].windows(2).any(|w| w == [0xFF, 0xD9]),

@@ -619,6 +619,12 @@ fn write_manifest(plan: &Plan, run_dir: &Path, m: ManifestInputs) -> Result<(), 
             "classes": d.labels().len(),
             "notes": d.notes,
         },
+        // How images became tensors: `exact` (Pillow's pixels) or `fast` (JPEG DCT-domain
+        // downscale first), and the resampler's instruction set (the same bits on any).
+        "preprocess": {
+            "mode": plan.study().preprocess.mode,
+            "resampler": crate::encode::resample::Isa::detected(),
+        },
         "variants": plan.variants.iter().map(|v| json!({"name": v.name, "noise": v.kind(), "level": v.level()})).collect::<Vec<_>>(),
         "prompts": plan.prompts.len(),
         "counts": {"embeddings": m.counts, "errors": m.errors, "parts": m.parts},
