@@ -8,8 +8,7 @@
 //! distance from exact: mean |Δ| of the tensors, of the pixels (uint8 levels), and the cosine
 //! between the two embeddings of each image under the model.
 //!
-//! Usage: bench_preprocess MODEL_DIR IMAGE_DIR [--rounds N] [--limit N] [--embed]
-//! (`JSIMD_FORCENONE=1` in the environment turns libjpeg-turbo's SIMD off, for comparison.)
+//! Usage: bench_preprocess MODEL_DIR IMAGE_DIR [--rounds N] [--limit N] [--distance] [--embed]
 
 use std::path::PathBuf;
 
@@ -100,12 +99,15 @@ fn time_mode(pre: &Preprocess, files: &[Vec<u8>], mode: Mode, tensor: &mut [f32]
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 3 {
-        eprintln!("usage: bench_preprocess MODEL_DIR IMAGE_DIR [--rounds N] [--limit N] [--embed]");
+        eprintln!(
+            "usage: bench_preprocess MODEL_DIR IMAGE_DIR [--rounds N] [--limit N] [--distance] [--embed]"
+        );
         std::process::exit(2);
     }
     let rounds = arg(&args, "--rounds", 7).max(1);
     let limit = arg(&args, "--limit", 200);
     let embed = args.iter().any(|a| a == "--embed");
+    let distance = args.iter().any(|a| a == "--distance");
     let files = encode::locate(
         &ModelConfig {
             name: Some("bench".into()),
@@ -128,7 +130,7 @@ fn main() {
         .unwrap();
     let mut tensor = vec![0.0f32; 3 * oh * ow];
     println!(
-        "images: {} JPEGs (first {}x{}) -> {}x{} tensor, {} rounds, resampler {:?}, JSIMD_FORCENONE={}",
+        "images: {} JPEGs (first {}x{}) -> {}x{} tensor, {} rounds, resampler {:?}",
         bytes.len(),
         first.width,
         first.height,
@@ -136,7 +138,6 @@ fn main() {
         oh,
         rounds,
         Isa::detected(),
-        std::env::var("JSIMD_FORCENONE").unwrap_or_else(|_| "unset".into())
     );
 
     // Warm-up: page in the files, fill the coefficient cache.
@@ -207,16 +208,17 @@ fn main() {
         line.join(", ")
     );
 
-    if !embed {
+    if !embed && !distance {
         return;
     }
-    // Fast mode's distance from exact: tensors, pixels and embeddings.
+    // Fast mode's distance from exact: tensors, pixels and (with --embed) embeddings.
     let settings = SessionSettings {
         device: DeviceRequest::Cpu,
         intra_threads: 0,
     };
-    let mut enc =
-        Encoder::load(&files, settings, &|w| eprintln!("{w}")).unwrap_or_else(|e| panic!("{e}"));
+    let mut enc = embed.then(|| {
+        Encoder::load(&files, settings, &|w| eprintln!("{w}")).unwrap_or_else(|e| panic!("{e}"))
+    });
     let plane = 3 * oh * ow;
     let (mut abs_tensor, mut abs_levels, mut count) = (0.0f64, 0.0f64, 0usize);
     let mut cosines = Vec::new();
@@ -243,21 +245,27 @@ fn main() {
             exact.extend(te);
             fast.extend(tf);
         }
-        let a = enc.embed_pixels(&exact, chunk.len()).unwrap();
-        let b = enc.embed_pixels(&fast, chunk.len()).unwrap();
-        for (x, y) in a.chunks_exact(enc.dim).zip(b.chunks_exact(enc.dim)) {
-            cosines.push(x.iter().zip(y).map(|(p, q)| (p * q) as f64).sum::<f64>());
+        if let Some(enc) = enc.as_mut() {
+            let a = enc.embed_pixels(&exact, chunk.len()).unwrap();
+            let b = enc.embed_pixels(&fast, chunk.len()).unwrap();
+            for (x, y) in a.chunks_exact(enc.dim).zip(b.chunks_exact(enc.dim)) {
+                cosines.push(x.iter().zip(y).map(|(p, q)| (p * q) as f64).sum::<f64>());
+            }
         }
     }
-    let mean_cos = cosines.iter().sum::<f64>() / cosines.len() as f64;
-    let min_cos = cosines.iter().cloned().fold(f64::INFINITY, f64::min);
-    println!(
-        "fast vs exact over {} images: mean |Δ| tensor {:.4}, pixels {:.3} levels; embedding cosine mean {:.5}, min {:.5} ({})",
-        cosines.len(),
+    let mut line = format!(
+        "fast vs exact over {} images: mean |Δ| tensor {:.4}, pixels {:.3} levels",
+        bytes.len(),
         abs_tensor / count as f64,
         abs_levels / count as f64,
-        mean_cos,
-        min_cos,
-        files.name
     );
+    if !cosines.is_empty() {
+        let mean_cos = cosines.iter().sum::<f64>() / cosines.len() as f64;
+        let min_cos = cosines.iter().cloned().fold(f64::INFINITY, f64::min);
+        line.push_str(&format!(
+            "; embedding cosine mean {mean_cos:.5}, min {min_cos:.5} ({})",
+            args[1]
+        ));
+    }
+    println!("{line}");
 }
