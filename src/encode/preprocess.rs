@@ -622,6 +622,41 @@ mod tests {
     }
 
     #[test]
+    fn fast_mode_scales_jpegs_only_while_they_stay_at_least_the_target() {
+        // Numerators over 8: 640x480 at 4/8 is 320x240, still at least 298x224.
+        assert_eq!(dct_scale(640, 480, 298, 224), 4);
+        // 2000x1500 at 1/8 is 250x188, too small; at 2/8, 500x375.
+        assert_eq!(dct_scale(2000, 1500, 298, 224), 2);
+        assert_eq!(dct_scale(300, 300, 224, 224), 8);
+        assert_eq!(dct_scale(250, 250, 64, 64), 4);
+        let p = Preprocess::from_json(&serde_json::json!({"size": 64, "crop_size": 64})).unwrap();
+        let bytes = std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/images/landscape.jpg"),
+        )
+        .unwrap();
+        let exact = p.load(&bytes, u64::MAX, Mode::Exact).unwrap();
+        let fast = p.load(&bytes, u64::MAX, Mode::Fast).unwrap();
+        assert_eq!((fast.width, fast.height), (64, 64));
+        let mean = exact
+            .data
+            .iter()
+            .zip(&fast.data)
+            .map(|(a, b)| (*a as f64 - *b as f64).abs())
+            .sum::<f64>()
+            / exact.data.len() as f64;
+        assert!(mean > 0.0 && mean < 3.0, "{mean}");
+        // Not a JPEG: fast mode is exact.
+        let png = std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/images/square.png"),
+        )
+        .unwrap();
+        assert_eq!(
+            p.load(&png, u64::MAX, Mode::Fast).unwrap(),
+            p.load(&png, u64::MAX, Mode::Exact).unwrap()
+        );
+    }
+
+    #[test]
     fn decode_failures_say_why() {
         assert!(decode(b"", 100).unwrap_err().reason.contains("0 bytes"));
         assert!(decode(b"hello world, not an image", 100)
