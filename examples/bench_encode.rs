@@ -140,6 +140,7 @@ fn main() {
             variants: &variants,
             seed: 0,
             max_pixels: dataset::DEFAULT_MAX_PIXELS,
+            mode: encode::preprocess::Mode::Exact,
             batch_size: batch,
             queue_depth: 3,
             pool: &pool,

@@ -165,6 +165,14 @@ enum Inspect {
         /// Where to write the .npy file.
         #[arg(long, value_name = "FILE.npy")]
         out: PathBuf,
+        /// Largest image (width × height) decoded; bigger headers are refused before any
+        /// allocation, as `dataset.max_pixels` does in a run.
+        #[arg(long, value_name = "N", default_value_t = clipflow::dataset::DEFAULT_MAX_PIXELS)]
+        max_pixels: u64,
+        /// `exact` (Pillow's pixels) or `fast` (JPEG DCT-domain downscale first), as
+        /// `preprocess.mode` in a study.
+        #[arg(long, value_name = "MODE", default_value = "exact", value_parser = ["exact", "fast"])]
+        mode: String,
     },
 }
 
@@ -209,8 +217,19 @@ fn main() -> ExitCode {
             texts,
             context,
         }) => cmd_tokens(&model, &texts, context),
-        Command::Inspect(Inspect::Preprocess { model, image, out }) => {
-            cmd_preprocess(&model, &image, &out)
+        Command::Inspect(Inspect::Preprocess {
+            model,
+            image,
+            out,
+            max_pixels,
+            mode,
+        }) => {
+            let mode = if mode == "fast" {
+                encode::preprocess::Mode::Fast
+            } else {
+                encode::preprocess::Mode::Exact
+            };
+            cmd_preprocess(&model, &image, &out, max_pixels, mode)
         }
         Command::Synth(cmd) => match synth::run(&cmd) {
             Ok(()) => ExitCode::SUCCESS,
@@ -464,7 +483,13 @@ fn cmd_tokens(model: &Path, texts: &[String], context: usize) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn cmd_preprocess(model: &Path, image: &Path, out: &Path) -> ExitCode {
+fn cmd_preprocess(
+    model: &Path,
+    image: &Path,
+    out: &Path,
+    max_pixels: u64,
+    mode: encode::preprocess::Mode,
+) -> ExitCode {
     let files = match model_files(model) {
         Ok(f) => f,
         Err(code) => return code,
@@ -477,13 +502,11 @@ fn cmd_preprocess(model: &Path, image: &Path, out: &Path) -> ExitCode {
         Ok(b) => b,
         Err(e) => return fail(USAGE, &format!("{}: {e}", image.display())),
     };
-    let tensor = encode::preprocess::decode(&bytes, u64::MAX)
-        .and_then(|rgb| pre.to_pixels(&rgb))
-        .map(|pixels| {
-            let mut t = vec![0.0f32; pixels.data.len()];
-            pre.normalize_into(&pixels, &mut t);
-            (pixels.height, pixels.width, t)
-        });
+    let tensor = pre.load(&bytes, max_pixels, mode).map(|crop| {
+        let mut t = vec![0.0f32; crop.width * crop.height * 3];
+        pre.normalize_rgbx_into(&crop, &mut t);
+        (crop.height, crop.width, t)
+    });
     match tensor {
         Ok((h, w, t)) => match write_npy(out, &[1, 3, h, w], &t) {
             Ok(()) => ExitCode::SUCCESS,

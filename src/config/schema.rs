@@ -34,6 +34,11 @@ pub struct StudyConfig {
     /// The HTML report written after the analysis (`report.html` in the run directory).
     #[serde(default)]
     pub report: ReportConfig,
+    /// How images are decoded and resized (`exact`, Pillow's pixels, unless `mode: fast`).
+    /// Left out of the serialised config when it is the default, so existing runs keep their
+    /// config hash.
+    #[serde(default, skip_serializing_if = "PreprocessConfig::is_default")]
+    pub preprocess: PreprocessConfig,
 }
 
 /// `report:` section: one self-contained HTML page with every table, plot and gallery.
@@ -325,3 +330,29 @@ impl Default for RuntimeConfig {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(transparent)]
 pub struct AnalysisSection(pub serde_norway::Mapping);
+
+/// `preprocess:` section.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PreprocessConfig {
+    /// `exact` (default): the pixels Pillow gives. `fast`: JPEGs are decoded at 1/2, 1/4 or 1/8
+    /// scale in the DCT domain while that stays at least the resize target, then resized
+    /// exactly; faster, not Pillow's pixels (README, "Benchmarks and fidelity").
+    #[serde(default)]
+    pub mode: PreprocessMode,
+}
+
+impl PreprocessConfig {
+    pub fn is_default(&self) -> bool {
+        *self == PreprocessConfig::default()
+    }
+}
+
+/// See [`PreprocessConfig::mode`].
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PreprocessMode {
+    #[default]
+    Exact,
+    Fast,
+}

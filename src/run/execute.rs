@@ -404,6 +404,7 @@ fn run_part(
                 variants,
                 seed: plan.study().seed,
                 max_pixels: plan.max_pixels,
+                mode: plan.study().preprocess.mode,
                 batch_size,
                 queue_depth: plan.study().runtime.queue_depth,
                 pool,
@@ -632,6 +633,12 @@ fn write_manifest(plan: &Plan, run_dir: &Path, m: ManifestInputs) -> Result<(), 
             "items_before_sampling": d.total_items,
             "classes": d.labels().len(),
             "notes": d.notes,
+        },
+        // How images became tensors: `exact` (Pillow's pixels) or `fast` (JPEG DCT-domain
+        // downscale first), and the resampler's instruction set (the same bits on any).
+        "preprocess": {
+            "mode": plan.study().preprocess.mode,
+            "resampler": crate::encode::resample::Isa::detected(),
         },
         "variants": plan.variants.iter().map(|v| json!({"name": v.name, "noise": v.kind(), "level": v.level()})).collect::<Vec<_>>(),
         "prompts": plan.prompts.len(),
