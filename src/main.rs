@@ -366,10 +366,20 @@ fn cmd_analyze(
                 &Default::default(),
                 &summary.notes,
             ) {
-                Ok(path) => println!("{}", path.display()),
-                Err(e) => progress.warn(&format!("report: {e}")),
+                Ok(path) => {
+                    println!("{}", path.display());
+                    ExitCode::SUCCESS
+                }
+                // The report is part of what `analyze` was asked for: not writing it fails.
+                Err(e) => fail(
+                    FAILED,
+                    &format!(
+                        "{} was not written: {e}. The tables and plots are in {}",
+                        run_dir.join("report.html").display(),
+                        out_dir.display()
+                    ),
+                ),
             }
-            ExitCode::SUCCESS
         }
         Err(e) => fail(FAILED, &e),
     }

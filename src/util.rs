@@ -32,17 +32,20 @@ pub fn commit_temp(temp: &Path, path: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Writes `bytes` to `path` atomically, creating parent folders.
+/// Writes `bytes` to `path` atomically, creating parent folders. On failure (a full disk) the
+/// temporary file is removed: nothing is left but what was there before.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
     let temp = temp_path(path);
-    {
-        let mut f = File::create(&temp)?;
-        f.write_all(bytes)?;
+    let written = File::create(&temp)
+        .and_then(|mut f| f.write_all(bytes))
+        .and_then(|()| commit_temp(&temp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temp);
     }
-    commit_temp(&temp, path)
+    written
 }
 
 /// Hex SHA-256 of a file, streamed.
@@ -95,6 +98,40 @@ mod tests {
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert_ne!(a, d);
+    }
+
+    #[test]
+    fn a_failed_atomic_write_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("out.html");
+        // Past RLIMIT_FSIZE a write fails with EFBIG, as on a full disk. The limit applies to
+        // the whole test process, so it is set in a child: this test re-runs itself there.
+        if std::env::var_os("CLIPFLOW_TEST_FSIZE_CHILD").is_some() {
+            unsafe {
+                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                let lim = libc::rlimit {
+                    rlim_cur: 1000,
+                    rlim_max: 1000,
+                };
+                assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &lim), 0);
+            }
+            let out =
+                std::path::PathBuf::from(std::env::var_os("CLIPFLOW_TEST_FSIZE_CHILD").unwrap());
+            let e = write_atomic(&out, &[b'x'; 5000]).unwrap_err();
+            assert_eq!(e.raw_os_error(), Some(libc::EFBIG), "{e}");
+            return;
+        }
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "util::tests::a_failed_atomic_write_leaves_nothing",
+            ])
+            .env("CLIPFLOW_TEST_FSIZE_CHILD", &p)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert!(left.is_empty(), "{left:?}");
     }
 
     #[test]

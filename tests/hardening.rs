@@ -348,7 +348,7 @@ fn dtd_split_lists_and_folder_links_stay_inside_the_dataset() {
     std::fs::write(
         dtd.join("labels/train1.txt"),
         format!(
-            "banded/a.png\nbanded/../../../secret/b.jpg\nbanded/{}\n",
+            "banded/a.png\nbanded/../../../secret/b.jpg\n{}\n",
             tmp.path().join("secret/b.jpg").display()
         ),
     )
@@ -546,22 +546,42 @@ fn a_report_that_cannot_be_written_fails_the_run() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 
-    // `clipflow analyze` too: the report it was asked for is not written, so it fails.
-    let o = must_finish(
-        &[
+    // `clipflow analyze` too: the report it was asked for is not written, so it fails. Its
+    // report has no thumbnails (no dataset at hand), so its size is measured on its own.
+    let analyze = |out: &Path, limits: Limits| {
+        must_finish(
+            &[
+                "analyze",
+                full.to_str().unwrap(),
+                "--config",
+                s.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            limits,
             "analyze",
-            full.to_str().unwrap(),
-            "--config",
-            s.to_str().unwrap(),
-            "--out",
-            tmp.path().join("analyzed").to_str().unwrap(),
-        ],
-        limits,
-        "analyze with a full disk",
+        )
+    };
+    let analyzed = tmp.path().join("analyzed-full");
+    let o = analyze(&analyzed, LIMITS);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report = std::fs::metadata(analyzed.join("report.html"))
+        .unwrap()
+        .len();
+    let others = largest_file(&analyzed, "report.html");
+    assert!(others < report, "{others} < {report}");
+    let analyzed = tmp.path().join("analyzed");
+    let o = analyze(
+        &analyzed,
+        Limits {
+            file_size: Some((others + report) / 2),
+            ..LIMITS
+        },
     );
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("report.html"), "{}", stderr(&o));
-    let leftovers: Vec<String> = files_under(&tmp.path().join("analyzed"))
+    assert!(!analyzed.join("report.html").exists());
+    let leftovers: Vec<String> = files_under(&analyzed)
         .into_iter()
         .map(|(n, _)| n)
         .filter(|n| n.contains(".tmp-"))
