@@ -84,6 +84,34 @@ pub fn seeded_rng(seed: u64, parts: &[&str]) -> ChaCha8Rng {
     ChaCha8Rng::from_seed(hasher.finalize().into())
 }
 
+/// Runs `f`, turning a panic inside it into `Err(message)` without the panic being printed:
+/// for third-party parsers (Parquet, image decoders) that can panic on malformed input, where
+/// the input is what is wrong and the caller records that, naming the file. Panics elsewhere
+/// still print as usual.
+pub fn catch_panic<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    use std::cell::Cell;
+    thread_local!(static QUIET: Cell<bool> = const { Cell::new(false) });
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(Cell::get) {
+                previous(info)
+            }
+        }));
+    });
+    let was = QUIET.with(|q| q.replace(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    QUIET.with(|q| q.set(was));
+    result.map_err(|panic| {
+        panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "panic".into())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,6 +160,15 @@ mod tests {
         assert!(status.success());
         let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn catch_panic_returns_the_message() {
+        assert_eq!(catch_panic(|| 3), Ok(3));
+        let e = catch_panic(|| -> u8 { panic!("bad {}", 1) }).unwrap_err();
+        assert_eq!(e, "bad 1");
+        let e = catch_panic(|| -> u8 { std::panic::panic_any("static") }).unwrap_err();
+        assert_eq!(e, "static");
     }
 
     #[test]

@@ -162,7 +162,10 @@ pub fn list(
                 .with_batch_size(8192)
                 .build()
                 .map_err(|e| parquet_error(path, e))?;
-            for batch in reader {
+            let mut reader = reader;
+            while let Some(batch) =
+                no_panic(|| reader.next()).map_err(|m| parquet_error(path, m))?
+            {
                 let batch = batch.map_err(|e| parquet_error(path, e))?;
                 let cols = Columns::from_batch(&batch, config, &class_names, path)?;
                 push_rows(&mut items, batch.num_rows(), &cols, &mut row);
@@ -226,7 +229,10 @@ pub fn fetch_rows(sources: &[ParquetSource], requests: &[(usize, usize, u64)]) -
         let src = &sources[file];
         for (group, mut rows) in groups {
             rows.sort();
-            match read_group(src, group, &rows) {
+            let read = no_panic(|| read_group(src, group, &rows))
+                .map_err(|m| format!("{}: {m}", src.path.display()))
+                .and_then(|r| r);
+            match read {
                 Ok(values) => out.extend(values),
                 Err(message) => {
                     out.extend(rows.iter().map(|&(_, slot)| (slot, Err(message.clone()))))
@@ -460,7 +466,17 @@ fn open_builder(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>, Da
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
-    ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| parquet_error(path, e))
+    no_panic(|| ParquetRecordBatchReaderBuilder::try_new(file))
+        .map_err(|m| parquet_error(path, m))?
+        .map_err(|e| parquet_error(path, e))
+}
+
+/// Runs parquet-crate code that can panic on malformed input (parquet 57.3 unwraps inside
+/// its Thrift decoders; arrow-ipc inside its schema conversion): a corrupt file is that file's
+/// error, not a crash.
+fn no_panic<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    crate::util::catch_panic(f)
+        .map_err(|m| format!("the Parquet reader failed on malformed data ({m})"))
 }
 
 fn parquet_error(path: &Path, e: impl std::fmt::Display) -> DatasetError {
