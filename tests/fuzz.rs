@@ -377,6 +377,14 @@ fn image_size_field(data: &[u8], height: bool, rng: &mut Rng) -> Option<(usize, 
 
 // ---- the harness -------------------------------------------------------------------------
 
+/// A temporary folder on tmpfs when there is one: cases write files (and clipflow fsyncs its
+/// outputs), which on a busy disk costs more than the case itself.
+fn scratch() -> tempfile::TempDir {
+    tempfile::tempdir_in("/dev/shm")
+        .or_else(|_| tempfile::tempdir())
+        .unwrap()
+}
+
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
@@ -850,11 +858,7 @@ fn orderly(o: &Option<std::process::Output>) -> Result<(), String> {
 #[test]
 fn fuzz_inspect_preprocess() {
     let seeds = image_seeds();
-    // tmpfs when there is one: the output is written with an fsync, which on a busy disk
-    // costs more than the case itself.
-    let tmp = tempfile::tempdir_in("/dev/shm")
-        .or_else(|_| tempfile::tempdir())
-        .unwrap();
+    let tmp = scratch();
     let image = tmp.path().join("input.img");
     let out = tmp.path().join("out.npy");
     let model = fixture("models/xenova");
@@ -1121,6 +1125,11 @@ fn parquet_seeds(images: &[Vec<u8>]) -> Vec<ParquetSeed> {
         bytes: write_parquet(&batch, 2, true),
         keys: "  id_column: id\n",
     });
+    // No column but the image's: the listing then takes the row count from the footer.
+    seeds.push(ParquetSeed {
+        bytes: seeds[0].bytes.clone(),
+        keys: "",
+    });
     seeds
 }
 
@@ -1150,7 +1159,7 @@ fn dataset_target(
     seeds: &[(Vec<u8>, &str)],
     dictionary: &[&[u8]],
 ) {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = scratch();
     let images = image_seeds();
     let ds = hostile_dataset_folder(tmp.path(), &images);
     let file = ds.join(name);
@@ -1162,6 +1171,7 @@ fn dataset_target(
         tail: true,
         head: false,
     };
+    let (opened, images) = (std::cell::Cell::new(0u64), std::cell::Cell::new(0u64));
     fuzz(target, seconds, 100, &mutation, |from, input| {
         std::fs::write(&file, input).unwrap();
         // The keys of the seed the input came from.
@@ -1177,6 +1187,7 @@ fn dataset_target(
         let Ok(d) = dataset::open(&config, 7) else {
             return Ok(());
         };
+        opened.set(opened.get() + 1);
         let mut seen = 0;
         for chunk in d.items.chunks(64) {
             let fetched = d.fetch(chunk);
@@ -1189,6 +1200,7 @@ fn dataset_target(
             }
             for bytes in fetched.into_iter().flatten() {
                 let _ = preprocess::decode(&bytes, FUZZ_MAX_PIXELS);
+                images.set(images.get() + 1);
             }
             seen += chunk.len();
             if seen >= 4096 {
@@ -1197,6 +1209,11 @@ fn dataset_target(
         }
         Ok(())
     });
+    eprintln!(
+        "fuzz {target}: {} cases listed a dataset, {} images fetched",
+        opened.get(),
+        images.get()
+    );
 }
 
 fn format_name(f: DatasetFormat) -> String {
