@@ -614,11 +614,33 @@ fn fuzz_yaml_config() {
         }
         match config::parse(path, &text, &sets) {
             Ok(study) => {
-                // What plan and execute do with a parsed study before touching the disk.
-                if let Some(a) = &study.analysis {
-                    let _ = a.check();
+                // What plan and execute do with a parsed study before touching the disk:
+                // noise variants, the analysis plan (whose errors locate keys in the text).
+                let variants = clipflow::augment::variants(&study.noise)
+                    .map(|v| v.into_iter().map(|v| v.name).collect())
+                    .unwrap_or_default();
+                if let Some(section) = &study.analysis {
+                    let source = config::Source {
+                        path: path.to_path_buf(),
+                        text: text.to_string(),
+                        overrides: sets
+                            .iter()
+                            .filter_map(|s| config::Override::parse(s).ok())
+                            .collect(),
+                    };
+                    let facts = clipflow::analyze::Facts {
+                        variants,
+                        items: Some(input.len() % 50),
+                    };
+                    if let Err(e) = clipflow::analyze::AnalysisPlan::new(section, &source, &facts) {
+                        let m = e.to_string();
+                        if !m.starts_with("fuzz.yaml") {
+                            return Err(format!("analysis error does not name the file: {m}"));
+                        }
+                        return Ok(());
+                    }
                 }
-                let _ = clipflow::augment::variants(&study.noise);
+                // execute records the resolved config in the manifest.
                 serde_json::to_value(&study).map_err(|e| format!("serialise: {e}"))?;
             }
             Err(e) => {
