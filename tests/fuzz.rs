@@ -5,7 +5,8 @@
 //! Each target mutates a few seed inputs (bit flips, interesting integers written over header
 //! fields, dictionary tokens, splices, truncations) and checks the invariants of the issue: no
 //! panic, no abort, no single allocation over 1 GiB and no more than 3 GiB live (an allocator
-//! wrapper refuses them and names the case), every item embedded or ledgered.
+//! wrapper refuses them and names the case), no case slower than 20 s, every item embedded or
+//! ledgered.
 //!
 //! The run is deterministic given the seed: case `n` of a target depends only on (seed, target,
 //! n), never on timing, so a failure is reproduced from the line it prints:
@@ -17,6 +18,7 @@
 //!   CLIPFLOW_FUZZ_SECONDS  seconds per target (default: each target's own, ~10)
 //!   CLIPFLOW_FUZZ_SEED     the seed (default 12)
 //!   CLIPFLOW_FUZZ_CASE     run only this case (with CLIPFLOW_FUZZ_SAVE=1, save its input)
+//!   CLIPFLOW_FUZZ_CASE_SECONDS  a case slower than this fails (default 20, a debug build)
 //!
 //! WebDataset: the reader is being written (src/dataset/webdataset.rs). Its target is
 //! [`dataset_target`] with tar seeds: see `webdataset_hook` at the end of this file.
@@ -406,6 +408,7 @@ fn fuzz(
     let seed = fuzz_seed();
     let budget = Duration::from_secs(env_u64("CLIPFLOW_FUZZ_SECONDS").unwrap_or(default_seconds));
     let only = env_u64("CLIPFLOW_FUZZ_CASE");
+    let case_limit = Duration::from_secs(env_u64("CLIPFLOW_FUZZ_CASE_SECONDS").unwrap_or(20));
     let start = Instant::now();
     let mut failures = Vec::new();
     let mut case = only.unwrap_or(0);
@@ -415,8 +418,9 @@ fn fuzz(
         let (from, input) = mutation.input(&mut Rng::for_case(seed, target, case));
         let t = Instant::now();
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| check(from, &input)));
-        if t.elapsed() > slowest.1 {
-            slowest = (case, t.elapsed());
+        let took = t.elapsed();
+        if took > slowest.1 {
+            slowest = (case, took);
         }
         let refused = REFUSED.swap(false, Ordering::SeqCst);
         let problem = match outcome {
@@ -429,6 +433,13 @@ fn fuzz(
             )),
             Ok(_) if refused => Some("an allocation was refused (see stderr)".to_string()),
             Ok(Err(m)) => Some(m),
+            // Work out of proportion to a few kilobytes of input (a resize of a claimed
+            // 23×65535 image took a minute): a denial of service even when it ends.
+            Ok(Ok(())) if took > case_limit => Some(format!(
+                "took {:.1} s (limit {} s, CLIPFLOW_FUZZ_CASE_SECONDS)",
+                took.as_secs_f64(),
+                case_limit.as_secs()
+            )),
             Ok(Ok(())) => None,
         };
         let dir = root().join("target/fuzz-failures");
@@ -903,8 +914,8 @@ fn fuzz_inspect_preprocess() {
                     out.to_str().unwrap(),
                 ],
                 2 << 30,
-                // Generous: an allowed image near the pixel limit takes seconds in a debug build.
-                Duration::from_secs(120),
+                // Past the per-case limit anyway; this only stops a hang.
+                Duration::from_secs(40),
             );
             orderly(&o)?;
             if o.unwrap().status.success()

@@ -197,86 +197,38 @@ impl Preprocess {
     }
 
     /// Resize + crop to the model's input size, as [0,1] floats (before normalisation), the
-    /// space pixel noise is applied in. Only the pixels the crop keeps are resampled (exactly
-    /// as a whole resize would make them), so the work is the crop's whatever the aspect
-    /// ratio of the image.
+    /// space pixel noise is applied in.
     pub fn to_pixels(&self, rgb: &RgbImage) -> Result<PixelImage, DecodeFailure> {
-        let (w, h) = (rgb.width() as usize, rgb.height() as usize);
-        if w == 0 || h == 0 {
-            // A damaged header can decode to an empty image; there is nothing to resize.
-            return Err(DecodeFailure {
-                stage: "decode",
-                reason: format!("the image decodes to {w}x{h} pixels"),
-            });
-        }
-        let (tw, th) = self.resized_size(w, h);
+        let resized = self.resize_rgb(rgb)?;
+        let (rw, rh) = (resized.width() as i64, resized.height() as i64);
         let (ch, cw) = self
             .crop
-            .map(|(h, w)| (h as usize, w as usize))
-            .unwrap_or((th, tw));
-        let top = crop_offset(th as i64, ch as i64);
-        let left = crop_offset(tw as i64, cw as i64);
-        // The part of the resized image inside the crop (the rest of the crop is zero
-        // padding, as in torchvision).
-        let span = |offset: i64, crop: usize, size: usize| {
-            let start = offset.max(0) as usize;
-            let end = ((offset + crop as i64).max(0) as usize).min(size);
-            start..end.max(start)
-        };
-        let rows = span(top, ch, th);
-        let cols = span(left, cw, tw);
-        let src = rgb.as_raw();
-        let window = match self.filter {
-            Filter::Nearest => {
-                resample::resize_nearest_window(src, w, h, tw, th, cols.clone(), rows.clone())
+            .map(|(h, w)| (h as i64, w as i64))
+            .unwrap_or((rh, rw));
+        let top = crop_offset(rh, ch);
+        let left = crop_offset(rw, cw);
+        let raw = resized.as_raw();
+        let mut data = vec![0.0f32; (ch * cw * 3) as usize];
+        for y in 0..ch {
+            let sy = y + top;
+            if sy < 0 || sy >= rh {
+                continue; // torchvision pads with zeros when the crop exceeds the image
             }
-            Filter::Bilinear => resample::resize_rgb8_window(
-                src,
-                w,
-                h,
-                tw,
-                th,
-                cols.clone(),
-                rows.clone(),
-                Kernel::Bilinear,
-            ),
-            Filter::Bicubic => resample::resize_rgb8_window(
-                src,
-                w,
-                h,
-                tw,
-                th,
-                cols.clone(),
-                rows.clone(),
-                Kernel::Bicubic,
-            ),
-            Filter::Lanczos => resample::resize_rgb8_window(
-                src,
-                w,
-                h,
-                tw,
-                th,
-                cols.clone(),
-                rows.clone(),
-                Kernel::Lanczos,
-            ),
-        };
-        let mut data = vec![0.0f32; ch * cw * 3];
-        let ww = cols.len();
-        for (i, sy) in rows.enumerate() {
-            let y = (sy as i64 - top) as usize;
-            for (j, sx) in cols.clone().enumerate() {
-                let x = (sx as i64 - left) as usize;
-                let s = (i * ww + j) * 3;
-                let d = (y * cw + x) * 3;
+            for x in 0..cw {
+                let sx = x + left;
+                if sx < 0 || sx >= rw {
+                    continue;
+                }
+                let s = ((sy * rw + sx) * 3) as usize;
+                let d = ((y * cw + x) * 3) as usize;
                 for c in 0..3 {
-                    data[d + c] = window[s + c] as f32 * self.rescale;
+                    data[d + c] = raw[s + c] as f32 * self.rescale;
                 }
             }
         }
         Ok(PixelImage {
-            width: cw,
-            height: ch,
+            width: cw as usize,
+            height: ch as usize,
             data,
         })
     }
@@ -291,21 +243,40 @@ impl Preprocess {
         }
     }
 
-    /// The size the image is resized to before the crop, (width, height).
-    fn resized_size(&self, w: usize, h: usize) -> (usize, usize) {
-        match self.resize {
-            Resize::None => (w, h),
-            Resize::Exact { height, width } => (width as usize, height as usize),
+    fn resize_rgb(&self, rgb: &RgbImage) -> Result<RgbImage, DecodeFailure> {
+        let (w, h) = (rgb.width(), rgb.height());
+        let (tw, th) = match self.resize {
+            Resize::None => return Ok(rgb.clone()),
+            Resize::Exact { height, width } => (width, height),
             Resize::ShortestEdge(s) => {
                 // int(size * long / short), as torchvision and transformers compute it.
-                let s = s as usize;
                 if w <= h {
-                    (s, s * h / w)
+                    (s, ((s as u64 * h as u64) / w as u64) as u32)
                 } else {
-                    (s * w / h, s)
+                    (((s as u64 * w as u64) / h as u64) as u32, s)
                 }
             }
+        };
+        if (tw, th) == (w, h) {
+            return Ok(rgb.clone());
         }
+        let (src, w, h, tw_, th_) = (
+            rgb.as_raw(),
+            w as usize,
+            h as usize,
+            tw as usize,
+            th as usize,
+        );
+        let data = match self.filter {
+            Filter::Nearest => resample::resize_nearest(src, w, h, tw_, th_),
+            Filter::Bilinear => resample::resize_rgb8(src, w, h, tw_, th_, Kernel::Bilinear),
+            Filter::Bicubic => resample::resize_rgb8(src, w, h, tw_, th_, Kernel::Bicubic),
+            Filter::Lanczos => resample::resize_rgb8(src, w, h, tw_, th_, Kernel::Lanczos),
+        };
+        RgbImage::from_raw(tw, th, data).ok_or_else(|| DecodeFailure {
+            stage: "preprocess",
+            reason: format!("resize {w}x{h} to {tw}x{th}: buffer size"),
+        })
     }
 }
 
