@@ -149,15 +149,21 @@ mod tests {
             assert_eq!(e.raw_os_error(), Some(libc::EFBIG), "{e}");
             return;
         }
-        let status = std::process::Command::new(std::env::current_exe().unwrap())
+        // Its output goes to pipes: the limit would apply to a log file it inherited too.
+        let child = std::process::Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",
                 "util::tests::a_failed_atomic_write_leaves_nothing",
             ])
             .env("CLIPFLOW_TEST_FSIZE_CHILD", &p)
-            .status()
+            .output()
             .unwrap();
-        assert!(status.success());
+        assert!(
+            child.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&child.stdout),
+            String::from_utf8_lossy(&child.stderr)
+        );
         let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert!(left.is_empty(), "{left:?}");
     }
