@@ -82,6 +82,8 @@ fn main() {
             attribute_columns: Vec::new(),
             sample: SampleConfig::default(),
             max_pixels: None,
+            allow_paths_outside: false,
+            max_file_bytes: None,
         },
         0,
     )

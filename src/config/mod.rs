@@ -379,6 +379,37 @@ mod tests {
     }
 
     #[test]
+    fn names_that_are_paths_are_refused_at_their_line() {
+        for bad in ["../../escaped", "/abs/path", "a/b", "'a\\b'", "..", "."] {
+            let e = err(&MINIMAL.replace("name: t", &format!("name: {bad}")), &[]);
+            assert!(
+                e.starts_with("study.yaml:1:7: name:") && e.contains("not a name"),
+                "{e}"
+            );
+        }
+        let text = MINIMAL.replace(
+            "  - path: models/m\n",
+            "  - path: models/m\n    name: ../x\n",
+        );
+        let e = err(&text, &[]);
+        assert!(e.starts_with("study.yaml:7:11: models.0.name:"), "{e}");
+        let e = err(MINIMAL, &["name=../x"]);
+        assert!(
+            e.contains("not a name") && e.contains("--set name=../x"),
+            "{e}"
+        );
+        for good in ["t", "run.1", "a..b", ".hidden", "数据"] {
+            let s = parse(
+                Path::new("s.yaml"),
+                &MINIMAL.replace("name: t", &format!("name: {good}")),
+                &[],
+            )
+            .unwrap();
+            assert_eq!(s.name, good);
+        }
+    }
+
+    #[test]
     fn wrong_type_names_the_key() {
         let e = err(&format!("{MINIMAL}seed: lots\n"), &[]);
         assert!(e.contains("seed"), "{e}");

@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct StudyConfig {
-    /// Run name; the run directory is `runs/<name>` unless `--out` is given.
+    /// Run name; the run directory is `runs/<name>` unless `--out` is given. A name, not a
+    /// path: separators and `..` are refused (`out:` is for paths).
+    #[serde(deserialize_with = "run_name")]
     pub name: String,
     /// Seed of every random choice (sampling, noise). Same config and seed, same bytes.
     #[serde(default)]
@@ -120,6 +122,15 @@ pub struct DatasetConfig {
     /// against decompression bombs. Default: Pillow's limit, 89,478,485 pixels.
     #[serde(default)]
     pub max_pixels: Option<u64>,
+    /// Read files the dataset names (Parquet `path` cells, split lists, links in a folder)
+    /// even when they resolve outside the dataset folder. Off by default: a path in the data
+    /// is not a licence to read the rest of the disk.
+    #[serde(default)]
+    pub allow_paths_outside: bool,
+    /// Image files larger than this are recorded as errors instead of read (special files
+    /// such as /dev/zero are refused whatever their size). Default 256 MB.
+    #[serde(default)]
+    pub max_file_bytes: Option<u64>,
 }
 
 /// A single path or a list of paths.
@@ -215,8 +226,9 @@ impl Levels {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
-    /// The name in every output row and table; default: the folder name.
-    #[serde(default)]
+    /// The name in every output row and table; default: the folder name. It names a folder of
+    /// the run directory, so separators and `..` are refused.
+    #[serde(default, deserialize_with = "model_name")]
     pub name: Option<String>,
     /// The model folder (Xenova, optimum or fastembed layout, see the README).
     pub path: String,
@@ -245,6 +257,69 @@ pub struct TextsConfig {
 
 fn yes() -> bool {
     true
+}
+
+/// Why `name` cannot name one folder: a separator or `.`/`..` would put the folder elsewhere.
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name.contains(['/', '\\', '\0']) || name == "." || name == ".." {
+        Err(format!(
+            "{name:?} is not a name: it names one folder, so no / or \\ in it, and not . or .."
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// Checks a name while its YAML scalar is being read, so the error carries the scalar's line.
+struct NameVisitor {
+    /// Appended to the message: where to put a path instead.
+    instead: &'static str,
+}
+
+impl serde::de::Visitor<'_> for NameVisitor {
+    type Value = String;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a name")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
+        check_name(v)
+            .map(|()| v.to_string())
+            .map_err(|m| E::custom(format!("{m}{}", self.instead)))
+    }
+}
+
+/// `name:` of the study: the run directory is `runs/<name>`, so it must stay one folder there.
+fn run_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    d.deserialize_str(NameVisitor {
+        instead: " (set out: for another run directory)",
+    })
+}
+
+/// `models[].name`: the folder of the model's embeddings in the run directory.
+fn model_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    struct Optional;
+    impl<'de> serde::de::Visitor<'de> for Optional {
+        type Value = Option<String>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a name")
+        }
+
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_str(NameVisitor { instead: "" }).map(Some)
+        }
+    }
+    d.deserialize_option(Optional)
 }
 
 impl Default for TextsConfig {

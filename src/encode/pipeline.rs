@@ -113,7 +113,22 @@ pub fn encode_images<E: From<EncodeError>>(
                         .zip(bytes)
                         .enumerate()
                         .map(|(k, (item, bytes))| {
-                            prepare_item(item, bytes, first + k, job, &preprocess, plane)
+                            // A decoder that panics on hostile bytes fails that item, not
+                            // the rest of the part.
+                            let index = first + k;
+                            crate::util::catch_panic(|| {
+                                prepare_item(item, bytes, index, job, &preprocess, plane)
+                            })
+                            .unwrap_or_else(|panic| {
+                                Err(RowFailure {
+                                    index,
+                                    variant: None,
+                                    stage: "decode",
+                                    reason: format!(
+                                        "the image code failed on this file (internal error: {panic})"
+                                    ),
+                                })
+                            })
                         })
                         .collect()
                 });
@@ -168,7 +183,12 @@ pub fn encode_images<E: From<EncodeError>>(
             advance(batch.items_done as u64);
         }
         drop(rx);
-        let _ = producer.join();
+        // Items the producer never handed over would otherwise vanish without a trace.
+        if producer.join().is_err() && result.is_ok() {
+            result = Err(E::from(EncodeError::Runtime(
+                "image preparation stopped unexpectedly; the part was not written".into(),
+            )));
+        }
         result
     })?;
     Ok(failures)

@@ -83,6 +83,8 @@ pub enum RunError {
     Mismatch { run_dir: PathBuf, what: String },
     #[error("analysis: {0}")]
     Analyze(#[from] crate::analyze::AnalyzeError),
+    #[error("{path} was not written: {message}. The embeddings, tables and plots are complete; rerun the same command to write it")]
+    Report { path: PathBuf, message: String },
     #[error("{0}")]
     Other(String),
 }
@@ -360,17 +362,20 @@ pub fn execute(
                 dataset: &plan.dataset,
                 max_pixels: plan.max_pixels,
             };
-            match crate::report::write_run_report(
+            // The report was asked for: a page that cannot be written (a full disk) fails the
+            // run. Everything before it is in place, so a rerun only redoes the analysis.
+            let path = crate::report::write_run_report(
                 &run_dir,
                 &run_dir.join("tables"),
                 Some(images),
                 &study.report,
                 &[],
-            ) {
-                Ok(path) => summary.report = Some(path),
-                // The tables and plots are written; a page that cannot be must not fail the run.
-                Err(e) => progress.warn(&format!("report: {e}")),
-            }
+            )
+            .map_err(|e| RunError::Report {
+                path: run_dir.join("report.html"),
+                message: e.to_string(),
+            })?;
+            summary.report = Some(path);
         }
     }
     Ok(summary)
