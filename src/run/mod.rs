@@ -10,6 +10,7 @@
 //! `report.html` from the run directory, reading the dataset only for gallery thumbnails.
 
 mod analyze;
+pub mod claims;
 mod execute;
 mod geometry;
 mod plan;
