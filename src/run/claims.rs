@@ -303,10 +303,10 @@ impl Claims {
                     match self.shared.judge(&path) {
                         Judgement::Held(h) if h.record.token == self.shared.me.token => {
                             // Held by this very process (a second attempt): not claimable.
-                            return Ok(Attempt::Held(h));
+                            return Ok(Attempt::Held(*h));
                         }
                         Judgement::Held(h) => {
-                            last_holder = Some(h);
+                            last_holder = Some(*h);
                             break;
                         }
                         Judgement::Claimable => top + 1,
@@ -352,7 +352,7 @@ impl Claims {
                 // Sixteen lost races in a row: report the current holder.
                 let top = top_generation(&base).unwrap_or(0);
                 match self.shared.judge(&generation_path(&base, top)) {
-                    Judgement::Held(h) => Ok(Attempt::Held(h)),
+                    Judgement::Held(h) => Ok(Attempt::Held(*h)),
                     Judgement::Claimable => Err(io_err(
                         &base,
                         "could not claim after 16 attempts (file system refusing creates?)",
@@ -406,7 +406,7 @@ impl Claims {
                 continue;
             }
             if let Judgement::Held(h) = self.shared.judge(&p) {
-                out.push(h.record);
+                out.push(h.record.clone());
             }
         }
         out
@@ -520,7 +520,7 @@ impl Drop for Claim {
 }
 
 enum Judgement {
-    Held(Holder),
+    Held(Box<Holder>),
     Claimable,
 }
 
@@ -556,7 +556,7 @@ impl Shared {
                 .and_then(|m| m.modified().ok())
                 .and_then(|t| SystemTime::now().duration_since(t).ok());
             return match age {
-                Some(age) if age < self.settings.timeout => Judgement::Held(Holder {
+                Some(age) if age < self.settings.timeout => Judgement::Held(Box::new(Holder {
                     record: ClaimRecord {
                         host: "?".into(),
                         pid: 0,
@@ -573,7 +573,7 @@ impl Shared {
                     liveness: Liveness::Fresh,
                     heartbeat_age: age,
                     stale_in: self.settings.timeout - age,
-                }),
+                })),
                 Some(_) => Judgement::Claimable,
                 // Gone between listing and reading: look again (as claimable, the create decides).
                 None => Judgement::Claimable,
@@ -594,12 +594,12 @@ impl Shared {
         } else {
             Liveness::Overdue
         };
-        Judgement::Held(Holder {
+        Judgement::Held(Box::new(Holder {
             record,
             liveness,
             heartbeat_age: age,
             stale_in: self.settings.timeout - age,
-        })
+        }))
     }
 
     fn release(&self, unit: &str) -> Result<(), ClaimError> {

@@ -15,6 +15,9 @@ mod execute;
 mod geometry;
 mod plan;
 mod report;
+pub mod scheduler;
+mod share;
+pub mod signals;
 
 pub use analyze::{analyze, AnalysisSummary, AnalyzeError};
 pub use execute::{execute, RunError, RunOptions, RunSummary, Shard};
