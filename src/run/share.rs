@@ -152,6 +152,11 @@ impl Worker {
         if let Some(o) = record.as_object_mut() {
             o.insert("worker".into(), json!(self.name));
             o.insert("part".into(), json!(index));
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0);
+            o.insert("finished".into(), json!(now));
         }
         let path = timings_dir(&self.run_dir).join(format!("part-{index:06}.json"));
         util::write_atomic(&path, record.to_string().as_bytes())
