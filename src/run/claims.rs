@@ -146,6 +146,15 @@ pub enum Attempt {
     Done,
 }
 
+/// When [`Claims::drain`] returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Until {
+    /// No unit is left that this worker may claim: the rest are held by live workers.
+    NothingClaimable,
+    /// Every unit is done.
+    AllDone,
+}
+
 /// This process's identity in claim files.
 #[derive(Debug, Clone)]
 struct Identity {
@@ -416,6 +425,66 @@ impl Claims {
     /// Meant for a termination signal: it waits at most a second for the claim table.
     pub fn abandon_all(&self) {
         self.shared.abandon_all();
+    }
+
+    /// Works through `units` in order: claims each one that `done` does not report complete and
+    /// hands the claim to `work`, which should finish the unit and then call
+    /// [`Claim::complete`] (marker units) or [`Claim::release`] (units with their own output,
+    /// checked by `done`); a claim `work` drops is released. Units held by other workers are
+    /// revisited:
+    /// - [`Until::NothingClaimable`] (a helper): returns once the units left are all held by
+    ///   workers with a fresh heartbeat; it waits only for overdue holders, to take over their
+    ///   units when they go stale.
+    /// - [`Until::AllDone`] (whoever merges the results): returns once every unit is done,
+    ///   waiting for live holders and taking over the rest.
+    ///
+    /// Returns the units this call completed. A unit whose `work` fails ends the call with
+    /// that error (the unit is released for others).
+    pub fn drain<E: From<ClaimError>>(
+        &self,
+        units: &[String],
+        done: &dyn Fn(&str) -> bool,
+        until: Until,
+        work: &mut dyn FnMut(Claim) -> Result<(), E>,
+    ) -> Result<Vec<String>, E> {
+        let mut mine = Vec::new();
+        loop {
+            let mut held: Vec<Holder> = Vec::new();
+            for unit in units {
+                match self.try_claim_unless(unit, &|| done(unit))? {
+                    Attempt::Done => {}
+                    Attempt::Held(h) => held.push(h),
+                    Attempt::Claimed(c) => {
+                        work(c)?;
+                        mine.push(unit.clone());
+                    }
+                }
+            }
+            let settings = self.shared.settings;
+            let pause = match until {
+                Until::NothingClaimable => held
+                    .iter()
+                    .filter(|h| h.liveness == Liveness::Overdue)
+                    .map(|h| h.stale_in)
+                    .min(),
+                Until::AllDone => held
+                    .iter()
+                    .map(|h| match h.liveness {
+                        // A live holder is polled often: it may finish any moment.
+                        Liveness::Fresh => (settings.heartbeat / 4).min(Duration::from_secs(1)),
+                        Liveness::Overdue => h.stale_in,
+                    })
+                    .min(),
+            };
+            match pause {
+                None => return Ok(mine),
+                Some(p) => std::thread::sleep(
+                    (p + Duration::from_millis(50))
+                        .min(settings.heartbeat)
+                        .max(Duration::from_millis(50)),
+                ),
+            }
+        }
     }
 
     /// A handle that can abandon this process's claims from another thread (a signal thread).
@@ -1171,6 +1240,53 @@ mod tests {
         )
         .unwrap();
         assert_eq!(a.live_workers().len(), 1);
+    }
+
+    #[test]
+    fn drain_does_each_unit_once_and_the_merger_waits_for_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        let units: Vec<String> = (0..12).map(|i| format!("blocks/b{i:03}")).collect();
+        let out = dir.path().join("results");
+        std::fs::create_dir_all(&out).unwrap();
+        let done_by: Vec<(Vec<String>, usize)> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..3)
+                .map(|w| {
+                    let (root, units, out) = (root.clone(), units.clone(), out.clone());
+                    s.spawn(move || {
+                        let claims = Claims::open(&root, settings(60_000), None).unwrap();
+                        let until = if w == 0 {
+                            Until::AllDone
+                        } else {
+                            Until::NothingClaimable
+                        };
+                        let mut worked = 0;
+                        let done = |u: &str| claims.is_done(u).unwrap_or(false);
+                        let mine = claims
+                            .drain(&units, &done, until, &mut |c: Claim| {
+                                worked += 1;
+                                // A result per unit; a second write of one would show.
+                                let f = out.join(c.unit().replace('/', "_"));
+                                assert!(!f.exists(), "{} done twice", c.unit());
+                                std::thread::sleep(Duration::from_millis(5));
+                                std::fs::write(&f, b"x").unwrap();
+                                c.complete()
+                            })
+                            .unwrap();
+                        if w == 0 {
+                            // The merger returns only when every unit is done.
+                            assert!(units.iter().all(|u| claims.is_done(u).unwrap()));
+                        }
+                        (mine, worked)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let mut all: Vec<String> = done_by.iter().flat_map(|(m, _)| m.clone()).collect();
+        all.sort();
+        assert_eq!(all, units);
+        assert_eq!(done_by.iter().map(|(_, n)| n).sum::<usize>(), units.len());
     }
 
     #[test]

@@ -87,6 +87,14 @@ impl Worker {
         &self.name
     }
 
+    /// This worker's claims, for other units of work on the same run (analysis query blocks:
+    /// [`Claims::drain`] with `Until::NothingClaimable` in every worker, `Until::AllDone` in
+    /// the finisher before it merges).
+    #[allow(dead_code)] // the analysis driver's block claims will use it
+    pub fn claims(&self) -> &Claims {
+        &self.claims
+    }
+
     pub fn settings(&self) -> ClaimSettings {
         self.claims.settings()
     }
