@@ -52,6 +52,8 @@ pub enum ClaimError {
     Io { path: PathBuf, message: String },
     #[error("claim unit `{0}`: use `/`-separated names of letters, digits, `.`, `_`, `-` (not starting with `.`)")]
     BadUnit(String),
+    #[error("claim unit `{0}`: its work returned without completing it")]
+    Incomplete(String),
 }
 
 fn io_err(path: &Path, e: impl std::fmt::Display) -> ClaimError {
@@ -456,6 +458,10 @@ impl Claims {
                     Attempt::Held(h) => held.push(h),
                     Attempt::Claimed(c) => {
                         work(c)?;
+                        if !done(unit) {
+                            // Claimed again on the next pass, forever: a bug of the caller.
+                            return Err(ClaimError::Incomplete(unit.clone()).into());
+                        }
                         mine.push(unit.clone());
                     }
                 }
@@ -701,18 +707,26 @@ impl Shared {
 
     fn heartbeat_loop(&self) {
         let mut stop = lock(&self.stop);
+        let mut next = std::time::Instant::now() + self.settings.heartbeat;
         loop {
-            let (guard, _) = self
-                .wake
-                .wait_timeout(stop, self.settings.heartbeat)
-                .unwrap_or_else(|e| e.into_inner());
-            stop = guard;
+            // Checked before every wait: a stop set while beating (or before this thread first
+            // ran) must not wait out a whole heartbeat.
             if *stop {
                 return;
             }
-            drop(stop);
-            self.beat();
-            stop = lock(&self.stop);
+            let now = std::time::Instant::now();
+            if now >= next {
+                drop(stop);
+                self.beat();
+                next = std::time::Instant::now() + self.settings.heartbeat;
+                stop = lock(&self.stop);
+                continue;
+            }
+            stop = self
+                .wake
+                .wait_timeout(stop, next - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
     }
 
@@ -1165,19 +1179,27 @@ mod tests {
     #[test]
     fn the_heartbeat_keeps_a_claim_alive_and_a_taken_over_holder_knows() {
         let dir = tempfile::tempdir().unwrap();
-        // Timeout 1 s, heartbeat every 200 ms.
-        let a = Claims::open(dir.path(), settings(1_000), None).unwrap();
-        let b = Claims::open(dir.path(), settings(1_000), Some("other".into())).unwrap();
-        // b looks like another machine to a: give it a foreign boot id by planting instead.
+        // Timeout 5 s, heartbeat every second.
+        let a = Claims::open(dir.path(), settings(5_000), None).unwrap();
+        let b = Claims::open(dir.path(), settings(5_000), Some("other".into())).unwrap();
         let c = match a.try_claim("u/x").unwrap() {
             Attempt::Claimed(c) => c,
             other => panic!("{other:?}"),
         };
-        std::thread::sleep(Duration::from_millis(1_500));
-        // a's heartbeat kept the claim fresh past the timeout.
         let path = generation_path(&dir.path().join("u/x"), 0);
-        let record: ClaimRecord = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-        assert!(now_ms() - record.heartbeat_ms < 1_000, "{record:?}");
+        let read =
+            || -> ClaimRecord { serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap() };
+        let first = read().heartbeat_ms;
+        // Past the timeout (the claim would be stale without heartbeats), and renewed.
+        let start = std::time::Instant::now();
+        while now_ms() < first + 6_000 || read().heartbeat_ms < first + 3_000 {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "no heartbeat: {:?}",
+                read()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
         assert!(matches!(b.try_claim("u/x").unwrap(), Attempt::Held(_)));
         // Another worker takes over generation 1 (as after a long pause of a): a notices.
         plant(dir.path(), "u/x", 1, &foreign("elsewhere", 0, None));
@@ -1192,10 +1214,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_path_buf();
         let units = 40;
+        // Nobody releases before everybody has tried every unit: a released unit may be
+        // claimed again, which is not what this test counts.
+        let all_tried = std::sync::Barrier::new(4);
         let winners: Vec<Vec<usize>> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..4)
                 .map(|_| {
                     let root = root.clone();
+                    let all_tried = &all_tried;
                     s.spawn(move || {
                         let claims = Claims::open(&root, settings(60_000), None).unwrap();
                         let mut mine = Vec::new();
@@ -1208,6 +1234,7 @@ mod tests {
                                 kept.push(c); // held until the end: no unit is freed
                             }
                         }
+                        all_tried.wait();
                         drop(kept);
                         mine
                     })
