@@ -410,6 +410,7 @@ fn fuzz(
     let only = env_u64("CLIPFLOW_FUZZ_CASE");
     let case_limit = Duration::from_secs(env_u64("CLIPFLOW_FUZZ_CASE_SECONDS").unwrap_or(20));
     let start = Instant::now();
+    let watchdog = Watchdog::start(target, seed, case_limit);
     let mut failures = Vec::new();
     let mut case = only.unwrap_or(0);
     let mut cases = 0u64;
@@ -417,7 +418,9 @@ fn fuzz(
     loop {
         let (from, input) = mutation.input(&mut Rng::for_case(seed, target, case));
         let t = Instant::now();
+        watchdog.begin(case, &input);
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| check(from, &input)));
+        watchdog.end();
         let took = t.elapsed();
         if took > slowest.1 {
             slowest = (case, took);
@@ -471,6 +474,56 @@ fn fuzz(
         slowest.1.as_secs_f64()
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// A case that never returns cannot be timed after the fact: this thread watches the
+/// running case and, past three times the case limit, saves its input, prints how to
+/// reproduce it and ends the test binary, so a hang fails in seconds instead of eating CI's
+/// whole time budget.
+struct Watchdog {
+    running: Arc<std::sync::Mutex<Option<RunningCase>>>,
+}
+
+/// The case being run: its number, when it began, its input.
+type RunningCase = (u64, Instant, Vec<u8>);
+
+impl Watchdog {
+    fn start(target: &str, seed: u64, case_limit: Duration) -> Watchdog {
+        let running: Arc<std::sync::Mutex<Option<RunningCase>>> = Arc::default();
+        let watched = Arc::clone(&running);
+        let target = target.to_string();
+        std::thread::spawn(move || loop {
+            std::thread::sleep(Duration::from_millis(500));
+            let Ok(guard) = watched.lock() else { return };
+            if let Some((case, since, input)) = guard.as_ref() {
+                if since.elapsed() > case_limit * 3 {
+                    let dir = root().join("target/fuzz-failures");
+                    let saved = dir.join(format!("{target}-{seed}-{case}.bin"));
+                    let _ = std::fs::create_dir_all(&dir);
+                    let _ = std::fs::write(&saved, input);
+                    eprintln!(
+                        "{target} case {case}: still running after {:.0} s (a hang)\n  input: {}\n  reproduce: CLIPFLOW_FUZZ_SEED={seed} CLIPFLOW_FUZZ_CASE={case} cargo test --test fuzz {target}",
+                        since.elapsed().as_secs_f64(),
+                        saved.display()
+                    );
+                    std::process::exit(101);
+                }
+            }
+        });
+        Watchdog { running }
+    }
+
+    fn begin(&self, case: u64, input: &[u8]) {
+        if let Ok(mut guard) = self.running.lock() {
+            *guard = Some((case, Instant::now(), input.to_vec()));
+        }
+    }
+
+    fn end(&self) {
+        if let Ok(mut guard) = self.running.lock() {
+            *guard = None;
+        }
+    }
 }
 
 // ---- target: the study YAML --------------------------------------------------------------

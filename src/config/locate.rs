@@ -111,8 +111,10 @@ impl<'de> Visitor<'de> for Walk<'_> {
     fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_any(self)
     }
-    fn visit_enum<A: de::EnumAccess<'de>>(self, _: A) -> Result<(), A::Error> {
-        Ok(())
+    // A tagged value (`!tag x`) arrives as an enum; its value must still be read, or the
+    // parser stays on it and the enclosing sequence loops forever.
+    fn visit_enum<A: de::EnumAccess<'de>>(self, data: A) -> Result<(), A::Error> {
+        de::IgnoredAny.visit_enum(data).map(|_| ())
     }
 }
 
@@ -277,8 +279,11 @@ impl<'de> Visitor<'de> for Dups {
     fn visit_none<E: de::Error>(self) -> Result<(), E> {
         Ok(())
     }
-    fn visit_enum<A: de::EnumAccess<'de>>(self, _: A) -> Result<(), A::Error> {
-        Ok(())
+    // A tagged value (`!tag x`): its value is read (and checked) so the parser moves on.
+    fn visit_enum<A: de::EnumAccess<'de>>(self, data: A) -> Result<(), A::Error> {
+        use de::VariantAccess;
+        let (_tag, value) = data.variant::<de::IgnoredAny>()?;
+        value.newtype_variant_seed(Dups)
     }
 }
 
@@ -361,5 +366,15 @@ mod tests {
             duplicate_key("a: 1\nb:\n  - {x: 1, x: 2}\n").map(|d| d.1),
             Some((3, 12))
         );
+    }
+
+    #[test]
+    fn tagged_values_are_read_through_not_looped_on() {
+        // A fuzz case: a tag inside a flow sequence once made both walks spin forever.
+        let text = "a: [x, !tag y, z]\nb:\n  c: !t {d: 1, d: 2}\n";
+        assert_eq!(duplicate_key(text).map(|d| d.0), Some("d".to_string()));
+        assert_eq!(duplicate_key("a: [x, !tag y]\nb: 1\n"), None);
+        assert!(locate(text, "b.c").is_some());
+        assert!(locate("a: [x, !tag y]\nb: 1\n", "b").is_some());
     }
 }
