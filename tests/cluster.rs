@@ -35,6 +35,7 @@ texts:
 analysis:
   retrieval:
     k: [1, 5]
+    block_queries: 4
   zero_shot:
 runtime:
   part_size: 8
@@ -117,6 +118,22 @@ fn written(stderr: &str) -> usize {
         .and_then(|l| l.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no parts line in\n{stderr}"))
+}
+
+/// Analysis blocks a worker says it computed (`analysis blocks: ...: N computed here`).
+fn blocks_computed(stderr: &str) -> usize {
+    stderr
+        .lines()
+        .filter(|l| l.contains("analysis blocks: "))
+        .filter_map(|l| {
+            l.split(": ")
+                .nth(3)?
+                .split(' ')
+                .next()?
+                .parse::<usize>()
+                .ok()
+        })
+        .sum()
 }
 
 fn finishers(stderr: &str) -> usize {
@@ -472,4 +489,42 @@ fn temporaries_of_dead_processes_are_removed_at_the_end() {
     assert!(ok, "{log}");
     assert!(log.contains("removed 2 temporary files"), "{log}");
     assert_same_as_reference(&out);
+}
+
+#[test]
+fn the_array_shares_the_analysis_blocks() {
+    // Three static shards at once: each encodes its stripe, waits for the others' parts, then
+    // ranks retrieval queries in blocks of 4 (60 captions and 60 images, 2 variants: 60
+    // blocks); the finisher reads them. Every block is computed once, by more than one worker,
+    // and the tables are the unsharded run's bytes.
+    let f = fixture();
+    let out = fresh_dir("blocks");
+    let children: Vec<Child> = (0..3)
+        .map(|i| worker(&f.study, &out, &["--shard", &format!("{i}/3")], &[]))
+        .collect();
+    let logs: Vec<String> = children
+        .into_iter()
+        .map(|c| {
+            let (ok, log) = finish(c);
+            assert!(ok, "{log}");
+            log
+        })
+        .collect();
+    let counts: Vec<usize> = logs.iter().map(|l| blocks_computed(l)).collect();
+    assert_eq!(
+        counts.iter().sum::<usize>(),
+        60,
+        "blocks per worker: {counts:?}"
+    );
+    assert!(
+        counts.iter().filter(|&&n| n > 0).count() >= 2,
+        "one worker ranked every block: {counts:?}\n{}",
+        logs.join("\n----\n")
+    );
+    assert_eq!(logs.iter().map(|l| finishers(l)).sum::<usize>(), 1);
+    assert_same_as_reference(&out);
+    assert!(
+        !out.join("state/analysis").exists(),
+        "the finisher removes the blocks once read"
+    );
 }

@@ -37,11 +37,18 @@
 //! positive after every tied negative). When they differ the recall depends on the order of
 //! the gallery, and the analysis says so.
 //!
-//! # Memory
+//! # Memory and determinism
 //!
 //! Scores are computed for blocks of queries against the whole gallery, one block per worker
-//! thread at a time, with the block height chosen so all live blocks fit in
-//! [`RankOptions::memory_budget`] (256 MiB by default): 100k × 100k never materialises.
+//! thread at a time, each block at most [`RankOptions::memory_budget`] bytes (64 MiB by
+//! default): 100k × 100k never materialises.
+//!
+//! The block height depends on the gallery size and the budget only, never on the number of
+//! threads or queries, and a last, short block is padded with zero rows: every matrix product
+//! then has the same shape. That matters because the gemm kernels pick different code paths
+//! (and summation orders) for different row counts, so a score's last bits would otherwise
+//! depend on the thread count, or on which block of a cluster array ranked the query; with one
+//! shape, a query's scores and rank are the same bits however the queries are split.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -74,7 +81,7 @@ pub struct RankOptions<'a> {
     pub top_k_queries: &'a [usize],
     /// How many gallery items to return for each of `top_k_queries`.
     pub top_k: usize,
-    /// Upper bound, in bytes, on the score blocks alive at once (all threads together).
+    /// Upper bound, in bytes, on one thread's block of scores.
     pub memory_budget: usize,
 }
 
@@ -83,7 +90,7 @@ impl Default for RankOptions<'_> {
         RankOptions {
             top_k_queries: &[],
             top_k: 10,
-            memory_budget: 256 << 20,
+            memory_budget: 64 << 20,
         }
     }
 }
@@ -338,7 +345,8 @@ pub fn rank(
     }
 
     let threads = rayon::current_num_threads().max(1);
-    let block = rows_per_block(ng, 4, opts.memory_budget / threads, 4096).min(nq);
+    // Never one row: a single-row product takes gemm's matrix-vector path (see module docs).
+    let block = rows_per_block(ng, 4, opts.memory_budget, 4096).max(2);
     let n_blocks = nq.div_ceil(block);
     let next = AtomicUsize::new(0);
     let ranks = Mutex::new(vec![None; nq]);
@@ -358,6 +366,7 @@ pub fn rank(
         for _ in 0..threads.min(n_blocks) {
             s.spawn(|_| {
                 let mut scores = vec![0.0f32; block * ng];
+                let mut padded: Vec<f32> = Vec::new();
                 loop {
                     let b = next.fetch_add(1, Ordering::Relaxed);
                     if b >= n_blocks {
@@ -365,8 +374,17 @@ pub fn rank(
                     }
                     let start = b * block;
                     let end = (start + block).min(nq);
-                    let out = &mut scores[..(end - start) * ng];
-                    matmul_nt_f32(queries.slice_rows(start, end), gallery.data(), dim, out);
+                    let rows = queries.slice_rows(start, end);
+                    let a = if end - start == block {
+                        rows
+                    } else {
+                        padded.clear();
+                        padded.extend_from_slice(rows);
+                        padded.resize(block * dim, 0.0);
+                        &padded
+                    };
+                    matmul_nt_f32(a, gallery.data(), dim, &mut scores);
+                    let out = &scores[..(end - start) * ng];
                     let r: Vec<Option<RowRank>> = out
                         .chunks_exact(ng)
                         .enumerate()
@@ -658,5 +676,88 @@ mod tests {
             rank(e(&q, 3), e(&g, 3), &keys, &bad_query),
             Err(AnalysisError::IndexOutOfRange { .. })
         ));
+    }
+
+    #[test]
+    fn scores_do_not_depend_on_how_queries_are_split_or_threaded() {
+        // Unquantised data, so products round: a query ranked alone, in a block of three, or
+        // with every query, on one thread or three, gets the same bits.
+        let mut x = 7u64;
+        let mut r = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 11) as f32 / (1u64 << 53) as f32 - 0.5
+        };
+        let unit = |v: Vec<f32>, d: usize| -> Vec<f32> {
+            v.chunks(d)
+                .flat_map(|c| {
+                    let n = c.iter().map(|a| a * a).sum::<f32>().sqrt();
+                    c.iter().map(move |a| a / n).collect::<Vec<_>>()
+                })
+                .collect()
+        };
+        let d = 64;
+        let q = unit((0..50 * d).map(|_| r()).collect(), d);
+        let g = unit((0..70 * d).map(|_| r()).collect(), d);
+        let all: Vec<usize> = (0..50).collect();
+        let opts = RankOptions {
+            top_k_queries: &all,
+            top_k: 5,
+            ..RankOptions::default()
+        };
+        let full = rank(e(&q, d), e(&g, d), &Positives::Paired, &opts);
+        assert!(full.is_err(), "paired needs equal counts");
+        let keys_q: Vec<usize> = (0..50).collect();
+        let keys_g: Vec<usize> = (0..70).collect();
+        let pos = Positives::SharedKey {
+            query: &keys_q,
+            gallery: &keys_g,
+        };
+        let full = rank(e(&q, d), e(&g, d), &pos, &opts).unwrap();
+        for size in [1usize, 3, 7] {
+            for start in (0..50).step_by(size) {
+                let end = (start + size).min(50);
+                let sub_keys: Vec<usize> = (start..end).collect();
+                let shown: Vec<usize> = (0..end - start).collect();
+                let o = RankOptions {
+                    top_k_queries: &shown,
+                    ..opts.clone()
+                };
+                let sub = rank(
+                    e(&q[start * d..end * d], d),
+                    e(&g, d),
+                    &Positives::SharedKey {
+                        query: &sub_keys,
+                        gallery: &keys_g,
+                    },
+                    &o,
+                )
+                .unwrap();
+                assert_eq!(sub.ranks, full.ranks[start..end].to_vec());
+                for (i, t) in sub.top.iter().enumerate() {
+                    let want = &full.top[start + i].hits;
+                    let bits = |h: &[Hit]| {
+                        h.iter()
+                            .map(|h| (h.gallery, h.score.to_bits()))
+                            .collect::<Vec<_>>()
+                    };
+                    assert_eq!(
+                        bits(&t.hits),
+                        bits(want),
+                        "query {} in blocks of {size}",
+                        start + i
+                    );
+                }
+            }
+        }
+        for threads in [1, 3] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let other = pool.install(|| rank(e(&q, d), e(&g, d), &pos, &opts).unwrap());
+            assert_eq!(other, full, "{threads} threads");
+        }
     }
 }

@@ -12,6 +12,7 @@
 //! seed, so blocks of an earlier analysis with other settings are never read.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::store::{self, StoreError, Table};
 
@@ -55,6 +56,8 @@ pub struct Blocks<'a> {
     dir: PathBuf,
     share: Option<&'a dyn Share>,
     wait: bool,
+    /// Blocks this process computed.
+    computed: AtomicUsize,
 }
 
 impl<'a> Blocks<'a> {
@@ -65,7 +68,13 @@ impl<'a> Blocks<'a> {
             dir: run_dir.join("state").join("analysis"),
             share,
             wait,
+            computed: AtomicUsize::new(0),
         }
+    }
+
+    /// How many blocks this process computed so far.
+    pub fn computed(&self) -> usize {
+        self.computed.load(Ordering::Relaxed)
     }
 
     /// Whether this is the sharing phase (compute blocks) rather than the analysis (read them).
@@ -103,7 +112,9 @@ impl<'a> Blocks<'a> {
                 if let Some(dir) = path.parent() {
                     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
                 }
-                store::write_parquet_table(&path, &table).map_err(|e| e.to_string())
+                store::write_parquet_table(&path, &table).map_err(|e| e.to_string())?;
+                self.computed.fetch_add(1, Ordering::Relaxed);
+                Ok(())
             })
             .map_err(|m| StoreError::Io {
                 path: self.dir.join(group),

@@ -373,11 +373,13 @@ pub fn share(
             };
             for (entry, parsed) in stages.iter_mut() {
                 let t = Instant::now();
+                let before = blocks.computed();
                 match parsed.stage.share(&cx, &set, blocks) {
                     Ok(()) => progress.info(&format!(
-                        "analysis blocks: {model} / {}: {} in {:.1} s",
+                        "analysis blocks: {model} / {}: {}: {} computed here in {:.1} s",
                         info.variant,
                         entry.key,
+                        blocks.computed() - before,
                         t.elapsed().as_secs_f64()
                     )),
                     // Work this worker cannot do is left to the finisher, which says why.

@@ -7,7 +7,7 @@
 //! `share.rs`). A shard `I/N` limits a worker to every N-th part; `--shard auto` prefers them.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
@@ -339,13 +339,51 @@ pub fn execute(
         }
     }
 
+    // A worker of an array whose analysis can be shared stays for it: while the missing parts
+    // are all in the hands of live workers (their stripes, or elastic ones), it waits for them.
+    // A part no live worker may take needs a worker yet to come, so it leaves.
+    let sharing = options.shard.is_some() && plan.analysis.is_some();
+    if sharing {
+        loop {
+            let missing: Vec<usize> = (0..all_parts.len())
+                .filter(|&i| !part_file(&all_parts[i]).exists())
+                .collect();
+            if missing.is_empty() || !worker.others_cover(&missing) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
     let missing = all_parts.iter().filter(|p| !part_file(p).exists()).count();
     summary.parts_pending = missing;
     summary.parts_skipped = order.len().saturating_sub(summary.parts_written + missing);
     if missing > 0 {
         return Ok(summary);
     }
-    // Every part exists: one worker, elected by an atomic create, finishes.
+    // Every part exists. In a sharded run (an array), every worker first takes blocks of the
+    // analysis's per-query work (retrieval ranks), so the finisher does not rank every query
+    // alone; the tables are the same bytes either way.
+    let block_share = worker.block_share(options.shard);
+    let share_blocks = |wait: bool| -> Result<(), RunError> {
+        // The finisher joins whenever any worker of the run shares blocks, so that it waits for
+        // the ones they hold before reading and removing them.
+        let join = sharing || (wait && worker.any_sharded());
+        match (&plan.analysis, join) {
+            (Some(analysis), true) => Ok(crate::analyze::share(
+                analysis,
+                &run_dir,
+                &store::StoreFormat::Clipflow,
+                plan.study().seed,
+                &crate::analyze::Blocks::new(&run_dir, Some(&block_share), wait),
+                progress,
+            )?),
+            _ => Ok(()),
+        }
+    };
+    if !worker.finished()? {
+        share_blocks(false)?;
+    }
+    // One worker, elected by an atomic create, finishes.
     let finish = loop {
         match worker.elect_finisher()? {
             share::Election::Finisher(claim) => break Some(claim),
@@ -372,6 +410,8 @@ pub fn execute(
             None => serde_json::Value::Null,
             Some(analysis) => {
                 let t = Instant::now();
+                // Blocks other workers still hold are waited for; dead ones' are taken over.
+                share_blocks(true)?;
                 let done = crate::analyze::analyze(
                     analysis,
                     &run_dir,
@@ -434,6 +474,7 @@ pub fn execute(
             })?;
             summary.report = Some(path);
         }
+        crate::analyze::Blocks::new(&run_dir, None, false).clear()?;
         let removed = worker.clean_up()?;
         if !removed.is_empty() {
             progress.info(&format!(

@@ -24,13 +24,15 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 pub(super) use super::claims::Holder;
-use super::claims::{Attempt, Claim, ClaimError, ClaimSettings, Claims, Liveness};
+use super::claims::{Attempt, Claim, ClaimError, ClaimSettings, Claims, Liveness, Until};
 use super::execute::{RunError, Shard};
 use crate::store::StoreError;
 use crate::util;
 
 /// The unit the finisher is elected by.
 const FINISH: &str = "finish";
+/// Analysis blocks (per-query work shared by the workers) live under this folder of claims.
+const ANALYSIS: &str = "analysis";
 /// Part claims live under this folder of `state/claims`.
 const PARTS: &str = "parts";
 
@@ -87,12 +89,13 @@ impl Worker {
         &self.name
     }
 
-    /// This worker's claims, for other units of work on the same run (analysis query blocks:
-    /// [`Claims::drain`] with `Until::NothingClaimable` in every worker, `Until::AllDone` in
-    /// the finisher before it merges).
-    #[allow(dead_code)] // the analysis driver's block claims will use it
-    pub fn claims(&self) -> &Claims {
-        &self.claims
+    /// The analysis's per-query blocks, claimed like parts (see [`BlockShare`]); a shard
+    /// starts with its own stripe of the blocks, so workers spread instead of queueing.
+    pub fn block_share(&self, shard: Option<Shard>) -> BlockShare<'_> {
+        BlockShare {
+            claims: &self.claims,
+            shard,
+        }
     }
 
     pub fn settings(&self) -> ClaimSettings {
@@ -171,6 +174,56 @@ impl Worker {
             .map_err(|e| RunError::Store(StoreError::io(&path, e)))
     }
 
+    /// Whether any worker of this run (live or gone) was started as a shard of an array: its
+    /// workers share the analysis's blocks, so the finisher must join them (and wait for the
+    /// blocks they hold) before it analyses and removes the blocks.
+    pub fn any_sharded(&self) -> bool {
+        std::fs::read_dir(workers_dir(&self.run_dir))
+            .into_iter()
+            .flatten()
+            .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+            .filter_map(|t| serde_json::from_str::<Value>(&t).ok())
+            .any(|l| l["shard"].as_str().is_some_and(|s| s != "all"))
+    }
+
+    /// Whether every part in `missing` has a live worker (other than this one) that may write
+    /// it: one whose stripe holds it, or one that takes any part. Waiting for them is then
+    /// waiting for progress; a part no live worker may take needs a worker yet to come.
+    /// A live worker whose log is not written yet is counted as able to take anything.
+    pub fn others_cover(&self, missing: &[usize]) -> bool {
+        let me = self.claims.me();
+        let logs: Vec<Value> = std::fs::read_dir(workers_dir(&self.run_dir))
+            .into_iter()
+            .flatten()
+            .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+            .filter_map(|t| serde_json::from_str(&t).ok())
+            .collect();
+        let covers: Vec<Option<Shard>> = self
+            .claims
+            .live_workers()
+            .into_iter()
+            .filter(|r| r.token != me.token)
+            .map(|r| {
+                let log = logs.iter().find(|l| {
+                    l["host"].as_str() == Some(r.host.as_str())
+                        && l["pid"].as_u64() == Some(r.pid as u64)
+                });
+                match log {
+                    Some(l) if l["elastic"].as_bool() != Some(true) => {
+                        l["shard"].as_str().and_then(|s| Shard::parse(s).ok())
+                    }
+                    _ => None,
+                }
+            })
+            .collect();
+        !covers.is_empty()
+            && missing.iter().all(|&p| {
+                covers
+                    .iter()
+                    .any(|c| c.is_none_or(|s| p % s.count == s.index))
+            })
+    }
+
     /// Tries to become the finisher.
     pub fn elect_finisher(&self) -> Result<Election, RunError> {
         Ok(match self.claims.try_claim(FINISH)? {
@@ -185,6 +238,7 @@ impl Worker {
     /// workers are removed. Returns the removed temporaries.
     pub fn clean_up(&self) -> Result<Vec<PathBuf>, RunError> {
         self.claims.forget_all_under(PARTS)?;
+        self.claims.forget_all_under(ANALYSIS)?;
         let live: BTreeSet<u32> = self
             .claims
             .live_workers()
@@ -192,6 +246,53 @@ impl Worker {
             .map(|r| r.pid)
             .collect();
         Ok(remove_stale_temps(&self.run_dir, &live))
+    }
+}
+
+/// The analysis's blocks of per-query work, handed out by claim files: every worker takes the
+/// blocks nobody holds (`Until::NothingClaimable`), and the finisher, before it runs the
+/// analysis, waits for the ones live workers hold and takes over the dead ones'
+/// (`Until::AllDone`). A block's result file is its completion marker.
+pub(super) struct BlockShare<'a> {
+    claims: &'a Claims,
+    shard: Option<Shard>,
+}
+
+impl crate::analyze::Share for BlockShare<'_> {
+    fn drain(
+        &self,
+        units: &[String],
+        done: &dyn Fn(&str) -> bool,
+        wait: bool,
+        work: &mut dyn FnMut(&str) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let prefix = format!("{ANALYSIS}/");
+        let claimed: Vec<String> = preference(units.len(), self.shard, true)
+            .into_iter()
+            .map(|i| format!("{prefix}{}", units[i]))
+            .collect();
+        let strip = |u: &str| u.strip_prefix(&prefix).unwrap_or(u).to_string();
+        let until = if wait {
+            Until::AllDone
+        } else {
+            Until::NothingClaimable
+        };
+        self.claims
+            .drain(
+                &claimed,
+                // A run finished meanwhile needs no more blocks (its finisher removed them).
+                &|u| done(&strip(u)) || self.claims.is_done(FINISH).unwrap_or(false),
+                until,
+                &mut |claim: Claim| -> Result<(), ClaimError> {
+                    work(&strip(claim.unit())).map_err(|message| ClaimError::Io {
+                        path: PathBuf::from(claim.unit()),
+                        message,
+                    })
+                    // Dropping the claim releases it; the block's file says it is done.
+                },
+            )
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 }
 

@@ -60,6 +60,10 @@ pub struct RetrievalSettings {
     /// Measure a seeded sample of this many queries per direction (default: every query).
     #[serde(default)]
     pub queries: Option<usize>,
+    /// Queries per block when the workers of a cluster array share the ranking (a block is
+    /// ranked against the whole gallery by one worker).
+    #[serde(default = "default_block_queries")]
+    pub block_queries: usize,
 }
 
 impl Default for RetrievalSettings {
@@ -70,6 +74,7 @@ impl Default for RetrievalSettings {
             galleries: default_galleries(),
             gallery_k: default_gallery_k(),
             queries: None,
+            block_queries: default_block_queries(),
         }
     }
 }
@@ -82,6 +87,9 @@ fn default_galleries() -> usize {
 }
 fn default_gallery_k() -> usize {
     5
+}
+fn default_block_queries() -> usize {
+    4096
 }
 
 impl StageConfig for RetrievalSettings {
@@ -104,6 +112,9 @@ impl StageConfig for RetrievalSettings {
                 &format!("k.{i}"),
                 "cut-offs must be at least 1",
             ));
+        }
+        if self.block_queries == 0 {
+            return Err(SettingError::new("block_queries", "must be at least 1"));
         }
         if self.queries == Some(0) {
             return Err(SettingError::new(
@@ -193,9 +204,6 @@ pub(crate) fn positive_keys(
     }
 }
 
-/// Queries ranked per block when the run shares its retrieval among workers.
-const BLOCK_QUERIES: usize = 4096;
-
 /// One direction of one (model, variant): which queries are measured against which gallery.
 struct Direction<'a> {
     name: &'static str,
@@ -224,8 +232,8 @@ impl Direction<'_> {
         )
     }
 
-    fn blocks(&self) -> usize {
-        self.measured.len().div_ceil(BLOCK_QUERIES)
+    fn blocks(&self, size: usize) -> usize {
+        self.measured.len().div_ceil(size)
     }
 }
 
@@ -335,7 +343,7 @@ impl RetrievalStage {
         let shown: Vec<usize> = (0..self.shown(d)).collect();
         if let Some(blocks) = cx.blocks {
             let group = d.group(&self.settings_hash(cx), set.model.name, set.variant());
-            if let Some(tables) = blocks.read(&group, d.blocks())? {
+            if let Some(tables) = blocks.read(&group, d.blocks(self.settings.block_queries))? {
                 if let Some(r) = from_blocks(&tables, d.measured.len(), &shown) {
                     return Ok(r);
                 }
@@ -442,9 +450,10 @@ impl Stage for RetrievalStage {
         for d in &directions {
             let shown = self.shown(d);
             let group = d.group(&hash, set.model.name, set.variant());
-            blocks.compute(&group, d.blocks(), &mut |b| {
-                let start = b * BLOCK_QUERIES;
-                let end = (start + BLOCK_QUERIES).min(d.measured.len());
+            let size = self.settings.block_queries;
+            blocks.compute(&group, d.blocks(size), &mut |b| {
+                let start = b * size;
+                let end = (start + size).min(d.measured.len());
                 let here: Vec<usize> = (start..end.min(shown)).map(|q| q - start).collect();
                 let r = self.rank(d, start..end, &here).map_err(|e| e.to_string())?;
                 Ok(block_table(start, &r))
