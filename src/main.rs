@@ -231,10 +231,9 @@ fn cmd_run(
         progress.warn(note);
     }
     progress.info(&format!(
-        "{}: {} items ({} before sampling), {} variants, {} models, {} prompts -> {}",
+        "{}: {}, {} variants, {} models, {} prompts -> {}",
         plan.study().name,
-        plan.dataset.items.len(),
-        plan.dataset.total_items,
+        item_summary(&plan.dataset),
         plan.variants.len(),
         plan.models.len(),
         plan.prompts.len(),
@@ -272,6 +271,15 @@ fn cmd_run(
     }
 }
 
+/// `N items (M before sampling)`, or `S shards` for a WebDataset (listed as they are read).
+fn item_summary(d: &clipflow::dataset::Dataset) -> String {
+    match (d.item_count(), d.total_items(), d.shard_count()) {
+        (Some(n), Some(total), _) => format!("{n} items ({total} before sampling)"),
+        (_, _, Some(shards)) => format!("{shards} shards (samples are listed as each is read)"),
+        _ => "items".into(),
+    }
+}
+
 fn cmd_validate(pipeline: &Path, sets: &[String]) -> ExitCode {
     let plan = match load_plan(pipeline, sets, None) {
         Ok(p) => p,
@@ -279,11 +287,10 @@ fn cmd_validate(pipeline: &Path, sets: &[String]) -> ExitCode {
     };
     println!("{}: ok", pipeline.display());
     println!(
-        "  dataset: {} ({:?}), {} items ({} before sampling), {} classes",
+        "  dataset: {} ({:?}), {}, {} classes",
         plan.dataset.description,
         plan.dataset.format,
-        plan.dataset.items.len(),
-        plan.dataset.total_items,
+        item_summary(&plan.dataset),
         plan.dataset.labels().len()
     );
     let names: Vec<&str> = plan.variants.iter().map(|v| v.name.as_str()).collect();

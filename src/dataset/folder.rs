@@ -3,7 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{DatasetError, ImageRef, Item};
+use super::listing::{ItemTable, NewItem};
+use super::{DatasetError, ImageRef};
 
 /// ImageFolder: each immediate subfolder of `root` is a class; images anywhere below it belong
 /// to that class. Files directly in `root` are not part of any class and are reported in the
@@ -11,8 +12,8 @@ use super::{DatasetError, ImageRef, Item};
 pub fn list_image_folder(
     root: &Path,
     extensions: Vec<String>,
-) -> Result<(Vec<Item>, Vec<String>), DatasetError> {
-    let mut items = Vec::new();
+) -> Result<(ItemTable, Vec<String>), DatasetError> {
+    let mut items = ItemTable::new(0, Vec::new());
     let mut notes = Vec::new();
     let mut stray = 0usize;
     for entry in sorted_entries(root)? {
@@ -21,13 +22,7 @@ pub fn list_image_folder(
             let mut files = Vec::new();
             walk(&entry, &extensions, &mut files)?;
             for path in files {
-                items.push(Item {
-                    id: relative_id(root, &path),
-                    label: Some(class.clone()),
-                    caption: None,
-                    image: ImageRef::File(path),
-                    attributes: Vec::new(),
-                });
+                push(&mut items, &relative_id(root, &path), &class, path)?;
             }
         } else if has_extension(&entry, &extensions) {
             stray += 1;
@@ -39,7 +34,20 @@ pub fn list_image_folder(
             root.display()
         ));
     }
+    items.finish();
     Ok((items, notes))
+}
+
+fn push(items: &mut ItemTable, id: &str, class: &str, path: PathBuf) -> Result<(), DatasetError> {
+    items
+        .push(NewItem {
+            id: Some(id),
+            label: Some(class),
+            captions: &[],
+            image: ImageRef::File(path.clone()),
+            attributes: &[],
+        })
+        .map_err(|message| DatasetError::Io { path, message })
 }
 
 /// DTD: `split` names a file `labels/<split>.txt` whose lines are `<class>/<image>` paths under
@@ -48,7 +56,7 @@ pub fn list_dtd(
     root: &Path,
     split: &str,
     extensions: Vec<String>,
-) -> Result<Vec<Item>, DatasetError> {
+) -> Result<ItemTable, DatasetError> {
     let images = root.join("images");
     if !images.is_dir() {
         return Err(DatasetError::NotFound {
@@ -84,7 +92,7 @@ pub fn list_dtd(
         path: split_file.clone(),
         message: e.to_string(),
     })?;
-    let mut items = Vec::new();
+    let mut items = ItemTable::new(0, Vec::new());
     for (n, line) in text.lines().enumerate() {
         let rel = line.trim();
         if rel.is_empty() {
@@ -99,14 +107,9 @@ pub fn list_dtd(
         };
         // A listed image that is missing is not a listing error: it becomes that item's
         // read error in errors.parquet, and the run goes on.
-        items.push(Item {
-            id: rel.to_string(),
-            label: Some(class.to_string()),
-            caption: None,
-            image: ImageRef::File(images.join(rel)),
-            attributes: Vec::new(),
-        });
+        push(&mut items, rel, class, images.join(rel))?;
     }
+    items.finish();
     Ok(items)
 }
 
@@ -173,9 +176,9 @@ mod tests {
         touch(&d.path().join("a/readme.txt"));
         touch(&d.path().join("stray.png"));
         let (items, notes) = list_image_folder(d.path(), vec!["jpg".into(), "png".into()]).unwrap();
-        let ids: Vec<_> = items.iter().map(|i| i.id.as_str()).collect();
+        let ids: Vec<_> = (0..items.len()).map(|i| items.id(i).into_owned()).collect();
         assert_eq!(ids, ["a/nested/3.jpg", "b/1.JPG", "b/2.png"]);
-        assert_eq!(items[0].label.as_deref(), Some("a"));
+        assert_eq!(items.label(0), Some("a"));
         assert_eq!(notes.len(), 1);
     }
 
@@ -192,7 +195,7 @@ mod tests {
         .unwrap();
         let items = list_dtd(d.path(), "train1", vec!["jpg".into()]).unwrap();
         assert_eq!(items.len(), 1);
-        assert_eq!(items[0].label.as_deref(), Some("dotted"));
+        assert_eq!(items.label(0), Some("dotted"));
         assert_eq!(
             list_dtd(d.path(), "all", vec!["jpg".into()]).unwrap().len(),
             2

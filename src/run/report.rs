@@ -461,13 +461,7 @@ impl Thumbnails<'_> {
             return out;
         };
         let wanted: std::collections::HashSet<&str> = ids.iter().copied().collect();
-        let items: Vec<crate::dataset::Item> = plan
-            .dataset
-            .items
-            .iter()
-            .filter(|i| wanted.contains(i.id.as_str()))
-            .cloned()
-            .collect();
+        let items = plan.dataset.items_with_ids(&wanted);
         let max_pixels = plan.max_pixels;
         for (item, bytes) in items.iter().zip(plan.dataset.fetch(&items)) {
             let Ok(bytes) = bytes else { continue };

@@ -21,7 +21,7 @@ mod tables;
 
 use std::path::{Path, PathBuf};
 
-pub use embeddings::{read_part_rows, EmbeddingRow, PartWriter};
+pub use embeddings::{caption_id, read_part_rows, EmbeddingRow, PartWriter};
 pub use errors::{read_errors, write_errors, ErrorRecord};
 pub use reader::{detect_format, read_npy, read_sets, EmbeddingSet, ParquetColumns, StoreFormat};
 pub use tables::{read_table, write_parquet_table, write_table, Column, Table};
