@@ -109,6 +109,15 @@ pub fn list(
     let id_name = config.group_by.as_deref().or(config.id_column.as_deref());
     let stems: Vec<String> = files.iter().map(|p| stem_of(p)).collect();
     let mut table = ItemTable::new(config.attribute_columns.len(), stems);
+    let mut rows = 0usize;
+    for path in files {
+        rows += open_builder(path)?
+            .metadata()
+            .file_metadata()
+            .num_rows()
+            .max(0) as usize;
+    }
+    table.reserve(rows, id_name.is_some());
     let mut sources = Vec::new();
     for (file_index, path) in files.iter().enumerate() {
         let builder = open_builder(path)?;

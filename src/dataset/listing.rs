@@ -3,8 +3,10 @@
 //! A `Vec` of items with a `String` per id, label and caption costs five heap allocations and
 //! about 150 bytes of headers per item before any text: 1.5 GB of overhead at 10M rows. Here
 //! every text column is one arena (the bytes end to end plus an 8-byte end offset per value),
-//! labels and attribute values are dictionary codes (4 bytes), images are 16-byte slots, and
-//! Parquet's default ids (`<file stem>:<row>`) are not stored at all but derived from the row.
+//! labels and attribute values are dictionary codes (4 bytes), Parquet rows listed in order
+//! need no image reference at all (the item number gives file and row) and Parquet's default
+//! ids (`<file stem>:<row>`) are not stored either but derived from the row; other images are
+//! 16-byte slots.
 //! An [`Item`] with owned strings exists only for the chunk of items being worked on.
 
 use std::collections::HashMap;
@@ -98,6 +100,87 @@ enum ImageSlot {
     },
 }
 
+/// Every item's image.
+#[derive(Debug)]
+enum Images {
+    /// Parquet rows in file order, every row once: item `r` is row `r - starts[f]` of the last
+    /// file `f` with `starts[f] <= r`. Costs nothing per item.
+    ParquetInOrder {
+        starts: Vec<u64>,
+        len: usize,
+    },
+    Slots(Vec<ImageSlot>),
+}
+
+impl Default for Images {
+    fn default() -> Self {
+        Images::ParquetInOrder {
+            starts: Vec::new(),
+            len: 0,
+        }
+    }
+}
+
+impl Images {
+    fn len(&self) -> usize {
+        match self {
+            Images::ParquetInOrder { len, .. } => *len,
+            Images::Slots(s) => s.len(),
+        }
+    }
+
+    fn get(&self, r: usize) -> ImageSlot {
+        match self {
+            Images::Slots(s) => s[r],
+            Images::ParquetInOrder { starts, .. } => {
+                let f = starts.partition_point(|&s| s <= r as u64) - 1;
+                ImageSlot::ParquetRow {
+                    file: f as u32,
+                    row: r as u64 - starts[f],
+                }
+            }
+        }
+    }
+
+    fn push(&mut self, slot: ImageSlot) {
+        if let (Images::ParquetInOrder { starts, len }, ImageSlot::ParquetRow { file, row }) =
+            (&mut *self, slot)
+        {
+            let n = *len as u64;
+            let current = starts.len().checked_sub(1);
+            let file = file as usize;
+            let continues = current == Some(file) && starts[file] + row == n;
+            let opens = current.is_none_or(|c| file > c) && row == 0;
+            if continues || opens {
+                while starts.len() <= file {
+                    starts.push(n);
+                }
+                *len += 1;
+                return;
+            }
+        }
+        if let Images::ParquetInOrder { len, .. } = self {
+            let slots: Vec<ImageSlot> = (0..*len).map(|r| self.get(r)).collect();
+            *self = Images::Slots(slots);
+        }
+        if let Images::Slots(s) = self {
+            s.push(slot);
+        }
+    }
+
+    fn reserve(&mut self, n: usize) {
+        if let Images::Slots(s) = self {
+            s.reserve(n);
+        }
+    }
+
+    fn shrink(&mut self) {
+        if let Images::Slots(s) = self {
+            s.shrink_to_fit();
+        }
+    }
+}
+
 /// One item as a listing source hands it over.
 pub(crate) struct NewItem<'a> {
     /// `None`: the id is derived from the image (`<file stem>:<row>` for a Parquet row).
@@ -120,7 +203,7 @@ pub struct ItemTable {
     captions: TextArena,
     /// Item `i`'s captions are `captions[caption_ends[i-1]..caption_ends[i]]`.
     caption_ends: Vec<u64>,
-    images: Vec<ImageSlot>,
+    images: Images,
     paths: TextArena,
     attributes: Vec<Codes>,
     /// The kept rows after sampling, in order; `None` keeps every row.
@@ -134,6 +217,20 @@ impl ItemTable {
             attributes: vec![Codes::default(); attribute_count],
             stems,
             ..ItemTable::default()
+        }
+    }
+
+    /// Makes room for `rows` more items in the fixed-size columns (their final size is known
+    /// from Parquet footers, and growing by doubling would leave up to half of them unused).
+    pub(crate) fn reserve(&mut self, rows: usize, stored_ids: bool) {
+        self.labels.codes.reserve_exact(rows);
+        self.caption_ends.reserve_exact(rows);
+        self.images.reserve(rows);
+        if stored_ids {
+            self.ids.ends.reserve_exact(rows);
+        }
+        for a in &mut self.attributes {
+            a.codes.reserve_exact(rows);
         }
     }
 
@@ -155,6 +252,9 @@ impl ItemTable {
         self.caption_ends.push(self.captions.len() as u64);
         let slot = match item.image {
             ImageRef::File(p) => {
+                if self.images.len() == 0 {
+                    self.images = Images::Slots(Vec::new());
+                }
                 self.paths.push(&path_to_text(&p));
                 ImageSlot::File((self.paths.len() - 1) as u32)
             }
@@ -242,7 +342,7 @@ impl ItemTable {
         self.captions.shrink();
         self.paths.shrink();
         self.caption_ends.shrink_to_fit();
-        self.images.shrink_to_fit();
+        self.images.shrink();
         self.labels.finish();
         for a in &mut self.attributes {
             a.finish();
@@ -290,7 +390,7 @@ impl ItemTable {
 
     fn row_id(&self, row: usize) -> std::borrow::Cow<'_, str> {
         if self.ids_derived {
-            match self.images[row] {
+            match self.images.get(row) {
                 ImageSlot::ParquetRow { file, row } => {
                     let stem = self.stems.get(file as usize).map_or("", String::as_str);
                     format!("{stem}:{row}").into()
@@ -328,7 +428,7 @@ impl ItemTable {
     }
 
     pub fn image(&self, i: usize) -> ImageRef {
-        match self.images[self.row(i)] {
+        match self.images.get(self.row(i)) {
             ImageSlot::File(p) => ImageRef::File(text_to_path(self.paths.get(p as usize))),
             ImageSlot::ParquetRow { file, row } => ImageRef::ParquetRow {
                 file: file as usize,
@@ -393,8 +493,8 @@ impl ItemTable {
             for (file, stem) in self.stems.iter().enumerate() {
                 if let Some(&first) = firsts.get(stem.as_str()) {
                     let row_of = |f: usize| {
-                        self.images.iter().position(|s| {
-                            matches!(s, ImageSlot::ParquetRow { file: g, row: 0 } if *g as usize == f)
+                        (0..n).find(|&r| {
+                            matches!(self.images.get(r), ImageSlot::ParquetRow { file: g, row: 0 } if g as usize == f)
                         })
                     };
                     if let (Some(a), Some(b)) = (row_of(first), row_of(file)) {
@@ -421,7 +521,7 @@ impl ItemTable {
 
     /// The image of row `row` (before sampling), for messages.
     pub(crate) fn row_image(&self, row: usize) -> ImageRef {
-        match self.images[row] {
+        match self.images.get(row) {
             ImageSlot::File(p) => ImageRef::File(text_to_path(self.paths.get(p as usize))),
             ImageSlot::ParquetRow { file, row } => ImageRef::ParquetRow {
                 file: file as usize,
@@ -578,6 +678,32 @@ mod tests {
             .unwrap();
         }
         assert_eq!(same.first_duplicate_id(), Some(("a:0".to_string(), 0, 1)));
+    }
+
+    #[test]
+    fn parquet_rows_in_order_cost_no_slots_until_the_order_breaks() {
+        let mut images = Images::default();
+        // file 0: rows 0-2; file 1: empty; file 2: rows 0-1
+        for (file, row) in [(0, 0), (0, 1), (0, 2), (2, 0), (2, 1)] {
+            images.push(ImageSlot::ParquetRow { file, row });
+        }
+        assert!(matches!(images, Images::ParquetInOrder { .. }));
+        let all = |im: &Images| -> Vec<(u32, u64)> {
+            (0..im.len())
+                .map(|r| match im.get(r) {
+                    ImageSlot::ParquetRow { file, row } => (file, row),
+                    ImageSlot::File(_) => panic!(),
+                })
+                .collect()
+        };
+        assert_eq!(all(&images), [(0, 0), (0, 1), (0, 2), (2, 0), (2, 1)]);
+        // A row out of order (as after grouping) turns the column into slots, losslessly.
+        images.push(ImageSlot::ParquetRow { file: 0, row: 7 });
+        assert!(matches!(images, Images::Slots(_)));
+        assert_eq!(
+            all(&images),
+            [(0, 0), (0, 1), (0, 2), (2, 0), (2, 1), (0, 7)]
+        );
     }
 
     #[cfg(unix)]

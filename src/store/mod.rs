@@ -10,6 +10,12 @@
 //! state/                                             resume bookkeeping (error parts, shard logs)
 //! ```
 //!
+//! Rows of `embeddings/` (columns in `embeddings.rs`) name their image in `item_id`:
+//! an image row its own id, a caption row its image's id, a prompt row nothing (null). A
+//! caption's `id` is its image's id when the image has one caption and `<image id>#<k>` (k from
+//! 0, in dataset order) when it has several ([`caption_id`]), so a reader finds every caption of
+//! an image, and the positive of every caption, by `item_id` alone.
+//!
 //! Every file is written to a dot-prefixed temporary beside its final name and renamed when
 //! complete, so a killed run leaves no half file under a real name, globs never see temporaries,
 //! and a part file that exists is a finished part: a rerun skips it.
