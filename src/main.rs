@@ -46,9 +46,11 @@ enum Command {
     #[command(after_help = "Examples:\n  \
         clipflow run pipelines/demo.yaml\n  \
         clipflow run pipelines/pokemon.yaml --set dataset.path=data/pokemon --set models.0.path=models/clip-vit-b32\n  \
-        clipflow run pipelines/dtd.yaml --shard 3/16 --out /scratch/runs/dtd\n\n\
-        A rerun of the same study resumes: finished parts are skipped. Shards of one study share \
-        a run directory; the run that finds every part done writes errors.parquet and manifest.json, \
+        clipflow run pipelines/dtd.yaml --shard 3/16 --out /scratch/runs/dtd\n  \
+        clipflow run pipelines/wds_cifar10.yaml --shard 3/16\n\n\
+        A rerun of the same study resumes: finished parts are skipped. With a WebDataset, tar shard \
+        k is image part k and caption part k of each model, so a task reads only its own tar files. \
+        Shards of one study share a run directory; the run that finds every part done writes errors.parquet and manifest.json, \
         runs the analysis (tables/, plots/) and writes report.html, the whole study on one page.")]
     Run {
         /// The study YAML file.

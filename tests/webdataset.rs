@@ -558,3 +558,79 @@ fn shard_workers_list_only_their_shards_and_together_make_the_whole_run() {
     assert_eq!(a, b);
     assert!(errors(&split).is_empty(), "{:?}", errors(&split));
 }
+
+#[test]
+fn webdataset_config_errors_name_the_key_and_exit_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = clip_benchmark_layout(tmp.path());
+    let check = |dataset: &str| {
+        let s = tmp.path().join("v.yaml");
+        std::fs::write(&s, study_yaml(dataset, "")).unwrap();
+        let o = clipflow(&["validate", s.to_str().unwrap()]);
+        (o.status.code(), stderr(&o), stdout(&o))
+    };
+    let test = root.join("test");
+    for (dataset, want) in [
+        (
+            format!(
+                "  format: webdataset\n  path: {}/{{0..2}}.tar",
+                test.display()
+            ),
+            "2.tar does not exist".to_string(),
+        ),
+        (
+            format!(
+                "  format: webdataset\n  path: {}\n  sample: {{limit: 3}}",
+                test.display()
+            ),
+            "dataset.sample: does not apply to format: webdataset".into(),
+        ),
+        (
+            format!(
+                "  format: webdataset\n  path: '{}/{{0..1.tar'",
+                test.display()
+            ),
+            "dataset.path: unbalanced braces".into(),
+        ),
+        (
+            format!(
+                "  format: webdataset\n  path: {}\n  webdataset: {{caption: 'json:'}}",
+                test.display()
+            ),
+            "dataset.webdataset.caption".into(),
+        ),
+        (
+            format!(
+                "  format: webdataset\n  path: {}\n  caption_column: txt",
+                test.display()
+            ),
+            "dataset.caption_column: only applies to format: parquet".into(),
+        ),
+        (
+            format!(
+                "  format: folder\n  path: {}\n  webdataset: {{}}",
+                test.display()
+            ),
+            "dataset.webdataset: only applies to format: webdataset".into(),
+        ),
+        (
+            format!(
+                "  format: webdataset\n  path: ['{0}/0.tar', '{0}/*.tar']",
+                test.display()
+            ),
+            "is named twice".into(),
+        ),
+    ] {
+        let (code, err, _) = check(&dataset);
+        assert_eq!(code, Some(2), "{dataset}: {err}");
+        assert!(err.contains(&want), "{dataset}: wanted {want:?} in {err}");
+    }
+    // A duplicate class name in classnames.txt names the file and line.
+    std::fs::write(root.join("classnames.txt"), "a\nb\na\n").unwrap();
+    let (code, err, _) = check(&format!("  format: webdataset\n  path: {}", test.display()));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("classnames.txt: row 3") && err.contains("named twice"),
+        "{err}"
+    );
+}

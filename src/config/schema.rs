@@ -119,10 +119,12 @@ pub struct DatasetConfig {
     pub max_pixels: Option<u64>,
     /// Parquet: rows with the same value of this column are one image with several captions
     /// (sets that repeat the image row once per caption); the value becomes the item id.
-    #[serde(default)]
+    /// (Left out of the resolved config when unset, so run directories made before these
+    /// keys existed keep their config hash.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group_by: Option<String>,
     /// WebDataset: which sample fields hold the image, the caption and the label.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webdataset: Option<WebdatasetConfig>,
 }
 

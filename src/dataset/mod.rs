@@ -210,6 +210,11 @@ fn open_shards(config: &DatasetConfig) -> Result<Dataset, DatasetError> {
             f.display()
         ));
     }
+    if shards.templates.is_some() && shards.classnames.is_none() {
+        notes.push(
+            "webdataset: zero-shot templates without classnames.txt: no prompts from them".into(),
+        );
+    }
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     h.update(b"webdataset");
@@ -372,11 +377,12 @@ impl Dataset {
     }
 
     /// Zero-shot templates the dataset ships (CLIP_benchmark's
-    /// `zeroshot_classification_templates.txt`), used when the study sets no prompts.
+    /// `zeroshot_classification_templates.txt`, with its `classnames.txt`), used when the study
+    /// sets no prompts.
     pub fn templates(&self) -> Option<&[String]> {
         match &self.listing {
             Listing::Items(_) => None,
-            Listing::Shards(s) => s.templates.as_deref(),
+            Listing::Shards(s) => s.classnames.as_ref().and(s.templates.as_deref()),
         }
     }
 

@@ -59,7 +59,9 @@ impl<R: Read + Seek> Read for Seekable<R> {
 impl<R: Read + Seek> Source for Seekable<R> {
     fn skip(&mut self, n: u64) -> io::Result<u64> {
         let step = n.min(self.len.saturating_sub(self.pos));
-        self.pos = self.inner.seek(SeekFrom::Start(self.pos + step))?;
+        // Relative, so a buffered reader keeps its buffer when the skip lands inside it.
+        self.inner.seek_relative(step as i64)?;
+        self.pos += step;
         Ok(step)
     }
 }
