@@ -317,3 +317,99 @@ fn group_by_checks_and_notes() {
         stderr(&o)
     );
 }
+
+/// Through the whole pipeline: the store a multi-caption run writes is analysed with
+/// CLIP_benchmark's definitions (a caption hits when its image is in its top K; an image when
+/// any of its captions is), recomputed here from the stored vectors.
+#[test]
+fn a_multi_caption_run_measures_recall_per_caption_and_per_image() {
+    let tmp = tempfile::tempdir().unwrap();
+    let list = list_parquet(tmp.path());
+    let s = tmp.path().join("r.yaml");
+    std::fs::write(
+        &s,
+        format!(
+            "name: r\ndataset:\n  format: parquet\n  path: {}\n  id_column: image_id\n  caption_column: sentences\nmodels:\n  - path: {}\n    name: xen\nanalysis:\n  retrieval: {{k: [1, 2]}}\nreport:\n  enabled: false\n",
+            list.display(),
+            fixture("models/xenova").display()
+        ),
+    )
+    .unwrap();
+    let out = tmp.path().join("run");
+    let o = clipflow(&["run", s.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let images = rows(&out.join("embeddings/xen/image"), "clean");
+    let texts = rows(&out.join("embeddings/xen/text"), "clean");
+    let vec =
+        |bits: &[u32]| -> Vec<f64> { bits.iter().map(|b| f32::from_bits(*b) as f64).collect() };
+    let dot = |a: &[f64], b: &[f64]| -> f64 { a.iter().zip(b).map(|(x, y)| x * y).sum() };
+    let image_ids: Vec<&String> = images.keys().collect();
+    let image_vecs: Vec<Vec<f64>> = images.values().map(|r| vec(&r.3)).collect();
+    let text_items: Vec<String> = texts.values().map(|r| r.1.clone().unwrap()).collect();
+    let text_vecs: Vec<Vec<f64>> = texts.values().map(|r| vec(&r.3)).collect();
+    // A hit at K: fewer than K candidates score strictly higher than the positive.
+    let t2i = |k: usize| -> f64 {
+        let hits = text_vecs
+            .iter()
+            .zip(&text_items)
+            .filter(|(t, item)| {
+                let pos = image_ids.iter().position(|i| i == item).unwrap();
+                let s = dot(t, &image_vecs[pos]);
+                image_vecs.iter().filter(|v| dot(t, v) > s).count() < k
+            })
+            .count();
+        hits as f64 / text_vecs.len() as f64
+    };
+    let with_captions: Vec<usize> = (0..image_ids.len())
+        .filter(|&i| text_items.iter().any(|t| t == image_ids[i]))
+        .collect();
+    let i2t = |k: usize| -> f64 {
+        let hits = with_captions
+            .iter()
+            .filter(|&&i| {
+                let img = &image_vecs[i];
+                text_vecs.iter().zip(&text_items).any(|(t, item)| {
+                    item == image_ids[i] && {
+                        let s = dot(img, t);
+                        text_vecs.iter().filter(|u| dot(img, u) > s).count() < k
+                    }
+                })
+            })
+            .count();
+        hits as f64 / with_captions.len() as f64
+    };
+
+    let t = clipflow::store::read_table(&out.join("tables/retrieval.parquet")).unwrap();
+    let (dir, metric, kk, value) = (
+        t.texts("direction").unwrap(),
+        t.texts("metric").unwrap(),
+        t.ints("k").unwrap(),
+        t.floats("value").unwrap(),
+    );
+    let get = |d: &str, m: &str, k: Option<i64>| -> f64 {
+        (0..t.rows())
+            .find(|&i| {
+                dir[i].as_deref() == Some(d) && metric[i].as_deref() == Some(m) && kk[i] == k
+            })
+            .and_then(|i| value[i])
+            .unwrap_or_else(|| panic!("no {d} {m} {k:?}"))
+    };
+    assert_eq!(
+        get("text_to_image:caption", "queries", None),
+        texts.len() as f64
+    );
+    let written: usize = (0..GOOD.len())
+        .filter_map(captions_of)
+        .map(|c| c.len())
+        .sum();
+    assert_eq!(texts.len(), written);
+    assert_eq!(
+        get("image_to_text:caption", "queries", None),
+        with_captions.len() as f64
+    );
+    for k in [1usize, 2] {
+        assert!((get("text_to_image:caption", "recall", Some(k as i64)) - t2i(k)).abs() < 1e-12);
+        assert!((get("image_to_text:caption", "recall", Some(k as i64)) - i2t(k)).abs() < 1e-12);
+    }
+}
