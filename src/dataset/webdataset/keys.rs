@@ -3,8 +3,8 @@
 //! webdataset library's `tariterators` module, so a shard gives the same samples here as in
 //! `wds.WebDataset(url)`:
 //!
-//! - a member whose first path component starts and ends with `__` (and is at least four
-//!   characters: `__meta__`, `__index__/x`) is metadata and skipped;
+//! - a member whose first path component starts and ends with `__` (`__meta__`,
+//!   `__index__/x`) is metadata and skipped;
 //! - the key is everything up to the first `.` of the last path component that has one and
 //!   has no `/` after that dot; the field is the rest, lower-cased: `a/b.c/000.seg.png` is key
 //!   `a/b.c/000`, field `seg.png`. A name without such a dot (`README`) is skipped. The one
@@ -17,10 +17,12 @@
 
 /// True when webdataset skips the member as shard metadata.
 pub fn is_metadata(name: &str) -> bool {
+    // Two rules in the library: a top-level name that starts and ends with `__` (so `___`
+    // too), and the pattern `__[^/]*__($|/)` on the first component (four characters at
+    // least). Names with newlines are too odd to mirror further.
     let first = name.split('/').next().unwrap_or("");
-    // The library's pattern `__[^/]*__($|/)` cannot match across a newline at its end either;
-    // names with newlines are too odd to mirror further.
-    first.len() >= 4 && first.starts_with("__") && first.ends_with("__")
+    let top_level = !name.contains('/') && name.starts_with("__") && name.ends_with("__");
+    top_level || (first.len() >= 4 && first.starts_with("__") && first.ends_with("__"))
 }
 
 /// `(key, field)` of a member name, or `None` when the name has no field (skipped).
@@ -87,7 +89,8 @@ mod tests {
         assert!(is_metadata("__meta__"));
         assert!(is_metadata("__index__/000.json"));
         assert!(!is_metadata("__init.py"));
-        assert!(!is_metadata("___"));
+        assert!(is_metadata("___"));
+        assert!(!is_metadata("___/x.jpg"));
         assert!(!is_metadata("a/__meta__"));
         assert!(!is_metadata("000.jpg"));
     }
