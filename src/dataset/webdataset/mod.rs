@@ -42,13 +42,13 @@ use std::sync::Mutex;
 
 use flate2::read::MultiGzDecoder;
 
+use super::files::{open_regular, read_regular, DEFAULT_MAX_FILE_BYTES};
 use super::{DatasetError, ImageRef, Item};
 use crate::config::{DatasetConfig, WebdatasetConfig};
 use tar::{Entry, Seekable, Source, Streamed, TarReader};
 
-/// Largest image member read (a 89-megapixel PNG, Pillow's pixel limit, fits).
-pub const MAX_IMAGE_BYTES: u64 = 256 << 20;
-/// Largest caption, label, JSON or layout text file read.
+/// Largest caption, label, JSON or layout text file read. (Image members are held to
+/// `dataset.max_file_bytes`, like image files.)
 pub const MAX_TEXT_BYTES: u64 = 16 << 20;
 
 /// One shard file.
@@ -102,6 +102,8 @@ pub struct Shards {
     caption: Option<FieldSpec>,
     label: Option<FieldSpec>,
     caption_lines: bool,
+    /// Largest image member read: `dataset.max_file_bytes`.
+    max_image_bytes: u64,
     /// `classnames.txt`: names of the integer labels, in class order.
     pub classnames: Option<Vec<String>>,
     /// `zeroshot_classification_templates.txt`.
@@ -215,6 +217,7 @@ pub fn open(config: &DatasetConfig) -> Result<Shards, DatasetError> {
         caption: fields.1,
         label: fields.2,
         caption_lines,
+        max_image_bytes: config.max_file_bytes.unwrap_or(DEFAULT_MAX_FILE_BYTES),
         classnames,
         templates,
         layout_files,
@@ -310,21 +313,21 @@ fn class_names(path: &Path) -> Result<Vec<String>, DatasetError> {
     Ok(names)
 }
 
-/// Reads a small text file (layout files, `nshards.txt`) with a size cap.
+/// Reads a small text file (layout files, `nshards.txt`): a regular file, with a size cap.
 pub(crate) fn read_small_text(path: &Path) -> Result<String, DatasetError> {
     let io = |message: String| DatasetError::Io {
         path: path.to_path_buf(),
         message,
     };
-    let file = File::open(path).map_err(|e| io(e.to_string()))?;
-    let mut bytes = Vec::new();
-    file.take(MAX_TEXT_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| io(e.to_string()))?;
-    if bytes.len() as u64 > MAX_TEXT_BYTES {
-        return Err(io(format!("larger than {MAX_TEXT_BYTES} bytes")));
-    }
+    let bytes = read_regular(path, MAX_TEXT_BYTES).map_err(|e| io(e.to_string()))?;
     String::from_utf8(bytes).map_err(|_| io("not UTF-8 text".into()))
+}
+
+/// Opens a shard the user named: a regular file (never a FIFO or a device), of any size.
+fn open_shard(path: &Path) -> Result<File, String> {
+    open_regular(path, u64::MAX)
+        .map(|(f, _)| f)
+        .map_err(|e| e.to_string())
 }
 
 /// A sample being assembled from consecutive members.
@@ -597,7 +600,10 @@ impl Shards {
             path: path.to_path_buf(),
             message: e.to_string(),
         };
-        let mut file = File::open(path).map_err(io)?;
+        let mut file = open_shard(path).map_err(|message| DatasetError::Io {
+            path: path.to_path_buf(),
+            message,
+        })?;
         let source: Box<dyn Source + Send> = if is_gzip(&mut file).map_err(io)? {
             Box::new(Streamed(MultiGzDecoder::new(BufReader::new(file))))
         } else {
@@ -625,21 +631,22 @@ impl Shards {
                 continue;
             };
             let at = |e: &dyn std::fmt::Display| format!("{}: {e}", file.path.display());
-            if size > MAX_IMAGE_BYTES {
+            if size > self.max_image_bytes {
                 out.push((
                     slot,
                     Err(at(&format!(
-                        "image member of {size} bytes is over the limit of {MAX_IMAGE_BYTES} bytes"
+                        "image member of {size} bytes, larger than dataset.max_file_bytes ({})",
+                        self.max_image_bytes
                     ))),
                 ));
                 continue;
             }
             if open.as_ref().is_none_or(|(s, _)| *s != shard) {
-                let handle = File::open(&file.path).and_then(|mut f| {
-                    let gzip = is_gzip(&mut f)?;
+                let handle = open_shard(&file.path).and_then(|mut f| {
+                    let gzip = is_gzip(&mut f).map_err(|e| at(&e))?;
                     Ok((!gzip).then_some(f))
                 });
-                open = Some((shard, handle.map_err(|e| at(&e))));
+                open = Some((shard, handle));
             }
             let result = match open.as_mut().map(|(_, h)| h) {
                 Some(Ok(Some(f))) => f
@@ -668,7 +675,7 @@ impl Shards {
             .as_ref()
             .is_some_and(|c| c.shard == shard && c.pos <= offset);
         if !reuse {
-            let file = File::open(path).map_err(|e| at(&e))?;
+            let file = open_shard(path)?;
             *guard = Some(GzipCursor {
                 shard,
                 reader: Streamed(MultiGzDecoder::new(BufReader::new(file))),
@@ -793,6 +800,8 @@ mod tests {
             sample: SampleConfig::default(),
             attribute_columns: Vec::new(),
             max_pixels: None,
+            allow_paths_outside: false,
+            max_file_bytes: None,
             group_by: None,
             webdataset: wds,
         }
