@@ -84,17 +84,22 @@ fn main() {
             max_pixels: None,
             allow_paths_outside: false,
             max_file_bytes: None,
+            group_by: None,
+            webdataset: None,
         },
         0,
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let n = ds.items.len();
+    let all = ds
+        .read_part(0..usize::MAX)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let n = all.items.len();
     let variants = augment::variants(&[]).unwrap();
 
     // Bare ONNX Runtime: the same batches of already-preprocessed tensors.
     let (h, w) = enc.input_size;
     let plane = 3 * h * w;
-    let sample = &ds.items[..batch.min(n)];
+    let sample = &all.items[..batch.min(n)];
     let mut tensor = Vec::with_capacity(sample.len() * plane);
     for bytes in ds.fetch(sample) {
         let rgb = encode::preprocess::decode(&bytes.unwrap(), u64::MAX).unwrap();
@@ -132,7 +137,7 @@ fn main() {
     let (mut pipe_rows, mut pipe_secs, mut bare_imgs, mut bare_secs) =
         (0usize, 0.0f64, 0usize, 0.0f64);
     for r in 0..rounds {
-        let items = &ds.items[(r * chunk).min(n)..((r + 1) * chunk).min(n)];
+        let items = &all.items[(r * chunk).min(n)..((r + 1) * chunk).min(n)];
         if items.is_empty() {
             break;
         }

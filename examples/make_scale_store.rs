@@ -98,6 +98,7 @@ fn main() {
                 text: None,
                 noise,
                 noise_level: level,
+                item_id: Some(&ids[k]),
             };
             images.push(&row("clean", "none", 0.0), &unit).expect("row");
             for &s in sigmas {
@@ -117,6 +118,7 @@ fn main() {
                 text: Some(&text),
                 noise: "none",
                 noise_level: 0.0,
+                item_id: Some(&ids[k]),
             };
             texts.push(&row, &caption).expect("row");
         }
@@ -131,6 +133,7 @@ fn main() {
                     text: None,
                     noise: "gaussian",
                     noise_level: s as f64,
+                    item_id: Some(&ids[k]),
                 };
                 images
                     .push(&row, &noisy[k * sigmas.len() + si])
@@ -163,6 +166,7 @@ fn main() {
                 text: Some(&text),
                 noise: "none",
                 noise_level: 0.0,
+                item_id: None,
             };
             prompts.push(&row, &v).expect("row");
         }

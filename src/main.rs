@@ -47,7 +47,8 @@ enum Command {
         clipflow run pipelines/demo.yaml\n  \
         clipflow run pipelines/pokemon.yaml --set dataset.path=data/pokemon --set models.0.path=models/clip-vit-b32\n  \
         clipflow run pipelines/dtd.yaml --shard 3/16 --out /scratch/runs/dtd\n  \
-        clipflow run pipelines/dtd.yaml --shard auto --out /shared/runs/dtd   # in a Slurm array task\n\n\
+        clipflow run pipelines/dtd.yaml --shard auto --out /shared/runs/dtd   # in a Slurm array task\n  \
+        clipflow run pipelines/wds_cifar10.yaml --shard auto   # a tar shard is one part per model\n\n\
         A rerun of the same study resumes: finished parts are skipped. Any number of workers \
         (array tasks, pods, plain runs) may share one run directory: each part is claimed by one \
         worker, and one elected worker writes errors.parquet and manifest.json, runs the analysis \
@@ -303,10 +304,9 @@ fn cmd_run(
         progress.warn(note);
     }
     progress.info(&format!(
-        "{}: {} items ({} before sampling), {} variants, {} models, {} prompts -> {}",
+        "{}: {}, {} variants, {} models, {} prompts -> {}",
         plan.study().name,
-        plan.dataset.items.len(),
-        plan.dataset.total_items,
+        item_summary(&plan.dataset),
         plan.variants.len(),
         plan.models.len(),
         plan.prompts.len(),
@@ -354,6 +354,15 @@ fn cmd_run(
     }
 }
 
+/// `N items (M before sampling)`, or `S shards` for a WebDataset (listed as they are read).
+fn item_summary(d: &clipflow::dataset::Dataset) -> String {
+    match (d.item_count(), d.total_items(), d.shard_count()) {
+        (Some(n), Some(total), _) => format!("{n} items ({total} before sampling)"),
+        (_, _, Some(shards)) => format!("{shards} shards (samples are listed as each is read)"),
+        _ => "items".into(),
+    }
+}
+
 fn cmd_validate(pipeline: &Path, sets: &[String]) -> ExitCode {
     let plan = match load_plan(pipeline, sets, None) {
         Ok(p) => p,
@@ -361,11 +370,10 @@ fn cmd_validate(pipeline: &Path, sets: &[String]) -> ExitCode {
     };
     println!("{}: ok", pipeline.display());
     println!(
-        "  dataset: {} ({:?}), {} items ({} before sampling), {} classes",
+        "  dataset: {} ({:?}), {}, {} classes",
         plan.dataset.description,
         plan.dataset.format,
-        plan.dataset.items.len(),
-        plan.dataset.total_items,
+        item_summary(&plan.dataset),
         plan.dataset.labels().len()
     );
     let names: Vec<&str> = plan.variants.iter().map(|v| v.name.as_str()).collect();

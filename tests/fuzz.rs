@@ -20,8 +20,7 @@
 //!   CLIPFLOW_FUZZ_CASE     run only this case (with CLIPFLOW_FUZZ_SAVE=1, save its input)
 //!   CLIPFLOW_FUZZ_CASE_SECONDS  a case slower than this fails (default 20, a debug build)
 //!
-//! WebDataset: the reader is being written (src/dataset/webdataset.rs). Its target is
-//! [`dataset_target`] with tar seeds: see `webdataset_hook` at the end of this file.
+//! WebDataset: `fuzz_webdataset_reader` is [`dataset_target`] with tar seeds.
 
 mod common;
 
@@ -1278,7 +1277,11 @@ fn dataset_target(
         };
         opened.set(opened.get() + 1);
         let mut seen = 0;
-        for chunk in d.items.chunks(64) {
+        for range in d.part_ranges(64) {
+            let Ok(part) = d.read_part(range) else {
+                continue;
+            };
+            let chunk = &part.items[..];
             let fetched = d.fetch(chunk);
             if fetched.len() != chunk.len() {
                 return Err(format!(
@@ -1330,14 +1333,83 @@ fn fuzz_hf_parquet_reader() {
     );
 }
 
-/// WebDataset hook. When `DatasetFormat` has the WebDataset variant (src/dataset/webdataset.rs,
-/// on wt-wds), add a test that calls
-/// `dataset_target("fuzz_webdataset_reader", 12, DatasetFormat::Webdataset, "shard-000000.tar",
-/// &tar_seeds(), TAR_TOKENS)`, with seeds built by [`tar`] from `image_seeds()` and captions
-/// (`000001.jpg`, `000001.txt`, `000001.json`, a member with `../` in its name, a huge size
-/// field) and the dataset keys the reader takes. The hostile folder, the allocation guard and
-/// the invariants are shared.
-#[allow(dead_code)]
+/// The WebDataset reader (src/dataset/webdataset/) over mutated shards: plain and gzip tars of
+/// images, captions, classes and JSON, one with a `../` member name, a pax header and a size
+/// field far past the end of the file.
+#[test]
+fn fuzz_webdataset_reader() {
+    let images = image_seeds();
+    let plain = tar(&[
+        ("000001.jpg", &images[0]),
+        ("000001.txt", b"a caption"),
+        ("000001.cls", b"3"),
+        ("000002.png", &images[1 % images.len()]),
+        (
+            "000002.json",
+            br#"{"caption": ["one", "two"], "label": "red"}"#,
+        ),
+        ("../escape.jpg", &images[0]),
+        ("__meta__", b"x"),
+    ]);
+    let mut pax = tar(&[("PaxHeader", b"29 path=deep/dir/000003.webp\n")]);
+    pax[156] = b'x';
+    fix_checksum(&mut pax[..512]);
+    pax.truncate(1024);
+    pax.extend(tar(&[
+        ("x.webp", &images[2 % images.len()]),
+        ("000004.txt", b"tail"),
+    ]));
+    let mut huge = tar(&[("000005.jpg", &images[0]), ("000005.txt", b"cut")]);
+    huge[124..135].copy_from_slice(b"77777777777");
+    fix_checksum(&mut huge[..512]);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &plain).unwrap();
+    let gzip = gz.finish().unwrap();
+    let json = "  webdataset: {caption: 'json:caption', label: 'json:label'}\n";
+    let seeds: Vec<(Vec<u8>, &str)> = vec![
+        (plain.clone(), ""),
+        (plain, json),
+        (pax, ""),
+        (huge, ""),
+        (gzip, ""),
+    ];
+    dataset_target(
+        "fuzz_webdataset_reader",
+        12,
+        DatasetFormat::Webdataset,
+        "shard-000000.tar",
+        &seeds,
+        TAR_TOKENS,
+    );
+}
+
+const TAR_TOKENS: &[&[u8]] = &[
+    b"ustar\0",
+    b"ustar  \0",
+    b"00000000000",
+    b"77777777777",
+    b"\x80\x00\x00\x00",
+    b"\xff\xff\xff\xff",
+    b"0000644",
+    b"././@LongLink",
+    b"path=",
+    b"size=",
+    b".jpg",
+    b".txt",
+    b".cls",
+    b".json",
+    b"__",
+    b"\x1f\x8b\x08",
+];
+
+/// Recomputes a ustar header's checksum after a test changed a field.
+fn fix_checksum(h: &mut [u8]) {
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u32 = h.iter().map(|&b| b as u32).sum();
+    h[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+}
+
+/// A ustar archive of regular files (names over 100 bytes are cut).
 fn tar(members: &[(&str, &[u8])]) -> Vec<u8> {
     let mut out = Vec::new();
     for (name, data) in members {

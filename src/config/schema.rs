@@ -85,6 +85,8 @@ pub enum DatasetFormat {
     Folder,
     /// The Describable Textures Dataset release: `images/<class>/*.jpg` plus `labels/<split>.txt`.
     Dtd,
+    /// WebDataset tar shards (`.tar`, `.tar.gz`): a list, a glob or a brace range.
+    Webdataset,
 }
 
 /// `dataset:` section. Paths are relative to the working directory.
@@ -131,6 +133,59 @@ pub struct DatasetConfig {
     /// such as /dev/zero are refused whatever their size). Default 256 MB.
     #[serde(default)]
     pub max_file_bytes: Option<u64>,
+    /// Parquet: rows with the same value of this column are one image with several captions
+    /// (sets that repeat the image row once per caption); the value becomes the item id.
+    /// (Left out of the resolved config when unset, so run directories made before these
+    /// keys existed keep their config hash.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_by: Option<String>,
+    /// WebDataset: which sample fields hold the image, the caption and the label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webdataset: Option<WebdatasetConfig>,
+}
+
+/// `dataset.webdataset:` the fields of a WebDataset sample (a sample's fields are its member
+/// extensions: `000123.jpg` is field `jpg` of sample `000123`).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WebdatasetConfig {
+    /// Image fields, in order of preference: the first one a sample has is its image.
+    #[serde(default = "default_wds_image")]
+    pub image: Vec<String>,
+    /// Caption field: an extension whose member is the text (`txt`), or `<ext>:<field>` for a
+    /// field of a JSON member (`json:caption`; `a.b` for nested fields); a JSON list of
+    /// strings gives several captions. `null`: no captions.
+    #[serde(default = "default_wds_caption")]
+    pub caption: Option<String>,
+    /// Label field: `cls` (an integer, named by `classnames.txt` when present), or
+    /// `<ext>:<field>` for a JSON field (text or integer). `null`: no labels.
+    #[serde(default = "default_wds_label")]
+    pub label: Option<String>,
+    /// One caption per line of the caption text (CLIP_benchmark's retrieval sets). Default:
+    /// true when `dataset_type.txt` beside the shards says `retrieval`, else false.
+    #[serde(default)]
+    pub caption_lines: Option<bool>,
+}
+
+impl Default for WebdatasetConfig {
+    fn default() -> Self {
+        WebdatasetConfig {
+            image: default_wds_image(),
+            caption: default_wds_caption(),
+            label: default_wds_label(),
+            caption_lines: None,
+        }
+    }
+}
+
+fn default_wds_image() -> Vec<String> {
+    ["jpg", "jpeg", "png", "webp"].map(String::from).to_vec()
+}
+fn default_wds_caption() -> Option<String> {
+    Some("txt".into())
+}
+fn default_wds_label() -> Option<String> {
+    Some("cls".into())
 }
 
 /// A single path or a list of paths.

@@ -12,7 +12,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::files::FileAccess;
-use super::{DatasetError, ImageRef, Item};
+use super::listing::{ItemTable, NewItem};
+use super::{DatasetError, ImageRef};
 
 /// ImageFolder: each immediate subfolder of `root` is a class; images anywhere below it belong
 /// to that class. Files directly in `root` are not part of any class and are reported in the
@@ -21,7 +22,7 @@ pub fn list_image_folder(
     root: &Path,
     extensions: &[String],
     access: &FileAccess,
-) -> Result<(Vec<Item>, Vec<String>), DatasetError> {
+) -> Result<(ItemTable, Vec<String>), DatasetError> {
     let mut walker = Walker::new(root, extensions, access)?;
     let mut classes: Vec<(String, Vec<PathBuf>, Vec<PathBuf>)> = Vec::new();
     let mut stray = 0usize;
@@ -45,18 +46,13 @@ pub fn list_image_folder(
     for (_, files, links) in &mut classes {
         walker.follow(std::mem::take(links), files)?;
     }
-    let mut items = Vec::new();
+    let mut items = ItemTable::new(0, Vec::new());
     for (class, files, _) in classes {
         for path in files {
-            items.push(Item {
-                id: relative_id(root, &path),
-                label: Some(class.clone()),
-                caption: None,
-                image: ImageRef::File(path),
-                attributes: Vec::new(),
-            });
+            push(&mut items, &relative_id(root, &path), &class, path)?;
         }
     }
+    items.finish();
     let mut notes = walker.notes();
     if stray > 0 {
         notes.push(format!(
@@ -67,6 +63,18 @@ pub fn list_image_folder(
     Ok((items, notes))
 }
 
+fn push(items: &mut ItemTable, id: &str, class: &str, path: PathBuf) -> Result<(), DatasetError> {
+    items
+        .push(NewItem {
+            id: Some(id),
+            label: Some(class),
+            captions: &[],
+            image: ImageRef::File(path.clone()),
+            attributes: &[],
+        })
+        .map_err(|message| DatasetError::Io { path, message })
+}
+
 /// DTD: `split` names a file `labels/<split>.txt` whose lines are `<class>/<image>` paths under
 /// `images/`; `all` takes every image under `images/`. A listed path that leads outside the
 /// dataset folder is not refused here: reading it fails, and that is the item's error.
@@ -75,7 +83,7 @@ pub fn list_dtd(
     split: &str,
     extensions: &[String],
     access: &FileAccess,
-) -> Result<(Vec<Item>, Vec<String>), DatasetError> {
+) -> Result<(ItemTable, Vec<String>), DatasetError> {
     let images = root.join("images");
     if !images.is_dir() {
         return Err(DatasetError::NotFound {
@@ -113,7 +121,7 @@ pub fn list_dtd(
     };
     let bytes = access.read(&split_file).map_err(|e| io(e.to_string()))?;
     let text = String::from_utf8(bytes).map_err(|_| io("not UTF-8 text".into()))?;
-    let mut items = Vec::new();
+    let mut items = ItemTable::new(0, Vec::new());
     for (n, line) in text.lines().enumerate() {
         let rel = line.trim();
         if rel.is_empty() {
@@ -128,14 +136,9 @@ pub fn list_dtd(
         };
         // A listed image that is missing is not a listing error: it becomes that item's
         // read error in errors.parquet, and the run goes on.
-        items.push(Item {
-            id: rel.to_string(),
-            label: Some(class.to_string()),
-            caption: None,
-            image: ImageRef::File(images.join(rel)),
-            attributes: Vec::new(),
-        });
+        push(&mut items, rel, class, images.join(rel))?;
     }
+    items.finish();
     Ok((items, Vec::new()))
 }
 
@@ -347,9 +350,9 @@ mod tests {
         touch(&d.path().join("stray.png"));
         let (items, notes) =
             list_image_folder(d.path(), &["jpg".into(), "png".into()], &access(d.path())).unwrap();
-        let ids: Vec<_> = items.iter().map(|i| i.id.as_str()).collect();
+        let ids: Vec<_> = (0..items.len()).map(|i| items.id(i).into_owned()).collect();
         assert_eq!(ids, ["a/nested/3.jpg", "b/1.JPG", "b/2.png"]);
-        assert_eq!(items[0].label.as_deref(), Some("a"));
+        assert_eq!(items.label(0), Some("a"));
         assert_eq!(notes.len(), 1);
     }
 
@@ -368,7 +371,7 @@ mod tests {
         let a = access(d.path());
         let items = list_dtd(d.path(), "train1", &jpg, &a).unwrap().0;
         assert_eq!(items.len(), 1);
-        assert_eq!(items[0].label.as_deref(), Some("dotted"));
+        assert_eq!(items.label(0), Some("dotted"));
         assert_eq!(list_dtd(d.path(), "all", &jpg, &a).unwrap().0.len(), 2);
         let e = list_dtd(d.path(), "test9", &jpg, &a)
             .unwrap_err()
@@ -396,10 +399,10 @@ mod tests {
         symlink("../../outside", root.join("b/out")).unwrap();
         let png = ["png".to_string()];
         let (items, notes) = list_image_folder(&root, &png, &access(&root)).unwrap();
-        let ids: Vec<(&str, &str)> = items
-            .iter()
-            .map(|i| (i.id.as_str(), i.label.as_deref().unwrap()))
+        let ids: Vec<(String, &str)> = (0..items.len())
+            .map(|i| (items.id(i).into_owned(), items.label(i).unwrap()))
             .collect();
+        let ids: Vec<(&str, &str)> = ids.iter().map(|(i, l)| (i.as_str(), *l)).collect();
         assert_eq!(
             ids,
             [
@@ -422,7 +425,7 @@ mod tests {
         let open = FileAccess::new(&root, true, 1 << 20).unwrap();
         let (items, notes) = list_image_folder(&root, &png, &open).unwrap();
         assert_eq!(items.len(), 5);
-        assert_eq!(items[3].id, "b/out/5.png");
+        assert_eq!(items.id(3), "b/out/5.png");
         assert_eq!(notes.len(), 1, "{notes:?}");
     }
 }

@@ -405,13 +405,7 @@ impl Thumbnails<'_> {
             return out;
         };
         let wanted: std::collections::HashSet<&str> = ids.iter().copied().collect();
-        let items: Vec<crate::dataset::Item> = images
-            .dataset
-            .items
-            .iter()
-            .filter(|i| wanted.contains(i.id.as_str()))
-            .cloned()
-            .collect();
+        let items = images.dataset.items_with_ids(&wanted);
         let max_pixels = images.max_pixels;
         for (item, bytes) in items.iter().zip(images.dataset.fetch(&items)) {
             let Ok(bytes) = bytes else { continue };

@@ -6,6 +6,7 @@
 //! `errors.parquet`, runs the analysis and writes `manifest.json` and `report.html` (see
 //! `share.rs`). A shard `I/N` limits a worker to every N-th part; `--shard auto` prefers them.
 
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -91,6 +92,8 @@ pub enum RunError {
     Mismatch { run_dir: PathBuf, what: String },
     #[error("analysis: {0}")]
     Analyze(#[from] crate::analyze::AnalyzeError),
+    #[error(transparent)]
+    Dataset(#[from] crate::dataset::DatasetError),
     #[error("{path} was not written: {message}. The embeddings, tables and plots are complete; rerun the same command to write it")]
     Report { path: PathBuf, message: String },
     #[error("{0}")]
@@ -133,28 +136,34 @@ struct Part {
     number: usize,
 }
 
+/// Image and caption parts follow [`crate::dataset::Dataset::part_ranges`] (`part_size` items,
+/// or one WebDataset shard each); prompt parts are `part_size` prompts.
 fn parts(plan: &Plan) -> Vec<Part> {
     let size = plan.study().runtime.part_size;
-    let n_items = plan.dataset.items.len();
-    let caption_items = if plan.captions { n_items } else { 0 };
+    let item_ranges = plan.dataset.part_ranges(size);
+    let caption_ranges = if plan.captions {
+        item_ranges.clone()
+    } else {
+        Vec::new()
+    };
+    let n = plan.prompts.len();
+    let prompt_ranges: Vec<_> = (0..n).step_by(size).map(|s| s..(s + size).min(n)).collect();
     let mut parts = Vec::new();
     for m in 0..plan.models.len() {
-        let mut push = |work: Work, total: usize, first_number: usize| -> usize {
-            let mut number = first_number;
-            for start in (0..total).step_by(size) {
+        let mut push = |work: Work, ranges: &[std::ops::Range<usize>], first_number: usize| {
+            for (k, range) in ranges.iter().enumerate() {
                 parts.push(Part {
                     model: m,
                     work,
-                    range: start..(start + size).min(total),
-                    number,
+                    range: range.clone(),
+                    number: first_number + k,
                 });
-                number += 1;
             }
-            number
+            first_number + ranges.len()
         };
-        push(Work::Images, n_items, 0);
-        let next = push(Work::Captions, caption_items, 0);
-        push(Work::Prompts, plan.prompts.len(), next);
+        push(Work::Images, &item_ranges, 0);
+        let next = push(Work::Captions, &caption_ranges, 0);
+        push(Work::Prompts, &prompt_ranges, next);
     }
     parts
 }
@@ -292,11 +301,15 @@ pub fn execute(
                         }
                         share::PartClaim::Done => continue,
                     };
+                    // A WebDataset part's item count is known only once its shard is read:
+                    // count shards.
+                    let by_shard = plan.dataset.parts_are_shards();
                     let task = task.get_or_insert_with(|| {
                         // Items not yet written by anyone; other workers may take some of them.
                         let open: usize = group_open(&group);
                         let name = &plan.models[m].files.name;
-                        progress.task(&format!("{name} {modality}"), open as u64)
+                        let unit = if by_shard { " (shards)" } else { "" };
+                        progress.task(&format!("{name} {modality}{unit}"), open as u64)
                     });
                     let t = Instant::now();
                     let record = |rows: usize, errors: usize| {
@@ -320,9 +333,16 @@ pub fn execute(
                         &pool,
                         part,
                         &run_dir,
-                        &|n| task.advance(n),
+                        &|n| {
+                            if !by_shard {
+                                task.advance(n)
+                            }
+                        },
                         &record,
                     )?;
+                    if by_shard {
+                        task.advance(part.range.len() as u64);
+                    }
                     claim.release()?;
                     summary.parts_written += 1;
                     summary.rows_written += rows;
@@ -503,11 +523,25 @@ fn run_part(
     let path = store::part_path(run_dir, &model, modality, part.number);
     let mut writer = PartWriter::create(&path, &model, modality, encoder.dim)?;
     let batch_size = plan.models[part.model].batch_size;
-    let items: &[Item] = match part.work {
-        Work::Prompts => &[],
-        _ => &plan.dataset.items[part.range.clone()],
+    let listed = match part.work {
+        Work::Prompts => Default::default(),
+        _ => plan.dataset.read_part(part.range.clone())?,
     };
+    let items: &[Item] = &listed.items;
     let mut errors: Vec<ErrorRecord> = Vec::new();
+    // What a shard's listing could not use is the dataset's error, recorded once: by the
+    // first model's image part of that shard.
+    if part.model == 0 && part.work == Work::Images {
+        errors.extend(listed.problems.iter().map(|p| ErrorRecord {
+            model: None,
+            modality: None,
+            id: p.id.clone(),
+            variant: None,
+            stage: "read".into(),
+            source: p.source.clone(),
+            reason: p.reason.clone(),
+        }));
+    }
     match part.work {
         Work::Images => {
             let variants: &[Variant] = &plan.variants;
@@ -531,9 +565,10 @@ fn run_part(
                             id: &item.id,
                             variant: &variant.name,
                             label: item.label.as_deref(),
-                            text: item.caption.as_deref(),
+                            text: item.captions.first().map(String::as_str),
                             noise: variant.kind(),
                             noise_level: variant.level(),
+                            item_id: Some(&item.id),
                         },
                         &batch.embeddings[k * batch.dim..(k + 1) * batch.dim],
                     )?;
@@ -546,40 +581,60 @@ fn run_part(
             }
         }
         Work::Captions => {
-            // Items without a caption simply have no text row; that is not an error.
-            let with_caption: Vec<&Item> = items.iter().filter(|i| i.caption.is_some()).collect();
-            let texts: Vec<TextInput> = with_caption
+            // Every caption is a text row (ids per store::caption_id); an item without a
+            // caption simply has none, which is not an error.
+            let captions: Vec<(&Item, usize)> = items
                 .iter()
-                .map(|i| TextInput {
-                    text: i.caption.clone().unwrap_or_default(),
+                .flat_map(|i| (0..i.captions.len()).map(move |k| (i, k)))
+                .collect();
+            let texts: Vec<TextInput> = captions
+                .iter()
+                .map(|&(i, k)| TextInput {
+                    text: i.captions[k].clone(),
                 })
                 .collect();
             let mut sink = |batch: encode::EncodedBatch| -> Result<(), RunError> {
-                for (k, &(i, _)) in batch.rows.iter().enumerate() {
-                    let item = with_caption[i];
+                for (r, &(c, _)) in batch.rows.iter().enumerate() {
+                    let (item, k) = captions[c];
                     writer.push(
                         &EmbeddingRow {
-                            id: &item.id,
+                            id: &store::caption_id(&item.id, k, item.captions.len()),
                             variant: crate::augment::CLEAN,
                             label: item.label.as_deref(),
-                            text: item.caption.as_deref(),
+                            text: Some(&item.captions[k]),
                             noise: "none",
                             noise_level: 0.0,
+                            item_id: Some(&item.id),
                         },
-                        &batch.embeddings[k * batch.dim..(k + 1) * batch.dim],
+                        &batch.embeddings[r * batch.dim..(r + 1) * batch.dim],
                     )?;
                 }
                 Ok(())
             };
-            let skipped = items.len() - with_caption.len();
-            let failures = encode::encode_texts(encoder, &texts, batch_size, &mut sink, advance)?;
-            advance(skipped as u64);
+            // Progress counts items: an item is done when its last caption is.
+            let ends: Vec<usize> = items
+                .iter()
+                .scan(0, |acc, i| {
+                    *acc += i.captions.len();
+                    Some(*acc)
+                })
+                .collect();
+            let (captions_done, items_done) = (Cell::new(0usize), Cell::new(0usize));
+            let per_caption = |n: u64| {
+                captions_done.set(captions_done.get() + n as usize);
+                let complete = ends.partition_point(|&e| e <= captions_done.get());
+                advance((complete - items_done.get()) as u64);
+                items_done.set(complete);
+            };
+            let failures =
+                encode::encode_texts(encoder, &texts, batch_size, &mut sink, &per_caption)?;
+            advance((items.len() - items_done.get()) as u64);
             for f in failures {
-                let item = with_caption[f.index];
+                let (item, k) = captions[f.index];
                 errors.push(ErrorRecord {
                     model: Some(model.clone()),
                     modality: Some(modality.into()),
-                    id: item.id.clone(),
+                    id: store::caption_id(&item.id, k, item.captions.len()).into_owned(),
                     variant: None,
                     stage: f.stage.into(),
                     source: plan.dataset.source_of(item),
@@ -606,6 +661,7 @@ fn run_part(
                             text: Some(&p.text),
                             noise: "none",
                             noise_level: 0.0,
+                            item_id: None,
                         },
                         &batch.embeddings[k * batch.dim..(k + 1) * batch.dim],
                     )?;
@@ -684,15 +740,17 @@ fn write_attributes(plan: &Plan, run_dir: &Path) -> Result<(), RunError> {
     if columns.is_empty() {
         return Ok(());
     }
-    let items = &plan.dataset.items;
-    let mut table = store::Table::new("attributes").text("id", items.iter().map(|i| i.id.clone()));
+    let Some(items) = plan.dataset.item_table() else {
+        return Ok(()); // attribute columns are a Parquet key
+    };
+    let mut table =
+        store::Table::new("attributes").text("id", (0..items.len()).map(|i| items.id(i)));
     for (c, name) in columns.iter().enumerate() {
         table = table.column(
             name,
             store::Column::Text(
-                items
-                    .iter()
-                    .map(|i| i.attributes.get(c).cloned().flatten())
+                (0..items.len())
+                    .map(|i| items.attribute(i, c).map(str::to_string))
                     .collect(),
             ),
         );
@@ -728,8 +786,9 @@ fn write_manifest(plan: &Plan, run_dir: &Path, m: ManifestInputs) -> Result<(), 
             "format": d.format,
             "source": d.description,
             "fingerprint": d.fingerprint,
-            "items": d.items.len(),
-            "items_before_sampling": d.total_items,
+            "items": d.item_count(),
+            "items_before_sampling": d.total_items(),
+            "shards": d.shard_count(),
             "classes": d.labels().len(),
             "notes": d.notes,
         },

@@ -231,16 +231,22 @@ fn plan_checked(config: LoadedConfig, out: Option<&Path>) -> Result<Plan, PlanEr
             path: path.clone(),
             source: Box::new(source),
         })?;
-    let has_captions = dataset.items.iter().any(|i| i.caption.is_some());
-    let captions = study.texts.captions && has_captions;
-    let prompts = match &study.texts.prompts {
+    let captions = study.texts.captions && dataset.has_captions();
+    // A dataset that ships its templates (CLIP_benchmark's WebDataset layout) gets its prompts
+    // without YAML; its class names are used as written.
+    let shipped = dataset.templates().map(|t| PromptsConfig {
+        templates: Some(t.to_vec()),
+        file: None,
+        humanize: false,
+    });
+    let prompts = match study.texts.prompts.as_ref().or(shipped.as_ref()) {
         None => Vec::new(),
         Some(p) => {
             let labels = dataset.labels();
             if labels.is_empty() {
                 return Err(key_err(
                     "texts.prompts",
-                    "class prompts need labels, and the dataset has none (set dataset.label_column)".into(),
+                    "class prompts need labels, and the dataset has none (set dataset.label_column; a webdataset needs classnames.txt beside its shards)".into(),
                 ));
             }
             build_prompts(p, &labels).map_err(|(key, message)| key_err(key, message))?
@@ -256,7 +262,7 @@ fn plan_checked(config: LoadedConfig, out: Option<&Path>) -> Result<Plan, PlanEr
         Some(section) => {
             let facts = Facts {
                 variants: variants.iter().map(|v| v.name.clone()).collect(),
-                items: Some(dataset.items.len()),
+                items: dataset.item_count(),
             };
             Some(AnalysisPlan::new(section, &config.source, &facts)?)
         }

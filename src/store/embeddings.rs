@@ -2,7 +2,13 @@
 //!
 //! Schema (DESIGN.md's contract): `model`, `modality`, `id`, `variant`, `label` (nullable),
 //! `text` (nullable), `embedding` as `fixed_size_list<float32>[D]`, L2-normalised; plus `noise`
-//! and `noise_level`, so robustness plots need no string parsing. Parquet has no fixed-size
+//! and `noise_level`, so robustness plots need no string parsing, and `item_id` (nullable).
+//!
+//! Several captions per image: a caption row's `id` is the item id when the item has one
+//! caption (as before), and `<item id>#<k>` (k from 0, in dataset order) when it has several
+//! ([`caption_id`]); every caption row's `item_id` names its image, so retrieval finds a
+//! caption's positive without parsing ids. Image rows carry their own id in `item_id`;
+//! prompt rows have none (null). Parquet has no fixed-size
 //! list: the arrow schema in the footer (`ARROW:schema`) restores it for pyarrow and polars;
 //! DuckDB reads `FLOAT[]`. Key-value metadata records the dimension and normalisation.
 
@@ -35,6 +41,18 @@ pub struct EmbeddingRow<'a> {
     pub text: Option<&'a str>,
     pub noise: &'a str,
     pub noise_level: f64,
+    /// The image this row belongs to (image and caption rows); `None` for prompts.
+    pub item_id: Option<&'a str>,
+}
+
+/// The `id` of caption `k` of an item with `count` captions: the item id when it has one
+/// caption, `<item id>#<k>` when it has several.
+pub fn caption_id(item_id: &str, k: usize, count: usize) -> std::borrow::Cow<'_, str> {
+    if count == 1 {
+        item_id.into()
+    } else {
+        format!("{item_id}#{k}").into()
+    }
 }
 
 /// Streams rows into one part file; [`PartWriter::finish`] makes it visible.
@@ -58,6 +76,7 @@ struct Pending {
     text: Vec<Option<String>>,
     noise: Vec<String>,
     level: Vec<f64>,
+    item_id: Vec<Option<String>>,
     values: Vec<f32>,
 }
 
@@ -82,6 +101,7 @@ pub fn schema(dim: usize, model: &str) -> SchemaRef {
             Field::new("text", DataType::Utf8, true),
             Field::new("noise", DataType::Utf8, false),
             Field::new("noise_level", DataType::Float64, false),
+            Field::new("item_id", DataType::Utf8, true),
             Field::new(
                 "embedding",
                 DataType::FixedSizeList(item, dim as i32),
@@ -149,6 +169,7 @@ impl PartWriter {
         p.text.push(row.text.map(str::to_string));
         p.noise.push(row.noise.to_string());
         p.level.push(row.noise_level);
+        p.item_id.push(row.item_id.map(str::to_string));
         p.values.extend_from_slice(embedding);
         self.rows += 1;
         if p.id.len() >= ROW_GROUP_ROWS {
@@ -196,6 +217,7 @@ impl PartWriter {
                 optional(p.text),
                 strings(p.noise),
                 Arc::new(level.finish()),
+                optional(p.item_id),
                 Arc::new(list.finish()),
             ],
         )
@@ -253,6 +275,7 @@ mod tests {
                     text: None,
                     noise: "none",
                     noise_level: 0.0,
+                    item_id: Some(&id),
                 },
                 &[1.0, 0.0, i as f32],
             )
@@ -283,5 +306,14 @@ mod tests {
             .column_by_name("label")
             .unwrap()
             .is_null(list.len() - 1));
+        let item_id = last.column_by_name("item_id").unwrap().as_string::<i32>();
+        assert_eq!(item_id.value(list.len() - 1), "id4999");
+    }
+
+    #[test]
+    fn caption_ids_keep_the_item_id_for_one_caption() {
+        assert_eq!(caption_id("img7", 0, 1), "img7");
+        assert_eq!(caption_id("img7", 0, 5), "img7#0");
+        assert_eq!(caption_id("img7", 4, 5), "img7#4");
     }
 }

@@ -11,6 +11,12 @@
 //!                                                    claims, worker logs, per-part timings
 //! ```
 //!
+//! Rows of `embeddings/` (columns in `embeddings.rs`) name their image in `item_id`:
+//! an image row its own id, a caption row its image's id, a prompt row nothing (null). A
+//! caption's `id` is its image's id when the image has one caption and `<image id>#<k>` (k from
+//! 0, in dataset order) when it has several ([`caption_id`]), so a reader finds every caption of
+//! an image, and the positive of every caption, by `item_id` alone.
+//!
 //! Every file is written to a dot-prefixed temporary beside its final name and renamed when
 //! complete, so a killed run leaves no half file under a real name, globs never see temporaries,
 //! and a part file that exists is a finished part: a rerun skips it.
@@ -22,7 +28,7 @@ mod tables;
 
 use std::path::{Path, PathBuf};
 
-pub use embeddings::{read_part_rows, EmbeddingRow, PartWriter};
+pub use embeddings::{caption_id, read_part_rows, EmbeddingRow, PartWriter};
 pub use errors::{read_errors, write_errors, ErrorRecord};
 pub use reader::{
     detect_format, model_metadata, read_npy, Catalog, ClipRetrievalColumns, EmbeddingSet,
