@@ -149,7 +149,8 @@ pub struct SampleConfig {
     pub limit: Option<usize>,
 }
 
-/// Noise kinds.
+/// Noise kinds: clipflow's four, and the 19 ImageNet-C corruptions under the reference's
+/// names (`imagecorruptions.get_corruption_names("all")`).
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum NoiseKind {
@@ -157,6 +158,33 @@ pub enum NoiseKind {
     SaltPepper,
     Blur,
     Jpeg,
+    GaussianNoise,
+    ShotNoise,
+    ImpulseNoise,
+    DefocusBlur,
+    GlassBlur,
+    MotionBlur,
+    ZoomBlur,
+    Snow,
+    Frost,
+    Fog,
+    Brightness,
+    Contrast,
+    ElasticTransform,
+    Pixelate,
+    JpegCompression,
+    SpeckleNoise,
+    GaussianBlur,
+    Spatter,
+    Saturate,
+}
+
+/// Named sets of noise variants.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+pub enum NoisePreset {
+    /// Every ImageNet-C corruption (or those listed in `corruptions`) at each `severity`.
+    #[serde(rename = "imagenet-c")]
+    ImagenetC,
 }
 
 /// Units of a Gaussian σ.
@@ -170,11 +198,17 @@ pub enum NoiseUnits {
     Normalized,
 }
 
-/// One noise family with one or more levels; each level is a variant.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+/// One noise family with one or more levels (each level is a variant), or a preset.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct NoiseConfig {
-    pub kind: NoiseKind,
+    /// The noise; give `kind` or `preset`.
+    #[serde(default)]
+    pub kind: Option<NoiseKind>,
+    /// `imagenet-c`: every ImageNet-C corruption at each `severity` (frost only with
+    /// `frost_textures`).
+    #[serde(default)]
+    pub preset: Option<NoisePreset>,
     /// Gaussian: standard deviations. Blur: kernel σ in pixels at the model's input size.
     #[serde(default)]
     pub sigma: Option<Levels>,
@@ -187,6 +221,16 @@ pub struct NoiseConfig {
     /// JPEG: re-compression quality, 1..=100.
     #[serde(default)]
     pub quality: Option<Levels>,
+    /// ImageNet-C corruptions and the preset: severities, whole numbers 1..=5.
+    #[serde(default)]
+    pub severity: Option<Levels>,
+    /// The preset's corruptions to keep, by the reference's names; default all of them.
+    #[serde(default)]
+    pub corruptions: Option<Vec<NoiseKind>>,
+    /// Frost (and the preset): a folder with ImageNet-C's frost photographs (`frost1.png` …
+    /// `frost5.jpg`), which clipflow does not ship.
+    #[serde(default)]
+    pub frost_textures: Option<String>,
 }
 
 /// One number or a list of numbers.

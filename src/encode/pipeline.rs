@@ -201,7 +201,7 @@ fn prepare_item(
     let mut variant_failures = Vec::new();
     for (v, variant) in job.variants.iter().enumerate() {
         let mut tensor = vec![0.0f32; plane];
-        match variant.noise {
+        match &variant.noise {
             None => preprocess.normalize_into(&base, &mut tensor),
             Some(noise) => {
                 let mut rng = augment::rng_for(job.seed, &item.id, variant);
