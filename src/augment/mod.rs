@@ -11,6 +11,7 @@
 
 pub mod corruptions;
 mod kernels;
+pub mod text;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 pub use corruptions::{Corruption, FrostTextures};
+pub use text::{TextNoiseError, TextVariant};
 
 use crate::config::{NoiseConfig, NoiseKind, NoisePreset, NoiseUnits};
 use crate::util::seeded_rng;

@@ -280,6 +280,56 @@ pub struct TextsConfig {
     /// Class prompts for zero-shot analysis: every template filled with every class name.
     #[serde(default)]
     pub prompts: Option<PromptsConfig>,
+    /// Text perturbations: each rate of each kind is a text variant of every caption and
+    /// prompt; the `clean` text is always encoded too.
+    #[serde(default)]
+    pub noise: Vec<TextNoiseConfig>,
+}
+
+/// Text perturbation kinds (see `augment::text`).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TextNoiseKind {
+    /// Letters and digits replaced by a neighbouring QWERTY key.
+    CharKeyboard,
+    /// A random letter inserted after chosen letters.
+    CharInsert,
+    /// Letters deleted.
+    CharDelete,
+    /// Letters swapped with the next letter of their word.
+    CharSwap,
+    /// Words dropped (at least one is kept).
+    WordDrop,
+    /// Words repeated in place.
+    WordRepeat,
+    /// Chosen words permuted among themselves.
+    WordShuffle,
+    /// Random gibberish words inserted.
+    WordGibberish,
+}
+
+/// Named sets of text perturbations.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TextNoisePreset {
+    /// The four `char_*` kinds.
+    Characters,
+    /// The four `word_*` kinds.
+    Words,
+    /// All eight.
+    All,
+}
+
+/// One text perturbation (or a preset) at one or more rates; each rate is a text variant.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TextNoiseConfig {
+    #[serde(default)]
+    pub kind: Option<TextNoiseKind>,
+    #[serde(default)]
+    pub preset: Option<TextNoisePreset>,
+    /// Share of the text's letters (`char_*`) or words (`word_*`) edited, in (0, 1].
+    pub rate: Levels,
 }
 
 fn yes() -> bool {
@@ -291,6 +341,7 @@ impl Default for TextsConfig {
         TextsConfig {
             captions: true,
             prompts: None,
+            noise: Vec::new(),
         }
     }
 }

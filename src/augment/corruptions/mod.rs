@@ -33,7 +33,7 @@ mod edges;
 mod filters;
 mod frost;
 mod noise;
-mod random;
+pub(super) mod random;
 mod weather;
 
 use rand_chacha::ChaCha8Rng;
