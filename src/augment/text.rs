@@ -341,8 +341,8 @@ pub fn perturb(text: &str, noise: TextNoise, rng: &mut ChaCha8Rng) -> String {
                             let len = int_in(rng, 3, 11) as usize;
                             v.push((0..len).map(|_| random_letter(rng)).collect());
                         }
-                        if i < n {
-                            v.push(words[i].to_string());
+                        if let Some(w) = words.get(i) {
+                            v.push(w.to_string());
                         }
                     }
                     v
