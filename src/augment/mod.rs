@@ -140,10 +140,12 @@ pub fn variants(config: &[NoiseConfig]) -> Result<Vec<Variant>, AugmentError> {
     Ok(expand(config)?.0)
 }
 
-/// What a noise section leaves out and why (the `imagenet-c` preset without frost textures),
-/// for the plan's notes.
-pub fn notes(config: &[NoiseConfig]) -> Vec<String> {
-    expand(config).map(|(_, notes)| notes).unwrap_or_default()
+/// [`variants`], and what the section leaves out and why (the `imagenet-c` preset without
+/// frost textures), for the plan's notes.
+pub fn variants_with_notes(
+    config: &[NoiseConfig],
+) -> Result<(Vec<Variant>, Vec<String>), AugmentError> {
+    expand(config)
 }
 
 fn expand(config: &[NoiseConfig]) -> Result<(Vec<Variant>, Vec<String>), AugmentError> {

@@ -247,7 +247,13 @@ pub fn execute(
             if pending.is_empty() {
                 continue;
             }
-            let total: usize = pending.iter().map(|p| p.range.len()).sum();
+            // Text parts encode each caption or prompt once per text variant.
+            let per_item = if modality == "text" {
+                plan.text_variants.len()
+            } else {
+                1
+            };
+            let total: usize = pending.iter().map(|p| p.range.len() * per_item).sum();
             let task = progress.task(&format!("{name} {modality}"), total as u64);
             let t = Instant::now();
             for part in pending {
@@ -416,82 +422,53 @@ fn run_part(
                 errors.push(record(plan, &model, modality, items, &f));
             }
         }
-        Work::Captions => {
-            // Items without a caption simply have no text row; that is not an error.
-            let with_caption: Vec<&Item> = items.iter().filter(|i| i.caption.is_some()).collect();
-            let texts: Vec<TextInput> = with_caption
+        Work::Captions | Work::Prompts => {
+            // Every caption (or prompt) in every text variant (`super::texts`). Items without a
+            // caption simply have no text row; that is not an error.
+            let rows = match part.work {
+                Work::Captions => super::texts::caption_rows(plan, items),
+                _ => super::texts::prompt_rows(plan, &plan.prompts[part.range.clone()]),
+            };
+            let texts: Vec<TextInput> = rows
                 .iter()
-                .map(|i| TextInput {
-                    text: i.caption.clone().unwrap_or_default(),
+                .map(|r| TextInput {
+                    text: r.text.clone(),
                 })
                 .collect();
             let mut sink = |batch: encode::EncodedBatch| -> Result<(), RunError> {
                 for (k, &(i, _)) in batch.rows.iter().enumerate() {
-                    let item = with_caption[i];
+                    let r = &rows[i];
                     writer.push(
                         &EmbeddingRow {
-                            id: &item.id,
-                            variant: crate::augment::CLEAN,
-                            label: item.label.as_deref(),
-                            text: item.caption.as_deref(),
-                            noise: "none",
-                            noise_level: 0.0,
+                            id: r.id,
+                            variant: &r.variant.name,
+                            label: r.label,
+                            text: Some(&r.text),
+                            noise: r.variant.kind(),
+                            noise_level: r.variant.level(),
                         },
                         &batch.embeddings[k * batch.dim..(k + 1) * batch.dim],
                     )?;
                 }
                 Ok(())
             };
-            let skipped = items.len() - with_caption.len();
             let failures = encode::encode_texts(encoder, &texts, batch_size, &mut sink, advance)?;
-            advance(skipped as u64);
-            for f in failures {
-                let item = with_caption[f.index];
-                errors.push(ErrorRecord {
-                    model: Some(model.clone()),
-                    modality: Some(modality.into()),
-                    id: item.id.clone(),
-                    variant: None,
-                    stage: f.stage.into(),
-                    source: plan.dataset.source_of(item),
-                    reason: f.reason,
-                });
+            if part.work == Work::Captions {
+                let skipped = items.iter().filter(|i| i.caption.is_none()).count();
+                advance((skipped * plan.text_variants.len()) as u64);
             }
-        }
-        Work::Prompts => {
-            let prompts = &plan.prompts[part.range.clone()];
-            let texts: Vec<TextInput> = prompts
-                .iter()
-                .map(|p| TextInput {
-                    text: p.text.clone(),
-                })
-                .collect();
-            let mut sink = |batch: encode::EncodedBatch| -> Result<(), RunError> {
-                for (k, &(i, _)) in batch.rows.iter().enumerate() {
-                    let p = &prompts[i];
-                    writer.push(
-                        &EmbeddingRow {
-                            id: &p.id,
-                            variant: crate::augment::CLEAN,
-                            label: Some(&p.label),
-                            text: Some(&p.text),
-                            noise: "none",
-                            noise_level: 0.0,
-                        },
-                        &batch.embeddings[k * batch.dim..(k + 1) * batch.dim],
-                    )?;
-                }
-                Ok(())
-            };
-            let failures = encode::encode_texts(encoder, &texts, batch_size, &mut sink, advance)?;
             for f in failures {
+                let r = &rows[f.index];
                 errors.push(ErrorRecord {
                     model: Some(model.clone()),
                     modality: Some(modality.into()),
-                    id: prompts[f.index].id.clone(),
-                    variant: None,
+                    id: r.id.to_string(),
+                    variant: r.error_variant(),
                     stage: f.stage.into(),
-                    source: "texts.prompts".into(),
+                    source: r
+                        .item
+                        .map(|item| plan.dataset.source_of(item))
+                        .unwrap_or_else(|| "texts.prompts".into()),
                     reason: f.reason,
                 });
             }
@@ -619,6 +596,8 @@ fn write_manifest(plan: &Plan, run_dir: &Path, m: ManifestInputs) -> Result<(), 
             "notes": d.notes,
         },
         "variants": plan.variants.iter().map(|v| json!({"name": v.name, "noise": v.kind(), "level": v.level()})).collect::<Vec<_>>(),
+        "text_variants": plan.text_variants.iter().map(|v| json!({"name": v.name, "noise": v.kind(), "level": v.level()})).collect::<Vec<_>>(),
+        "notes": plan.notes,
         "prompts": plan.prompts.len(),
         "counts": {"embeddings": m.counts, "errors": m.errors, "parts": m.parts},
         "stage_timings": shards,

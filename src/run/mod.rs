@@ -14,6 +14,7 @@ mod execute;
 mod geometry;
 mod plan;
 mod report;
+mod texts;
 
 pub use analyze::{analyze, AnalysisSummary, AnalyzeError};
 pub use execute::{execute, RunError, RunOptions, RunSummary, Shard};

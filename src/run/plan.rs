@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::augment::{self, Variant};
+use crate::augment::{self, TextVariant, Variant};
 use crate::config::{LoadedConfig, PromptsConfig, StudyConfig};
 use crate::dataset::{self, Dataset, DEFAULT_MAX_PIXELS};
 use crate::encode::{self, DeviceRequest, ModelFiles};
@@ -16,12 +16,16 @@ pub struct Plan {
     pub run_dir: PathBuf,
     pub dataset: Dataset,
     pub variants: Vec<Variant>,
+    /// Text variants of every caption and prompt (`texts.noise`), `clean` first.
+    pub text_variants: Vec<TextVariant>,
     pub models: Vec<PlannedModel>,
     /// Encode item captions as texts.
     pub captions: bool,
     pub prompts: Vec<Prompt>,
     pub device: DeviceRequest,
     pub max_pixels: u64,
+    /// What the plan left out and why (e.g. frost without textures); shown by run and validate.
+    pub notes: Vec<String>,
 }
 
 impl Plan {
@@ -58,6 +62,11 @@ pub enum PlanError {
     Noise {
         path: PathBuf,
         source: augment::AugmentError,
+    },
+    #[error("{path}: {source}")]
+    TextNoise {
+        path: PathBuf,
+        source: augment::TextNoiseError,
     },
     #[error("{path}: {source}")]
     Model {
@@ -110,9 +119,16 @@ pub fn plan(config: LoadedConfig, out: Option<&Path>) -> Result<Plan, PlanError>
     let device =
         DeviceRequest::parse(&rt.device).map_err(|e| key_err("runtime.device", e.to_string()))?;
 
-    let variants = augment::variants(&study.noise).map_err(|source| PlanError::Noise {
-        path: path.clone(),
-        source,
+    let (variants, notes) =
+        augment::variants_with_notes(&study.noise).map_err(|source| PlanError::Noise {
+            path: path.clone(),
+            source,
+        })?;
+    let text_variants = augment::text::text_variants(&study.texts.noise).map_err(|source| {
+        PlanError::TextNoise {
+            path: path.clone(),
+            source,
+        }
     })?;
     if let Some(a) = &study.analysis {
         let names: Vec<&str> = variants.iter().map(|v| v.name.as_str()).collect();
@@ -215,6 +231,8 @@ pub fn plan(config: LoadedConfig, out: Option<&Path>) -> Result<Plan, PlanError>
         prompts,
         device,
         max_pixels,
+        notes,
+        text_variants,
     })
 }
 
