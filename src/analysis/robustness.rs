@@ -91,13 +91,13 @@ fn check_error(what: &'static str, v: f64) -> Result<(), AnalysisError> {
     }
 }
 
-/// Sorted (severity, error) pairs of each corruption, in order of first appearance; a repeated
-/// (corruption, severity) is an error.
-fn curves(
-    what: &'static str,
-    errors: &[SeverityError],
-) -> Result<Vec<(String, Vec<(u32, f64)>)>, AnalysisError> {
-    let mut out: Vec<(String, Vec<(u32, f64)>)> = Vec::new();
+/// A corruption and its (severity, error) pairs, by severity.
+type Curve = (String, Vec<(u32, f64)>);
+
+/// The curve of each corruption, in order of first appearance; a repeated (corruption,
+/// severity) is an error.
+fn curves(what: &'static str, errors: &[SeverityError]) -> Result<Vec<Curve>, AnalysisError> {
+    let mut out: Vec<Curve> = Vec::new();
     for e in errors {
         check_error(what, e.error)?;
         let pos = match out.iter().position(|(c, _)| *c == e.corruption) {
