@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct StudyConfig {
-    /// Run name; the run directory is `runs/<name>` unless `--out` is given.
+    /// Run name; the run directory is `runs/<name>` unless `--out` is given. A name, not a
+    /// path: separators and `..` are refused (`out:` is for paths).
+    #[serde(deserialize_with = "run_name")]
     pub name: String,
     /// Seed of every random choice (sampling, noise). Same config and seed, same bytes.
     #[serde(default)]
@@ -30,10 +32,15 @@ pub struct StudyConfig {
     pub runtime: RuntimeConfig,
     /// What to compute from the store once every part is written; nothing when absent.
     #[serde(default)]
-    pub analysis: Option<AnalysisConfig>,
+    pub analysis: Option<AnalysisSection>,
     /// The HTML report written after the analysis (`report.html` in the run directory).
     #[serde(default)]
     pub report: ReportConfig,
+    /// How images are decoded and resized (`exact`, Pillow's pixels, unless `mode: fast`).
+    /// Left out of the serialised config when it is the default, so existing runs keep their
+    /// config hash.
+    #[serde(default, skip_serializing_if = "PreprocessConfig::is_default")]
+    pub preprocess: PreprocessConfig,
 }
 
 /// `report:` section: one self-contained HTML page with every table, plot and gallery.
@@ -115,6 +122,15 @@ pub struct DatasetConfig {
     /// against decompression bombs. Default: Pillow's limit, 89,478,485 pixels.
     #[serde(default)]
     pub max_pixels: Option<u64>,
+    /// Read files the dataset names (Parquet `path` cells, split lists, links in a folder)
+    /// even when they resolve outside the dataset folder. Off by default: a path in the data
+    /// is not a licence to read the rest of the disk.
+    #[serde(default)]
+    pub allow_paths_outside: bool,
+    /// Image files larger than this are recorded as errors instead of read (special files
+    /// such as /dev/zero are refused whatever their size). Default 256 MB.
+    #[serde(default)]
+    pub max_file_bytes: Option<u64>,
 }
 
 /// A single path or a list of paths.
@@ -254,8 +270,9 @@ impl Levels {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
-    /// The name in every output row and table; default: the folder name.
-    #[serde(default)]
+    /// The name in every output row and table; default: the folder name. It names a folder of
+    /// the run directory, so separators and `..` are refused.
+    #[serde(default, deserialize_with = "model_name")]
     pub name: Option<String>,
     /// The model folder (Xenova, optimum or fastembed layout, see the README).
     pub path: String,
@@ -336,6 +353,69 @@ fn yes() -> bool {
     true
 }
 
+/// Why `name` cannot name one folder: a separator or `.`/`..` would put the folder elsewhere.
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name.contains(['/', '\\', '\0']) || name == "." || name == ".." {
+        Err(format!(
+            "{name:?} is not a name: it names one folder, so no / or \\ in it, and not . or .."
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// Checks a name while its YAML scalar is being read, so the error carries the scalar's line.
+struct NameVisitor {
+    /// Appended to the message: where to put a path instead.
+    instead: &'static str,
+}
+
+impl serde::de::Visitor<'_> for NameVisitor {
+    type Value = String;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a name")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
+        check_name(v)
+            .map(|()| v.to_string())
+            .map_err(|m| E::custom(format!("{m}{}", self.instead)))
+    }
+}
+
+/// `name:` of the study: the run directory is `runs/<name>`, so it must stay one folder there.
+fn run_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    d.deserialize_str(NameVisitor {
+        instead: " (set out: for another run directory)",
+    })
+}
+
+/// `models[].name`: the folder of the model's embeddings in the run directory.
+fn model_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    struct Optional;
+    impl<'de> serde::de::Visitor<'de> for Optional {
+        type Value = Option<String>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a name")
+        }
+
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_str(NameVisitor { instead: "" }).map(Some)
+        }
+    }
+    d.deserialize_option(Optional)
+}
+
 impl Default for TextsConfig {
     fn default() -> Self {
         TextsConfig {
@@ -411,560 +491,38 @@ impl Default for RuntimeConfig {
     }
 }
 
-/// `analysis:` section. Each present key turns a stage on; `{}` takes its defaults.
+/// `analysis:` as written: stage keys and their settings.
+///
+/// The settings of each analysis stage are typed by the stage itself (`src/analyze/stages/`),
+/// so that a new stage is one file plus one registry line. Config sits upstream of every
+/// stage and cannot name their types, so it keeps the section as a YAML mapping; the analysis
+/// registry reads it, and [`crate::config::Source`] puts the line numbers back on its errors.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(transparent)]
+pub struct AnalysisSection(pub serde_norway::Mapping);
+
+/// `preprocess:` section.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct AnalysisConfig {
-    #[serde(default, deserialize_with = "on_if_present")]
-    pub similarity: Option<SimilarityConfig>,
-    #[serde(default, deserialize_with = "on_if_present")]
-    pub retrieval: Option<RetrievalConfig>,
-    #[serde(default, deserialize_with = "on_if_present")]
-    pub zero_shot: Option<ZeroShotConfig>,
-    #[serde(default, deserialize_with = "on_if_present")]
-    pub cluster: Option<ClusterConfig>,
-    #[serde(default, deserialize_with = "on_if_present")]
-    pub probe: Option<ProbeConfig>,
-    #[serde(default, deserialize_with = "on_if_present")]
-    pub projection: Option<ProjectionConfig>,
-    #[serde(default, deserialize_with = "on_if_present")]
-    pub dimension_sweep: Option<DimensionSweepConfig>,
-    #[serde(default, deserialize_with = "on_if_present")]
-    pub subspaces: Option<SubspaceConfig>,
-    #[serde(default, deserialize_with = "on_if_present")]
-    pub topology: Option<TopologyConfig>,
-    #[serde(default, deserialize_with = "on_if_present")]
-    pub attributes: Option<AttributesConfig>,
-    /// Where noisy images go in image-to-image comparisons (kNN and linear probes).
+pub struct PreprocessConfig {
+    /// `exact` (default): the pixels Pillow gives. `fast`: JPEGs are decoded at 1/2, 1/4 or 1/8
+    /// scale in the DCT domain while that stays at least the resize target, then resized
+    /// exactly; faster, not Pillow's pixels (README, "Benchmarks and fidelity").
     #[serde(default)]
-    pub noise_on: NoiseTarget,
-    /// CLIP's logit scale for softmax over similarities.
-    #[serde(default = "logit_scale")]
-    pub logit_scale: f64,
+    pub mode: PreprocessMode,
 }
 
-impl AnalysisConfig {
-    /// Value checks the types cannot express, so a bad setting fails before hours of
-    /// encoding rather than after. Returns the key (under `analysis.`) and the reason.
-    pub fn check(&self) -> Result<(), (String, String)> {
-        let err = |key: &str, msg: &str| Err((format!("analysis.{key}"), msg.to_string()));
-        let fraction = |v: f64| v > 0.0 && v < 1.0;
-        if !(self.logit_scale.is_finite() && self.logit_scale > 0.0) {
-            return err("logit_scale", "must be a positive number");
-        }
-        if let Some(r) = &self.retrieval {
-            if r.k.is_empty() || r.k.contains(&0) {
-                return err("retrieval.k", "list cut-offs of at least 1");
-            }
-        }
-        if let Some(c) = &self.cluster {
-            if c.k == Some(0) || c.restarts == 0 || c.min_samples == 0 {
-                return err("cluster", "k, restarts and min_samples must be at least 1");
-            }
-            if c.eps.is_some_and(|e| !(e.is_finite() && e > 0.0)) {
-                return err("cluster.eps", "must be a positive number");
-            }
-        }
-        if let Some(p) = &self.probe {
-            if p.knn_k == 0 {
-                return err("probe.knn_k", "must be at least 1");
-            }
-            if !fraction(p.test_fraction) {
-                return err("probe.test_fraction", "must be strictly between 0 and 1");
-            }
-        }
-        if let Some(p) = &self.projection {
-            if p.methods.is_empty() {
-                return err("projection.methods", "list at least one of pca, tsne, umap");
-            }
-            if p.methods.contains(&ProjectionMethod::Tsne)
-                && (p.perplexities.is_empty()
-                    || p.perplexities.iter().any(|v| !(v.is_finite() && *v > 0.0)))
-            {
-                return err("projection.perplexities", "list positive perplexities");
-            }
-            if p.tsne_iterations < 250 {
-                return err(
-                    "projection.tsne_iterations",
-                    "must be at least 250 (the early-exaggeration phase)",
-                );
-            }
-            if p.umap_neighbors < 2 {
-                return err("projection.umap_neighbors", "must be at least 2");
-            }
-            if !(p.umap_min_dist.is_finite() && p.umap_min_dist >= 0.0) {
-                return err("projection.umap_min_dist", "must be 0 or more");
-            }
-            if p.max_points < 10 {
-                return err("projection.max_points", "must be at least 10");
-            }
-            if p.trustworthiness_k == 0 {
-                return err("projection.trustworthiness_k", "must be at least 1");
-            }
-        }
-        if let Some(d) = &self.dimension_sweep {
-            if d.dims.is_empty() || d.dims.contains(&0) {
-                return err("dimension_sweep.dims", "list dimensions of at least 1");
-            }
-            if !fraction(d.fit_fraction) {
-                return err(
-                    "dimension_sweep.fit_fraction",
-                    "must be strictly between 0 and 1",
-                );
-            }
-            if d.k.is_empty() || d.k.contains(&0) {
-                return err("dimension_sweep.k", "list cut-offs of at least 1");
-            }
-            if !(d.tolerance.is_finite() && d.tolerance >= 0.0) {
-                return err("dimension_sweep.tolerance", "must be 0 or more");
-            }
-        }
-        if let Some(s) = &self.subspaces {
-            if s.rank == 0 {
-                return err("subspaces.rank", "must be at least 1");
-            }
-        }
-        if let Some(t) = &self.topology {
-            if t.max_dim > 1 {
-                return err("topology.max_dim", "must be 0 or 1 (H0, H1)");
-            }
-            if t.max_points < 3 {
-                return err("topology.max_points", "must be at least 3");
-            }
-        }
-        if let Some(a) = &self.attributes {
-            if a.components == 0 {
-                return err("attributes.components", "must be at least 1");
-            }
-            if !fraction(a.test_fraction) {
-                return err(
-                    "attributes.test_fraction",
-                    "must be strictly between 0 and 1",
-                );
-            }
-            if a.columns.as_ref().is_some_and(|c| c.is_empty()) {
-                return err(
-                    "attributes.columns",
-                    "list at least one column, or leave it out",
-                );
-            }
-        }
-        Ok(())
+impl PreprocessConfig {
+    pub fn is_default(&self) -> bool {
+        *self == PreprocessConfig::default()
     }
 }
 
-fn logit_scale() -> f64 {
-    100.0
-}
-
-/// A present key turns its stage on even when empty (`zero_shot:` as well as `zero_shot: {}`).
-fn on_if_present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de> + Default,
-{
-    Ok(Some(Option::<T>::deserialize(d)?.unwrap_or_default()))
-}
-
-/// Which side of a comparison gets the noisy variant.
+/// See [`PreprocessConfig::mode`].
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
-pub enum NoiseTarget {
-    /// Noisy queries against a clean gallery (e.g. noisy test images, clean training images).
+pub enum PreprocessMode {
     #[default]
-    Queries,
-    /// Clean queries against a noisy gallery.
-    Gallery,
-    Both,
-}
-
-/// Similarity matrices between chosen texts and images.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct SimilarityConfig {
-    /// Take the first N items of each class (default 2), unless `ids` or `query` is given.
-    #[serde(default)]
-    pub per_class: Option<usize>,
-    /// Exactly these item ids.
-    #[serde(default)]
-    pub ids: Option<Vec<String>>,
-    /// Items whose caption contains this text (case-insensitive).
-    #[serde(default)]
-    pub query: Option<String>,
-    /// At most this many items (default 16).
-    #[serde(default)]
-    pub max_items: Option<usize>,
-}
-
-/// Which gallery items count as positives for a query.
-#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum PositivesKind {
-    /// Captions when the store has them, else labels.
-    #[default]
-    Auto,
-    /// The image and the caption of the same item (Pokemon-style).
-    Caption,
-    /// Any item with the same label (class-level).
-    Label,
-}
-
-/// Text-to-image and image-to-text retrieval.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct RetrievalConfig {
-    #[serde(default = "default_ks")]
-    pub k: Vec<usize>,
-    #[serde(default)]
-    pub positives: PositivesKind,
-    /// Queries whose top hits are kept for the report's galleries.
-    #[serde(default = "default_galleries")]
-    pub galleries: usize,
-    /// Hits per gallery.
-    #[serde(default = "default_gallery_k")]
-    pub gallery_k: usize,
-}
-
-impl Default for RetrievalConfig {
-    fn default() -> Self {
-        RetrievalConfig {
-            k: default_ks(),
-            positives: PositivesKind::Auto,
-            galleries: default_galleries(),
-            gallery_k: default_gallery_k(),
-        }
-    }
-}
-
-fn default_ks() -> Vec<usize> {
-    vec![1, 5, 10]
-}
-fn default_galleries() -> usize {
-    5
-}
-fn default_gallery_k() -> usize {
-    5
-}
-
-/// Zero-shot classification with the study's class prompts.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ZeroShotConfig {}
-
-/// Clustering methods.
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum ClusterMethod {
-    Kmeans,
-    Ward,
-    Dbscan,
-}
-
-/// Clustering of image embeddings, scored against the labels.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ClusterConfig {
-    #[serde(default = "default_methods")]
-    pub methods: Vec<ClusterMethod>,
-    /// Number of clusters; default the number of labels.
-    #[serde(default)]
-    pub k: Option<usize>,
-    /// k-means restarts (best inertia wins).
-    #[serde(default = "default_restarts")]
-    pub restarts: usize,
-    /// DBSCAN neighbourhood radius in cosine distance; default: the median distance to the
-    /// `min_samples`-th neighbour.
-    #[serde(default)]
-    pub eps: Option<f64>,
-    #[serde(default = "default_min_samples")]
-    pub min_samples: usize,
-}
-
-impl Default for ClusterConfig {
-    fn default() -> Self {
-        ClusterConfig {
-            methods: default_methods(),
-            k: None,
-            restarts: default_restarts(),
-            eps: None,
-            min_samples: default_min_samples(),
-        }
-    }
-}
-
-fn default_methods() -> Vec<ClusterMethod> {
-    vec![ClusterMethod::Kmeans, ClusterMethod::Ward]
-}
-fn default_restarts() -> usize {
-    10
-}
-fn default_min_samples() -> usize {
-    5
-}
-
-/// How separable the classes are: kNN and a linear probe on a seeded split.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ProbeConfig {
-    #[serde(default = "default_knn")]
-    pub knn_k: usize,
-    #[serde(default = "default_test_fraction")]
-    pub test_fraction: f64,
-}
-
-impl Default for ProbeConfig {
-    fn default() -> Self {
-        ProbeConfig {
-            knn_k: default_knn(),
-            test_fraction: default_test_fraction(),
-        }
-    }
-}
-
-fn default_knn() -> usize {
-    10
-}
-fn default_test_fraction() -> f64 {
-    0.3
-}
-
-/// 2-D projection methods.
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum ProjectionMethod {
-    Pca,
-    Tsne,
-    Umap,
-}
-
-/// PCA spectrum and 2-D maps (PCA, t-SNE, UMAP) of the image embeddings of every variant.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ProjectionConfig {
-    #[serde(default = "default_projection_methods")]
-    pub methods: Vec<ProjectionMethod>,
-    /// t-SNE runs once per perplexity.
-    #[serde(default = "default_perplexities")]
-    pub perplexities: Vec<f64>,
-    /// t-SNE iterations (scikit-learn's `max_iter`).
-    #[serde(default = "default_tsne_iterations")]
-    pub tsne_iterations: usize,
-    #[serde(default = "default_umap_neighbors")]
-    pub umap_neighbors: usize,
-    #[serde(default = "default_umap_min_dist")]
-    pub umap_min_dist: f64,
-    /// Maps are drawn from a seeded sample of at most this many images (the same images in
-    /// every variant); the PCA spectrum uses every image.
-    #[serde(default = "default_projection_points")]
-    pub max_points: usize,
-    /// Neighbourhood size of the trustworthiness score of each map.
-    #[serde(default = "default_trustworthiness_k")]
-    pub trustworthiness_k: usize,
-    /// Image variants to map (`clean`, `gaussian-0.1`, ...); default every variant. t-SNE and
-    /// UMAP cost seconds to minutes per map, so long noise lists may want a few.
-    #[serde(default)]
-    pub variants: Option<Vec<String>>,
-}
-
-impl Default for ProjectionConfig {
-    fn default() -> Self {
-        ProjectionConfig {
-            methods: default_projection_methods(),
-            perplexities: default_perplexities(),
-            tsne_iterations: default_tsne_iterations(),
-            umap_neighbors: default_umap_neighbors(),
-            umap_min_dist: default_umap_min_dist(),
-            max_points: default_projection_points(),
-            trustworthiness_k: default_trustworthiness_k(),
-            variants: None,
-        }
-    }
-}
-
-fn default_projection_methods() -> Vec<ProjectionMethod> {
-    vec![
-        ProjectionMethod::Pca,
-        ProjectionMethod::Tsne,
-        ProjectionMethod::Umap,
-    ]
-}
-fn default_perplexities() -> Vec<f64> {
-    vec![10.0, 30.0]
-}
-fn default_tsne_iterations() -> usize {
-    1000
-}
-fn default_umap_neighbors() -> usize {
-    15
-}
-fn default_umap_min_dist() -> f64 {
-    0.1
-}
-fn default_projection_points() -> usize {
-    5000
-}
-fn default_trustworthiness_k() -> usize {
-    10
-}
-
-/// Which embeddings a PCA is fitted on.
-#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum FitOn {
-    Images,
-    Texts,
-    /// Images and texts of the fit split together.
-    #[default]
-    Both,
-}
-
-/// Retrieval and zero-shot quality after PCA to fewer dimensions.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct DimensionSweepConfig {
-    /// Target dimensions; values at or above the model's dimension are skipped, and the full
-    /// dimension is always measured as the reference.
-    #[serde(default = "default_sweep_dims")]
-    pub dims: Vec<usize>,
-    /// Share of the items (seeded) the PCA is fitted on; the metrics use the others.
-    #[serde(default = "default_fit_fraction")]
-    pub fit_fraction: f64,
-    #[serde(default)]
-    pub fit_on: FitOn,
-    /// Recall@K cut-offs measured at every dimension.
-    #[serde(default = "default_ks")]
-    pub k: Vec<usize>,
-    /// The smallest dimension whose metric is at most this far (absolute) below the full
-    /// dimension's is reported per metric.
-    #[serde(default = "default_sweep_tolerance")]
-    pub tolerance: f64,
-    /// Subtract the fitted mean before projecting (scikit-learn's `PCA.transform`). Off by
-    /// default: without it the full-rank projection is a rotation, so cosines at D′ = D are
-    /// the original ones and the sweep measures what dropping dimensions alone costs; centring
-    /// also moves the origin the cosines are taken around (and, fitted on both modalities,
-    /// partly closes the gap between them), which changes the metrics at every D′.
-    #[serde(default)]
-    pub centre: bool,
-}
-
-impl Default for DimensionSweepConfig {
-    fn default() -> Self {
-        DimensionSweepConfig {
-            dims: default_sweep_dims(),
-            fit_fraction: default_fit_fraction(),
-            fit_on: FitOn::Both,
-            k: default_ks(),
-            tolerance: default_sweep_tolerance(),
-            centre: false,
-        }
-    }
-}
-
-fn default_sweep_dims() -> Vec<usize> {
-    vec![2, 4, 8, 16, 32, 64, 128, 256, 512]
-}
-fn default_fit_fraction() -> f64 {
-    0.5
-}
-fn default_sweep_tolerance() -> f64 {
-    0.01
-}
-
-/// Principal angles between the classes' subspaces (clean images).
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct SubspaceConfig {
-    /// Dimension r of each class's PCA basis.
-    #[serde(default = "default_subspace_rank")]
-    pub rank: usize,
-}
-
-impl Default for SubspaceConfig {
-    fn default() -> Self {
-        SubspaceConfig {
-            rank: default_subspace_rank(),
-        }
-    }
-}
-
-fn default_subspace_rank() -> usize {
-    5
-}
-
-/// Distance used by the topology stage.
-#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum MetricName {
-    #[default]
-    Euclidean,
-    Cosine,
-}
-
-/// Vietoris–Rips persistence (H0, H1) of each variant's image embeddings.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct TopologyConfig {
-    /// Seeded sample size (the same images in every variant).
-    #[serde(default = "default_topology_points")]
-    pub max_points: usize,
-    #[serde(default)]
-    pub metric: MetricName,
-    /// Highest homology dimension, 0 or 1.
-    #[serde(default = "default_max_dim")]
-    pub max_dim: usize,
-    /// Image variants to compare with the clean one; default every variant.
-    #[serde(default)]
-    pub variants: Option<Vec<String>>,
-}
-
-impl Default for TopologyConfig {
-    fn default() -> Self {
-        TopologyConfig {
-            max_points: default_topology_points(),
-            metric: MetricName::Euclidean,
-            max_dim: default_max_dim(),
-            variants: None,
-        }
-    }
-}
-
-fn default_topology_points() -> usize {
-    500
-}
-fn default_max_dim() -> usize {
-    1
-}
-
-/// Attribute probing: how boolean or categorical metadata lines up with the principal
-/// components, and how well a linear probe predicts it.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct AttributesConfig {
-    /// Columns to probe; default every column of the attributes file.
-    #[serde(default)]
-    pub columns: Option<Vec<String>>,
-    /// Parquet with an `id` column and the attributes; default `attributes.parquet` next to
-    /// the store (what `clipflow run` writes from `dataset.attribute_columns`).
-    #[serde(default)]
-    pub path: Option<String>,
-    /// Principal components correlated with each attribute.
-    #[serde(default = "default_attribute_components")]
-    pub components: usize,
-    #[serde(default = "default_test_fraction")]
-    pub test_fraction: f64,
-}
-
-impl Default for AttributesConfig {
-    fn default() -> Self {
-        AttributesConfig {
-            columns: None,
-            path: None,
-            components: default_attribute_components(),
-            test_fraction: default_test_fraction(),
-        }
-    }
-}
-
-fn default_attribute_components() -> usize {
-    10
+    Exact,
+    Fast,
 }
