@@ -347,24 +347,12 @@ mod tests {
     fn every_corruption_runs_at_every_severity_and_stays_in_range() {
         let base = test_image(40, 36);
         for c in ALL.into_iter().filter(|c| *c != Corruption::Frost) {
-            let mut previous = 0.0;
             for s in 1..=5u8 {
                 let mut img = base.clone();
                 corrupt(&mut img, c, s, &mut seeded_rng(1, &["t"]), None).unwrap();
                 assert_eq!(img.data.len(), base.data.len());
                 assert!(img.data.iter().all(|v| (0.0..=1.0).contains(v)), "{c:?}");
-                let change: f32 = img
-                    .data
-                    .iter()
-                    .zip(&base.data)
-                    .map(|(a, b)| (a - b).abs())
-                    .sum::<f32>()
-                    / base.data.len() as f32;
-                assert!(change > 0.0, "{c:?} {s} changed nothing");
-                if s == 1 {
-                    previous = change;
-                }
-                let _ = previous;
+                assert_ne!(img.data, base.data, "{c:?} {s} changed nothing");
             }
         }
     }
