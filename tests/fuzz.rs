@@ -793,12 +793,15 @@ fn fuzz_image_run_path() {
             // As encode::pipeline::prepare_item does. The pixel limit is a user setting; a
             // small one keeps a debug build from spending seconds resizing an allowed 80-Mpixel
             // claim, while the check under test (limit before allocation) is the same.
-            let Ok(rgb) = preprocess::decode(input, FUZZ_MAX_PIXELS) else {
+            let mode = if input.len() % 2 == 0 {
+                preprocess::Mode::Exact
+            } else {
+                preprocess::Mode::Fast
+            };
+            let Ok(crop) = pre.load(input, FUZZ_MAX_PIXELS, mode) else {
                 return Ok(());
             };
-            let Ok(base) = pre.to_pixels(&rgb) else {
-                return Ok(());
-            };
+            let base = pre.pixels_of(&crop);
             // Every variant on one case in four: noise in a debug build is slow, and decoding
             // is what the bytes reach.
             let every = input.len() % 4 == 0;

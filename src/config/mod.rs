@@ -417,6 +417,34 @@ mod tests {
     }
 
     #[test]
+    fn claim_timeout_takes_seconds_or_a_unit_and_names_the_key_when_bad() {
+        let timeout = |v: &str| {
+            parse(
+                Path::new("s.yaml"),
+                &format!("{MINIMAL}runtime:\n  claim_timeout: {v}\n"),
+                &[],
+            )
+            .map(|s| s.runtime.claim_timeout)
+        };
+        assert_eq!(
+            parse(Path::new("s.yaml"), MINIMAL, &[])
+                .unwrap()
+                .runtime
+                .claim_timeout,
+            600.0
+        );
+        assert_eq!(timeout("90").unwrap(), 90.0);
+        assert_eq!(timeout("90s").unwrap(), 90.0);
+        assert_eq!(timeout("2.5m").unwrap(), 150.0);
+        assert_eq!(timeout("1h").unwrap(), 3600.0);
+        for bad in ["0", "0.5s", "soon", "-3m", ".inf"] {
+            let e = err(&format!("{MINIMAL}runtime:\n  claim_timeout: {bad}\n"), &[]);
+            assert!(e.contains("runtime.claim_timeout"), "{bad}: {e}");
+            assert!(e.contains(":8:"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn a_duplicate_key_names_its_own_line() {
         let text = MINIMAL.replace("  path: data/x\n", "  path: data/x\n  format: dtd\n");
         let e = err(&text, &[]);

@@ -463,6 +463,49 @@ pub struct RuntimeConfig {
     /// Prepared batches waiting for the model; bounds memory.
     #[serde(default = "default_queue")]
     pub queue_depth: usize,
+    /// Workers sharing a run directory take over a part whose claim has had no heartbeat for
+    /// this long (seconds, or `90s`, `10m`, `1h`). Longer than any pause of a live worker.
+    #[serde(
+        default = "default_claim_timeout",
+        deserialize_with = "duration_seconds"
+    )]
+    pub claim_timeout: f64,
+}
+
+fn default_claim_timeout() -> f64 {
+    600.0
+}
+
+/// A duration in seconds: a number, or a number with a unit `s`, `m` or `h`; at least 1 s.
+fn duration_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Number(f64),
+        Text(String),
+    }
+    let bad = |what: &str| {
+        serde::de::Error::custom(format!(
+            "{what}: expected seconds (600) or a duration with a unit (90s, 10m, 1h), at least 1 s"
+        ))
+    };
+    let seconds = match Raw::deserialize(d)? {
+        Raw::Number(n) => n,
+        Raw::Text(t) => {
+            let t = t.trim();
+            let (number, scale) = match t.char_indices().last() {
+                Some((i, 's')) => (&t[..i], 1.0),
+                Some((i, 'm')) => (&t[..i], 60.0),
+                Some((i, 'h')) => (&t[..i], 3600.0),
+                _ => (t, 1.0),
+            };
+            number.trim().parse::<f64>().map_err(|_| bad(t))? * scale
+        }
+    };
+    if !(seconds.is_finite() && seconds >= 1.0) {
+        return Err(bad(&seconds.to_string()));
+    }
+    Ok(seconds)
 }
 
 fn auto() -> String {
@@ -487,6 +530,7 @@ impl Default for RuntimeConfig {
             batch_size: default_batch(),
             part_size: default_part_size(),
             queue_depth: default_queue(),
+            claim_timeout: default_claim_timeout(),
         }
     }
 }
