@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use clipflow::encode::{self, Preprocess, TextTokenizer, CLIP_CONTEXT};
 use clipflow::progress::Progress;
 use clipflow::run::{self, RunOptions};
-use clipflow::{config, synth};
+use clipflow::{augment, config, synth};
 
 /// Exit code for a usage or config error (nothing was written).
 const USAGE: u8 = 2;
@@ -162,10 +162,19 @@ enum Inspect {
         #[arg(long, default_value_t = CLIP_CONTEXT)]
         context: usize,
     },
-    /// Write the exact float32 tensor [1,3,H,W] the vision model receives, as .npy.
-    #[command(
-        after_help = "Example:\n  clipflow inspect preprocess --model models/texture-clip photo.jpg --out photo.npy"
-    )]
+    /// Write the exact float32 tensor [1,3,H,W] the vision model receives, as .npy,
+    /// optionally under one noise variant.
+    #[command(after_help = "Examples:\n  \
+        clipflow inspect preprocess --model models/texture-clip photo.jpg --out photo.npy\n  \
+        clipflow inspect preprocess --model models/texture-clip photo.jpg --noise contrast:3 --out c3.npy\n  \
+        clipflow inspect preprocess --model models/texture-clip photo.jpg --noise gaussian_noise:1 --seed 7 --id a/photo.jpg --out g1.npy\n\n\
+        KIND:LEVEL is an ImageNet-C corruption and severity 1-5 under the reference's names \
+        (gaussian_noise, shot_noise, impulse_noise, speckle_noise, defocus_blur, glass_blur, \
+        motion_blur, zoom_blur, gaussian_blur, snow, frost, fog, spatter, brightness, contrast, \
+        saturate, elastic_transform, pixelate, jpeg_compression), or one of gaussian:SIGMA, \
+        gaussian_norm:SIGMA, salt_pepper:AMOUNT, blur:SIGMA, jpeg:QUALITY. Random noise draws \
+        from the stream of (--seed, --id, variant): a study's seed and an item's id give that \
+        item's variant exactly.")]
     Preprocess {
         /// The model folder (its preprocessor_config.json is used).
         #[arg(long, value_name = "DIR")]
@@ -183,6 +192,18 @@ enum Inspect {
         /// `preprocess.mode` in a study.
         #[arg(long, value_name = "MODE", default_value = "exact", value_parser = ["exact", "fast"])]
         mode: String,
+        /// Apply this noise variant at the model's input size, as a study does.
+        #[arg(long, value_name = "KIND:LEVEL")]
+        noise: Option<String>,
+        /// The study seed of the noise's random stream.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// The item id of the noise's random stream (default: IMAGE as given).
+        #[arg(long, value_name = "ID")]
+        id: Option<String>,
+        /// Frost only: a folder with ImageNet-C's frost photographs (not shipped).
+        #[arg(long, value_name = "DIR")]
+        frost_textures: Option<PathBuf>,
     },
 }
 
@@ -241,13 +262,23 @@ fn main() -> ExitCode {
             out,
             max_pixels,
             mode,
+            noise,
+            seed,
+            id,
+            frost_textures,
         }) => {
             let mode = if mode == "fast" {
                 encode::preprocess::Mode::Fast
             } else {
                 encode::preprocess::Mode::Exact
             };
-            cmd_preprocess(&model, &image, &out, max_pixels, mode)
+            let noise = NoiseRequest {
+                spec: noise,
+                seed,
+                id: id.unwrap_or_else(|| image.display().to_string()),
+                frost_textures,
+            };
+            cmd_preprocess(&model, &image, &out, max_pixels, mode, &noise)
         }
         Command::Synth(cmd) => match synth::run(&cmd) {
             Ok(()) => ExitCode::SUCCESS,
@@ -300,7 +331,7 @@ fn cmd_run(
             s.index, s.count
         ));
     }
-    for note in &plan.dataset.notes {
+    for note in plan.dataset.notes.iter().chain(&plan.notes) {
         progress.warn(note);
     }
     progress.info(&format!(
@@ -378,6 +409,10 @@ fn cmd_validate(pipeline: &Path, sets: &[String]) -> ExitCode {
     );
     let names: Vec<&str> = plan.variants.iter().map(|v| v.name.as_str()).collect();
     println!("  variants: {}", names.join(", "));
+    if plan.text_variants.len() > 1 {
+        let names: Vec<&str> = plan.text_variants.iter().map(|v| v.name.as_str()).collect();
+        println!("  text variants: {}", names.join(", "));
+    }
     for m in &plan.models {
         println!(
             "  model {}: {:?} layout at {}",
@@ -392,7 +427,7 @@ fn cmd_validate(pipeline: &Path, sets: &[String]) -> ExitCode {
         plan.prompts.len()
     );
     println!("  output: {}", plan.run_dir.display());
-    for note in &plan.dataset.notes {
+    for note in plan.dataset.notes.iter().chain(&plan.notes) {
         println!("  note: {note}");
     }
     ExitCode::SUCCESS
@@ -534,12 +569,21 @@ fn cmd_tokens(model: &Path, texts: &[String], context: usize) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// `inspect preprocess --noise`: the variant and its random stream.
+struct NoiseRequest {
+    spec: Option<String>,
+    seed: u64,
+    id: String,
+    frost_textures: Option<PathBuf>,
+}
+
 fn cmd_preprocess(
     model: &Path,
     image: &Path,
     out: &Path,
     max_pixels: u64,
     mode: encode::preprocess::Mode,
+    noise: &NoiseRequest,
 ) -> ExitCode {
     let files = match model_files(model) {
         Ok(f) => f,
@@ -549,24 +593,51 @@ fn cmd_preprocess(
         Ok(p) => p,
         Err(e) => return fail(USAGE, &e),
     };
+    let frost = noise
+        .frost_textures
+        .as_ref()
+        .map(|p| p.display().to_string());
+    let variant = match noise
+        .spec
+        .as_deref()
+        .map(|spec| augment::variant_from_spec(spec, frost.as_deref()))
+        .transpose()
+    {
+        Ok(v) => v,
+        Err(e) => return fail(USAGE, &format!("--noise {e}")),
+    };
     let bytes = match std::fs::read(image) {
         Ok(b) => b,
         Err(e) => return fail(USAGE, &format!("{}: {e}", image.display())),
     };
-    let tensor = pre.load(&bytes, max_pixels, mode).map(|crop| {
-        let mut t = vec![0.0f32; crop.width * crop.height * 3];
-        pre.normalize_rgbx_into(&crop, &mut t);
-        (crop.height, crop.width, t)
-    });
+    let tensor = pre
+        .load(&bytes, max_pixels, mode)
+        .map_err(|f| format!("{}: {}", f.stage, f.reason))
+        .and_then(|crop| {
+            let mut t = vec![0.0f32; crop.width * crop.height * 3];
+            match variant
+                .as_ref()
+                .and_then(|v| v.noise.as_ref().map(|n| (v, n)))
+            {
+                None => pre.normalize_rgbx_into(&crop, &mut t),
+                Some((v, n)) => {
+                    // The same steps, in the same order, as a study's images.
+                    let mut pixels = pre.pixels_of(&crop);
+                    let mut rng = augment::rng_for(noise.seed, &noise.id, v);
+                    n.apply_pixels(&mut pixels, &mut rng)
+                        .map_err(|e| format!("augment: {e}"))?;
+                    pre.normalize_into(&pixels, &mut t);
+                    n.apply_normalized(&mut t, &mut rng);
+                }
+            }
+            Ok((crop.height, crop.width, t))
+        });
     match tensor {
         Ok((h, w, t)) => match write_npy(out, &[1, 3, h, w], &t) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(FAILED, &format!("{}: {e}", out.display())),
         },
-        Err(f) => fail(
-            FAILED,
-            &format!("{}: {}: {}", image.display(), f.stage, f.reason),
-        ),
+        Err(reason) => fail(FAILED, &format!("{}: {reason}", image.display())),
     }
 }
 

@@ -220,7 +220,8 @@ pub struct SampleConfig {
     pub limit: Option<usize>,
 }
 
-/// Noise kinds.
+/// Noise kinds: clipflow's four, and the 19 ImageNet-C corruptions under the reference's
+/// names (`imagecorruptions.get_corruption_names("all")`).
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum NoiseKind {
@@ -228,6 +229,33 @@ pub enum NoiseKind {
     SaltPepper,
     Blur,
     Jpeg,
+    GaussianNoise,
+    ShotNoise,
+    ImpulseNoise,
+    DefocusBlur,
+    GlassBlur,
+    MotionBlur,
+    ZoomBlur,
+    Snow,
+    Frost,
+    Fog,
+    Brightness,
+    Contrast,
+    ElasticTransform,
+    Pixelate,
+    JpegCompression,
+    SpeckleNoise,
+    GaussianBlur,
+    Spatter,
+    Saturate,
+}
+
+/// Named sets of noise variants.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+pub enum NoisePreset {
+    /// Every ImageNet-C corruption (or those listed in `corruptions`) at each `severity`.
+    #[serde(rename = "imagenet-c")]
+    ImagenetC,
 }
 
 /// Units of a Gaussian σ.
@@ -241,11 +269,17 @@ pub enum NoiseUnits {
     Normalized,
 }
 
-/// One noise family with one or more levels; each level is a variant.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+/// One noise family with one or more levels (each level is a variant), or a preset.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct NoiseConfig {
-    pub kind: NoiseKind,
+    /// The noise; give `kind` or `preset`.
+    #[serde(default)]
+    pub kind: Option<NoiseKind>,
+    /// `imagenet-c`: every ImageNet-C corruption at each `severity` (frost only with
+    /// `frost_textures`).
+    #[serde(default)]
+    pub preset: Option<NoisePreset>,
     /// Gaussian: standard deviations. Blur: kernel σ in pixels at the model's input size.
     #[serde(default)]
     pub sigma: Option<Levels>,
@@ -258,6 +292,16 @@ pub struct NoiseConfig {
     /// JPEG: re-compression quality, 1..=100.
     #[serde(default)]
     pub quality: Option<Levels>,
+    /// ImageNet-C corruptions and the preset: severities, whole numbers 1..=5.
+    #[serde(default)]
+    pub severity: Option<Levels>,
+    /// The preset's corruptions to keep, by the reference's names; default all of them.
+    #[serde(default)]
+    pub corruptions: Option<Vec<NoiseKind>>,
+    /// Frost (and the preset): a folder with ImageNet-C's frost photographs (`frost1.png` …
+    /// `frost5.jpg`), which clipflow does not ship.
+    #[serde(default)]
+    pub frost_textures: Option<String>,
 }
 
 /// One number or a list of numbers.
@@ -308,6 +352,56 @@ pub struct TextsConfig {
     /// Class prompts for zero-shot analysis: every template filled with every class name.
     #[serde(default)]
     pub prompts: Option<PromptsConfig>,
+    /// Text perturbations: each rate of each kind is a text variant of every caption and
+    /// prompt; the `clean` text is always encoded too.
+    #[serde(default)]
+    pub noise: Vec<TextNoiseConfig>,
+}
+
+/// Text perturbation kinds (see `augment::text`).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TextNoiseKind {
+    /// Letters and digits replaced by a neighbouring QWERTY key.
+    CharKeyboard,
+    /// A random letter inserted after chosen letters.
+    CharInsert,
+    /// Letters deleted.
+    CharDelete,
+    /// Letters swapped with the next letter of their word.
+    CharSwap,
+    /// Words dropped (at least one is kept).
+    WordDrop,
+    /// Words repeated in place.
+    WordRepeat,
+    /// Chosen words permuted among themselves.
+    WordShuffle,
+    /// Random gibberish words inserted.
+    WordGibberish,
+}
+
+/// Named sets of text perturbations.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TextNoisePreset {
+    /// The four `char_*` kinds.
+    Characters,
+    /// The four `word_*` kinds.
+    Words,
+    /// All eight.
+    All,
+}
+
+/// One text perturbation (or a preset) at one or more rates; each rate is a text variant.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TextNoiseConfig {
+    #[serde(default)]
+    pub kind: Option<TextNoiseKind>,
+    #[serde(default)]
+    pub preset: Option<TextNoisePreset>,
+    /// Share of the text's letters (`char_*`) or words (`word_*`) edited, in (0, 1].
+    pub rate: Levels,
 }
 
 fn yes() -> bool {
@@ -382,6 +476,7 @@ impl Default for TextsConfig {
         TextsConfig {
             captions: true,
             prompts: None,
+            noise: Vec::new(),
         }
     }
 }

@@ -235,7 +235,7 @@ fn prepare_item(
     let mut variant_failures = Vec::new();
     for (v, variant) in job.variants.iter().enumerate() {
         let mut tensor = vec![0.0f32; plane];
-        match (variant.noise, &base) {
+        match (&variant.noise, &base) {
             (None, _) | (_, None) => preprocess.normalize_rgbx_into(&crop, &mut tensor),
             (Some(noise), Some(base)) => {
                 let mut rng = augment::rng_for(job.seed, &item.id, variant);

@@ -283,11 +283,17 @@ pub fn execute(
                         all_parts[i].model == m && all_parts[i].work.modality() == modality
                     })
                     .collect();
+                // Text parts encode each caption or prompt once per text variant.
+                let per_item = if modality == "text" {
+                    plan.text_variants.len()
+                } else {
+                    1
+                };
                 let group_open = |group: &[usize]| -> usize {
                     group
                         .iter()
                         .filter(|&&i| !part_file(&all_parts[i]).exists())
-                        .map(|&i| all_parts[i].range.len())
+                        .map(|&i| all_parts[i].range.len() * per_item)
                         .sum()
                 };
                 let mut task = None;
@@ -580,103 +586,63 @@ fn run_part(
                 errors.push(record(plan, &model, modality, items, &f));
             }
         }
-        Work::Captions => {
-            // Every caption is a text row (ids per store::caption_id); an item without a
-            // caption simply has none, which is not an error.
-            let captions: Vec<(&Item, usize)> = items
-                .iter()
-                .flat_map(|i| (0..i.captions.len()).map(move |k| (i, k)))
-                .collect();
-            let texts: Vec<TextInput> = captions
-                .iter()
-                .map(|&(i, k)| TextInput {
-                    text: i.captions[k].clone(),
-                })
-                .collect();
-            let mut sink = |batch: encode::EncodedBatch| -> Result<(), RunError> {
-                for (r, &(c, _)) in batch.rows.iter().enumerate() {
-                    let (item, k) = captions[c];
-                    writer.push(
-                        &EmbeddingRow {
-                            id: &store::caption_id(&item.id, k, item.captions.len()),
-                            variant: crate::augment::CLEAN,
-                            label: item.label.as_deref(),
-                            text: Some(&item.captions[k]),
-                            noise: "none",
-                            noise_level: 0.0,
-                            item_id: Some(&item.id),
-                        },
-                        &batch.embeddings[r * batch.dim..(r + 1) * batch.dim],
-                    )?;
+        Work::Captions | Work::Prompts => {
+            // Every caption (or prompt) in every text variant (`super::texts`). Items without a
+            // caption simply have no text row; that is not an error.
+            let (rows, unit_ends) = match part.work {
+                Work::Captions => super::texts::caption_rows(plan, items),
+                _ => {
+                    let rows = super::texts::prompt_rows(plan, &plan.prompts[part.range.clone()]);
+                    let ends = (1..=rows.len()).collect();
+                    (rows, ends)
                 }
-                Ok(())
             };
-            // Progress counts items: an item is done when its last caption is.
-            let ends: Vec<usize> = items
+            let texts: Vec<TextInput> = rows
                 .iter()
-                .scan(0, |acc, i| {
-                    *acc += i.captions.len();
-                    Some(*acc)
-                })
-                .collect();
-            let (captions_done, items_done) = (Cell::new(0usize), Cell::new(0usize));
-            let per_caption = |n: u64| {
-                captions_done.set(captions_done.get() + n as usize);
-                let complete = ends.partition_point(|&e| e <= captions_done.get());
-                advance((complete - items_done.get()) as u64);
-                items_done.set(complete);
-            };
-            let failures =
-                encode::encode_texts(encoder, &texts, batch_size, &mut sink, &per_caption)?;
-            advance((items.len() - items_done.get()) as u64);
-            for f in failures {
-                let (item, k) = captions[f.index];
-                errors.push(ErrorRecord {
-                    model: Some(model.clone()),
-                    modality: Some(modality.into()),
-                    id: store::caption_id(&item.id, k, item.captions.len()).into_owned(),
-                    variant: None,
-                    stage: f.stage.into(),
-                    source: plan.dataset.source_of(item),
-                    reason: f.reason,
-                });
-            }
-        }
-        Work::Prompts => {
-            let prompts = &plan.prompts[part.range.clone()];
-            let texts: Vec<TextInput> = prompts
-                .iter()
-                .map(|p| TextInput {
-                    text: p.text.clone(),
+                .map(|r| TextInput {
+                    text: r.text.clone(),
                 })
                 .collect();
             let mut sink = |batch: encode::EncodedBatch| -> Result<(), RunError> {
                 for (k, &(i, _)) in batch.rows.iter().enumerate() {
-                    let p = &prompts[i];
+                    let r = &rows[i];
                     writer.push(
                         &EmbeddingRow {
-                            id: &p.id,
-                            variant: crate::augment::CLEAN,
-                            label: Some(&p.label),
-                            text: Some(&p.text),
-                            noise: "none",
-                            noise_level: 0.0,
-                            item_id: None,
+                            id: &r.id,
+                            variant: &r.variant.name,
+                            label: r.label,
+                            text: Some(&r.text),
+                            noise: r.variant.kind(),
+                            noise_level: r.variant.level(),
+                            item_id: r.item_id,
                         },
                         &batch.embeddings[k * batch.dim..(k + 1) * batch.dim],
                     )?;
                 }
                 Ok(())
             };
-            let failures = encode::encode_texts(encoder, &texts, batch_size, &mut sink, advance)?;
+            // Progress counts (item, variant) units: one is done when its last caption is.
+            let (rows_done, units_done) = (Cell::new(0usize), Cell::new(0usize));
+            let per_row = |n: u64| {
+                rows_done.set(rows_done.get() + n as usize);
+                let complete = unit_ends.partition_point(|&e| e <= rows_done.get());
+                advance((complete - units_done.get()) as u64);
+                units_done.set(complete);
+            };
+            let failures = encode::encode_texts(encoder, &texts, batch_size, &mut sink, &per_row)?;
+            advance((unit_ends.len() - units_done.get()) as u64);
             for f in failures {
+                let r = &rows[f.index];
                 errors.push(ErrorRecord {
                     model: Some(model.clone()),
                     modality: Some(modality.into()),
-                    id: prompts[f.index].id.clone(),
-                    variant: None,
+                    id: r.id.to_string(),
+                    variant: r.error_variant(),
                     stage: f.stage.into(),
-                    source: "texts.prompts".into(),
+                    source: r
+                        .item
+                        .map(|item| plan.dataset.source_of(item))
+                        .unwrap_or_else(|| "texts.prompts".into()),
                     reason: f.reason,
                 });
             }
@@ -799,6 +765,8 @@ fn write_manifest(plan: &Plan, run_dir: &Path, m: ManifestInputs) -> Result<(), 
             "resampler": crate::encode::resample::Isa::detected(),
         },
         "variants": plan.variants.iter().map(|v| json!({"name": v.name, "noise": v.kind(), "level": v.level()})).collect::<Vec<_>>(),
+        "text_variants": plan.text_variants.iter().map(|v| json!({"name": v.name, "noise": v.kind(), "level": v.level()})).collect::<Vec<_>>(),
+        "notes": plan.notes,
         "prompts": plan.prompts.len(),
         "counts": {"embeddings": m.counts, "errors": m.errors, "parts": m.parts},
         "stage_timings": shards,

@@ -15,6 +15,7 @@ mod plan;
 pub mod scheduler;
 mod share;
 pub mod signals;
+mod texts;
 
 pub use execute::{execute, RunError, RunOptions, RunSummary, Shard};
 pub use plan::{plan, Plan, PlanError, PlannedModel, Prompt};

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::analyze::{AnalysisPlan, Facts};
-use crate::augment::{self, Variant};
+use crate::augment::{self, TextVariant, Variant};
 use crate::config::{ConfigError, LineCol, LoadedConfig, PromptsConfig, Source, StudyConfig};
 use crate::dataset::{self, Dataset, DEFAULT_MAX_PIXELS};
 use crate::encode::{self, DeviceRequest, ModelFiles};
@@ -17,6 +17,8 @@ pub struct Plan {
     pub run_dir: PathBuf,
     pub dataset: Dataset,
     pub variants: Vec<Variant>,
+    /// Text variants of every caption and prompt (`texts.noise`), `clean` first.
+    pub text_variants: Vec<TextVariant>,
     pub models: Vec<PlannedModel>,
     /// Encode item captions as texts.
     pub captions: bool,
@@ -25,6 +27,8 @@ pub struct Plan {
     pub max_pixels: u64,
     /// The `analysis:` section read and checked, when the study has one.
     pub analysis: Option<AnalysisPlan>,
+    /// What the plan left out and why (e.g. frost without textures); shown by run and validate.
+    pub notes: Vec<String>,
 }
 
 impl Plan {
@@ -63,6 +67,11 @@ pub enum PlanError {
         source: augment::AugmentError,
     },
     #[error("{path}: {source}")]
+    TextNoise {
+        path: PathBuf,
+        source: augment::TextNoiseError,
+    },
+    #[error("{path}: {source}")]
     Model {
         path: PathBuf,
         source: encode::EncodeError,
@@ -95,6 +104,7 @@ impl PlanError {
             PlanError::Key { path, key, message } => (path.clone(), format!("{key}: {message}")),
             PlanError::Dataset { path, source } => (path.clone(), source.to_string()),
             PlanError::Noise { path, source } => (path.clone(), source.to_string()),
+            PlanError::TextNoise { path, source } => (path.clone(), source.to_string()),
             PlanError::Model { path, source } => (path.clone(), source.to_string()),
         };
         let key = match &self {
@@ -185,9 +195,16 @@ fn plan_checked(config: LoadedConfig, out: Option<&Path>) -> Result<Plan, PlanEr
     let device =
         DeviceRequest::parse(&rt.device).map_err(|e| key_err("runtime.device", e.to_string()))?;
 
-    let variants = augment::variants(&study.noise).map_err(|source| PlanError::Noise {
-        path: path.clone(),
-        source,
+    let (variants, notes) =
+        augment::variants_with_notes(&study.noise).map_err(|source| PlanError::Noise {
+            path: path.clone(),
+            source,
+        })?;
+    let text_variants = augment::text::text_variants(&study.texts.noise).map_err(|source| {
+        PlanError::TextNoise {
+            path: path.clone(),
+            source,
+        }
     })?;
     let mut models = Vec::new();
     for (i, m) in study.models.iter().enumerate() {
@@ -278,6 +295,8 @@ fn plan_checked(config: LoadedConfig, out: Option<&Path>) -> Result<Plan, PlanEr
         device,
         max_pixels,
         analysis,
+        notes,
+        text_variants,
     })
 }
 
