@@ -379,9 +379,7 @@ fn model_files(model: &Path) -> Result<encode::ModelFiles, ExitCode> {
     let cfg = config::ModelConfig {
         name: Some("inspect".into()),
         path: model.display().to_string(),
-        vision_path: None,
-        text_path: None,
-        batch_size: None,
+        ..Default::default()
     };
     encode::locate(&cfg, 0).map_err(|e| fail(USAGE, &e))
 }
@@ -391,11 +389,14 @@ fn cmd_tokens(model: &Path, texts: &[String], context: usize) -> ExitCode {
         Ok(f) => f,
         Err(code) => return code,
     };
-    let tok = match TextTokenizer::from_files(
-        &files.tokenizer,
-        files.tokenizer_config.as_deref(),
-        context,
-    ) {
+    let Some(tokenizer) = &files.tokenizer else {
+        return fail(
+            USAGE,
+            &format!("{}: the model has no text tower", model.display()),
+        );
+    };
+    let tok = match TextTokenizer::from_files(tokenizer, files.tokenizer_config.as_deref(), context)
+    {
         Ok(t) => t,
         Err(e) => return fail(USAGE, &e),
     };
@@ -415,7 +416,13 @@ fn cmd_preprocess(model: &Path, image: &Path, out: &Path) -> ExitCode {
         Ok(f) => f,
         Err(code) => return code,
     };
-    let pre = match Preprocess::from_file(&files.preprocessor_config) {
+    let Some(pre_path) = &files.preprocessor_config else {
+        return fail(
+            USAGE,
+            &format!("{}: the model has no image tower", model.display()),
+        );
+    };
+    let pre = match Preprocess::from_file(pre_path) {
         Ok(p) => p,
         Err(e) => return fail(USAGE, &e),
     };

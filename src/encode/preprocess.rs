@@ -79,6 +79,11 @@ impl Preprocess {
     }
 
     pub fn from_json(v: &serde_json::Value) -> Result<Preprocess, String> {
+        // transformers 5 saves a processor's parts in one `processor_config.json`.
+        let v = match v.get("image_processor") {
+            Some(nested) if nested.is_object() => nested,
+            _ => v,
+        };
         let flag = |k: &str, default: bool| v.get(k).and_then(|x| x.as_bool()).unwrap_or(default);
         let dim = |x: &serde_json::Value, what: &str| -> Result<u32, String> {
             x.as_u64()

@@ -128,7 +128,23 @@ fn parts(plan: &Plan) -> Vec<Part> {
     let n_items = plan.dataset.items.len();
     let caption_items = if plan.captions { n_items } else { 0 };
     let mut parts = Vec::new();
-    for m in 0..plan.models.len() {
+    for (m, model) in plan.models.iter().enumerate() {
+        // Only the towers the model has (and the study uses) are encoded.
+        let image_items = if model.files.image.is_some() {
+            n_items
+        } else {
+            0
+        };
+        let caption_items = if model.files.text.is_some() {
+            caption_items
+        } else {
+            0
+        };
+        let prompts = if model.files.text.is_some() {
+            plan.prompts.len()
+        } else {
+            0
+        };
         let mut push = |work: Work, total: usize, first_number: usize| -> usize {
             let mut number = first_number;
             for start in (0..total).step_by(size) {
@@ -142,9 +158,9 @@ fn parts(plan: &Plan) -> Vec<Part> {
             }
             number
         };
-        push(Work::Images, n_items, 0);
+        push(Work::Images, image_items, 0);
         let next = push(Work::Captions, caption_items, 0);
-        push(Work::Prompts, plan.prompts.len(), next);
+        push(Work::Prompts, prompts, next);
     }
     parts
 }
@@ -184,18 +200,11 @@ pub fn execute(
             let sha256 = util::sha256_file(&f).map_err(|e| StoreError::io(&f, e))?;
             files.push(json!({"path": f.display().to_string(), "sha256": sha256}));
         }
-        model_records.push(json!({
-            "name": m.files.name,
-            "path": m.files.dir.display().to_string(),
-            "layout": m.files.layout,
-            "files": files,
-            "embedding_dim": enc.dim,
-            "input_size": [enc.input_size.0, enc.input_size.1],
-            "context_length": enc.tokenizer.context_length,
-            "preprocess": enc.preprocess,
-            "device": enc.placement,
-            "batch_size": m.batch_size,
-        }));
+        // Towers, pooling, projection, scoring, sizes: the encoder describes itself.
+        let mut record = enc.describe();
+        record["files"] = json!(files);
+        record["batch_size"] = json!(m.batch_size);
+        model_records.push(record);
         encoders.push(enc);
     }
     let load_seconds = t0.elapsed().as_secs_f64();
@@ -373,7 +382,8 @@ fn run_part(
     let model = plan.models[part.model].files.name.clone();
     let modality = part.work.modality();
     let path = store::part_path(run_dir, &model, modality, part.number);
-    let mut writer = PartWriter::create(&path, &model, modality, encoder.dim)?;
+    let mut writer =
+        PartWriter::create_scored(&path, &model, modality, encoder.dim, Some(&encoder.scoring))?;
     let batch_size = plan.models[part.model].batch_size;
     let items: &[Item] = match part.work {
         Work::Prompts => &[],

@@ -20,6 +20,7 @@ use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 
 use super::StoreError;
+use crate::encode::Scoring;
 use crate::util::{commit_temp, temp_path};
 
 /// Rows buffered before a row group is flushed: bounds memory at about
@@ -61,10 +62,12 @@ struct Pending {
     values: Vec<f32>,
 }
 
-/// The arrow schema of an embedding part with dimension `dim`.
-pub fn schema(dim: usize, model: &str) -> SchemaRef {
+/// The arrow schema of an embedding part with dimension `dim`. The model's scoring, when
+/// given, goes into the key-value metadata (`clipflow.scoring`, `clipflow.logit_scale`,
+/// `clipflow.logit_bias`), so every part says how its model turns cosines into probabilities.
+pub fn schema(dim: usize, model: &str, scoring: Option<&Scoring>) -> SchemaRef {
     let item = Arc::new(Field::new("item", DataType::Float32, false));
-    let metadata = [
+    let mut metadata: std::collections::HashMap<String, String> = [
         ("clipflow.embedding_dim".to_string(), dim.to_string()),
         ("clipflow.normalized".to_string(), "l2".to_string()),
         ("clipflow.model".to_string(), model.to_string()),
@@ -72,6 +75,9 @@ pub fn schema(dim: usize, model: &str) -> SchemaRef {
     ]
     .into_iter()
     .collect();
+    if let Some(s) = scoring {
+        metadata.extend(super::scoring::metadata_pairs(s));
+    }
     Arc::new(
         Schema::new(vec![
             Field::new("model", DataType::Utf8, false),
@@ -100,12 +106,23 @@ impl PartWriter {
         modality: &str,
         dim: usize,
     ) -> Result<PartWriter, StoreError> {
+        Self::create_scored(path, model, modality, dim, None)
+    }
+
+    /// As [`PartWriter::create`], recording the model's scoring in the part's metadata.
+    pub fn create_scored(
+        path: &Path,
+        model: &str,
+        modality: &str,
+        dim: usize,
+        scoring: Option<&Scoring>,
+    ) -> Result<PartWriter, StoreError> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
         }
         let temp = temp_path(path);
         let file = File::create(&temp).map_err(|e| StoreError::io(&temp, e))?;
-        let schema = schema(dim, model);
+        let schema = schema(dim, model, scoring);
         // Vectors do not compress or dictionary-encode usefully; the text columns do.
         let props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)

@@ -17,6 +17,7 @@
 mod embeddings;
 mod errors;
 mod reader;
+mod scoring;
 mod tables;
 
 use std::path::{Path, PathBuf};
@@ -24,6 +25,7 @@ use std::path::{Path, PathBuf};
 pub use embeddings::{read_part_rows, EmbeddingRow, PartWriter};
 pub use errors::{read_errors, write_errors, ErrorRecord};
 pub use reader::{detect_format, read_npy, read_sets, EmbeddingSet, ParquetColumns, StoreFormat};
+pub use scoring::{metadata_pairs as scoring_metadata, read_scoring};
 pub use tables::{read_table, write_parquet_table, write_table, Column, Table};
 
 /// Errors of the store.
