@@ -35,7 +35,9 @@ The self-check runs one batch (of a size the export never saw) through ONNX Runt
 PyTorch and compares every output, and for pairs compares the normalised embeddings with the
 model's own forward pass (`image_embeds` / `text_embeds` of CLIPModel/SiglipModel). Any difference
 beyond 1e-4 (relative) or any wrong shape exits with status 1: the script never exits 0 on a broken
-export. `--check-only DIR` re-runs the check on an existing export.
+export. Each graph is exported with torch.export (torch >= 2.5), else with the TorchScript
+exporter, and the first that passes the check is kept (the tracer bakes transformers 5's
+attention-mask code into a fixed shape; torch.export does not).
 """
 from __future__ import annotations
 
@@ -73,16 +75,41 @@ def features(out):
 
 
 class Tower(torch.nn.Module):
-    """Wraps a function of named inputs returning a tuple of tensors."""
+    """Wraps a function of the graph inputs returning a tuple of tensors. Subclasses name the
+    inputs, since the torch.export-based exporter maps dynamic shapes by signature."""
 
     def __init__(self, fn, owner):
         super().__init__()
         self.fn = fn
         self.owner = owner  # registers the model's parameters
 
-    def forward(self, *args):
+    def call(self, *args):
         out = self.fn(*args)
         return out if isinstance(out, tuple) else (out,)
+
+
+class Tower1(Tower):
+    def forward(self, a):
+        return self.call(a)
+
+
+class Tower2(Tower):
+    def forward(self, a, b):
+        return self.call(a, b)
+
+
+class Tower3(Tower):
+    def forward(self, a, b, c):
+        return self.call(a, b, c)
+
+
+def graph(fn, owner):
+    """What a Spec is built from: the function and the module owning its parameters."""
+    return fn, owner
+
+
+def make_tower(fn, owner, arity):
+    return {1: Tower1, 2: Tower2, 3: Tower3}[arity](fn, owner)
 
 
 class Spec:
@@ -90,7 +117,8 @@ class Spec:
 
     def __init__(self, tower, module, inputs, outputs, dynamic_seq=False, pooling=None):
         self.tower = tower  # "image" | "text"
-        self.module = module
+        fn, owner = module
+        self.module = make_tower(fn, owner, len(inputs))
         self.inputs = inputs  # names, in call order
         self.outputs = outputs
         self.dynamic_seq = dynamic_seq
@@ -101,21 +129,43 @@ class Spec:
         return "vision_model.onnx" if self.tower == "image" else "text_model.onnx"
 
 
-def onnx_export(spec: Spec, example: dict, path: Path) -> None:
-    axes = {}
-    for name in spec.inputs:
-        axes[name] = {0: "batch"}
-        if spec.dynamic_seq and name != "pixel_values":
-            axes[name][1] = "sequence"
-    for name in spec.outputs:
-        axes[name] = {0: "batch"}
-        if spec.dynamic_seq and name == "last_hidden_state":
-            axes[name][1] = "sequence"
-    kwargs = dict(input_names=spec.inputs, output_names=spec.outputs, dynamic_axes=axes, opset_version=OPSET)
-    if "dynamo" in inspect.signature(torch.onnx.export).parameters:
-        kwargs["dynamo"] = False  # the TorchScript exporter: dynamic_axes, every torch 2.x
+def onnx_export(spec: Spec, example: dict, path: Path, exporter: str) -> None:
+    """`exporter` is "dynamo" (torch.export, the default of torch >= 2.9, which traces
+    transformers 5's attention masks correctly) or "torchscript" (every torch 2.x)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.onnx.export(spec.module, tuple(torch.from_numpy(example[n]) for n in spec.inputs), str(path), **kwargs)
+    args = tuple(torch.from_numpy(example[n]) for n in spec.inputs)
+    kwargs = dict(input_names=spec.inputs, output_names=spec.outputs, opset_version=OPSET)
+    has_dynamo = "dynamo" in inspect.signature(torch.onnx.export).parameters
+    if exporter == "dynamo":
+        if not has_dynamo:
+            raise ExportError("this torch has no torch.export-based ONNX exporter")
+        batch = torch.export.Dim("batch", min=1, max=4096)
+        seq = torch.export.Dim("sequence", min=1, max=4096)
+        shapes = tuple({0: batch, 1: seq} if spec.dynamic_seq and n != "pixel_values" else {0: batch}
+                       for n in spec.inputs)
+        kwargs.update(dynamo=True, dynamic_shapes=shapes, optimize=True)
+    else:
+        axes = {}
+        for name in spec.inputs:
+            axes[name] = {0: "batch"}
+            if spec.dynamic_seq and name != "pixel_values":
+                axes[name][1] = "sequence"
+        for name in spec.outputs:
+            axes[name] = {0: "batch"}
+            if spec.dynamic_seq and name == "last_hidden_state":
+                axes[name][1] = "sequence"
+        kwargs["dynamic_axes"] = axes
+        if has_dynamo:
+            kwargs["dynamo"] = False
+    torch.onnx.export(spec.module, args, str(path), **kwargs)
+    # The torch.export exporter may keep weights in a side file; clipflow wants one file.
+    side = path.with_name(path.name + ".data")
+    if side.exists():
+        import onnx
+
+        model = onnx.load(str(path))
+        onnx.save(model, str(path), save_as_external_data=False)
+        side.unlink()
 
 
 def add_metadata(path: Path, scoring: dict) -> None:
@@ -177,9 +227,9 @@ def from_transformers(name: str, out: Path, classifier: bool):
             text_inputs = ["input_ids"]
             text_fn = lambda i: features(model.get_text_features(input_ids=i))  # noqa: E731
         specs = [
-            Spec("image", Tower(lambda p: features(model.get_image_features(pixel_values=p)), model),
+            Spec("image", graph(lambda p: features(model.get_image_features(pixel_values=p)), model),
                  ["pixel_values"], ["image_embeds"]),
-            Spec("text", Tower(text_fn, model), text_inputs, ["text_embeds"]),
+            Spec("text", graph(text_fn, model), text_inputs, ["text_embeds"]),
         ]
 
         def reference(example):
@@ -215,12 +265,12 @@ def from_transformers(name: str, out: Path, classifier: bool):
                 pooled = base(pixel_values=p).pooler_output
                 return model(pixel_values=p).logits, pooled.flatten(1)
 
-            spec = Spec("image", Tower(fn, model), ["pixel_values"], ["logits", "features"], pooling="output: logits")
+            spec = Spec("image", graph(fn, model), ["pixel_values"], ["logits", "features"], pooling="output: logits")
         else:
             probe = model(pixel_values=torch.zeros(1, 3, height, width))
             outs = ["last_hidden_state"] + (["pooler_output"] if getattr(probe, "pooler_output", None) is not None else [])
             fn = lambda p: tuple(getattr(model(pixel_values=p), o) for o in outs)  # noqa: E731
-            spec = Spec("image", Tower(fn, model), ["pixel_values"], outs, pooling="pooling: cls")
+            spec = Spec("image", graph(fn, model), ["pixel_values"], outs, pooling="pooling: cls")
         return dict(specs=[spec], size=(height, width), tokenizer=None, length=None, scoring=None, source=source,
                     reference=None, model=model)
     if main_input != "input_ids":
@@ -237,7 +287,7 @@ def from_transformers(name: str, out: Path, classifier: bool):
         o = model(**dict(zip(inputs, args)))
         return tuple(getattr(o, k) for k in outs)
 
-    spec = Spec("text", Tower(fn, model), inputs, outs, dynamic_seq=True, pooling="pooling: mean")
+    spec = Spec("text", graph(fn, model), inputs, outs, dynamic_seq=True, pooling="pooling: mean")
     length = min(getattr(tokenizer, "model_max_length", 512) or 512, config.max_position_embeddings
                  if hasattr(config, "max_position_embeddings") else 512)
     return dict(specs=[spec], size=None, tokenizer=tokenizer, length=length, scoring=None, source=source,
@@ -270,9 +320,9 @@ def from_open_clip(arch: str, pretrained: str | None, out: Path):
     scoring = {"kind": "softmax" if bias is None else "sigmoid", "logit_scale": float(model.logit_scale.exp()),
                "logit_bias": 0.0 if bias is None else float(bias.reshape(()))}
     length = getattr(model, "context_length", 77)
-    specs = [Spec("image", Tower(lambda p: model.encode_image(p), model), ["pixel_values"], ["image_embeds"]),
+    specs = [Spec("image", graph(lambda p: model.encode_image(p), model), ["pixel_values"], ["image_embeds"]),
              # open_clip's text tower pools at the end token (argmax) and takes no mask.
-             Spec("text", Tower(lambda i: model.encode_text(i), model), ["input_ids"], ["text_embeds"])]
+             Spec("text", graph(lambda i: model.encode_text(i), model), ["input_ids"], ["text_embeds"])]
     import open_clip as oc
 
     return dict(specs=specs, size=(size, size), tokenizer=None, open_clip_tokenizer=tokenizer, length=length,
@@ -303,7 +353,7 @@ def from_torchvision(name: str, weights: str | None, out: Path):
         f = trunk(p).flatten(1)
         return head(f), f
 
-    spec = Spec("image", Tower(fn, model), ["pixel_values"], ["logits", "features"], pooling="output: logits")
+    spec = Spec("image", graph(fn, model), ["pixel_values"], ["logits", "features"], pooling="output: logits")
     import torchvision as tv
 
     return dict(specs=[spec], size=(crop, crop), tokenizer=None, length=None, scoring=None,
@@ -344,55 +394,91 @@ def relative_diff(a, b):
     return float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64))) / max(1.0, float(np.max(np.abs(b)))))
 
 
-def check(src, out: Path) -> dict:
-    """Runs a batch the export never saw through ONNX Runtime and PyTorch; raises on mismatch."""
+def check_graph(spec: Spec, ex: dict, path: Path) -> tuple[dict, list[str], dict]:
+    """One batch the export never saw through ONNX Runtime and PyTorch: (report, failures,
+    ONNX Runtime's outputs)."""
     import onnxruntime as ort
 
-    ex = example_inputs(src, 3, TEXTS)
-    report, failures = {}, []
-    ort_outputs = {}
+    report, failures, outputs = {}, [], {}
+    try:
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as e:  # noqa: BLE001 - any load error is a failed export
+        return report, [f"{spec.file}: ONNX Runtime cannot load it: {e}"], outputs
+    names = [i.name for i in sess.get_inputs()]
+    if names != spec.inputs:
+        return report, [f"{spec.file}: inputs {names}, expected {spec.inputs}"], outputs
+    got = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {n: ex[n] for n in names})))
     with torch.no_grad():
-        for spec in src["specs"]:
-            path = out / "onnx" / spec.file
-            sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-            names = [i.name for i in sess.get_inputs()]
-            if names != spec.inputs:
-                failures.append(f"{spec.file}: inputs {names}, expected {spec.inputs}")
+        want = spec.module(*[torch.from_numpy(ex[n]) for n in spec.inputs])
+    for name, w in zip(spec.outputs, want):
+        w = w.numpy()
+        g = got.get(name)
+        if g is None or g.shape != w.shape:
+            failures.append(f"{spec.file}: output {name} has shape {None if g is None else g.shape}, "
+                            f"PyTorch gives {w.shape}")
+            continue
+        d = relative_diff(g, w)
+        report[f"{spec.tower}.{name}.max_rel_diff"] = d
+        if not np.isfinite(d) or d > TOLERANCE:
+            failures.append(f"{spec.file}: output {name} differs from PyTorch by {d:.2e} (> {TOLERANCE})")
+        outputs[name] = g
+    first = spec.outputs[0]
+    if first in ("image_embeds", "text_embeds") and first in outputs and outputs[first].ndim != 2:
+        failures.append(f"{spec.file}: {first} has shape {outputs[first].shape}; clipflow needs [batch, D]")
+    return report, failures, outputs
+
+
+def check_pair(src, ex: dict, outputs: dict) -> tuple[dict, list[str]]:
+    """The exported pair against the model's own forward(): embeddings and logits."""
+    report, failures = {}, []
+    with torch.no_grad():
+        ref = src["reference"](ex)
+    for name in ("image_embeds", "text_embeds"):
+        cos = np.sum(normalise(outputs[name]) * normalise(ref[name]), axis=1)
+        report[f"{name}.one_minus_min_cosine_vs_forward"] = float(1 - cos.min())
+        if 1 - cos.min() > 1e-5:
+            failures.append(f"{name}: 1 - cosine with the model's forward() is {1 - cos.min():.2e}")
+    s = src["scoring"]
+    cos = normalise(outputs["image_embeds"]) @ normalise(outputs["text_embeds"]).T
+    logits = s["logit_scale"] * cos + s["logit_bias"]
+    d = relative_diff(logits, ref["logits_per_image"])
+    report["logits_per_image.max_rel_diff"] = d
+    if d > 1e-4:
+        failures.append(f"logit_scale/logit_bias do not reproduce the model's logits_per_image ({d:.2e})")
+    return report, failures
+
+
+def export_and_check(src, out: Path) -> dict:
+    """Exports every graph with the torch.export-based exporter, else the TorchScript one, keeping
+    the first whose outputs match PyTorch; raises ExportError when none does."""
+    example = example_inputs(src, 2, ["a photo", "two words"])
+    check_inputs = example_inputs(src, 3, TEXTS)
+    report, outputs = {}, {}
+    for spec in src["specs"]:
+        path = out / "onnx" / spec.file
+        tried = []
+        for exporter in ("dynamo", "torchscript"):
+            try:
+                with torch.no_grad():
+                    onnx_export(spec, example, path, exporter)
+            except Exception as e:  # noqa: BLE001 - an exporter that cannot trace the model
+                tried.append(f"{exporter}: export failed: {str(e).splitlines()[0][:300]}")
                 continue
-            got = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {n: ex[n] for n in names})))
-            want = spec.module(*[torch.from_numpy(ex[n]) for n in spec.inputs])
-            for name, w in zip(spec.outputs, want):
-                w = w.numpy()
-                g = got.get(name)
-                if g is None or g.shape != w.shape:
-                    failures.append(f"{spec.file}: output {name} has shape {None if g is None else g.shape}, "
-                                    f"PyTorch gives {w.shape}")
-                    continue
-                d = relative_diff(g, w)
-                report[f"{spec.tower}.{name}.max_rel_diff"] = d
-                if not np.isfinite(d) or d > TOLERANCE:
-                    failures.append(f"{spec.file}: output {name} differs from PyTorch by {d:.2e} (> {TOLERANCE})")
-                ort_outputs[name] = g
-            if spec.outputs[0] in ("image_embeds", "text_embeds"):
-                g = ort_outputs.get(spec.outputs[0])
-                if g is not None and g.ndim != 2:
-                    failures.append(f"{spec.file}: {spec.outputs[0]} has shape {g.shape}; clipflow needs [batch, D]")
-        if src["reference"] is not None and not failures:
-            ref = src["reference"](ex)
-            for name in ("image_embeds", "text_embeds"):
-                cos = np.sum(normalise(ort_outputs[name]) * normalise(ref[name]), axis=1)
-                report[f"{name}.one_minus_min_cosine_vs_forward"] = float(1 - cos.min())
-                if 1 - cos.min() > 1e-5:
-                    failures.append(f"{name}: 1 - cosine with the model's forward() is {1 - cos.min():.2e}")
-            s = src["scoring"]
-            cos = normalise(ort_outputs["image_embeds"]) @ normalise(ort_outputs["text_embeds"]).T
-            logits = s["logit_scale"] * cos + s["logit_bias"]
-            d = relative_diff(logits, ref["logits_per_image"])
-            report["logits_per_image.max_rel_diff"] = d
-            if d > 1e-4:
-                failures.append(f"logit_scale/logit_bias do not reproduce the model's logits_per_image ({d:.2e})")
-    if failures:
-        raise ExportError("the export does not match PyTorch:\n  " + "\n  ".join(failures))
+            r, failures, outs = check_graph(spec, check_inputs, path)
+            if not failures:
+                report.update(r)
+                report[f"{spec.tower}.exporter"] = exporter
+                outputs.update(outs)
+                break
+            tried.append(f"{exporter}: " + "; ".join(failures))
+        else:
+            path.unlink(missing_ok=True)
+            raise ExportError(f"{spec.file} does not match PyTorch with any exporter:\n  " + "\n  ".join(tried))
+    if src["reference"] is not None:
+        r, failures = check_pair(src, check_inputs, outputs)
+        report.update(r)
+        if failures:
+            raise ExportError("the export does not match PyTorch:\n  " + "\n  ".join(failures))
     return report
 
 
@@ -417,10 +503,7 @@ def main(argv=None) -> int:
                 source = from_open_clip(a.open_clip, a.pretrained, a.out)
             else:
                 source = from_torchvision(a.torchvision, a.weights, a.out)
-            example = example_inputs(source, 2, ["a photo", "two words"])
-            for spec in source["specs"]:
-                onnx_export(spec, example, a.out / "onnx" / spec.file)
-        report = check(source, a.out)
+        report = export_and_check(source, a.out)
     except ExportError as e:
         print(f"export_clip: FAILED: {e}", file=sys.stderr)
         return 1
@@ -438,7 +521,7 @@ def main(argv=None) -> int:
     if scoring is None:
         del info["scoring"]
     (a.out / "clipflow.json").write_text(json.dumps(info, indent=2) + "\n")
-    print(f"exported to {a.out}; PyTorch vs ONNX Runtime: " + ", ".join(f"{k} {v:.1e}" for k, v in report.items()))
+    print(f"exported to {a.out}; PyTorch vs ONNX Runtime: " + ", ".join(f"{k} {v:.1e}" if isinstance(v, float) else f"{k} {v}" for k, v in report.items()))
     snippet = [f"  - path: {a.out}"]
     for s in source["specs"]:
         if s.pooling:

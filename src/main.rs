@@ -136,9 +136,9 @@ enum Inspect {
         model: PathBuf,
         /// Texts to tokenize.
         texts: Vec<String>,
-        /// Context length (default: 77, CLIP's).
-        #[arg(long, default_value_t = CLIP_CONTEXT)]
-        context: usize,
+        /// Context length (default: the tokenizer's `model_max_length`, else 77, CLIP's).
+        #[arg(long)]
+        context: Option<usize>,
     },
     /// Write the exact float32 tensor [1,3,H,W] the vision model receives, as .npy.
     #[command(
@@ -384,7 +384,7 @@ fn model_files(model: &Path) -> Result<encode::ModelFiles, ExitCode> {
     encode::locate(&cfg, 0).map_err(|e| fail(USAGE, &e))
 }
 
-fn cmd_tokens(model: &Path, texts: &[String], context: usize) -> ExitCode {
+fn cmd_tokens(model: &Path, texts: &[String], context: Option<usize>) -> ExitCode {
     let files = match model_files(model) {
         Ok(f) => f,
         Err(code) => return code,
@@ -395,6 +395,11 @@ fn cmd_tokens(model: &Path, texts: &[String], context: usize) -> ExitCode {
             &format!("{}: the model has no text tower", model.display()),
         );
     };
+    let context = context
+        .or_else(|| {
+            TextTokenizer::max_length_from_files(tokenizer, files.tokenizer_config.as_deref())
+        })
+        .unwrap_or(CLIP_CONTEXT);
     let tok = match TextTokenizer::from_files(tokenizer, files.tokenizer_config.as_deref(), context)
     {
         Ok(t) => t,

@@ -58,6 +58,11 @@ impl TextTokenizer {
             .is_some_and(|j| j.contains("\"Lowercase\""));
         let bos = tok.token_to_id("<|startoftext|>");
         let eos = tok.token_to_id("<|endoftext|>");
+        // OpenAI's tokenizer reads "<|endoftext|>" typed in a caption as text, not as the
+        // special token a Hugging Face-saved tokenizer.json would match.
+        if bos.is_some() {
+            tok.set_encode_special_tokens(true);
+        }
         let config_pad = tokenizer_config
             .and_then(|p| std::fs::read_to_string(p).ok())
             .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
