@@ -52,6 +52,7 @@ pub mod persistence;
 pub mod probe;
 pub mod retrieval;
 mod rng;
+pub mod scoring;
 pub mod subspace;
 pub mod trustworthiness;
 pub mod tsne;
