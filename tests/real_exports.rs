@@ -105,7 +105,10 @@ fn check_model(name: &str, entry: &Value) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
         assert_eq!(enc.scoring.kind, kind, "{name}");
         let scale = s["logit_scale"].as_f64().unwrap();
         let bias = s["logit_bias"].as_f64().unwrap();
-        assert!((enc.scoring.logit_scale - scale).abs() <= 1e-6 * scale, "{name}");
+        assert!(
+            (enc.scoring.logit_scale - scale).abs() <= 1e-6 * scale,
+            "{name}"
+        );
         assert!((enc.scoring.logit_bias - bias).abs() <= 1e-6, "{name}");
         assert_eq!(enc.scoring.source, "clipflow.json");
     }
@@ -119,7 +122,10 @@ fn real_exports_match_pytorch() {
     assert!(models.len() >= 6, "fixtures missing: {:?}", models.keys());
     for (name, entry) in models {
         let (images, texts) = check_model(name, entry);
-        assert!(!images.is_empty() || !texts.is_empty(), "{name}: nothing checked");
+        assert!(
+            !images.is_empty() || !texts.is_empty(),
+            "{name}: nothing checked"
+        );
     }
 }
 
@@ -147,15 +153,13 @@ fn siglip_sigmoid_scores_equal_pytorch_logits() {
     for (r, row) in want.iter().enumerate() {
         for (c, w) in floats(row).iter().enumerate() {
             let got = p[r * texts.len() + c];
-            assert!(
-                (got - w).abs() <= 1e-5,
-                "p[{r},{c}] = {got}, PyTorch {w}"
-            );
+            assert!((got - w).abs() <= 1e-5, "p[{r},{c}] = {got}, PyTorch {w}");
         }
     }
     // The model's probabilities are far from CLIP's softmax at 100: scoring matters.
-    let softmax = scoring::probabilities(&cos, texts.len(), ScoreKind::Softmax { logit_scale: 100.0 })
-        .unwrap();
+    let softmax =
+        scoring::probabilities(&cos, texts.len(), ScoreKind::Softmax { logit_scale: 100.0 })
+            .unwrap();
     assert!(p.iter().zip(&softmax).any(|(a, b)| (a - b).abs() > 0.1));
 }
 
@@ -221,12 +225,13 @@ fn one_tower_models_encode_only_their_tower() {
     assert!(out.join("embeddings/bert/text").is_dir());
     assert!(!out.join("embeddings/bert/image").exists());
     let manifest: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap())
-            .unwrap();
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
     let towers = &manifest["models"][1]["towers"];
     assert_eq!(towers["text"]["pooling"], "mean");
     assert!(towers.get("image").is_none());
-    let scoring = clipflow::store::read_scoring(&out, "bert").unwrap().unwrap();
+    let scoring = clipflow::store::read_scoring(&out, "bert")
+        .unwrap()
+        .unwrap();
     assert_eq!(scoring.source, "default");
 }
 
@@ -274,8 +279,7 @@ fn pokemon_baseline_study_runs_on_fixtures_of_its_shape() {
     let o = common::clipflow(&refs);
     assert!(o.status.success(), "{}", common::stderr(&o));
     let manifest: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap())
-            .unwrap();
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
     let baseline = &manifest["models"][1];
     assert_eq!(baseline["embedding_dim"], 1000);
     assert_eq!(baseline["towers"]["image"]["output"], "logits");

@@ -31,8 +31,9 @@ pub struct TextTokenizer {
     /// add its start and end tokens ourselves.
     clip_style: bool,
     /// The tokenizer lower-cases (CLIP's does): lower-case first with full Unicode rules, as
-    /// Python's `str.lower` in the reference does, so that Greek final sigma survives (the
-    /// tokenizers crate lower-cases one character at a time).
+    /// Python's `str.lower` in OpenAI's reference does, so that Greek final sigma survives (the
+    /// tokenizers crate lower-cases one character at a time, which is the reference for every
+    /// other tokenizer, so only OpenAI's vocabulary gets this).
     lowercase: bool,
 }
 
@@ -58,11 +59,7 @@ impl TextTokenizer {
             .is_some_and(|j| j.contains("\"Lowercase\""));
         let bos = tok.token_to_id("<|startoftext|>");
         let eos = tok.token_to_id("<|endoftext|>");
-        // OpenAI's tokenizer reads "<|endoftext|>" typed in a caption as text, not as the
-        // special token a Hugging Face-saved tokenizer.json would match.
-        if bos.is_some() {
-            tok.set_encode_special_tokens(true);
-        }
+
         let config_pad = tokenizer_config
             .and_then(|p| std::fs::read_to_string(p).ok())
             .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
@@ -117,7 +114,7 @@ impl TextTokenizer {
         } else {
             text.to_string()
         };
-        if self.lowercase {
+        if self.lowercase && self.clip_style {
             cleaned = cleaned.to_lowercase();
         }
         let enc = self
