@@ -80,8 +80,8 @@ CASES = {
     "openclip-vit-b-32": ("5", "openclip:ViT-B-32", "export_clip", {}),
     "siglip-tiny/tf5": ("5", "siglip_tiny", "export_clip", {}),
     "siglip-tiny/tf4": ("4", "siglip_tiny", "export_clip", {}),
-    "dinov2-tiny/tf5": ("5", "dinov2_tiny", "export_clip", {"image": {"pooling": "cls"}}),
-    "dinov2-tiny/optimum": ("4", "dinov2_tiny", "optimum", {"image": {"pooling": "pooler_output"}}),
+    "dinov2-tiny/tf5": ("5", "dinov2_tiny", "export_clip", {"image": {"pooling": "pooler_output"}}),
+    "dinov2-tiny/optimum": ("4", "dinov2_tiny", "optimum", {"image": {"pooling": "cls"}}),
     "bert-tiny/tf5": ("5", "bert_tiny", "export_clip", {"text": {"pooling": "mean"}}),
     "bert-tiny/optimum": ("4", "bert_tiny", "optimum", {"text": {"pooling": "mean"}}),
     "resnet-tiny/tf5": ("5", "resnet_tiny", "export_clip:--classifier", {"image": {"output": "logits"}}),
@@ -312,7 +312,7 @@ def worker(case: str, work: Path, image_names: list[str], text_items: list[tuple
                     ref["image_embeds"] = (out if isinstance(out, torch.Tensor) else out.pooler_output).numpy()
                 elif kind == "dinov2_tiny":
                     o = model(pixel_values=pixels)
-                    ref["image_embeds"] = (o.last_hidden_state[:, 0] if "/tf5" in case else o.pooler_output).numpy()
+                    ref["image_embeds"] = (o.pooler_output if "/tf5" in case else o.last_hidden_state[:, 0]).numpy()
                 else:
                     ref["image_embeds"] = model(pixel_values=pixels).logits.numpy()
             if towers in ("both", "text"):

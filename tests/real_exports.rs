@@ -50,6 +50,7 @@ fn one_minus_cos(a: &[f32], b: &[f32]) -> f64 {
 fn config_for(dir: &Path, keys: &Value) -> ModelConfig {
     let mut v = keys.clone();
     v["path"] = Value::String(dir.display().to_string());
+    v["name"] = Value::String("fixture".into());
     serde_json::from_value(v).unwrap()
 }
 

@@ -703,8 +703,12 @@ fn role(
                 .map(|s| s.to_string())
                 .ok_or_else(|| {
                     bad(format!(
-                        "pooling {pooling:?} reads `{wanted}`, which this graph does not \
-                         output (outputs: {listed}); name one with models[].{key}.output"
+                        "pooling `{}` reads `{wanted}`, which this graph does not output \
+                         (outputs: {listed}); name one with models[].{key}.output",
+                        serde_json::to_value(pooling)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_string))
+                            .unwrap_or_default()
                     ))
                 })
         };
