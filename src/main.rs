@@ -289,11 +289,18 @@ fn cmd_validate(pipeline: &Path, sets: &[String]) -> ExitCode {
     let names: Vec<&str> = plan.variants.iter().map(|v| v.name.as_str()).collect();
     println!("  variants: {}", names.join(", "));
     for m in &plan.models {
+        let towers: Vec<String> = m
+            .files
+            .towers()
+            .iter()
+            .map(|t| format!("{t:?}").to_lowercase())
+            .collect();
         println!(
-            "  model {}: {:?} layout at {}",
+            "  model {}: {:?} layout at {}, towers: {}",
             m.files.name,
             m.files.layout,
-            m.files.dir.display()
+            m.files.dir.display(),
+            towers.join(" + ")
         );
     }
     println!(
