@@ -63,6 +63,9 @@ pub struct RunSummary {
     pub errors: Option<Table>,
     /// All errors of the run, which may exceed the rows in `errors`.
     pub error_count: usize,
+    /// Whether the run read images (`clipflow run`), or analysed a store another run or tool
+    /// wrote (`clipflow analyze`): then no item went through decoding here.
+    pub read_images: bool,
 }
 
 /// One analysis, listed in the table of contents.
@@ -82,9 +85,11 @@ pub enum Block {
     /// A paragraph, escaped.
     Text(String),
     /// The first `max_rows` rows, then a note that the rest is in `tables/<name>.parquet`.
+    /// `table` may hold only the first rows of a larger file: `total_rows` is the file's count.
     Table {
         title: String,
         table: Table,
+        total_rows: usize,
         max_rows: usize,
     },
     /// The PNG is embedded; the SVG (if any) is linked by its path relative to the report.
@@ -249,10 +254,11 @@ fn render(path: &Path, report: &Report) -> Result<String, ReportError> {
                 Block::Table {
                     title,
                     table,
+                    total_rows,
                     max_rows,
                 } => {
                     let more = format!("in <code>tables/{}.parquet</code>", escape(&table.name));
-                    data_table(&mut html, title, table, *max_rows, &more)
+                    data_table(&mut html, title, table, *total_rows, *max_rows, &more)
                         .map_err(|m| invalid(format!("section {}: {m}", section.id)))?
                 }
                 Block::Plot { title, png, svg } => plot(&mut html, report_dir, title, png, svg)?,
@@ -373,7 +379,13 @@ fn summary(html: &mut Html, summary: &RunSummary) -> Result<(), String> {
             format_seconds(total)
         ));
     }
-    let (state, text) = if summary.error_count == 0 {
+    let (state, text) = if summary.error_count == 0 && !summary.read_images {
+        (
+            "ok",
+            "No image was read here: this page analyses embeddings another run or tool wrote."
+                .to_string(),
+        )
+    } else if summary.error_count == 0 {
         ("ok", "Every item went through every stage.".to_string())
     } else {
         (
@@ -401,6 +413,7 @@ fn summary(html: &mut Html, summary: &RunSummary) -> Result<(), String> {
             html,
             "First errors",
             errors,
+            summary.error_count.max(errors.rows()),
             shown,
             (hidden > 0).then_some(more.as_str()),
         )
@@ -429,10 +442,12 @@ fn data_table(
     html: &mut Html,
     title: &str,
     table: &Table,
+    total_rows: usize,
     max_rows: usize,
     more_where: &str,
 ) -> Result<(), String> {
-    let hidden = table.rows().saturating_sub(max_rows);
+    let total_rows = total_rows.max(table.rows());
+    let hidden = total_rows.saturating_sub(max_rows.min(table.rows()));
     let note = format!(
         "{} more row{} {more_where}",
         format_int(hidden.try_into().unwrap_or(i64::MAX)),
@@ -442,6 +457,7 @@ fn data_table(
         html,
         title,
         table,
+        total_rows,
         max_rows,
         (hidden > 0).then_some(note.as_str()),
     )
@@ -452,6 +468,7 @@ fn data_table_with_note(
     html: &mut Html,
     title: &str,
     table: &Table,
+    total_rows: usize,
     max_rows: usize,
     more: Option<&str>,
 ) -> Result<(), String> {
@@ -469,8 +486,8 @@ fn data_table_with_note(
     html.push(&format!(
         "<figure class=\"table-block\">\n<figcaption>{} <span class=\"dim\">{} row{}</span></figcaption>\n",
         escape(title),
-        format_int(rows.try_into().unwrap_or(i64::MAX)),
-        if rows == 1 { "" } else { "s" }
+        format_int(total_rows.max(rows).try_into().unwrap_or(i64::MAX)),
+        if total_rows.max(rows) == 1 { "" } else { "s" }
     ));
     if table.columns.is_empty() {
         html.push("<p class=\"empty\">No columns.</p>\n</figure>\n");

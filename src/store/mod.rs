@@ -24,9 +24,15 @@ use std::path::{Path, PathBuf};
 
 pub use embeddings::{read_part_rows, EmbeddingRow, PartWriter};
 pub use errors::{read_errors, write_errors, ErrorRecord};
-pub use reader::{detect_format, read_npy, read_sets, EmbeddingSet, ParquetColumns, StoreFormat};
+pub use reader::{
+    detect_format, model_metadata, read_npy, Catalog, ClipRetrievalColumns, EmbeddingSet,
+    ParquetColumns, SetInfo, StoreFormat,
+};
 pub use scoring::{metadata_pairs as scoring_metadata, read_scoring};
-pub use tables::{read_table, write_parquet_table, write_table, Column, Table};
+pub use tables::{
+    read_table, read_table_head, write_parquet_table, write_table, Column, Table, TableSink,
+    MARKDOWN_ROWS,
+};
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
