@@ -258,7 +258,8 @@ def openai_ids(text_list, pad_id: int, length: int = 77, meta: dict | None = Non
             ids[k] = openai[t]
             if meta is not None:
                 meta.setdefault("openai_over_open_clip", []).append(t)
-    lengths = [int(np.argmax(row == 49407)) + 1 for row in ids]
+    # open_clip pads with 0 (also the id of "!"): the text ends at its last end token.
+    lengths = [int(np.flatnonzero(row == 49407)[-1]) + 1 for row in ids]
     mask = (np.arange(length)[None] < np.array(lengths)[:, None]).astype(np.int64)
     ids = np.where(mask == 1, ids, pad_id)
     return ids, mask
