@@ -270,10 +270,14 @@ def worker(case: str, work: Path, image_names: list[str], text_items: list[tuple
 
     _, kind, exporter, _ = CASES[case]
     root = work / case.replace("/", "_")
-    if root.exists():
-        shutil.rmtree(root)
     src, export = root / "hf", root / "export"
-    src.mkdir(parents=True)
+    # --refs-only: keep the model and its export, recompute the PyTorch references.
+    refs_only = os.environ.get("CHECK_EXPORTS_REFS_ONLY") == "1" and export.is_dir() and (
+        kind.startswith("openclip:") or (src / "config.json").is_file())
+    if not refs_only:
+        if root.exists():
+            shutil.rmtree(root)
+        src.mkdir(parents=True)
     text_list = [t for _, t in text_items]
     ref: dict[str, np.ndarray] = {}
     meta: dict = {"case": case}
@@ -282,7 +286,8 @@ def worker(case: str, work: Path, image_names: list[str], text_items: list[tuple
             import open_clip
 
             arch = kind.split(":", 1)[1]
-            run([sys.executable, str(EXPORT), "--open-clip", arch, "--out", str(export)])
+            if not refs_only:
+                run([sys.executable, str(EXPORT), "--open-clip", arch, "--out", str(export)])
             # The exporter builds the model with torch.manual_seed(0): the same weights.
             torch.manual_seed(0)
             model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=None)
@@ -296,12 +301,20 @@ def worker(case: str, work: Path, image_names: list[str], text_items: list[tuple
             ref["text_embeds"] = model.encode_text(ids).numpy()
             meta["scoring"] = {"kind": "softmax", "logit_scale": float(model.logit_scale.exp()), "logit_bias": 0.0}
         else:
-            model = build(kind, src)
-            if exporter.startswith("export_clip"):
-                extra = exporter.split(":")[1:]
-                run([sys.executable, str(EXPORT), "--hf", str(src), "--out", str(export), *extra])
+            if refs_only:
+                import transformers as tf
+
+                cls = {"clip_tiny": tf.CLIPModel, "clip_b32": tf.CLIPModel, "siglip_tiny": tf.SiglipModel,
+                       "dinov2_tiny": tf.Dinov2Model, "bert_tiny": tf.BertModel,
+                       "resnet_tiny": tf.ResNetForImageClassification}[kind]
+                model = cls.from_pretrained(src).eval()
             else:
-                optimum_export(kind, src, export)
+                model = build(kind, src)
+                if exporter.startswith("export_clip"):
+                    extra = exporter.split(":")[1:]
+                    run([sys.executable, str(EXPORT), "--hf", str(src), "--out", str(export), *extra])
+                else:
+                    optimum_export(kind, src, export)
             towers = {"clip_tiny": "both", "clip_b32": "both", "siglip_tiny": "both", "dinov2_tiny": "image",
                       "resnet_tiny": "image", "bert_tiny": "text"}[kind]
             if towers in ("both", "image"):
@@ -575,7 +588,8 @@ def main() -> int:
     ap.add_argument("--only", nargs="*", help="run these cases only")
     ap.add_argument("--write-fixtures", action="store_true")
     ap.add_argument("--markdown", type=Path, help="also write the table here")
-    ap.add_argument("--reuse", action="store_true", help="keep exports already in --work (clipflow side only)")
+    ap.add_argument("--reuse", action="store_true", help="keep exports and references already in --work")
+    ap.add_argument("--refs-only", action="store_true", help="keep exports in --work, recompute the references")
     a = ap.parse_args()
     names, items = images(), texts()
     if a.worker:
@@ -597,7 +611,9 @@ def main() -> int:
         done = (work / case.replace("/", "_") / "reference.npz").is_file()
         if not (a.reuse and done):
             print(f"[{case}] building, exporting and computing PyTorch references ...", file=sys.stderr, flush=True)
-            r = subprocess.run([python, __file__, "--worker", case, "--work", str(work)], capture_output=True, text=True)
+            env = dict(os.environ, CHECK_EXPORTS_REFS_ONLY="1" if a.refs_only else "0")
+            r = subprocess.run([python, __file__, "--worker", case, "--work", str(work)], capture_output=True, text=True,
+                               env=env)
         else:
             r = subprocess.CompletedProcess([], 0, "", "")
         if r.returncode != 0:
