@@ -492,7 +492,11 @@ def compare(case: str, root: Path, clipflow: Path, dataset: Path, image_names, t
         row[f"{modality}_centred"] = float(1 - cosines(gn - centre, wn - centre).min())
     manifest = json.loads((run_dir / "manifest.json").read_text())
     scoring = manifest["models"][0].get("scoring", {})
-    if "scoring" in meta:
+    if "scoring" in meta and CASES[case][2] == "optimum":
+        # optimum's graphs carry no scale: clipflow falls back to CLIP's 100 unless the study
+        # sets models[].scoring.
+        row["scoring"] = f"not in export (model: {meta['scoring']['logit_scale']:.4g}; clipflow used {scoring.get('logit_scale')})"
+    elif "scoring" in meta:
         s = meta["scoring"]
         row["scoring"] = f"{s['kind']} {s['logit_scale']:.4g}/{s['logit_bias']:.4g}"
         row["scoring_ok"] = (scoring.get("kind") == s["kind"]
