@@ -13,7 +13,7 @@ mod pipeline;
 pub mod pooling;
 pub mod preprocess;
 pub mod projection;
-mod resample;
+pub mod resample;
 pub mod runtime;
 pub mod scoring;
 pub mod text;

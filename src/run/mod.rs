@@ -9,8 +9,12 @@
 //! assembles `report.html` from the run directory, reading the dataset only for gallery
 //! thumbnails.
 
+pub mod claims;
 mod execute;
 mod plan;
+pub mod scheduler;
+mod share;
+pub mod signals;
 
 pub use execute::{execute, RunError, RunOptions, RunSummary, Shard};
 pub use plan::{plan, Plan, PlanError, PlannedModel, Prompt};

@@ -7,7 +7,8 @@
 //! embeddings/<model>/<modality>/part-00000.parquet   one row per (model, modality, id, variant)
 //! errors.parquet                                     every input that could not be processed
 //! manifest.json                                      config, hashes, fingerprint, timings, counts
-//! state/                                             resume bookkeeping (error parts, shard logs)
+//! state/                                             bookkeeping: error sidecars, study identity,
+//!                                                    claims, worker logs, per-part timings
 //! ```
 //!
 //! Every file is written to a dot-prefixed temporary beside its final name and renamed when
