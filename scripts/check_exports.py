@@ -105,7 +105,7 @@ def texts() -> list[tuple[str, str]]:
 
 
 def images() -> list[str]:
-    return sorted(p.name for p in IMAGES.iterdir() if p.name not in SKIP_IMAGES)
+    return sorted(p.name for p in IMAGES.iterdir() if p.is_file() and p.name not in SKIP_IMAGES)
 
 
 # ================================================================================================
