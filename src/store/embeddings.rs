@@ -132,8 +132,19 @@ impl PartWriter {
             )
             .set_created_by(format!("clipflow {}", crate::VERSION))
             .build();
-        let writer = ArrowWriter::try_new(file, schema.clone(), Some(props))
+        let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props))
             .map_err(|e| StoreError::parquet(&temp, e))?;
+        // The same keys as file-level key-value metadata, where readers that do not decode the
+        // Arrow schema look (DuckDB's parquet_kv_metadata, pyarrow's read_metadata, the parquet
+        // crate's file metadata).
+        let mut keys: Vec<(&String, &String)> = schema.metadata().iter().collect();
+        keys.sort();
+        for (k, v) in keys {
+            writer.append_key_value_metadata(parquet::file::metadata::KeyValue::new(
+                k.clone(),
+                v.clone(),
+            ));
+        }
         Ok(PartWriter {
             path: path.to_path_buf(),
             temp,
@@ -284,6 +295,14 @@ mod tests {
         let builder = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap()).unwrap();
         let schema = builder.schema().clone();
         assert_eq!(schema.metadata()["clipflow.embedding_dim"], "3");
+        let file_kv = builder
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .unwrap();
+        assert!(file_kv
+            .iter()
+            .any(|kv| kv.key == "clipflow.embedding_dim" && kv.value.as_deref() == Some("3")));
         assert!(matches!(
             schema.field_with_name("embedding").unwrap().data_type(),
             DataType::FixedSizeList(_, 3)

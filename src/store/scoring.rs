@@ -160,6 +160,10 @@ mod tests {
         let path = crate::store::part_path(run, "siglip", "text", 0);
         let b = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap()).unwrap();
         assert_eq!(b.schema().metadata()["clipflow.scoring"], "sigmoid");
+        let kv = b.metadata().file_metadata().key_value_metadata().unwrap();
+        assert!(kv
+            .iter()
+            .any(|e| e.key == "clipflow.logit_bias" && e.value.as_deref() == Some("-12.932437")));
 
         // A part without scoring (older run): the manifest answers, else nobody does.
         write_part(run, "old", "image", None);
