@@ -56,9 +56,7 @@ fn main() {
         &ModelConfig {
             name: Some("bench".into()),
             path: args[1].clone(),
-            vision_path: None,
-            text_path: None,
-            batch_size: None,
+            ..Default::default()
         },
         0,
     )
@@ -69,6 +67,7 @@ fn main() {
     };
     let mut enc =
         Encoder::load(&files, settings, &|w| eprintln!("{w}")).unwrap_or_else(|e| panic!("{e}"));
+    let pre = enc.preprocess.clone().expect("an image model");
     let ds = dataset::open(
         &DatasetConfig {
             format: DatasetFormat::Folder,
@@ -103,9 +102,9 @@ fn main() {
     let mut tensor = Vec::with_capacity(sample.len() * plane);
     for bytes in ds.fetch(sample) {
         let rgb = encode::preprocess::decode(&bytes.unwrap(), u64::MAX).unwrap();
-        let px = enc.preprocess.to_pixels(&rgb).unwrap();
+        let px = pre.to_pixels(&rgb).unwrap();
         let mut t = vec![0.0; plane];
-        enc.preprocess.normalize_into(&px, &mut t);
+        pre.normalize_into(&px, &mut t);
         tensor.extend(t);
     }
     for _ in 0..2 {
@@ -119,9 +118,9 @@ fn main() {
         let t0 = Instant::now();
         let rgb = encode::preprocess::decode(bytes, u64::MAX).unwrap();
         decode_secs += t0.elapsed().as_secs_f64();
-        let px = enc.preprocess.to_pixels(&rgb).unwrap();
+        let px = pre.to_pixels(&rgb).unwrap();
         let mut out = vec![0.0; plane];
-        enc.preprocess.normalize_into(&px, &mut out);
+        pre.normalize_into(&px, &mut out);
     }
     let per_image_ms = t.elapsed().as_secs_f64() * 1e3 / probe.len() as f64;
     println!(

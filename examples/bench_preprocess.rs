@@ -112,14 +112,13 @@ fn main() {
         &ModelConfig {
             name: Some("bench".into()),
             path: args[1].clone(),
-            vision_path: None,
-            text_path: None,
-            batch_size: None,
+            ..Default::default()
         },
         0,
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let pre = Preprocess::from_file(&files.preprocessor_config).unwrap_or_else(|e| panic!("{e}"));
+    let pre = Preprocess::from_file(files.preprocessor_config.as_ref().expect("an image model"))
+        .unwrap_or_else(|e| panic!("{e}"));
     let paths = jpegs(&args[2], limit);
     assert!(!paths.is_empty(), "no JPEGs under {}", args[2]);
     let bytes: Vec<Vec<u8>> = paths.iter().map(|p| std::fs::read(p).unwrap()).collect();

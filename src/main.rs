@@ -158,9 +158,9 @@ enum Inspect {
         model: PathBuf,
         /// Texts to tokenize.
         texts: Vec<String>,
-        /// Context length (default: 77, CLIP's).
-        #[arg(long, default_value_t = CLIP_CONTEXT)]
-        context: usize,
+        /// Context length (default: the tokenizer's `model_max_length`, else 77, CLIP's).
+        #[arg(long)]
+        context: Option<usize>,
     },
     /// Write the exact float32 tensor [1,3,H,W] the vision model receives, as .npy,
     /// optionally under one noise variant.
@@ -414,11 +414,18 @@ fn cmd_validate(pipeline: &Path, sets: &[String]) -> ExitCode {
         println!("  text variants: {}", names.join(", "));
     }
     for m in &plan.models {
+        let towers: Vec<String> = m
+            .files
+            .towers()
+            .iter()
+            .map(|t| format!("{t:?}").to_lowercase())
+            .collect();
         println!(
-            "  model {}: {:?} layout at {}",
+            "  model {}: {:?} layout at {}, towers: {}",
             m.files.name,
             m.files.layout,
-            m.files.dir.display()
+            m.files.dir.display(),
+            towers.join(" + ")
         );
     }
     println!(
@@ -538,23 +545,29 @@ fn model_files(model: &Path) -> Result<encode::ModelFiles, ExitCode> {
     let cfg = config::ModelConfig {
         name: Some("inspect".into()),
         path: model.display().to_string(),
-        vision_path: None,
-        text_path: None,
-        batch_size: None,
+        ..Default::default()
     };
     encode::locate(&cfg, 0).map_err(|e| fail(USAGE, &e))
 }
 
-fn cmd_tokens(model: &Path, texts: &[String], context: usize) -> ExitCode {
+fn cmd_tokens(model: &Path, texts: &[String], context: Option<usize>) -> ExitCode {
     let files = match model_files(model) {
         Ok(f) => f,
         Err(code) => return code,
     };
-    let tok = match TextTokenizer::from_files(
-        &files.tokenizer,
-        files.tokenizer_config.as_deref(),
-        context,
-    ) {
+    let Some(tokenizer) = &files.tokenizer else {
+        return fail(
+            USAGE,
+            &format!("{}: the model has no text tower", model.display()),
+        );
+    };
+    let context = context
+        .or_else(|| {
+            TextTokenizer::max_length_from_files(tokenizer, files.tokenizer_config.as_deref())
+        })
+        .unwrap_or(CLIP_CONTEXT);
+    let tok = match TextTokenizer::from_files(tokenizer, files.tokenizer_config.as_deref(), context)
+    {
         Ok(t) => t,
         Err(e) => return fail(USAGE, &e),
     };
@@ -589,7 +602,13 @@ fn cmd_preprocess(
         Ok(f) => f,
         Err(code) => return code,
     };
-    let pre = match Preprocess::from_file(&files.preprocessor_config) {
+    let Some(pre_path) = &files.preprocessor_config else {
+        return fail(
+            USAGE,
+            &format!("{}: the model has no image tower", model.display()),
+        );
+    };
+    let pre = match Preprocess::from_file(pre_path) {
         Ok(p) => p,
         Err(e) => return fail(USAGE, &e),
     };

@@ -142,16 +142,13 @@ fn tokens_match_openai_reference() {
     let golden = json(&fixtures().join("golden/tokens.json"));
     let files = encode::locate(
         &clipflow::config::ModelConfig {
-            name: None,
             path: fixtures().join("models/xenova").display().to_string(),
-            vision_path: None,
-            text_path: None,
-            batch_size: None,
+            ..Default::default()
         },
         0,
     )
     .unwrap();
-    let tok = TextTokenizer::from_files(&files.tokenizer, None, 77).unwrap();
+    let tok = TextTokenizer::from_files(files.tokenizer.as_ref().unwrap(), None, 77).unwrap();
     let mut mismatches = Vec::new();
     for case in golden.as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
@@ -197,11 +194,8 @@ fn embeddings_match_onnxruntime_python_on_every_layout() {
     let tokens = json(&fixtures().join("golden/tokens.json"));
     for (layout, expected) in golden["layouts"].as_object().unwrap() {
         let cfg = clipflow::config::ModelConfig {
-            name: None,
             path: fixtures().join("models").join(layout).display().to_string(),
-            vision_path: None,
-            text_path: None,
-            batch_size: None,
+            ..Default::default()
         };
         let files = encode::locate(&cfg, 0).unwrap();
         let settings = SessionSettings {
@@ -211,7 +205,10 @@ fn embeddings_match_onnxruntime_python_on_every_layout() {
         let mut enc = Encoder::load(&files, settings, &|_| {}).unwrap();
         for case in expected["image"].as_array().unwrap() {
             let image = case["image"].as_str().unwrap();
-            let t = tensor_of(&enc.preprocess, &fixtures().join("images").join(image));
+            let t = tensor_of(
+                enc.preprocess.as_ref().unwrap(),
+                &fixtures().join("images").join(image),
+            );
             let got = enc.embed_pixels(&t, 1).unwrap();
             let diff = max_abs_diff(&got, &case["embedding"]);
             // Preprocessing may differ from Pillow by one uint8 level; the embedding barely.
@@ -230,7 +227,7 @@ fn embeddings_match_onnxruntime_python_on_every_layout() {
                 .unwrap()["text"]
                 .as_str()
                 .unwrap();
-            let (ids, mask) = enc.tokenizer.encode(text).unwrap();
+            let (ids, mask) = enc.tokenizer.as_ref().unwrap().encode(text).unwrap();
             let got = enc.embed_tokens(&ids, &mask, 1).unwrap();
             let diff = max_abs_diff(&got, &case["embedding"]);
             assert!(diff < 1e-5, "{layout} text {name}: max diff {diff}");

@@ -55,6 +55,7 @@ pub mod probe;
 pub mod retrieval;
 mod rng;
 pub mod robustness;
+pub mod scoring;
 pub mod subspace;
 pub mod trustworthiness;
 pub mod tsne;

@@ -322,7 +322,7 @@ impl Levels {
 }
 
 /// One model to encode with.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
     /// The name in every output row and table; default: the folder name. It names a folder of
@@ -340,6 +340,96 @@ pub struct ModelConfig {
     /// Images per inference call.
     #[serde(default)]
     pub batch_size: Option<usize>,
+    /// Which towers to encode with (`[image]`, `[text]` or both); default: every tower the
+    /// folder has. A CLIP used as an image encoder only lists `[image]`.
+    #[serde(default)]
+    pub towers: Option<Vec<Tower>>,
+    /// The image tower: its file, which output, how to pool it, an optional projection.
+    #[serde(default)]
+    pub image: Option<TowerConfig>,
+    /// The text tower, as `image`.
+    #[serde(default)]
+    pub text: Option<TowerConfig>,
+    /// Token rows per text for a graph whose sequence axis is not fixed (BERT-like exports);
+    /// default: the tokenizer's own maximum (`model_max_length`), else 77.
+    #[serde(default)]
+    pub context_length: Option<usize>,
+    /// How image–text similarities become probabilities for this model; default: what the
+    /// export recorded (`clipflow.json` beside the graphs, or the graphs' metadata), else
+    /// CLIP's softmax at scale 100.
+    #[serde(default)]
+    pub scoring: Option<ScoringConfig>,
+}
+
+/// A model's towers.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Tower {
+    Image,
+    Text,
+}
+
+/// One tower of a model.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TowerConfig {
+    /// The ONNX file (or a folder holding `model.onnx`), instead of finding it in the model
+    /// folder. Same as `vision_path` / `text_path`.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// The graph output to embed from; default: `image_embeds`/`text_embeds`-like names, else
+    /// `last_hidden_state` when `pooling` needs it, else the only output.
+    #[serde(default)]
+    pub output: Option<String>,
+    /// How a `[N, T, D]` output becomes one vector per input; default `none`.
+    #[serde(default)]
+    pub pooling: Option<Pooling>,
+    /// A linear map to a shared dimension, applied after pooling and before L2 normalisation:
+    /// a `.npy` matrix `[D_in, D_out]` (`x · W`), or an `.onnx` graph `[N, D_in] -> [N, D_out]`.
+    #[serde(default)]
+    pub projection: Option<String>,
+}
+
+/// Pooling of a per-token (or per-patch) output.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Pooling {
+    /// The output is already one vector per input (`[N, D]`, or `[N, D, 1, 1]`).
+    None,
+    /// The first token (BERT's `[CLS]`, ViT/DINOv2's class token).
+    Cls,
+    /// The mean over the tokens the attention mask keeps (every token without a mask input;
+    /// the spatial mean of a `[N, C, H, W]` feature map).
+    Mean,
+    /// The last token the attention mask keeps (the last position without a mask input, as
+    /// SigLIP's text tower pools its padded sequence).
+    Last,
+    /// The graph's `pooler_output` as it is.
+    PoolerOutput,
+}
+
+/// How similarities become probabilities.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ScoringKind {
+    /// CLIP: `softmax(logit_scale · cos)` over the candidates.
+    Softmax,
+    /// SigLIP: `sigmoid(logit_scale · cos + logit_bias)` for each pair on its own.
+    Sigmoid,
+}
+
+/// `models[].scoring`: overrides what the export recorded.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ScoringConfig {
+    #[serde(default)]
+    pub kind: Option<ScoringKind>,
+    /// The multiplier of cosine similarities (`exp` of the model's learned `logit_scale`).
+    #[serde(default)]
+    pub logit_scale: Option<f64>,
+    /// Added after scaling (SigLIP's learned bias); 0 for CLIP.
+    #[serde(default)]
+    pub logit_bias: Option<f64>,
 }
 
 /// Which texts to encode besides nothing.

@@ -98,7 +98,10 @@ pub fn encode_images<E: From<EncodeError>>(
     let items_per_batch = (job.batch_size / variants).max(1);
     let (h, w) = encoder.input_size;
     let plane = 3 * h * w;
-    let preprocess = encoder.preprocess.clone();
+    let preprocess = encoder
+        .preprocess
+        .clone()
+        .ok_or_else(|| E::from(no_tower(encoder, "image")))?;
     let (tx, rx) = sync_channel::<Prepared>(job.queue_depth.max(1));
     let mut failures = Vec::new();
 
@@ -274,7 +277,10 @@ pub fn encode_texts<E: From<EncodeError>>(
     sink: &mut dyn FnMut(EncodedBatch) -> Result<(), E>,
     advance: &dyn Fn(u64),
 ) -> Result<Vec<RowFailure>, E> {
-    let context = encoder.tokenizer.context_length;
+    let context = match &encoder.tokenizer {
+        Some(t) => t.context_length,
+        None => return Err(E::from(no_tower(encoder, "text"))),
+    };
     let mut failures = Vec::new();
     for (chunk_no, chunk) in texts.chunks(batch_size.max(1)).enumerate() {
         let first = chunk_no * batch_size.max(1);
@@ -282,7 +288,11 @@ pub fn encode_texts<E: From<EncodeError>>(
         let mut ids = Vec::with_capacity(chunk.len() * context);
         let mut mask = Vec::with_capacity(chunk.len() * context);
         for (k, t) in chunk.iter().enumerate() {
-            match encoder.tokenizer.encode(&t.text) {
+            let encoded = match &encoder.tokenizer {
+                Some(tok) => tok.encode(&t.text),
+                None => Err("no tokenizer".to_string()),
+            };
+            match encoded {
                 Ok((i, m)) => {
                     rows.push((first + k, 0));
                     ids.extend(i);
@@ -308,4 +318,11 @@ pub fn encode_texts<E: From<EncodeError>>(
         advance(chunk.len() as u64);
     }
     Ok(failures)
+}
+
+fn no_tower(encoder: &Encoder, tower: &str) -> EncodeError {
+    EncodeError::Inference {
+        model: encoder.files.name.clone(),
+        message: format!("this model has no {tower} tower"),
+    }
 }

@@ -88,6 +88,13 @@ impl Preprocess {
     }
 
     pub fn from_json(v: &serde_json::Value) -> Result<Preprocess, String> {
+        // transformers 5 saves a processor's parts in one `processor_config.json`.
+        let v = match v.get("image_processor") {
+            Some(nested) if nested.is_object() => nested,
+            _ => v,
+        };
+        let converted = convnext_crop_pct(v)?;
+        let v = converted.as_ref().unwrap_or(v);
         let flag = |k: &str, default: bool| v.get(k).and_then(|x| x.as_bool()).unwrap_or(default);
         let dim = |x: &serde_json::Value, what: &str| -> Result<u32, String> {
             x.as_u64()
@@ -352,6 +359,45 @@ impl Preprocess {
     }
 }
 
+/// ConvNeXt-style processors (`crop_pct`, used by Hugging Face's ResNet and ConvNeXt exports)
+/// as the plain keys they mean: below 384 pixels, the shorter side goes to
+/// `int(shortest_edge / crop_pct)` and the center `shortest_edge` square is cropped; from 384
+/// up, the image is resized to the square without a crop. `None` when there is no `crop_pct`.
+fn convnext_crop_pct(v: &serde_json::Value) -> Result<Option<serde_json::Value>, String> {
+    let Some(pct) = v.get("crop_pct").filter(|p| !p.is_null()) else {
+        return Ok(None);
+    };
+    let pct = pct
+        .as_f64()
+        .filter(|p| *p > 0.0 && *p <= 1.0)
+        .ok_or_else(|| format!("crop_pct: {pct} is not a fraction in (0, 1]"))?;
+    let edge = v
+        .get("size")
+        .and_then(|s| s.get("shortest_edge").or(Some(s)))
+        .and_then(|e| e.as_u64())
+        .filter(|e| (1..=16384).contains(e))
+        .ok_or("crop_pct needs size.shortest_edge")?;
+    let mut out = v.clone();
+    let obj = out.as_object_mut().ok_or("not a JSON object")?;
+    obj.remove("crop_pct");
+    if edge < 384 {
+        let resized = (edge as f64 / pct) as u64;
+        obj.insert("size".into(), serde_json::json!({"shortest_edge": resized}));
+        obj.insert(
+            "crop_size".into(),
+            serde_json::json!({"height": edge, "width": edge}),
+        );
+        obj.insert("do_center_crop".into(), true.into());
+    } else {
+        obj.insert(
+            "size".into(),
+            serde_json::json!({"height": edge, "width": edge}),
+        );
+        obj.insert("do_center_crop".into(), false.into());
+    }
+    Ok(Some(out))
+}
+
 fn kernel(f: Filter) -> Kernel {
     match f {
         Filter::Box => Kernel::Box,
@@ -609,6 +655,31 @@ mod tests {
         assert_eq!(p.mean, [0.5; 3]);
         let bad: serde_json::Value = serde_json::from_str(r#"{"size": {"foo": 1}}"#).unwrap();
         assert!(Preprocess::from_json(&bad).is_err());
+    }
+
+    #[test]
+    fn crop_pct_and_nested_processor_configs_parse() {
+        let convnext = serde_json::json!({"image_processor": {
+            "image_processor_type": "ConvNextImageProcessor", "crop_pct": 0.875,
+            "size": {"shortest_edge": 224}, "resample": 3}});
+        let p = Preprocess::from_json(&convnext).unwrap();
+        assert_eq!(
+            (p.resize, p.crop),
+            (Resize::ShortestEdge(256), Some((224, 224)))
+        );
+        let big = serde_json::json!({"crop_pct": 0.875, "size": {"shortest_edge": 384}});
+        let p = Preprocess::from_json(&big).unwrap();
+        assert_eq!(
+            (p.resize, p.crop),
+            (
+                Resize::Exact {
+                    height: 384,
+                    width: 384
+                },
+                None
+            )
+        );
+        assert!(Preprocess::from_json(&serde_json::json!({"crop_pct": 2.0, "size": 224})).is_err());
     }
 
     #[test]

@@ -149,7 +149,26 @@ fn parts(plan: &Plan) -> Vec<Part> {
     let n = plan.prompts.len();
     let prompt_ranges: Vec<_> = (0..n).step_by(size).map(|s| s..(s + size).min(n)).collect();
     let mut parts = Vec::new();
-    for m in 0..plan.models.len() {
+    for (m, model) in plan.models.iter().enumerate() {
+        // Only the towers the model has (and the study uses) are encoded.
+        let none: &[std::ops::Range<usize>] = &[];
+        let (images, captions, prompts) = (
+            if model.files.image.is_some() {
+                &item_ranges[..]
+            } else {
+                none
+            },
+            if model.files.text.is_some() {
+                &caption_ranges[..]
+            } else {
+                none
+            },
+            if model.files.text.is_some() {
+                &prompt_ranges[..]
+            } else {
+                none
+            },
+        );
         let mut push = |work: Work, ranges: &[std::ops::Range<usize>], first_number: usize| {
             for (k, range) in ranges.iter().enumerate() {
                 parts.push(Part {
@@ -161,9 +180,9 @@ fn parts(plan: &Plan) -> Vec<Part> {
             }
             first_number + ranges.len()
         };
-        push(Work::Images, &item_ranges, 0);
-        let next = push(Work::Captions, &caption_ranges, 0);
-        push(Work::Prompts, &prompt_ranges, next);
+        push(Work::Images, images, 0);
+        let next = push(Work::Captions, captions, 0);
+        push(Work::Prompts, prompts, next);
     }
     parts
 }
@@ -202,18 +221,11 @@ pub fn execute(
             let sha256 = util::sha256_file(&f).map_err(|e| StoreError::io(&f, e))?;
             files.push(json!({"path": f.display().to_string(), "sha256": sha256}));
         }
-        model_records.push(json!({
-            "name": m.files.name,
-            "path": m.files.dir.display().to_string(),
-            "layout": m.files.layout,
-            "files": files,
-            "embedding_dim": enc.dim,
-            "input_size": [enc.input_size.0, enc.input_size.1],
-            "context_length": enc.tokenizer.context_length,
-            "preprocess": enc.preprocess,
-            "device": enc.placement,
-            "batch_size": m.batch_size,
-        }));
+        // Towers, pooling, projection, scoring, sizes: the encoder describes itself.
+        let mut record = enc.describe();
+        record["files"] = json!(files);
+        record["batch_size"] = json!(m.batch_size);
+        model_records.push(record);
         encoders.push(enc);
     }
     let load_seconds = t0.elapsed().as_secs_f64();
@@ -527,7 +539,8 @@ fn run_part(
     let model = plan.models[part.model].files.name.clone();
     let modality = part.work.modality();
     let path = store::part_path(run_dir, &model, modality, part.number);
-    let mut writer = PartWriter::create(&path, &model, modality, encoder.dim)?;
+    let mut writer =
+        PartWriter::create_scored(&path, &model, modality, encoder.dim, Some(&encoder.scoring))?;
     let batch_size = plan.models[part.model].batch_size;
     let listed = match part.work {
         Work::Prompts => Default::default(),

@@ -231,12 +231,12 @@ fn plan_checked(config: LoadedConfig, out: Option<&Path>) -> Result<Plan, PlanEr
             ));
         }
         // Read the preprocessing now: a malformed preprocessor_config.json is a config error.
-        encode::Preprocess::from_file(&files.preprocessor_config).map_err(|source| {
-            PlanError::Model {
+        if let Some(pre) = &files.preprocessor_config {
+            encode::Preprocess::from_file(pre).map_err(|source| PlanError::Model {
                 path: path.clone(),
                 source,
-            }
-        })?;
+            })?;
+        }
         models.push(PlannedModel {
             files,
             batch_size: m.batch_size.unwrap_or(rt.batch_size),

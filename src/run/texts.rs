@@ -39,7 +39,10 @@ impl TextRow<'_> {
 /// Every caption of `items` in every text variant, with the end (exclusive row index) of each
 /// (item, variant) unit, the unit progress counts; items without a caption have no rows and
 /// units that end where they start.
-pub(super) fn caption_rows<'a>(plan: &'a Plan, items: &'a [Item]) -> (Vec<TextRow<'a>>, Vec<usize>) {
+pub(super) fn caption_rows<'a>(
+    plan: &'a Plan,
+    items: &'a [Item],
+) -> (Vec<TextRow<'a>>, Vec<usize>) {
     let seed = plan.study().seed;
     let mut rows = Vec::new();
     let mut unit_ends = Vec::with_capacity(items.len() * plan.text_variants.len());

@@ -26,6 +26,7 @@ use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 
 use super::StoreError;
+use crate::encode::Scoring;
 use crate::util::{commit_temp, temp_path};
 
 /// Rows buffered before a row group is flushed: bounds memory at about
@@ -80,10 +81,12 @@ struct Pending {
     values: Vec<f32>,
 }
 
-/// The arrow schema of an embedding part with dimension `dim`.
-pub fn schema(dim: usize, model: &str) -> SchemaRef {
+/// The arrow schema of an embedding part with dimension `dim`. The model's scoring, when
+/// given, goes into the key-value metadata (`clipflow.scoring`, `clipflow.logit_scale`,
+/// `clipflow.logit_bias`), so every part says how its model turns cosines into probabilities.
+pub fn schema(dim: usize, model: &str, scoring: Option<&Scoring>) -> SchemaRef {
     let item = Arc::new(Field::new("item", DataType::Float32, false));
-    let metadata = [
+    let mut metadata: std::collections::HashMap<String, String> = [
         ("clipflow.embedding_dim".to_string(), dim.to_string()),
         ("clipflow.normalized".to_string(), "l2".to_string()),
         ("clipflow.model".to_string(), model.to_string()),
@@ -91,6 +94,9 @@ pub fn schema(dim: usize, model: &str) -> SchemaRef {
     ]
     .into_iter()
     .collect();
+    if let Some(s) = scoring {
+        metadata.extend(super::scoring::metadata_pairs(s));
+    }
     Arc::new(
         Schema::new(vec![
             Field::new("model", DataType::Utf8, false),
@@ -120,12 +126,23 @@ impl PartWriter {
         modality: &str,
         dim: usize,
     ) -> Result<PartWriter, StoreError> {
+        Self::create_scored(path, model, modality, dim, None)
+    }
+
+    /// As [`PartWriter::create`], recording the model's scoring in the part's metadata.
+    pub fn create_scored(
+        path: &Path,
+        model: &str,
+        modality: &str,
+        dim: usize,
+        scoring: Option<&Scoring>,
+    ) -> Result<PartWriter, StoreError> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
         }
         let temp = temp_path(path);
         let file = File::create(&temp).map_err(|e| StoreError::io(&temp, e))?;
-        let schema = schema(dim, model);
+        let schema = schema(dim, model, scoring);
         // Vectors do not compress or dictionary-encode usefully; the text columns do.
         let props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
@@ -135,8 +152,19 @@ impl PartWriter {
             )
             .set_created_by(format!("clipflow {}", crate::VERSION))
             .build();
-        let writer = ArrowWriter::try_new(file, schema.clone(), Some(props))
+        let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props))
             .map_err(|e| StoreError::parquet(&temp, e))?;
+        // The same keys as file-level key-value metadata, where readers that do not decode the
+        // Arrow schema look (DuckDB's parquet_kv_metadata, pyarrow's read_metadata, the parquet
+        // crate's file metadata).
+        let mut keys: Vec<(&String, &String)> = schema.metadata().iter().collect();
+        keys.sort();
+        for (k, v) in keys {
+            writer.append_key_value_metadata(parquet::file::metadata::KeyValue::new(
+                k.clone(),
+                v.clone(),
+            ));
+        }
         Ok(PartWriter {
             path: path.to_path_buf(),
             temp,
@@ -290,6 +318,14 @@ mod tests {
         let builder = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap()).unwrap();
         let schema = builder.schema().clone();
         assert_eq!(schema.metadata()["clipflow.embedding_dim"], "3");
+        let file_kv = builder
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .unwrap();
+        assert!(file_kv
+            .iter()
+            .any(|kv| kv.key == "clipflow.embedding_dim" && kv.value.as_deref() == Some("3")));
         assert!(matches!(
             schema.field_with_name("embedding").unwrap().data_type(),
             DataType::FixedSizeList(_, 3)

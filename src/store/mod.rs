@@ -24,6 +24,7 @@
 mod embeddings;
 mod errors;
 mod reader;
+mod scoring;
 mod tables;
 
 use std::path::{Path, PathBuf};
@@ -34,6 +35,7 @@ pub use reader::{
     detect_format, model_metadata, read_npy, Catalog, ClipRetrievalColumns, EmbeddingSet,
     ParquetColumns, SetInfo, StoreFormat,
 };
+pub use scoring::{metadata_pairs as scoring_metadata, read_scoring};
 pub use tables::{
     read_table, read_table_head, write_parquet_table, write_table, Column, Table, TableSink,
     MARKDOWN_ROWS,
