@@ -18,7 +18,9 @@
 //! - [`neighbors`], [`tsne`], [`umap`], [`trustworthiness`]: exact kNN, Barnes–Hut t-SNE
 //!   (scikit-learn's definitions), UMAP (umap-learn's), and scikit-learn's trustworthiness;
 //! - [`persistence`]: Vietoris–Rips persistence in dimensions 0 and 1 (Ripser's algorithm) and
-//!   persim's bottleneck and Wasserstein distances.
+//!   persim's bottleneck and Wasserstein distances;
+//! - [`duplicates`]: near-duplicate pairs above a cosine threshold (blocked, no N² matrix),
+//!   the pairs across splits (leaks), and FiftyOne's uniqueness score.
 //!
 //! The linear algebra (symmetric eigensolver, Jacobi SVD, Householder QR) is written here in
 //! `f64` rather than taken from faer: faer would add about three minutes of CPU to a cold
@@ -45,6 +47,7 @@
 
 pub mod attributes;
 pub mod cluster;
+pub mod duplicates;
 mod linalg;
 pub mod neighbors;
 pub mod pca;

@@ -9,8 +9,9 @@ mod html;
 mod plots;
 
 pub use html::{
-    write_report, Block, Gallery, GalleryHit, GalleryQuery, Report, ReportError, RunSummary,
-    Section, Thumbnail,
+    write_report, Block, Gallery, GalleryHit, GalleryQuery, InteractiveMap, MapPoint, Report,
+    ReportError, RunSummary, Section, Thumbnail, ThumbnailSheet, ThumbnailSheetBuilder, Tile,
+    ZeroShotCall,
 };
 pub use plots::{
     heatmap, histogram, lines, persistence_diagram, scatter, PlotError, ScatterGroup, Series,

@@ -10,12 +10,15 @@
 //! `report.html` from the run directory, reading the dataset only for gallery thumbnails.
 
 mod analyze;
+mod atlas_export;
 mod execute;
 mod geometry;
 mod plan;
 mod report;
+mod report_maps;
 
 pub use analyze::{analyze, AnalysisSummary, AnalyzeError};
+pub use atlas_export::{export_atlas, AtlasExport, AtlasExportError, DEFAULT_NEIGHBORS};
 pub use execute::{execute, RunError, RunOptions, RunSummary, Shard};
 pub use plan::{plan, Plan, PlanError, PlannedModel, Prompt};
 pub use report::{write_run_report, RunReportError};

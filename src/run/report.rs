@@ -260,6 +260,7 @@ pub fn write_run_report(
         .as_ref()
         .and_then(|m| m["dataset"]["source"].as_str())
         .map(|s| format!("dataset: {s}"));
+    super::report_maps::add_maps(&mut sections, run_dir, tables_dir, plan, config)?;
     let report = Report {
         title: format!("clipflow study: {name}"),
         subtitle,

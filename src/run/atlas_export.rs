@@ -1,0 +1,249 @@
+//! `exports/embedding-atlas/`: the run's 2-D maps as files Apple's embedding-atlas opens.
+//!
+//! One file per map of the clean images (per model, method and perplexity): the map's
+//! coordinates from `tables/projection_coordinates`, each point's nearest neighbours in the
+//! model's image-embedding space (cosine distance, as embedding-atlas computes its own), the
+//! item's label and caption, and the image itself when the run's plan is at hand. Open one
+//! with
+//!
+//! ```text
+//! embedding-atlas runs/demo/exports/embedding-atlas/texture-clip_umap.parquet \
+//!     --x x --y y --neighbors neighbors --text caption --image image
+//! ```
+//!
+//! The embeddings are read back from the run's `embeddings/` (one model's image parts at a
+//! time), so the export can be (re)made from a finished run directory.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use super::plan::Plan;
+use crate::analysis::{neighbors::nearest_neighbors, AnalysisError, Distance, Embeddings};
+use crate::dataset::ImageRef;
+use crate::store::{self, AtlasRow, AtlasWriter, StoreError, StoreFormat};
+
+/// Neighbours per point unless told otherwise: umap-learn's and embedding-atlas's default.
+pub const DEFAULT_NEIGHBORS: usize = 15;
+
+/// Why the export failed; each names the file or map concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum AtlasExportError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("embedding-atlas export of {map}: {source}")]
+    Analysis {
+        map: String,
+        #[source]
+        source: AnalysisError,
+    },
+    #[error("embedding-atlas export of {map}: {message}")]
+    Missing { map: String, message: String },
+}
+
+/// What the export wrote, and what it could not include.
+#[derive(Debug, Clone, Default)]
+pub struct AtlasExport {
+    pub files: Vec<PathBuf>,
+    /// Images that could not be read (the rows are there, without an image).
+    pub notes: Vec<String>,
+}
+
+/// Writes one embedding-atlas file per clean-image map of the run under
+/// `<run_dir>/exports/embedding-atlas/`. `neighbors` is capped at the map's points − 1. Does
+/// nothing when the run has no `projection_coordinates` table.
+pub fn export_atlas(
+    run_dir: &Path,
+    tables_dir: &Path,
+    plan: Option<&Plan>,
+    neighbors: usize,
+) -> Result<AtlasExport, AtlasExportError> {
+    let mut out = AtlasExport::default();
+    let path = tables_dir.join("projection_coordinates.parquet");
+    if !path.exists() {
+        return Ok(out);
+    }
+    let coords = store::read_table(&path)?;
+    let col = |name: &str| {
+        coords.texts(name).ok_or_else(|| AtlasExportError::Missing {
+            map: path.display().to_string(),
+            message: format!("no text column {name}"),
+        })
+    };
+    let (model, variant, method, id) = (col("model")?, col("variant")?, col("method")?, col("id")?);
+    let fcol = |name: &str| {
+        coords
+            .floats(name)
+            .ok_or_else(|| AtlasExportError::Missing {
+                map: path.display().to_string(),
+                message: format!("no float column {name}"),
+            })
+    };
+    let (x, y) = (fcol("x")?, fcol("y")?);
+    let perplexity = coords.floats("perplexity");
+    let label = coords.texts("label");
+    // The clean images' maps, or the first variant's when there is no clean one.
+    let chosen = if variant.iter().any(|v| v.as_deref() == Some("clean")) {
+        "clean".to_string()
+    } else {
+        variant.iter().flatten().next().cloned().unwrap_or_default()
+    };
+    let mut maps: Vec<((String, String, Option<f64>), Vec<usize>)> = Vec::new();
+    for i in 0..coords.rows() {
+        if variant[i].as_deref() != Some(chosen.as_str()) {
+            continue;
+        }
+        let key = (
+            model[i].clone().unwrap_or_default(),
+            method[i].clone().unwrap_or_default(),
+            perplexity.and_then(|p| p[i]),
+        );
+        match maps.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, rows)) => rows.push(i),
+            None => maps.push((key, vec![i])),
+        }
+    }
+    let items: HashMap<&str, &crate::dataset::Item> = plan
+        .map(|p| p.dataset.items.iter().map(|i| (i.id.as_str(), i)).collect())
+        .unwrap_or_default();
+    let dir = run_dir.join("exports").join("embedding-atlas");
+    let mut loaded: Option<(String, store::EmbeddingSet)> = None;
+    for ((model_name, method_name, perp), rows) in &maps {
+        let stem = match (method_name.as_str(), perp) {
+            ("tsne", Some(p)) => format!("tsne_p{p}"),
+            (m, _) => slug(m),
+        };
+        let map_name = format!("{model_name} {stem} ({chosen})");
+        if loaded.as_ref().map(|(m, _)| m) != Some(model_name) {
+            let images = run_dir.join("embeddings").join(model_name).join("image");
+            let set = store::read_sets(&images, &StoreFormat::Clipflow)?
+                .into_iter()
+                .find(|s| s.variant == chosen)
+                .ok_or_else(|| AtlasExportError::Missing {
+                    map: map_name.clone(),
+                    message: format!("{}: no {chosen} image embeddings", images.display()),
+                })?;
+            loaded = Some((model_name.clone(), set));
+        }
+        let Some((_, set)) = &loaded else { continue };
+        let by_id: HashMap<&str, usize> = set
+            .ids
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.as_str(), i))
+            .collect();
+        // The map's points with an embedding, in table order.
+        let mut points: Vec<(usize, usize)> = Vec::with_capacity(rows.len());
+        let mut missing = 0usize;
+        for &r in rows {
+            match id[r].as_deref().and_then(|s| by_id.get(s)) {
+                Some(&e)
+                    if x[r].is_some_and(f64::is_finite) && y[r].is_some_and(f64::is_finite) =>
+                {
+                    points.push((r, e))
+                }
+                _ => missing += 1,
+            }
+        }
+        if missing > 0 {
+            out.notes.push(format!(
+                "{map_name}: {missing} points without an embedding or coordinates are left out"
+            ));
+        }
+        if points.len() < 2 {
+            out.notes.push(format!(
+                "{map_name}: not exported ({} points; neighbours need at least 2)",
+                points.len()
+            ));
+            continue;
+        }
+        let vectors: Vec<f32> = points
+            .iter()
+            .flat_map(|&(_, e)| set.row(e).iter().copied())
+            .collect();
+        let k = neighbors.clamp(1, points.len() - 1);
+        let knn = Embeddings::new(&vectors, set.dim)
+            .and_then(|e| nearest_neighbors(e, k, Distance::Cosine))
+            .map_err(|source| AtlasExportError::Analysis {
+                map: map_name.clone(),
+                source,
+            })?;
+        let file = dir.join(format!("{}_{stem}.parquet", slug(model_name)));
+        let mut writer = AtlasWriter::create(&file, plan.is_some())?;
+        let mut failed = 0usize;
+        let mut first_failure = None;
+        for (chunk_start, chunk) in points
+            .chunks(store::ATLAS_ROW_GROUP_ROWS)
+            .enumerate()
+            .map(|(c, ch)| (c * store::ATLAS_ROW_GROUP_ROWS, ch))
+        {
+            // The chunk's images, read together (one row group of a Parquet dataset at a time).
+            let wanted: Vec<crate::dataset::Item> = chunk
+                .iter()
+                .filter_map(|&(r, _)| id[r].as_deref().and_then(|s| items.get(s)))
+                .map(|&i| i.clone())
+                .collect();
+            let mut bytes: HashMap<String, Result<Vec<u8>, String>> = HashMap::new();
+            if let Some(p) = plan {
+                for (item, b) in wanted.iter().zip(p.dataset.fetch(&wanted)) {
+                    bytes.insert(item.id.clone(), b);
+                }
+            }
+            for (offset, &(r, e)) in chunk.iter().enumerate() {
+                let row = chunk_start + offset;
+                let pid = id[r].as_deref().unwrap_or_default();
+                let item = items.get(pid);
+                let name = item.map(|i| match &i.image {
+                    ImageRef::File(p) => p
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_else(|| pid.to_string()),
+                    ImageRef::ParquetRow { .. } => pid.to_string(),
+                });
+                let image = match (bytes.get(pid), &name) {
+                    (Some(Ok(b)), Some(n)) => Some((b.as_slice(), n.as_str())),
+                    (Some(Err(reason)), _) => {
+                        failed += 1;
+                        first_failure.get_or_insert_with(|| format!("{pid}: {reason}"));
+                        None
+                    }
+                    _ => None,
+                };
+                let distances: Vec<f32> = knn.distances_of(row).iter().map(|&d| d as f32).collect();
+                writer.push(&AtlasRow {
+                    id: pid,
+                    x: x[r].unwrap_or(f64::NAN),
+                    y: y[r].unwrap_or(f64::NAN),
+                    label: label.and_then(|l| l[r].as_deref()),
+                    caption: item
+                        .and_then(|i| i.caption.as_deref())
+                        .or(set.texts[e].as_deref()),
+                    neighbor_rows: knn.indices_of(row),
+                    neighbor_distances: &distances,
+                    image,
+                })?;
+            }
+        }
+        writer.finish()?;
+        if failed > 0 {
+            out.notes.push(format!(
+                "{map_name}: {failed} images could not be read and have no image (first: {})",
+                first_failure.unwrap_or_default()
+            ));
+        }
+        out.files.push(file);
+    }
+    Ok(out)
+}
+
+/// Safe file-name part, as the geometry stage names its plots.
+fn slug(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
