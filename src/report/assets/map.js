@@ -339,7 +339,7 @@
 
   // Points batched by colour: one path and one fill per colour, squares above 5,000 points.
   MapView.prototype.draw = function () {
-    if (!this.size) return;
+    if (!this.size || !this.groups) return;
     var t0 = performance.now();
     var ctx = this.canvas.getContext("2d");
     var s = this.size, v = this.view, xs = this.xs, ys = this.ys;
