@@ -57,8 +57,8 @@ fn same_pairs(
     }
     let mut g: Vec<(usize, usize, f64)> = got.iter().map(|p| (p.a, p.b, p.cosine)).collect();
     let mut w = want.to_vec();
-    g.sort_by(|p, q| (p.0, p.1).cmp(&(q.0, q.1)));
-    w.sort_by(|p, q| (p.0, p.1).cmp(&(q.0, q.1)));
+    g.sort_by_key(|p| (p.0, p.1));
+    w.sort_by_key(|p| (p.0, p.1));
     for (g, w) in g.iter().zip(&w) {
         assert_eq!((g.0, g.1), (w.0, w.1), "{what}");
         assert!(
@@ -180,5 +180,5 @@ fn planted_leaks_are_the_cross_split_copies() {
     // Scores are normalised by their maximum: all in [0, 1], the most unique item at 1.
     let u = uniqueness(e).unwrap();
     assert!(u.iter().all(|&v| (0.0..=1.0).contains(&v)));
-    assert!(u.iter().any(|&v| v == 1.0));
+    assert!(u.contains(&1.0));
 }

@@ -87,7 +87,9 @@ pub fn export_atlas(
     } else {
         variant.iter().flatten().next().cloned().unwrap_or_default()
     };
-    let mut maps: Vec<((String, String, Option<f64>), Vec<usize>)> = Vec::new();
+    // (model, method, perplexity) and the map's rows.
+    type MapRows = ((String, String, Option<f64>), Vec<usize>);
+    let mut maps: Vec<MapRows> = Vec::new();
     for i in 0..coords.rows() {
         if variant[i].as_deref() != Some(chosen.as_str()) {
             continue;

@@ -72,9 +72,7 @@ pub fn add_maps(
     section.blocks.retain(|b| !is_covered(b));
     let at = at - before;
     let notes = built.notes.into_iter().map(Block::Text);
-    section
-        .blocks
-        .splice(at..at, notes.chain(built.maps.into_iter()));
+    section.blocks.splice(at..at, notes.chain(built.maps));
     Ok(())
 }
 
@@ -162,11 +160,9 @@ pub fn map_blocks(
     // Captions and thumbnails, once for every map.
     let mut wanted: Vec<&str> = Vec::new();
     let mut seen: HashSet<&str> = HashSet::new();
-    for i in 0..coords.rows() {
-        if let Some(s) = id[i].as_deref() {
-            if seen.insert(s) {
-                wanted.push(s);
-            }
+    for s in id.iter().flatten() {
+        if seen.insert(s.as_str()) {
+            wanted.push(s.as_str());
         }
     }
     let captions: HashMap<&str, &str> = plan
@@ -392,13 +388,16 @@ impl ZeroShot {
     }
 }
 
+/// A sprite sheet, the index of each id's tile in it, and notes on what is missing.
+type MapThumbnails = (ThumbnailSheet, HashMap<String, usize>, Vec<String>);
+
 /// Thumbnails of the first `config.map_thumbnails` of `ids` (dataset images, read a chunk at a
-/// time), as a sprite sheet and the index of each id's tile, with notes on what is missing.
+/// time).
 fn thumbnails(
     plan: &Plan,
     ids: &[&str],
     config: &ReportConfig,
-) -> Result<(ThumbnailSheet, HashMap<String, usize>, Vec<String>), RunReportError> {
+) -> Result<MapThumbnails, RunReportError> {
     let mut notes = Vec::new();
     let take = ids.len().min(config.map_thumbnails);
     if take < ids.len() {

@@ -330,9 +330,9 @@ impl MapPage {
             }
         }
         if !links.is_empty() {
-            let _ = write!(
+            let _ = writeln!(
                 out,
-                "<p class=\"plot-links\">Printable copy: {}</p>\n",
+                "<p class=\"plot-links\">Printable copy: {}</p>",
                 links.join(" · ")
             );
         }
