@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Opens a clipflow report in headless Chromium and checks it renders cleanly.
 
-Usage: check_report.py REPORT.html SCREENSHOT.png [--expect EXPECT.json] [--timing N] [--bench]
+Usage: check_report.py REPORT.html SCREENSHOT.png [--expect EXPECT.json] [--timing N] [--bench] [--map-shot PNG]
 
 Checks: no console errors or warnings, no uncaught page errors, no request other than the
 report file itself (images must be data: URIs; nothing may touch the network), every <img>
@@ -15,6 +15,9 @@ written by the test that made the report: {"hover": [{"map", "id", "label", "cap
 the hovered point's tooltip must show that id, label, caption and zero-shot call and a
 thumbnail whose centre has that colour (within 40 levels); a box drag over that rectangle
 must list exactly those ids in the copyable selection.
+
+--map-shot PNG: a picture of the first map with the tooltip of a point near the middle of
+its densest region (for the README).
 
 --timing N: loads the page N more times in fresh tabs and reports the median time to
 DOMContentLoaded, load and first contentful paint. --bench: times 30 redraws of every map
@@ -50,6 +53,7 @@ def parse_args():
     p.add_argument("--expect")
     p.add_argument("--timing", type=int, default=0)
     p.add_argument("--bench", action="store_true")
+    p.add_argument("--map-shot")
     try:
         return p.parse_args()
     except SystemExit:
@@ -112,6 +116,14 @@ def check_maps(page, expect, problems, mouse):
             problems.append(f"map {index}: hovering a point shows no tooltip for it ({shown})")
         # Wheel zooms, drag pans, Reset fits again.
         view0 = page.evaluate("(i) => ({...window.clipflowReport.maps[i].view})", index)
+        # Scrolling over a map that was not clicked leaves it alone (the page scrolls) ...
+        mouse.wheel(0, -240)
+        page.wait_for_timeout(50)
+        page.evaluate("(i) => window.clipflowReport.maps[i].figure.scrollIntoView({block: 'center', behavior: 'instant'})", index)
+        if page.evaluate("(i) => window.clipflowReport.maps[i].view.k", index) != view0["k"]:
+            problems.append(f"map {index}: the wheel zoomed a map that was not clicked")
+        # ... once clicked, the wheel zooms.
+        mouse.click(target["x"], target["y"])
         mouse.wheel(0, -240)
         page.wait_for_timeout(50)
         view1 = page.evaluate("(i) => ({...window.clipflowReport.maps[i].view})", index)
@@ -238,6 +250,33 @@ def check_hover(page, mouse, h, problems):
     return {"id": h["id"], "ok": ok, "shown": tip}
 
 
+def map_shot(page, path):
+    """Hovers the point with the most neighbours within 20 px on the first map (a busy spot,
+    so the tooltip sits over the picture) and photographs the map's figure."""
+    target = page.evaluate(
+        """() => { const m = window.clipflowReport.maps[0];
+            m.figure.scrollIntoView({block: "center", behavior: "instant"});
+            let best = 0, most = -1;
+            const step = Math.max(1, Math.floor(m.n / 400));
+            for (let i = 0; i < m.n; i += step) {
+                const a = m.toScreen(m.xs[i], m.ys[i]);
+                let c = 0;
+                for (let j = 0; j < m.n; j += step) {
+                    const b = m.toScreen(m.xs[j], m.ys[j]);
+                    if (Math.abs(a[0] - b[0]) < 20 && Math.abs(a[1] - b[1]) < 20) c++;
+                }
+                if (c > most && a[0] < m.size.w * 0.6 && a[1] < m.size.h * 0.6) { most = c; best = i; }
+            }
+            const s = m.toScreen(m.xs[best], m.ys[best]), r = m.overlay.getBoundingClientRect();
+            return {x: r.left + s[0], y: r.top + s[1]}; }"""
+    )
+    page.mouse.move(target["x"] + 30, target["y"] + 30)
+    page.mouse.move(target["x"], target["y"], steps=4)
+    page.wait_for_timeout(400)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    page.locator("figure.imap").first.screenshot(path=str(path))
+
+
 def timing(browser, report_url, runs):
     samples = []
     for _ in range(runs):
@@ -334,6 +373,8 @@ def main():
             }"""
         )
         maps = check_maps(page, expect, problems, page.mouse)
+        if args.map_shot:
+            map_shot(page, Path(args.map_shot))
         bench = None
         if args.bench:
             bench = page.evaluate(

@@ -93,6 +93,7 @@
       xs[i] = e[0] + data.x[i] / steps * dx;
       ys[i] = e[1] + data.y[i] / steps * dy;
     }
+    if (data.variant1 !== undefined) data.variant = new Array(n).fill(data.variant1);
     this.extent = e;
     this.items = data.item;
     this.selected = new Uint8Array(n);
@@ -442,6 +443,7 @@
     }
     o.addEventListener("pointerdown", function (ev) {
       if (ev.button !== 0) return;
+      self.active = true;
       var p = local(ev);
       var kind = self.mode === "pan" ? (ev.shiftKey ? "box" : "pan") : self.mode;
       self.drag = { kind: kind, x0: p[0], y0: p[1], x1: p[0], y1: p[1], path: [p],
@@ -482,8 +484,17 @@
     }
     o.addEventListener("pointerup", end);
     o.addEventListener("pointercancel", end);
-    o.addEventListener("pointerleave", function () { if (!self.drag) self.hideTip(); });
+    o.addEventListener("pointerleave", function () {
+      if (!self.drag) self.hideTip();
+      self.active = false;
+    });
+    // The wheel zooms once the map has been clicked (or with Ctrl/⌘), so scrolling the page
+    // past a map does not get caught in it.
     o.addEventListener("wheel", function (ev) {
+      if (!self.active && !ev.ctrlKey && !ev.metaKey) {
+        self.flashHint();
+        return;
+      }
       ev.preventDefault();
       var p = local(ev);
       self.zoomBy(Math.exp(-ev.deltaY * (ev.deltaMode === 1 ? 0.05 : 0.0015)), p[0], p[1]);
@@ -492,6 +503,17 @@
       var p = local(ev);
       self.zoomBy(ev.shiftKey ? 0.5 : 2, p[0], p[1]);
     });
+  };
+
+  MapView.prototype.flashHint = function () {
+    var hint = this.hint, self = this;
+    if (!hint) {
+      hint = this.hint = el("div", "imap-hint", "Click the map (or hold Ctrl) to zoom with the wheel");
+      this.stage.appendChild(hint);
+    }
+    hint.classList.add("shown");
+    clearTimeout(this.hintTimer);
+    this.hintTimer = setTimeout(function () { self.hint.classList.remove("shown"); }, 1200);
   };
 
   MapView.prototype.zoomBy = function (factor, sx, sy) {

@@ -274,7 +274,13 @@ impl MapPage {
                 .iter()
                 .map(|p| self.strings.opt(p.variant.as_deref()).map(|i| i as i64))
                 .collect();
-            ints(&mut json, "variant", &mut v.into_iter());
+            // A map is usually of one variant: then the value once, not per point.
+            match v[0] {
+                Some(first) if v.iter().all(|&x| x == Some(first)) => {
+                    let _ = write!(json, "\"variant1\":{first}");
+                }
+                _ => ints(&mut json, "variant", &mut v.into_iter()),
+            }
         }
         if map.points.iter().any(|p| p.zero_shot.is_some()) {
             json.push(',');
