@@ -16,8 +16,8 @@ the hovered point's tooltip must show that id, label, caption and zero-shot call
 thumbnail whose centre has that colour (within 40 levels); a box drag over that rectangle
 must list exactly those ids in the copyable selection.
 
---map-shot PNG: a picture of the first map with the tooltip of a point near the middle of
-its densest region (for the README).
+--map-shot PNG [--map-shot-index K]: a picture of map K (default the first) with the tooltip
+of a point in a busy spot of it (for the README).
 
 --timing N: loads the page N more times in fresh tabs and reports the median time to
 DOMContentLoaded, load and first contentful paint. --bench: times 30 redraws of every map
@@ -54,6 +54,7 @@ def parse_args():
     p.add_argument("--timing", type=int, default=0)
     p.add_argument("--bench", action="store_true")
     p.add_argument("--map-shot")
+    p.add_argument("--map-shot-index", type=int, default=0)
     try:
         return p.parse_args()
     except SystemExit:
@@ -118,10 +119,18 @@ def check_maps(page, expect, problems, mouse):
         view0 = page.evaluate("(i) => ({...window.clipflowReport.maps[i].view})", index)
         # Scrolling over a map that was not clicked leaves it alone (the page scrolls) ...
         mouse.wheel(0, -240)
-        page.wait_for_timeout(50)
-        page.evaluate("(i) => window.clipflowReport.maps[i].figure.scrollIntoView({block: 'center', behavior: 'instant'})", index)
+        # (the page's own scroll animation must end before the map is put back in place)
+        page.wait_for_timeout(600)
         if page.evaluate("(i) => window.clipflowReport.maps[i].view.k", index) != view0["k"]:
             problems.append(f"map {index}: the wheel zoomed a map that was not clicked")
+        target = page.evaluate(
+            """(i) => { const m = window.clipflowReport.maps[i];
+                m.figure.scrollIntoView({block: "center", behavior: "instant"});
+                const s = m.toScreen(m.xs[0], m.ys[0]);
+                const r = m.overlay.getBoundingClientRect();
+                return {x: r.left + s[0], y: r.top + s[1]}; }""",
+            index,
+        )
         # ... once clicked, the wheel zooms.
         mouse.click(target["x"], target["y"])
         mouse.wheel(0, -240)
@@ -250,11 +259,11 @@ def check_hover(page, mouse, h, problems):
     return {"id": h["id"], "ok": ok, "shown": tip}
 
 
-def map_shot(page, path):
-    """Hovers the point with the most neighbours within 20 px on the first map (a busy spot,
-    so the tooltip sits over the picture) and photographs the map's figure."""
+def map_shot(page, path, index):
+    """Hovers the point with the most neighbours within 20 px on map `index` (a busy spot, so
+    the tooltip sits over the picture) and photographs the map's figure."""
     target = page.evaluate(
-        """() => { const m = window.clipflowReport.maps[0];
+        """(index) => { const m = window.clipflowReport.maps[index];
             m.figure.scrollIntoView({block: "center", behavior: "instant"});
             let best = 0, most = -1;
             const step = Math.max(1, Math.floor(m.n / 400));
@@ -268,13 +277,14 @@ def map_shot(page, path):
                 if (c > most && a[0] < m.size.w * 0.6 && a[1] < m.size.h * 0.6) { most = c; best = i; }
             }
             const s = m.toScreen(m.xs[best], m.ys[best]), r = m.overlay.getBoundingClientRect();
-            return {x: r.left + s[0], y: r.top + s[1]}; }"""
+            return {x: r.left + s[0], y: r.top + s[1]}; }""",
+        index,
     )
     page.mouse.move(target["x"] + 30, target["y"] + 30)
     page.mouse.move(target["x"], target["y"], steps=4)
     page.wait_for_timeout(400)
     path.parent.mkdir(parents=True, exist_ok=True)
-    page.locator("figure.imap").first.screenshot(path=str(path))
+    page.locator("figure.imap").nth(index).screenshot(path=str(path))
 
 
 def timing(browser, report_url, runs):
@@ -374,7 +384,7 @@ def main():
         )
         maps = check_maps(page, expect, problems, page.mouse)
         if args.map_shot:
-            map_shot(page, Path(args.map_shot))
+            map_shot(page, Path(args.map_shot), args.map_shot_index)
         bench = None
         if args.bench:
             bench = page.evaluate(
@@ -392,7 +402,8 @@ def main():
         page.wait_for_timeout(200)
         height = page.evaluate("document.documentElement.scrollHeight")
         screenshot.parent.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(screenshot), full_page=True)
+        # A tall report takes 10-15 s to capture on a busy 2-core machine.
+        page.screenshot(path=str(screenshot), full_page=True, timeout=180_000)
         timings = timing(browser, report_url, args.timing) if args.timing > 0 else None
         browser.close()
 

@@ -156,7 +156,7 @@ impl ThumbnailSheetBuilder {
 }
 
 /// Encodes a sheet with mozjpeg (already linked for decoding): progressive, optimised Huffman
-/// tables and trellis quantisation make the demo's 600 texture thumbnails about a third
+/// tables and trellis quantisation make the demo's 600 texture thumbnails about half
 /// smaller than the `image` crate's baseline encoder at the same visual quality.
 fn encode_jpeg(img: &image::RgbImage) -> Result<Vec<u8>, ReportError> {
     let (w, h) = (img.width() as usize, img.height() as usize);
