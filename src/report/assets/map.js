@@ -23,7 +23,34 @@
 
   function colour(i) {
     if (i < PALETTE.length) return PALETTE[i];
-    return "hsl(" + ((i * 137.508) % 360).toFixed(1) + ",60%,50%)";
+    // Hues spread by the golden angle, as #rrggbb (HSL with s = 60%, l = 50%).
+    var h = (i * 137.508) % 360 / 60, c = 0.6, x = c * (1 - Math.abs(h % 2 - 1)), m = 0.2;
+    var rgb = h < 1 ? [c, x, 0] : h < 2 ? [x, c, 0] : h < 3 ? [0, c, x] : h < 4 ? [0, x, c] :
+      h < 5 ? [x, 0, c] : [c, 0, x];
+    return "#" + rgb.map(function (v) {
+      return ("0" + Math.round((v + m) * 255).toString(16)).slice(-2);
+    }).join("");
+  }
+
+  // "#rrggbb" as [r, g, b].
+  function rgbOf(hex) {
+    var v = parseInt(hex.slice(1), 16);
+    return [(v >> 16) & 255, (v >> 8) & 255, v & 255];
+  }
+
+  // "rgb(r, g, b)" (a computed style) as [r, g, b], white if unreadable.
+  function parseRgb(text) {
+    var m = /rgba?\((\d+),\s*(\d+),\s*(\d+)/.exec(text || "");
+    return m ? [+m[1], +m[2], +m[3]] : [255, 255, 255];
+  }
+
+  // A colour as the 32-bit pixel of a little-endian RGBA ImageData buffer, mixed with `bg` by
+  // `alpha` (points are opaque in the buffer; fading is mixing with the background).
+  function pixel(rgb, alpha, bg) {
+    var r = Math.round(rgb[0] * alpha + bg[0] * (1 - alpha));
+    var g = Math.round(rgb[1] * alpha + bg[1] * (1 - alpha));
+    var b = Math.round(rgb[2] * alpha + bg[2] * (1 - alpha));
+    return ((255 << 24) | (b << 16) | (g << 8) | r) >>> 0;
   }
 
   function str(i) { return i >= 0 && i !== null ? STR[i] : null; }
@@ -338,15 +365,25 @@
     this.pending = requestAnimationFrame(function () { self.pending = 0; self.draw(); });
   };
 
-  // Points batched by colour: one path and one fill per colour, squares above 5,000 points.
+  // Up to PATH_MAX points: anti-aliased discs, one path and one fill per colour. Above, squares
+  // written straight into a pixel buffer and put once: in a software-rendered browser, filling
+  // 50,000 little paths costs ~100 ms, writing their pixels a few.
+  var PATH_MAX = 3000;
+
   MapView.prototype.draw = function () {
     if (!this.size || !this.groups) return;
     var t0 = performance.now();
+    if (this.n > PATH_MAX) this.drawPixels(); else this.drawPaths();
+    this.lastDrawMs = performance.now() - t0;
+    this.drawOverlay();
+  };
+
+  MapView.prototype.drawPaths = function () {
     var ctx = this.canvas.getContext("2d");
     var s = this.size, v = this.view, xs = this.xs, ys = this.ys;
     ctx.setTransform(s.dpr, 0, 0, s.dpr, 0, 0);
     ctx.clearRect(0, 0, s.w, s.h);
-    var r = this.pointRadius(), square = this.n > 5000, d = 2 * r;
+    var r = this.pointRadius(), d = 2 * r;
     var ox = s.w / 2 - v.cx * v.k, oy = s.h / 2 + v.cy * v.k, k = v.k;
     var c = this.colouring, sel = this.selected, anySel = this.selectedCount > 0;
     for (var pass = 0; pass < (anySel ? 2 : 1); pass++) {
@@ -361,12 +398,8 @@
           if (anySel && (sel[p] === 1) !== (pass === 1)) continue;
           var sx = ox + xs[p] * k, sy = oy - ys[p] * k;
           if (sx < -d || sy < -d || sx > s.w + d || sy > s.h + d) continue;
-          if (square) {
-            path.rect(sx - r, sy - r, d, d);
-          } else {
-            path.moveTo(sx + r, sy);
-            path.arc(sx, sy, r, 0, 6.283185307179586);
-          }
+          path.moveTo(sx + r, sy);
+          path.arc(sx, sy, r, 0, 6.283185307179586);
           drawn++;
         }
         if (!drawn) continue;
@@ -375,8 +408,47 @@
       }
     }
     ctx.globalAlpha = 1;
-    this.lastDrawMs = performance.now() - t0;
-    this.drawOverlay();
+  };
+
+  MapView.prototype.drawPixels = function () {
+    var cv = this.canvas, ctx = cv.getContext("2d"), W = cv.width, H = cv.height;
+    if (!this.pixels || this.pixels.width !== W || this.pixels.height !== H) {
+      this.pixels = ctx.createImageData(W, H);
+      this.pixelWords = new Uint32Array(this.pixels.data.buffer);
+    }
+    var buf = this.pixelWords;
+    var bg = parseRgb(getComputedStyle(this.stage).backgroundColor);
+    var bgWord = pixel(bg, 1, bg);
+    buf.fill(bgWord);
+    var s = this.size, v = this.view, xs = this.xs, ys = this.ys, dpr = s.dpr;
+    var side = Math.max(1, Math.round(2 * this.pointRadius() * dpr)), half = side / 2;
+    var ox = (s.w / 2 - v.cx * v.k) * dpr, oy = (s.h / 2 + v.cy * v.k) * dpr, k = v.k * dpr;
+    var c = this.colouring, sel = this.selected, anySel = this.selectedCount > 0;
+    for (var pass = 0; pass < (anySel ? 2 : 1); pass++) {
+      var alpha = anySel && pass === 0 ? 0.18 : 0.9;
+      for (var g = 0; g < this.groups.length; g++) {
+        var list = this.groups[g];
+        if (!list.length) continue;
+        var word = pixel(rgbOf(g === 0 ? MISSING : c.colours[g - 1]), alpha, bg);
+        for (var i = 0; i < list.length; i++) {
+          var p = list[i];
+          if (anySel && (sel[p] === 1) !== (pass === 1)) continue;
+          var x0 = Math.round(ox + xs[p] * k - half), y0 = Math.round(oy - ys[p] * k - half);
+          var x1 = x0 + side, y1 = y0 + side;
+          if (x1 <= 0 || y1 <= 0 || x0 >= W || y0 >= H) continue;
+          if (x0 < 0) x0 = 0;
+          if (y0 < 0) y0 = 0;
+          if (x1 > W) x1 = W;
+          if (y1 > H) y1 = H;
+          for (var y = y0; y < y1; y++) {
+            var row = y * W;
+            for (var x = x0; x < x1; x++) buf[row + x] = word;
+          }
+        }
+      }
+    }
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.putImageData(this.pixels, 0, 0);
   };
 
   MapView.prototype.drawOverlay = function () {
@@ -706,14 +778,18 @@
   };
 
   MapView.prototype.bench = function (frames) {
-    var ctx = this.canvas.getContext("2d"), total = 0, worst = 0;
+    // Reading one pixel back through a small canvas makes the browser finish the raster.
+    var probe = document.createElement("canvas");
+    probe.width = probe.height = 1;
+    var pctx = probe.getContext("2d", { willReadFrequently: true }), total = 0, worst = 0;
     var saved = { cx: this.view.cx, cy: this.view.cy, k: this.view.k };
     for (var f = 0; f < frames; f++) {
       this.view.k = saved.k * Math.pow(1.15, (f % 10) - 3);
       this.view.cx = saved.cx + (f % 3 - 1) * 20 / this.view.k;
       var t0 = performance.now();
       this.draw();
-      ctx.getImageData(0, 0, 1, 1);
+      pctx.drawImage(this.canvas, 0, 0, 1, 1);
+      pctx.getImageData(0, 0, 1, 1);
       var ms = performance.now() - t0;
       total += ms;
       worst = Math.max(worst, ms);
