@@ -103,6 +103,18 @@ enum Command {
         /// Generic Parquet: the modality of rows without a `modality` column.
         #[arg(long, default_value = "image")]
         modality: String,
+        /// The column with each row's class label (default: `label` in Parquet stores; none in
+        /// clip-retrieval's metadata, where it is usually another column).
+        #[arg(long, value_name = "NAME")]
+        label_column: Option<String>,
+        /// The column with each row's text or caption (default: `text`; clip-retrieval:
+        /// `caption`).
+        #[arg(long, value_name = "NAME")]
+        text_column: Option<String>,
+        /// The column with each row's stable id (default: `id`; clip-retrieval: `key`, else
+        /// `image_path`).
+        #[arg(long, value_name = "NAME")]
+        id_column: Option<String>,
         /// Override a key of the config, as for `run`.
         #[arg(long = "set", value_name = "KEY.PATH=VALUE")]
         sets: Vec<String>,
@@ -174,14 +186,22 @@ fn main() -> ExitCode {
             format,
             embedding_column,
             modality,
+            label_column,
+            text_column,
+            id_column,
             sets,
         } => cmd_analyze(
             &store,
             &config,
             out.as_deref(),
             format,
-            &embedding_column,
-            &modality,
+            StoreColumns {
+                embedding: embedding_column,
+                modality,
+                label: label_column,
+                text: text_column,
+                id: id_column,
+            },
             &sets,
         ),
         Command::Inspect(Inspect::Tokens {
@@ -308,49 +328,81 @@ fn cmd_validate(pipeline: &Path, sets: &[String]) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Column names `clipflow analyze` was given for a store another tool wrote.
+struct StoreColumns {
+    embedding: String,
+    modality: String,
+    label: Option<String>,
+    text: Option<String>,
+    id: Option<String>,
+}
+
 fn cmd_analyze(
     store: &Path,
     config_path: &Path,
     out: Option<&Path>,
     kind: StoreKind,
-    embedding_column: &str,
-    modality: &str,
+    columns: StoreColumns,
     sets: &[String],
 ) -> ExitCode {
-    use clipflow::store::{detect_format, ParquetColumns, StoreFormat};
-    let (seed, analysis) = match config::load_analysis(config_path, sets) {
+    use clipflow::store::{detect_format, ClipRetrievalColumns, ParquetColumns, StoreFormat};
+    let (seed, section, source) = match config::load_analysis(config_path, sets) {
         Ok(c) => c,
+        Err(e) => return fail(USAGE, &e),
+    };
+    // The store's variants and size are not known yet: those checks run again on the store.
+    let plan = match clipflow::analyze::AnalysisPlan::new(&section, &source, &Default::default()) {
+        Ok(p) => p,
         Err(e) => return fail(USAGE, &e),
     };
     if !store.exists() && !store.to_string_lossy().contains('*') {
         return fail(USAGE, &format!("{}: no such store", store.display()));
     }
-    let columns = ParquetColumns {
-        embedding: embedding_column.to_string(),
-        default_modality: modality.to_string(),
-        ..ParquetColumns::default()
+    let defaults = ParquetColumns::default();
+    let parquet = ParquetColumns {
+        embedding: columns.embedding.clone(),
+        default_modality: columns.modality.clone(),
+        label: columns.label.clone().or(defaults.label.clone()),
+        text: columns.text.clone().or(defaults.text.clone()),
+        id: columns.id.clone().or(defaults.id.clone()),
+        ..defaults
+    };
+    let clip_retrieval = ClipRetrievalColumns {
+        id: columns.id.clone(),
+        text: columns
+            .text
+            .clone()
+            .or(ClipRetrievalColumns::default().text),
+        label: columns.label.clone(),
     };
     let format = match kind {
         StoreKind::Auto => match detect_format(store) {
-            StoreFormat::Parquet(_) => StoreFormat::Parquet(columns),
+            StoreFormat::Parquet(_) => StoreFormat::Parquet(parquet),
+            StoreFormat::ClipRetrieval(_) => StoreFormat::ClipRetrieval(clip_retrieval),
             other => other,
         },
         StoreKind::Clipflow => StoreFormat::Clipflow,
-        StoreKind::Parquet => StoreFormat::Parquet(columns),
-        StoreKind::ClipRetrieval => StoreFormat::ClipRetrieval { label_column: None },
+        StoreKind::Parquet => StoreFormat::Parquet(parquet),
+        StoreKind::ClipRetrieval => StoreFormat::ClipRetrieval(clip_retrieval),
     };
-    let out_dir = out
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| {
-            if store.is_dir() {
-                store.to_path_buf()
-            } else {
-                store.parent().unwrap_or(Path::new(".")).to_path_buf()
-            }
-        })
-        .join("tables");
+    if matches!(format, StoreFormat::Clipflow)
+        && (columns.label.is_some() || columns.text.is_some() || columns.id.is_some())
+    {
+        return fail(
+            USAGE,
+            &"--label-column, --text-column and --id-column are for stores another tool wrote; \
+              a clipflow store names its columns itself",
+        );
+    }
+    let out_dir = out.map(Path::to_path_buf).unwrap_or_else(|| {
+        if store.is_dir() {
+            store.to_path_buf()
+        } else {
+            store.parent().unwrap_or(Path::new(".")).to_path_buf()
+        }
+    });
     let progress = Progress::new(false);
-    match run::analyze(store, &format, &analysis, seed, &out_dir, &progress) {
+    match clipflow::analyze::analyze(&plan, store, &format, seed, &out_dir, &progress) {
         Ok(summary) => {
             for note in &summary.notes {
                 progress.warn(note);
@@ -358,18 +410,20 @@ fn cmd_analyze(
             for t in &summary.tables {
                 println!("{}", t.display());
             }
-            let run_dir = out_dir.parent().unwrap_or(Path::new("."));
-            match run::write_run_report(
-                run_dir,
+            match clipflow::report::write_run_report(
                 &out_dir,
+                &out_dir.join("tables"),
                 None,
                 &Default::default(),
                 &summary.notes,
             ) {
-                Ok(path) => println!("{}", path.display()),
-                Err(e) => progress.warn(&format!("report: {e}")),
+                Ok(path) => {
+                    println!("{}", path.display());
+                    ExitCode::SUCCESS
+                }
+                // The report was asked for (it always is): not writing it is a failure.
+                Err(e) => fail(FAILED, &format!("report: {e}")),
             }
-            ExitCode::SUCCESS
         }
         Err(e) => fail(FAILED, &e),
     }

@@ -58,7 +58,8 @@ fn export_opens_as_embedding_atlas_expects() {
 
     let loaded = clipflow::config::load(&study_path, &[]).unwrap();
     let plan = clipflow::run::plan(loaded, Some(&out)).unwrap();
-    let export = clipflow::run::export_atlas(&out, &out.join("tables"), Some(&plan), 7).unwrap();
+    let export =
+        clipflow::run::export_atlas(&out, &out.join("tables"), Some(&plan.dataset), 7).unwrap();
     let names: Vec<String> = export
         .files
         .iter()
@@ -80,7 +81,8 @@ fn export_opens_as_embedding_atlas_expects() {
         .iter()
         .map(|f| std::fs::read(f).unwrap())
         .collect();
-    let again = clipflow::run::export_atlas(&out, &out.join("tables"), Some(&plan), 7).unwrap();
+    let again =
+        clipflow::run::export_atlas(&out, &out.join("tables"), Some(&plan.dataset), 7).unwrap();
     for (f, bytes) in again.files.iter().zip(&first) {
         assert_eq!(&std::fs::read(f).unwrap(), bytes, "{}", f.display());
     }

@@ -130,6 +130,7 @@ fn report(dir: &Path) -> (Report, Vec<MapPoint>) {
                     Block::Table {
                         title: "quality".into(),
                         table: Table::new("projection_quality").float("trust", [0.9]),
+                        total_rows: 1,
                         max_rows: 5,
                     },
                     map("model: t-SNE, clean", tsne.clone()),

@@ -31,6 +31,12 @@
 //! and the best-placed positive is the one with the highest score (lowest index among equal
 //! ones). That count needs one pass over a row and no sort.
 //!
+//! Because index order is arbitrary, the same pass also gives the two bounds that do not
+//! depend on it: the **optimistic** rank `1 + #{j : s_j > s_p}` (the positive first among its
+//! ties) and the **pessimistic** rank `1 + #{j : s_j > s_p} + #{negatives j : s_j = s_p}` (the
+//! positive after every tied negative). When they differ the recall depends on the order of
+//! the gallery, and the analysis says so.
+//!
 //! # Memory
 //!
 //! Scores are computed for blocks of queries against the whole gallery, one block per worker
@@ -109,6 +115,10 @@ pub struct Ranking {
     pub ranks: Vec<Option<usize>>,
     /// Gallery index of that positive.
     pub first_positive: Vec<Option<usize>>,
+    /// The rank if the positive came first among the items tied with it.
+    pub optimistic: Vec<Option<usize>>,
+    /// The rank if it came after every negative tied with it.
+    pub pessimistic: Vec<Option<usize>>,
     /// Top-K lists, in the order of [`RankOptions::top_k_queries`].
     pub top: Vec<TopHits>,
 }
@@ -171,9 +181,18 @@ enum PositiveLookup<'a> {
     Keys { query: &'a [usize], index: KeyIndex },
 }
 
+/// Where a query's best-placed positive lands in its score row.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct RowRank {
+    rank: usize,
+    positive: usize,
+    optimistic: usize,
+    pessimistic: usize,
+}
+
 impl PositiveLookup<'_> {
     /// Rank and index of query `q`'s best-placed positive in its score row.
-    fn rank(&self, row: &[f32], q: usize) -> Option<(usize, usize)> {
+    fn rank(&self, row: &[f32], q: usize) -> Option<RowRank> {
         match self {
             PositiveLookup::Paired => rank_in_row(row, &[q]),
             PositiveLookup::Keys { query, index } => rank_in_row(row, index.get(query[q])),
@@ -189,8 +208,9 @@ impl PositiveLookup<'_> {
 }
 
 /// The 1-based rank and gallery index of the best-placed positive in `row`, under the stable
-/// decreasing-score order. `positives` must be ascending.
-fn rank_in_row(row: &[f32], positives: &[usize]) -> Option<(usize, usize)> {
+/// decreasing-score order, with its optimistic and pessimistic bounds. `positives` must be
+/// ascending.
+fn rank_in_row(row: &[f32], positives: &[usize]) -> Option<RowRank> {
     let mut best: Option<(usize, f32)> = None;
     for &p in positives {
         let s = row[p];
@@ -200,9 +220,27 @@ fn rank_in_row(row: &[f32], positives: &[usize]) -> Option<(usize, usize)> {
         }
     }
     let (p, s) = best?;
-    let before = row[..p].iter().filter(|&&v| v >= s).count();
-    let after = row[p + 1..].iter().filter(|&&v| v > s).count();
-    Some((1 + before + after, p))
+    let (mut greater, mut equal_before, mut equal_after) = (0usize, 0usize, 0usize);
+    for (j, &v) in row.iter().enumerate() {
+        if v > s {
+            greater += 1;
+        } else if v == s {
+            if j < p {
+                equal_before += 1;
+            } else if j > p {
+                equal_after += 1;
+            }
+        }
+    }
+    // Items tied with p before it are negatives (p is the first positive at its score); after
+    // it, the other positives at that score are not negatives.
+    let positive_ties_after = positives.iter().filter(|&&j| j > p && row[j] == s).count();
+    Some(RowRank {
+        rank: 1 + greater + equal_before,
+        positive: p,
+        optimistic: 1 + greater,
+        pessimistic: 1 + greater + equal_before + equal_after - positive_ties_after,
+    })
 }
 
 /// The `k` best gallery indices of `row`: decreasing score, ties by increasing index.
@@ -305,6 +343,7 @@ pub fn rank(
     let next = AtomicUsize::new(0);
     let ranks = Mutex::new(vec![None; nq]);
     let firsts = Mutex::new(vec![None; nq]);
+    let bounds: Mutex<Vec<Option<(usize, usize)>>> = Mutex::new(vec![None; nq]);
     let tops: Mutex<Vec<Option<TopHits>>> = Mutex::new(vec![None; opts.top_k_queries.len()]);
     // Positions in `top_k_queries` of each query wanting a top-K list, sorted by query.
     let mut wanted: Vec<(usize, usize)> = opts
@@ -328,7 +367,7 @@ pub fn rank(
                     let end = (start + block).min(nq);
                     let out = &mut scores[..(end - start) * ng];
                     matmul_nt_f32(queries.slice_rows(start, end), gallery.data(), dim, out);
-                    let r: Vec<Option<(usize, usize)>> = out
+                    let r: Vec<Option<RowRank>> = out
                         .chunks_exact(ng)
                         .enumerate()
                         .map(|(i, row)| lookup.rank(row, start + i))
@@ -351,9 +390,11 @@ pub fn rank(
                     {
                         let mut ranks = ranks.lock().unwrap_or_else(|e| e.into_inner());
                         let mut firsts = firsts.lock().unwrap_or_else(|e| e.into_inner());
+                        let mut bounds = bounds.lock().unwrap_or_else(|e| e.into_inner());
                         for (i, f) in r.into_iter().enumerate() {
-                            ranks[start + i] = f.map(|(rank, _)| rank);
-                            firsts[start + i] = f.map(|(_, p)| p);
+                            ranks[start + i] = f.map(|r| r.rank);
+                            firsts[start + i] = f.map(|r| r.positive);
+                            bounds[start + i] = f.map(|r| (r.optimistic, r.pessimistic));
                         }
                     }
                     let mut tops = tops.lock().unwrap_or_else(|e| e.into_inner());
@@ -364,9 +405,12 @@ pub fn rank(
             });
         }
     });
+    let bounds = bounds.into_inner().unwrap_or_else(|e| e.into_inner());
     Ok(Ranking {
         ranks: ranks.into_inner().unwrap_or_else(|e| e.into_inner()),
         first_positive: firsts.into_inner().unwrap_or_else(|e| e.into_inner()),
+        optimistic: bounds.iter().map(|b| b.map(|b| b.0)).collect(),
+        pessimistic: bounds.iter().map(|b| b.map(|b| b.1)).collect(),
         top: tops
             .into_inner()
             .unwrap_or_else(|e| e.into_inner())
@@ -499,6 +543,15 @@ mod tests {
         };
         let r = rank(e(&q, 3), e(&g, 3), &Positives::Paired, &opts).unwrap();
         assert_eq!(r.ranks, vec![Some(1), Some(4), Some(2), Some(4), Some(5)]);
+        // The bounds that do not depend on the gallery order (worked by hand).
+        assert_eq!(
+            r.optimistic,
+            vec![Some(1), Some(4), Some(1), Some(2), Some(2)]
+        );
+        assert_eq!(
+            r.pessimistic,
+            vec![Some(3), Some(5), Some(3), Some(5), Some(5)]
+        );
         let top: Vec<(usize, bool)> = r.top[0]
             .hits
             .iter()

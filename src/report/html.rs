@@ -76,6 +76,9 @@ pub struct RunSummary {
     pub errors: Option<Table>,
     /// All errors of the run, which may exceed the rows in `errors`.
     pub error_count: usize,
+    /// Whether the run read images (`clipflow run`), or analysed a store another run or tool
+    /// wrote (`clipflow analyze`): then no item went through decoding here.
+    pub read_images: bool,
 }
 
 /// One analysis, listed in the table of contents.
@@ -95,9 +98,11 @@ pub enum Block {
     /// A paragraph, escaped.
     Text(String),
     /// The first `max_rows` rows, then a note that the rest is in `tables/<name>.parquet`.
+    /// `table` may hold only the first rows of a larger file: `total_rows` is the file's count.
     Table {
         title: String,
         table: Table,
+        total_rows: usize,
         max_rows: usize,
     },
     /// The PNG is embedded; the SVG (if any) is linked by its path relative to the report.
@@ -265,10 +270,11 @@ fn render(path: &Path, report: &Report) -> Result<String, ReportError> {
                 Block::Table {
                     title,
                     table,
+                    total_rows,
                     max_rows,
                 } => {
                     let more = format!("in <code>tables/{}.parquet</code>", escape(&table.name));
-                    data_table(&mut html, title, table, *max_rows, &more)
+                    data_table(&mut html, title, table, *total_rows, *max_rows, &more)
                         .map_err(|m| invalid(format!("section {}: {m}", section.id)))?
                 }
                 Block::Plot { title, png, svg } => plot(&mut html, report_dir, title, png, svg)?,
@@ -400,7 +406,13 @@ fn summary(html: &mut Html, summary: &RunSummary) -> Result<(), String> {
             format_seconds(total)
         ));
     }
-    let (state, text) = if summary.error_count == 0 {
+    let (state, text) = if summary.error_count == 0 && !summary.read_images {
+        (
+            "ok",
+            "No image was read here: this page analyses embeddings another run or tool wrote."
+                .to_string(),
+        )
+    } else if summary.error_count == 0 {
         ("ok", "Every item went through every stage.".to_string())
     } else {
         (
@@ -428,6 +440,7 @@ fn summary(html: &mut Html, summary: &RunSummary) -> Result<(), String> {
             html,
             "First errors",
             errors,
+            summary.error_count.max(errors.rows()),
             shown,
             (hidden > 0).then_some(more.as_str()),
         )
@@ -456,10 +469,12 @@ fn data_table(
     html: &mut Html,
     title: &str,
     table: &Table,
+    total_rows: usize,
     max_rows: usize,
     more_where: &str,
 ) -> Result<(), String> {
-    let hidden = table.rows().saturating_sub(max_rows);
+    let total_rows = total_rows.max(table.rows());
+    let hidden = total_rows.saturating_sub(max_rows.min(table.rows()));
     let note = format!(
         "{} more row{} {more_where}",
         format_int(hidden.try_into().unwrap_or(i64::MAX)),
@@ -469,6 +484,7 @@ fn data_table(
         html,
         title,
         table,
+        total_rows,
         max_rows,
         (hidden > 0).then_some(note.as_str()),
     )
@@ -479,6 +495,7 @@ fn data_table_with_note(
     html: &mut Html,
     title: &str,
     table: &Table,
+    total_rows: usize,
     max_rows: usize,
     more: Option<&str>,
 ) -> Result<(), String> {
@@ -496,8 +513,8 @@ fn data_table_with_note(
     html.push(&format!(
         "<figure class=\"table-block\">\n<figcaption>{} <span class=\"dim\">{} row{}</span></figcaption>\n",
         escape(title),
-        format_int(rows.try_into().unwrap_or(i64::MAX)),
-        if rows == 1 { "" } else { "s" }
+        format_int(total_rows.max(rows).try_into().unwrap_or(i64::MAX)),
+        if total_rows.max(rows) == 1 { "" } else { "s" }
     ));
     if table.columns.is_empty() {
         html.push("<p class=\"empty\">No columns.</p>\n</figure>\n");

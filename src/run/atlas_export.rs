@@ -3,7 +3,7 @@
 //! One file per map of the clean images (per model, method and perplexity): the map's
 //! coordinates from `tables/projection_coordinates`, each point's nearest neighbours in the
 //! model's image-embedding space (cosine distance, as embedding-atlas computes its own), the
-//! item's label and caption, and the image itself when the run's plan is at hand. Open one
+//! item's label and caption, and the image itself when the dataset is at hand. Open one
 //! with
 //!
 //! ```text
@@ -11,16 +11,16 @@
 //!     --x x --y y --neighbors neighbors --text caption --image image
 //! ```
 //!
-//! The embeddings are read back from the run's `embeddings/` (one model's image parts at a
-//! time), so the export can be (re)made from a finished run directory.
+//! The embeddings are read back from the run's `embeddings/` (one model's clean image set at a
+//! time, through the store's catalog), so the export can be (re)made from a finished run
+//! directory.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use super::plan::Plan;
 use crate::analysis::{neighbors::nearest_neighbors, AnalysisError, Distance, Embeddings};
-use crate::dataset::ImageRef;
-use crate::store::{self, AtlasRow, AtlasWriter, StoreError, StoreFormat};
+use crate::dataset::{Dataset, ImageRef};
+use crate::store::{self, AtlasRow, AtlasWriter, Catalog, StoreError, StoreFormat};
 
 /// Neighbours per point unless told otherwise: umap-learn's and embedding-atlas's default.
 pub const DEFAULT_NEIGHBORS: usize = 15;
@@ -49,12 +49,13 @@ pub struct AtlasExport {
 }
 
 /// Writes one embedding-atlas file per clean-image map of the run under
-/// `<run_dir>/exports/embedding-atlas/`. `neighbors` is capped at the map's points − 1. Does
-/// nothing when the run has no `projection_coordinates` table.
+/// `<run_dir>/exports/embedding-atlas/`, with the images when `dataset` (the one the run read)
+/// is given. `neighbors` is capped at the map's points − 1. Does nothing when the run has no
+/// `projection_coordinates` table.
 pub fn export_atlas(
     run_dir: &Path,
     tables_dir: &Path,
-    plan: Option<&Plan>,
+    dataset: Option<&Dataset>,
     neighbors: usize,
 ) -> Result<AtlasExport, AtlasExportError> {
     let mut out = AtlasExport::default();
@@ -104,9 +105,10 @@ pub fn export_atlas(
             None => maps.push((key, vec![i])),
         }
     }
-    let items: HashMap<&str, &crate::dataset::Item> = plan
-        .map(|p| p.dataset.items.iter().map(|i| (i.id.as_str(), i)).collect())
+    let items: HashMap<&str, &crate::dataset::Item> = dataset
+        .map(|d| d.items.iter().map(|i| (i.id.as_str(), i)).collect())
         .unwrap_or_default();
+    let catalog = Catalog::open(run_dir, &StoreFormat::Clipflow)?;
     let dir = run_dir.join("exports").join("embedding-atlas");
     let mut loaded: Option<(String, store::EmbeddingSet)> = None;
     for ((model_name, method_name, perp), rows) in &maps {
@@ -116,15 +118,16 @@ pub fn export_atlas(
         };
         let map_name = format!("{model_name} {stem} ({chosen})");
         if loaded.as_ref().map(|(m, _)| m) != Some(model_name) {
-            let images = run_dir.join("embeddings").join(model_name).join("image");
-            let set = store::read_sets(&images, &StoreFormat::Clipflow)?
-                .into_iter()
-                .find(|s| s.variant == chosen)
-                .ok_or_else(|| AtlasExportError::Missing {
+            let info = catalog.find(model_name, "image", &chosen).ok_or_else(|| {
+                AtlasExportError::Missing {
                     map: map_name.clone(),
-                    message: format!("{}: no {chosen} image embeddings", images.display()),
-                })?;
-            loaded = Some((model_name.clone(), set));
+                    message: format!(
+                        "{}: no {chosen} image embeddings of this model",
+                        run_dir.join("embeddings").display()
+                    ),
+                }
+            })?;
+            loaded = Some((model_name.clone(), catalog.load(info)?));
         }
         let Some((_, set)) = &loaded else { continue };
         let by_id: HashMap<&str, usize> = set
@@ -170,7 +173,7 @@ pub fn export_atlas(
                 source,
             })?;
         let file = dir.join(format!("{}_{stem}.parquet", slug(model_name)));
-        let mut writer = AtlasWriter::create(&file, plan.is_some())?;
+        let mut writer = AtlasWriter::create(&file, dataset.is_some())?;
         let mut failed = 0usize;
         let mut first_failure = None;
         for (chunk_start, chunk) in points
@@ -185,8 +188,8 @@ pub fn export_atlas(
                 .map(|&i| i.clone())
                 .collect();
             let mut bytes: HashMap<String, Result<Vec<u8>, String>> = HashMap::new();
-            if let Some(p) = plan {
-                for (item, b) in wanted.iter().zip(p.dataset.fetch(&wanted)) {
+            if let Some(d) = dataset {
+                for (item, b) in wanted.iter().zip(d.fetch(&wanted)) {
                     bytes.insert(item.id.clone(), b);
                 }
             }

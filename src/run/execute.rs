@@ -82,7 +82,7 @@ pub enum RunError {
     #[error("{run_dir}: holds results of a different study (config, models or dataset changed: {what}). Use --out for a new run directory, or delete this one")]
     Mismatch { run_dir: PathBuf, what: String },
     #[error("analysis: {0}")]
-    Analyze(#[from] super::analyze::AnalyzeError),
+    Analyze(#[from] crate::analyze::AnalyzeError),
     #[error("{0}")]
     Other(String),
 }
@@ -200,8 +200,12 @@ pub fn execute(
     }
     let load_seconds = t0.elapsed().as_secs_f64();
 
-    let config_json =
+    let mut config_json =
         serde_json::to_value(plan.study()).map_err(|e| RunError::Other(e.to_string()))?;
+    // The manifest records every stage's settings with its defaults filled in.
+    if let (Some(a), Some(obj)) = (&plan.analysis, config_json.as_object_mut()) {
+        obj.insert("analysis".into(), a.resolved().clone());
+    }
     let identity = study_identity(plan, &config_json, &model_records);
     check_identity(&run_dir, &identity)?;
 
@@ -306,26 +310,33 @@ pub fn execute(
         let finalize_seconds = t.elapsed().as_secs_f64();
         summary.errors = errors;
         summary.complete = true;
-        let analysis = match &plan.study().analysis {
+        let analysis = match &plan.analysis {
             None => serde_json::Value::Null,
-            Some(cfg) => {
+            Some(analysis) => {
                 let t = Instant::now();
-                let done = super::analyze::analyze(
+                let done = crate::analyze::analyze(
+                    analysis,
                     &run_dir,
                     &store::StoreFormat::Clipflow,
-                    cfg,
                     plan.study().seed,
-                    &run_dir.join("tables"),
+                    &run_dir,
                     progress,
                 )?;
                 for note in &done.notes {
                     progress.warn(note);
                 }
+                let stage_seconds: serde_json::Map<String, serde_json::Value> = done
+                    .seconds
+                    .iter()
+                    .map(|(k, s)| (k.clone(), json!(s)))
+                    .collect();
                 json!({
+                    "stages": analysis.stage_keys(),
                     "tables": done.tables.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
                     "plots": done.plots.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
                     "notes": done.notes,
                     "seconds": t.elapsed().as_secs_f64(),
+                    "stage_seconds": stage_seconds,
                 })
             }
         };
@@ -344,11 +355,15 @@ pub fn execute(
             },
         )?;
         let study = plan.study();
-        if study.analysis.is_some() && study.report.enabled {
-            match super::report::write_run_report(
+        if plan.analysis.is_some() && study.report.enabled {
+            let images = crate::report::Images {
+                dataset: &plan.dataset,
+                max_pixels: plan.max_pixels,
+            };
+            match crate::report::write_run_report(
                 &run_dir,
                 &run_dir.join("tables"),
-                Some(plan),
+                Some(images),
                 &study.report,
                 &[],
             ) {
@@ -639,9 +654,13 @@ fn study_identity(
 ) -> serde_json::Value {
     let mut content = config.clone();
     if let Some(obj) = content.as_object_mut() {
+        // What does not change the embeddings: a rerun with another analysis or report
+        // reuses every part and only redoes the analysis.
         obj.remove("runtime");
         obj.remove("out");
         obj.remove("name");
+        obj.remove("analysis");
+        obj.remove("report");
     }
     let model_hashes: Vec<&serde_json::Value> = models.iter().map(|m| &m["files"]).collect();
     json!({

@@ -26,8 +26,14 @@ use std::path::{Path, PathBuf};
 pub use atlas::{atlas_schema, AtlasRow, AtlasWriter, ROW_GROUP_ROWS as ATLAS_ROW_GROUP_ROWS};
 pub use embeddings::{read_part_rows, EmbeddingRow, PartWriter};
 pub use errors::{read_errors, write_errors, ErrorRecord};
-pub use reader::{detect_format, read_npy, read_sets, EmbeddingSet, ParquetColumns, StoreFormat};
-pub use tables::{read_table, write_parquet_table, write_table, Column, Table};
+pub use reader::{
+    detect_format, model_metadata, read_npy, Catalog, ClipRetrievalColumns, EmbeddingSet,
+    ParquetColumns, SetInfo, StoreFormat,
+};
+pub use tables::{
+    read_table, read_table_head, write_parquet_table, write_table, Column, Table, TableSink,
+    MARKDOWN_ROWS,
+};
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]

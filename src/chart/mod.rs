@@ -1,4 +1,4 @@
-//! The plot kinds the analyses need: heatmaps (similarity, confusion), paired histograms
+//! Charts: the plot kinds the analyses need: heatmaps (similarity, confusion), paired histograms
 //! (matched vs unmatched similarities), line charts (a metric against noise level), class
 //! scatters (t-SNE, UMAP, PCA) and persistence diagrams (Vietoris–Rips homology).
 //!

@@ -4,8 +4,8 @@
 //! per model × variant × method × perplexity), each point carrying what the analysis knows of
 //! it: label (from the coordinates), cluster ids (`tables/cluster_assignments`, one per
 //! clustering method), the zero-shot prediction and whether it is right
-//! (`tables/zero_shot_predictions`), and, when the run's plan is at hand, the caption and a
-//! thumbnail of the dataset image. Thumbnails are made once for all maps (a shared sprite
+//! (`tables/zero_shot_predictions`), and, when the run read the dataset ([`Images`]), the
+//! caption and a thumbnail of the dataset image. Thumbnails are made once for all maps (a shared sprite
 //! sheet) and show the original image, also on the maps of noisy variants.
 //!
 //! The maps replace the static PNGs of the same projections in the page; those files stay in
@@ -15,12 +15,11 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
-use super::plan::Plan;
-use super::RunReportError;
-use crate::config::ReportConfig;
-use crate::report::{
-    Block, InteractiveMap, MapPoint, Section, ThumbnailSheet, ThumbnailSheetBuilder, ZeroShotCall,
+use super::{
+    Block, Images, InteractiveMap, MapPoint, RunReportError, Section, ThumbnailSheet,
+    ThumbnailSheetBuilder, ZeroShotCall,
 };
+use crate::config::ReportConfig;
 use crate::store::{self, Table};
 
 /// The section that holds the projections (`run/report.rs`'s anchor for them).
@@ -37,10 +36,10 @@ pub fn add_maps(
     sections: &mut [Section],
     run_dir: &Path,
     tables_dir: &Path,
-    plan: Option<&Plan>,
+    images: Option<Images<'_>>,
     config: &ReportConfig,
 ) -> Result<(), RunReportError> {
-    let built = map_blocks(run_dir, tables_dir, plan, config)?;
+    let built = map_blocks(run_dir, tables_dir, images, config)?;
     if built.maps.is_empty() {
         return Ok(());
     }
@@ -97,11 +96,11 @@ struct MapKey {
 
 /// Builds the interactive maps from `tables_dir`'s `projection_coordinates`,
 /// `projection_quality`, `cluster_assignments` and `zero_shot_predictions` (each optional but
-/// the first), with captions and thumbnails from `plan`'s dataset.
+/// the first), with captions and thumbnails from the dataset when `images` is given.
 pub fn map_blocks(
     run_dir: &Path,
     tables_dir: &Path,
-    plan: Option<&Plan>,
+    images: Option<Images<'_>>,
     config: &ReportConfig,
 ) -> Result<MapBlocks, RunReportError> {
     let mut out = MapBlocks {
@@ -165,7 +164,7 @@ pub fn map_blocks(
             wanted.push(s.as_str());
         }
     }
-    let captions: HashMap<&str, &str> = plan
+    let captions: HashMap<&str, &str> = images
         .map(|p| {
             p.dataset
                 .items
@@ -174,9 +173,9 @@ pub fn map_blocks(
                 .collect()
         })
         .unwrap_or_default();
-    let (sheet, thumbs) = match plan {
-        Some(plan) if config.map_thumbnails > 0 => {
-            let (sheet, thumbs, notes) = thumbnails(plan, &wanted, config)?;
+    let (sheet, thumbs) = match images {
+        Some(images) if config.map_thumbnails > 0 => {
+            let (sheet, thumbs, notes) = thumbnails(images, &wanted, config)?;
             out.notes.extend(notes);
             (Some(Arc::new(sheet)), thumbs)
         }
@@ -394,7 +393,7 @@ type MapThumbnails = (ThumbnailSheet, HashMap<String, usize>, Vec<String>);
 /// Thumbnails of the first `config.map_thumbnails` of `ids` (dataset images, read a chunk at a
 /// time).
 fn thumbnails(
-    plan: &Plan,
+    images: Images<'_>,
     ids: &[&str],
     config: &ReportConfig,
 ) -> Result<MapThumbnails, RunReportError> {
@@ -414,7 +413,7 @@ fn thumbnails(
         .collect();
     // Dataset items in the order of `ids`.
     let mut items: Vec<Option<&crate::dataset::Item>> = vec![None; take];
-    for item in &plan.dataset.items {
+    for item in &images.dataset.items {
         if let Some(&k) = position.get(item.id.as_str()) {
             items[k] = Some(item);
         }
@@ -425,9 +424,9 @@ fn thumbnails(
     let present: Vec<&crate::dataset::Item> = items.iter().flatten().copied().collect();
     for chunk in present.chunks(FETCH_CHUNK) {
         let owned: Vec<crate::dataset::Item> = chunk.iter().map(|&i| i.clone()).collect();
-        for (item, bytes) in owned.iter().zip(plan.dataset.fetch(&owned)) {
+        for (item, bytes) in owned.iter().zip(images.dataset.fetch(&owned)) {
             let decoded = bytes.and_then(|b| {
-                crate::encode::preprocess::decode(&b, plan.max_pixels)
+                crate::encode::preprocess::decode(&b, images.max_pixels)
                     .map_err(|e| e.reason.to_string())
             });
             match decoded {

@@ -9,110 +9,29 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use super::plan::Plan;
-use crate::config::ReportConfig;
-use crate::report::{
+use super::{
     write_report, Block, Gallery, GalleryHit, GalleryQuery, Report, RunSummary, Section, Thumbnail,
 };
+use crate::config::ReportConfig;
+use crate::dataset::Dataset;
 use crate::store::{self, Table};
-
-/// Sections of the report, in reading order: (anchor, title, table and plot name prefixes,
-/// what the section answers).
-const SECTIONS: &[(&str, &str, &[&str], &str)] = &[
-    (
-        "retrieval",
-        "Retrieval",
-        &["retrieval"],
-        "Text-to-image and image-to-text recall@K, ranks and MRR; galleries show the top hits \
-         of the first queries (green: a positive, red: not).",
-    ),
-    (
-        "zero-shot",
-        "Zero-shot classification",
-        &["zero_shot"],
-        "Accuracy of classifying images by their similarity to the class prompts.",
-    ),
-    (
-        "clustering",
-        "Clustering",
-        &["cluster"],
-        "Clusters of the image embeddings scored against the labels (ARI, NMI, AMI, FMI, ...).",
-    ),
-    (
-        "probes",
-        "Probes",
-        &["probe"],
-        "kNN and linear-probe accuracy on a seeded stratified split.",
-    ),
-    (
-        "robustness",
-        "Robustness under noise",
-        &["robustness"],
-        "Every metric on every noisy variant beside its clean value, and the drop.",
-    ),
-    (
-        "similarity",
-        "Similarity",
-        &["similarity"],
-        "Cosine similarities of chosen images and texts, and of matched against unmatched pairs.",
-    ),
-    (
-        "projections",
-        "PCA spectrum and 2-D maps",
-        &["pca", "projection"],
-        "How variance spreads over the principal components, and 2-D maps of a seeded sample; \
-         trustworthiness (1 is best) says how well each map keeps the nearest neighbours.",
-    ),
-    (
-        "dimension-sweep",
-        "Dimension sweep",
-        &["dimension_sweep"],
-        "Retrieval and zero-shot quality after PCA to fewer dimensions (fitted on one half of \
-         the items, measured on the other), and the smallest dimension within tolerance.",
-    ),
-    (
-        "subspaces",
-        "Class subspaces",
-        &["subspace"],
-        "Principal angles between the classes' top-r PCA subspaces: small angles mean classes \
-         vary along shared directions.",
-    ),
-    (
-        "topology",
-        "Topology",
-        &["persistence"],
-        "Vietoris–Rips persistence diagrams (H0: components, H1: loops) of a seeded sample, and \
-         how far each noisy diagram moves from the clean one.",
-    ),
-    (
-        "attributes",
-        "Attributes",
-        &["attribute"],
-        "How metadata attributes line up with the principal components, and how well a linear \
-         probe predicts them.",
-    ),
-];
-
-/// Tables shown first within their section (the summaries), by name.
-const LEADING: &[&str] = &[
-    "robustness",
-    "retrieval",
-    "zero_shot",
-    "cluster",
-    "probe",
-    "projection_quality",
-    "dimension_sweep_summary",
-    "persistence_distances",
-    "subspace_angles",
-    "attribute_probe",
-    "similarity",
-];
 
 /// Rows shown of a detail table (per-item ranks, coordinates, diagrams, ...).
 const DETAIL_ROWS: usize = 10;
 
 /// Galleries per model: at most this many queries of the clean variant.
 const GALLERY_QUERIES: usize = 8;
+
+/// Rows of `retrieval_galleries` read for the galleries (a few queries' hits per variant).
+const GALLERY_ROWS: usize = 100_000;
+
+/// The dataset a run read, for thumbnails of the items the report shows.
+#[derive(Clone, Copy)]
+pub struct Images<'a> {
+    pub dataset: &'a Dataset,
+    /// The decoder's pixel limit (`dataset.max_pixels`).
+    pub max_pixels: u64,
+}
 
 /// Why the report could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -123,13 +42,13 @@ pub enum RunReportError {
     Report(#[from] crate::report::ReportError),
 }
 
-/// Writes `<run_dir>/report.html` from the run directory's files; `plan` (when the caller has
-/// one) lets galleries show thumbnails of the dataset's images. The analysis notes come from
-/// the manifest, or from `notes` where there is none (`clipflow analyze`).
+/// Writes `<run_dir>/report.html` from the run directory's files; `images` (when the caller
+/// read the dataset) lets galleries show thumbnails. The analysis notes come from the
+/// manifest, or from `notes` where there is none (`clipflow analyze`).
 pub fn write_run_report(
     run_dir: &Path,
     tables_dir: &Path,
-    plan: Option<&Plan>,
+    images: Option<Images<'_>>,
     config: &ReportConfig,
     notes: &[String],
 ) -> Result<PathBuf, RunReportError> {
@@ -137,10 +56,10 @@ pub fn write_run_report(
         std::fs::read_to_string(run_dir.join("manifest.json"))
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok());
-    let mut tables = read_tables(tables_dir)?;
+    let mut tables = read_tables(tables_dir, config.max_table_rows)?;
     let plots = list_plots(&run_dir.join("plots"));
     let summary = summary(run_dir, manifest.as_ref())?;
-    let thumbnails = Thumbnails { plan, config };
+    let thumbnails = Thumbnails { images, config };
 
     let mut sections = Vec::new();
     // What the analysis skipped or warned about, before the results it qualifies.
@@ -164,25 +83,27 @@ pub fn write_run_report(
         });
     }
     let mut used_plots: Vec<bool> = vec![false; plots.len()];
-    for (id, title, prefixes, note) in SECTIONS {
-        let mine = |name: &str| prefixes.iter().any(|p| name.starts_with(p));
+    for section in crate::analyze::sections() {
+        let leading = |name: &str| section.summaries.contains(&name);
+        let mine = |name: &str| section.prefixes.iter().any(|p| name.starts_with(p));
         let mut names: Vec<String> = tables.keys().filter(|n| mine(n)).cloned().collect();
-        names.sort_by_key(|n| (!LEADING.contains(&n.as_str()), n.clone()));
+        names.sort_by_key(|n| (!leading(n), n.clone()));
         // Summaries first, then the pictures and galleries, then the detail tables (few rows:
         // the Parquet and Markdown files hold them all).
         let (mut summaries, mut pictures, mut details) = (Vec::new(), Vec::new(), Vec::new());
         for name in names {
-            let Some(table) = tables.remove(&name) else {
+            let Some((table, total_rows)) = tables.remove(&name) else {
                 continue;
             };
             if name == "retrieval_galleries" {
                 pictures.extend(galleries(&table, &thumbnails));
                 continue;
             }
-            let leading = LEADING.contains(&name.as_str());
+            let leading = leading(&name);
             let block = Block::Table {
                 title: name.replace('_', " "),
                 table,
+                total_rows,
                 max_rows: if leading {
                     config.max_table_rows
                 } else {
@@ -212,9 +133,9 @@ pub fn write_run_report(
             .collect();
         if !blocks.is_empty() {
             sections.push(Section {
-                id: id.to_string(),
-                title: title.to_string(),
-                note: Some(note.to_string()),
+                id: section.anchor.to_string(),
+                title: section.title.to_string(),
+                note: Some(section.about.to_string()),
                 blocks,
             });
         }
@@ -222,9 +143,10 @@ pub fn write_run_report(
     // Whatever no section claims still belongs in the report.
     let mut other: Vec<Block> = tables
         .into_iter()
-        .map(|(name, table)| Block::Table {
+        .map(|(name, (table, total_rows))| Block::Table {
             title: name.replace('_', " "),
             table,
+            total_rows,
             max_rows: config.max_table_rows,
         })
         .collect();
@@ -260,7 +182,7 @@ pub fn write_run_report(
         .as_ref()
         .and_then(|m| m["dataset"]["source"].as_str())
         .map(|s| format!("dataset: {s}"));
-    super::report_maps::add_maps(&mut sections, run_dir, tables_dir, plan, config)?;
+    super::maps::add_maps(&mut sections, run_dir, tables_dir, images, config)?;
     let report = Report {
         title: format!("clipflow study: {name}"),
         subtitle,
@@ -272,8 +194,12 @@ pub fn write_run_report(
     Ok(path)
 }
 
-/// Every `*.parquet` table in `dir`, by name.
-fn read_tables(dir: &Path) -> Result<BTreeMap<String, Table>, store::StoreError> {
+/// The first rows of every `*.parquet` table in `dir` and its row count, by name: the page
+/// shows `max_rows` of a table at most, so a million-row table costs its first rows only.
+fn read_tables(
+    dir: &Path,
+    max_rows: usize,
+) -> Result<BTreeMap<String, (Table, usize)>, store::StoreError> {
     let mut out = BTreeMap::new();
     let Ok(rd) = std::fs::read_dir(dir) else {
         return Ok(out);
@@ -284,8 +210,17 @@ fn read_tables(dir: &Path) -> Result<BTreeMap<String, Table>, store::StoreError>
         .collect();
     paths.sort();
     for p in paths {
-        let t = store::read_table(&p)?;
-        out.insert(t.name.clone(), t);
+        let name = p
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let rows = if name == "retrieval_galleries" {
+            GALLERY_ROWS
+        } else {
+            max_rows
+        };
+        let (t, total) = store::read_table_head(&p, rows)?;
+        out.insert(name, (t, total));
     }
     Ok(out)
 }
@@ -331,6 +266,7 @@ fn summary(
             timings: Vec::new(),
             errors: errors.filter(|t| t.rows() > 0),
             error_count,
+            read_images: false,
         });
     };
     let text = |v: &serde_json::Value| match v {
@@ -435,7 +371,14 @@ fn summary(
         }
     }
     add("finalize".into(), m["finalize_seconds"].as_f64());
-    add("analysis".into(), m["analysis"]["seconds"].as_f64());
+    match m["analysis"]["stage_seconds"].as_object() {
+        Some(stages) => {
+            for (stage, secs) in stages {
+                add(format!("analysis: {stage}"), secs.as_f64());
+            }
+        }
+        None => add("analysis".into(), m["analysis"]["seconds"].as_f64()),
+    }
 
     let config_yaml = serde_norway::to_string(&m["config"]).unwrap_or_default();
     Ok(RunSummary {
@@ -445,12 +388,13 @@ fn summary(
         timings,
         errors: errors.filter(|t| t.rows() > 0),
         error_count,
+        read_images: true,
     })
 }
 
-/// Thumbnails of dataset items by id, when the run's plan is known.
+/// Thumbnails of dataset items by id, when the run's dataset is at hand.
 struct Thumbnails<'a> {
-    plan: Option<&'a Plan>,
+    images: Option<Images<'a>>,
     config: &'a ReportConfig,
 }
 
@@ -458,19 +402,19 @@ impl Thumbnails<'_> {
     /// Thumbnails of `ids` (None for an id the dataset lacks or an image that fails).
     fn of(&self, ids: &[&str]) -> HashMap<String, Thumbnail> {
         let mut out = HashMap::new();
-        let Some(plan) = self.plan else {
+        let Some(images) = self.images else {
             return out;
         };
         let wanted: std::collections::HashSet<&str> = ids.iter().copied().collect();
-        let items: Vec<crate::dataset::Item> = plan
+        let items: Vec<crate::dataset::Item> = images
             .dataset
             .items
             .iter()
             .filter(|i| wanted.contains(i.id.as_str()))
             .cloned()
             .collect();
-        let max_pixels = plan.max_pixels;
-        for (item, bytes) in items.iter().zip(plan.dataset.fetch(&items)) {
+        let max_pixels = images.max_pixels;
+        for (item, bytes) in items.iter().zip(images.dataset.fetch(&items)) {
             let Ok(bytes) = bytes else { continue };
             let Ok(rgb) = crate::encode::preprocess::decode(&bytes, max_pixels) else {
                 continue;

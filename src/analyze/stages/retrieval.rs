@@ -1,0 +1,388 @@
+//! `retrieval`: text→image and image→text recall@K, mean/median rank and MRR per variant, the
+//! rank of every query's first positive, and galleries of the first queries' top hits.
+//!
+//! Positives follow CLIP_benchmark: with captions, a caption's positive is its image, and an
+//! image is a hit at K when *any* of its captions is in the top K (a dataset with five
+//! captions per image has five text queries per image, and each image is encoded once); with
+//! labels, any item of the same class. A query whose positive is not in the gallery (its image
+//! failed to decode) is left out and counted (`queries_without_positive`).
+//!
+//! `queries: N` measures a seeded sample of N queries per direction against the whole gallery:
+//! at a million images the full N² ranks are hours on a CPU, while 10k queries give recall to
+//! about ±0.005. The sample is decided by each query's id alone, so every variant is measured
+//! on the same queries.
+//!
+//! Ties: beside the index-order rank, every query's optimistic and pessimistic ranks are kept
+//! (see [`crate::analysis::retrieval`]); when ties decide any query, the optimistic and
+//! pessimistic recalls are reported and a note says how many queries.
+
+use std::collections::{HashMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+
+use super::{embeddings, sample_by_id};
+use crate::analysis::retrieval::{self, Positives, RankOptions};
+use crate::analysis::Embeddings;
+use crate::analyze::stage::{
+    Context, Facts, Metric, Output, Section, Set, SettingError, Stage, StageConfig, StageError,
+};
+use crate::store::{Column, EmbeddingSet, Table};
+
+/// Which gallery items count as positives for a query.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PositivesKind {
+    /// Captions when the store has them, else labels.
+    #[default]
+    Auto,
+    /// The image and the captions of the same item (Pokemon-, COCO-style).
+    Caption,
+    /// Any item with the same label (class-level).
+    Label,
+}
+
+/// `analysis.retrieval`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RetrievalSettings {
+    /// Recall@K cut-offs.
+    #[serde(default = "default_ks")]
+    pub k: Vec<usize>,
+    #[serde(default)]
+    pub positives: PositivesKind,
+    /// Queries whose top hits are kept for the report's galleries.
+    #[serde(default = "default_galleries")]
+    pub galleries: usize,
+    /// Hits per gallery.
+    #[serde(default = "default_gallery_k")]
+    pub gallery_k: usize,
+    /// Measure a seeded sample of this many queries per direction (default: every query).
+    #[serde(default)]
+    pub queries: Option<usize>,
+}
+
+impl Default for RetrievalSettings {
+    fn default() -> Self {
+        RetrievalSettings {
+            k: default_ks(),
+            positives: PositivesKind::Auto,
+            galleries: default_galleries(),
+            gallery_k: default_gallery_k(),
+            queries: None,
+        }
+    }
+}
+
+pub(crate) fn default_ks() -> Vec<usize> {
+    vec![1, 5, 10]
+}
+fn default_galleries() -> usize {
+    5
+}
+fn default_gallery_k() -> usize {
+    5
+}
+
+impl StageConfig for RetrievalSettings {
+    const KEY: &'static str = "retrieval";
+    const SECTION: Section = Section {
+        anchor: "retrieval",
+        title: "Retrieval",
+        about: "Text-to-image and image-to-text recall@K, ranks and MRR; galleries show the top \
+                hits of the first queries (green: a positive, red: not).",
+        prefixes: &["retrieval"],
+        summaries: &["retrieval"],
+    };
+
+    fn check(&self, _: &Facts) -> Result<(), SettingError> {
+        if self.k.is_empty() {
+            return Err(SettingError::new("k", "list cut-offs of at least 1"));
+        }
+        if let Some(i) = self.k.iter().position(|&k| k == 0) {
+            return Err(SettingError::new(
+                &format!("k.{i}"),
+                "cut-offs must be at least 1",
+            ));
+        }
+        if self.queries == Some(0) {
+            return Err(SettingError::new(
+                "queries",
+                "must be at least 1 (leave it out to use every query)",
+            ));
+        }
+        Ok(())
+    }
+
+    fn start(self) -> Box<dyn Stage> {
+        Box::new(RetrievalStage { settings: self })
+    }
+}
+
+struct RetrievalStage {
+    settings: RetrievalSettings,
+}
+
+/// The texts retrieval pairs with a model's images, and how: `caption` (each caption's item
+/// is its positive) or `label` (same class). `None` when the model has no usable texts.
+pub(crate) fn paired_texts<'a>(
+    model: &'a crate::analyze::stage::Model<'a>,
+    positives: PositivesKind,
+) -> Option<(&'a EmbeddingSet, &'static str)> {
+    match (positives, model.captions, model.prompts) {
+        (PositivesKind::Auto | PositivesKind::Caption, Some(c), _) => Some((c, "caption")),
+        (PositivesKind::Label, Some(c), _) if c.labels.iter().any(Option::is_some) => {
+            Some((c, "label"))
+        }
+        (PositivesKind::Label | PositivesKind::Auto, _, Some(p)) => Some((p, "label")),
+        _ => None,
+    }
+}
+
+/// Integer keys for a list of optional strings; `None` gets a key no other row shares.
+pub(crate) fn keys<'a>(
+    values: impl Iterator<Item = Option<&'a str>>,
+    dict: &mut HashMap<String, usize>,
+    next_unique: &mut usize,
+) -> Vec<usize> {
+    values
+        .map(|v| match v {
+            Some(s) => {
+                let n = dict.len();
+                *dict.entry(s.to_string()).or_insert(n)
+            }
+            None => {
+                *next_unique += 1;
+                usize::MAX - *next_unique
+            }
+        })
+        .collect()
+}
+
+/// Positive keys of the texts and the images: the item (caption mode) or the label.
+pub(crate) fn positive_keys(
+    texts: &EmbeddingSet,
+    images: &EmbeddingSet,
+    mode: &str,
+) -> (Vec<usize>, Vec<usize>) {
+    let (mut dict, mut unique) = (HashMap::new(), 0usize);
+    if mode == "caption" {
+        let t = keys(
+            (0..texts.len()).map(|i| Some(texts.item(i))),
+            &mut dict,
+            &mut unique,
+        );
+        let i = keys(
+            images.ids.iter().map(|s| Some(s.as_str())),
+            &mut dict,
+            &mut unique,
+        );
+        (t, i)
+    } else {
+        let t = keys(
+            texts.labels.iter().map(|l| l.as_deref()),
+            &mut dict,
+            &mut unique,
+        );
+        let i = keys(
+            images.labels.iter().map(|l| l.as_deref()),
+            &mut dict,
+            &mut unique,
+        );
+        (t, i)
+    }
+}
+
+impl Stage for RetrievalStage {
+    fn run(&mut self, cx: &Context<'_>, set: &Set<'_>, out: &mut Output) -> Result<(), StageError> {
+        let rc = &self.settings;
+        let model = set.model.name;
+        let images = set.images;
+        let Some((texts, mode)) = paired_texts(set.model, rc.positives) else {
+            if set.is_clean() {
+                out.note(format!(
+                    "{model}: retrieval skipped: no texts to pair with images"
+                ));
+            }
+            return Ok(());
+        };
+        let (text_keys, image_keys) = positive_keys(texts, images, mode);
+        let ks: Vec<usize> = rc.k.iter().copied().filter(|&k| k >= 1).collect();
+        for direction in ["text_to_image", "image_to_text"] {
+            let (queries, q_keys, gallery, g_keys) = if direction == "text_to_image" {
+                (texts, &text_keys, images, &image_keys)
+            } else {
+                (images, &image_keys, texts, &text_keys)
+            };
+            // A query whose positive is not in the gallery (its image failed to decode, say)
+            // is unanswerable for reasons that are not the model's: leave it out, and count it.
+            let in_gallery: HashSet<usize> = g_keys.iter().copied().collect();
+            let answerable: Vec<usize> = (0..queries.len())
+                .filter(|&i| in_gallery.contains(&q_keys[i]))
+                .collect();
+            let dropped = queries.len() - answerable.len();
+            if answerable.is_empty() {
+                continue;
+            }
+            let measured: Vec<usize> = match rc.queries {
+                Some(n) if n < answerable.len() => {
+                    let picked = sample_by_id(
+                        answerable.iter().map(|&i| queries.ids[i].as_str()),
+                        n,
+                        cx.seed ^ 0x7e7a_1e5a,
+                    );
+                    if set.is_clean() {
+                        out.note(format!(
+                            "{model}: retrieval {direction}: a seeded sample of {n} of {} \
+                             queries is measured (analysis.retrieval.queries)",
+                            answerable.len()
+                        ));
+                    }
+                    picked.into_iter().map(|j| answerable[j]).collect()
+                }
+                _ => answerable,
+            };
+            let q_vectors: Vec<f32> = measured
+                .iter()
+                .flat_map(|&i| queries.row(i).iter().copied())
+                .collect();
+            let q = Embeddings::new(&q_vectors, queries.dim)?;
+            let qk: Vec<usize> = measured.iter().map(|&i| q_keys[i]).collect();
+            let shown: Vec<usize> = (0..measured.len().min(rc.galleries)).collect();
+            let opts = RankOptions {
+                top_k_queries: &shown,
+                top_k: rc.gallery_k.max(1).min(gallery.len()),
+                ..RankOptions::default()
+            };
+            let positives = Positives::SharedKey {
+                query: &qk,
+                gallery: g_keys,
+            };
+            let ks_here: Vec<usize> = ks.iter().copied().filter(|&k| k <= gallery.len()).collect();
+            let r = retrieval::retrieve(q, embeddings(gallery)?, &positives, &ks_here, &opts)?;
+            let kind = format!("{direction}:{mode}");
+            let mut push = |metric: &str, k: Option<i64>, value: f64| {
+                out.metric(Metric {
+                    model: model.to_string(),
+                    variant: images.variant.clone(),
+                    stage: "retrieval",
+                    kind: kind.clone(),
+                    metric: metric.to_string(),
+                    k,
+                    value,
+                })
+            };
+            for rk in &r.metrics.recall {
+                push("recall", Some(rk.k as i64), rk.recall);
+            }
+            if let Some(v) = r.metrics.mean_rank {
+                push("mean_rank", None, v);
+            }
+            if let Some(v) = r.metrics.median_rank {
+                push("median_rank", None, v);
+            }
+            push("mrr", None, r.metrics.mrr);
+            push("queries", None, measured.len() as f64);
+            push("queries_without_positive", None, dropped as f64);
+            // Ties: how many queries' ranks depend on the gallery's index order, and the
+            // recall if every tie went for the query, or against it.
+            let tied = r
+                .ranking
+                .optimistic
+                .iter()
+                .zip(&r.ranking.pessimistic)
+                .filter(|(a, b)| a != b)
+                .count();
+            push("tied_queries", None, tied as f64);
+            if tied > 0 {
+                let opt = retrieval::summarize(&r.ranking.optimistic, gallery.len(), &ks_here)?;
+                let pes = retrieval::summarize(&r.ranking.pessimistic, gallery.len(), &ks_here)?;
+                for (a, b) in opt.recall.iter().zip(&pes.recall) {
+                    push("recall_optimistic", Some(a.k as i64), a.recall);
+                    push("recall_pessimistic", Some(b.k as i64), b.recall);
+                }
+                let first =
+                    |m: &retrieval::RetrievalMetrics| m.recall.first().map(|r| (r.k, r.recall));
+                if let (Some((k, lo)), Some((_, hi))) = (first(&pes), first(&opt)) {
+                    out.note(format!(
+                        "{model} / {}: retrieval {direction}: ties in the scores decide the rank of \
+                         {tied} of {} queries; recall@{k} is between {lo:.4} and {hi:.4} \
+                         depending on the order of tied items (recall_optimistic / \
+                         recall_pessimistic in the retrieval table)",
+                        images.variant,
+                        measured.len()
+                    ));
+                }
+            }
+            let n = r.ranking.ranks.len();
+            let ints =
+                |v: &[Option<usize>]| Column::Int(v.iter().map(|x| x.map(|v| v as i64)).collect());
+            out.table(
+                Table::new("retrieval_ranks")
+                    .text("model", vec![model.to_string(); n])
+                    .text("variant", vec![images.variant.clone(); n])
+                    .text("direction", vec![direction.to_string(); n])
+                    .text("query_id", measured.iter().map(|&i| queries.ids[i].clone()))
+                    .column("rank", ints(&r.ranking.ranks))
+                    .column("rank_optimistic", ints(&r.ranking.optimistic))
+                    .column("rank_pessimistic", ints(&r.ranking.pessimistic)),
+            )?;
+            // One row per (shown query, hit), in rank order.
+            let measured = &measured;
+            let hits: Vec<(usize, usize, &retrieval::Hit)> = r
+                .ranking
+                .top
+                .iter()
+                .flat_map(|top| {
+                    top.hits
+                        .iter()
+                        .enumerate()
+                        .map(move |(pos, h)| (measured[top.query], pos, h))
+                })
+                .collect();
+            let rows = hits.len();
+            out.table(
+                Table::new("retrieval_galleries")
+                    .text("model", vec![model.to_string(); rows])
+                    .text("variant", vec![images.variant.clone(); rows])
+                    .text("direction", vec![direction.to_string(); rows])
+                    .text(
+                        "query_id",
+                        hits.iter().map(|(q, _, _)| queries.ids[*q].clone()),
+                    )
+                    .column(
+                        "query_text",
+                        Column::Text(
+                            hits.iter()
+                                .map(|(q, _, _)| queries.texts[*q].clone())
+                                .collect(),
+                        ),
+                    )
+                    .text(
+                        "query_item",
+                        hits.iter().map(|(q, _, _)| queries.item(*q).to_string()),
+                    )
+                    .int("rank", hits.iter().map(|(_, pos, _)| *pos as i64 + 1))
+                    .text(
+                        "hit_id",
+                        hits.iter().map(|(_, _, h)| gallery.ids[h.gallery].clone()),
+                    )
+                    .float("score", hits.iter().map(|(_, _, h)| h.score as f64))
+                    .int("positive", hits.iter().map(|(_, _, h)| h.positive as i64))
+                    .column(
+                        "hit_text",
+                        Column::Text(
+                            hits.iter()
+                                .map(|(_, _, h)| gallery.texts[h.gallery].clone())
+                                .collect(),
+                        ),
+                    ),
+            )?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, _: &Context<'_>, out: &mut Output) -> Result<(), StageError> {
+        out.metric_table("retrieval", "direction")?;
+        Ok(())
+    }
+}
