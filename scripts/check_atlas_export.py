@@ -9,14 +9,18 @@ For each exported file (exports/embedding-atlas/<model>_<map>.parquet):
     when present; id, label, caption strings;
   - x, y equal to the run's tables/projection_coordinates for that model, map and the clean
     variant;
-  - neighbours equal to a brute-force cosine kNN (numpy, float64) of the model's clean image
-    embeddings read from the run's embeddings/ with pyarrow: same row numbers (ties allowed to
-    differ in order), distances to 1e-6, never the row itself, nearest first;
+  - neighbours as embedding-atlas lists its own (umap-learn's nearest_neighbors): the row
+    itself first at distance 0, then a brute-force cosine kNN (numpy, float64) of the model's
+    clean image embeddings read from the run's embeddings/ with pyarrow: same row numbers (ties
+    allowed to differ in order), distances to 1e-6, nearest first;
   - images decode with Pillow, and with --dataset equal the dataset's bytes for that id.
 With --serve, also starts `embedding-atlas FILE --x x --y y --neighbors neighbors --text caption
 --image image` (the embedding_atlas package must be installed for this Python) and checks it
-serves the page and its data: the viewer's DuckDB answers the neighbours of a row through the
-server's query endpoint.
+serves the page and its data: the viewer's DuckDB answers the neighbours of a row, and the rows
+of its neighbour overlay, through the server's query endpoint. With --image, embedding-atlas
+computes a PageRank from the neighbours, which needs torch; without torch the command runs
+without --image, and the PageRank's first step (embedding-atlas's knn_to_edges, umap-learn's
+membership strengths) is run on the neighbours directly.
 
 Prints a JSON summary; exits 1 on any mismatch.
 """
@@ -91,13 +95,17 @@ def check_file(run_dir, path, dataset_images, problems):
     dist = 1.0 - x @ x.T
     np.fill_diagonal(dist, np.inf)
     neighbors = t["neighbors"].to_pylist()
-    k = len(neighbors[0]["ids"])
+    k = len(neighbors[0]["ids"]) - 1
     for row, nb in enumerate(neighbors):
-        got_ids, got_d = nb["ids"], np.asarray(nb["distances"], dtype=np.float64)
+        # As umap-learn's nearest_neighbors (embedding-atlas's own): the row itself first.
+        if nb["ids"][0] != row or nb["distances"][0] != 0.0 or len(nb["ids"]) != k + 1:
+            problems.append(f"{name}: row {row} does not list itself first at distance 0")
+            break
+        got_ids, got_d = nb["ids"][1:], np.asarray(nb["distances"][1:], dtype=np.float64)
         order = np.argsort(dist[row], kind="stable")[:k]
         want_d = dist[row][order]
-        if row in got_ids or len(got_ids) != k:
-            problems.append(f"{name}: row {row} lists itself or has {len(got_ids)} neighbours")
+        if row in got_ids:
+            problems.append(f"{name}: row {row} lists itself twice")
             break
         if np.any(np.diff(got_d) < -1e-7):
             problems.append(f"{name}: row {row}: distances not ascending")
@@ -142,14 +150,30 @@ def serve_check(path, problems):
     """Starts the embedding-atlas command on `path` and queries it like its viewer does."""
     port = free_port()
     exe = os.path.join(os.path.dirname(sys.executable), "embedding-atlas")
+    try:
+        import torch  # noqa: F401  (embedding-atlas's PageRank, run when --image is given)
+        image = ["--image", "image"]
+    except ImportError:
+        image = []
     cmd = [exe, str(path), "--x", "x", "--y", "y", "--neighbors", "neighbors",
-           "--text", "caption", "--image", "image", "--port", str(port), "--no-auto-port",
-           "--host", "127.0.0.1"]
+           "--text", "caption"] + image + ["--port", str(port), "--no-auto-port",
+                                           "--host", "127.0.0.1"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
-    result = {"command": " ".join(["embedding-atlas", Path(path).name] + cmd[2:9])}
+    result = {"command": " ".join(["embedding-atlas", Path(path).name] + cmd[2:cmd.index("--port")])}
+    if not image:
+        from embedding_atlas.graph_metrics import knn_to_edges
+
+        nb = pq.read_table(path, columns=["neighbors"])["neighbors"].to_pylist()
+        edges = knn_to_edges(np.stack([np.array(r["ids"]) for r in nb]),
+                             np.stack([np.array(r["distances"]) for r in nb]))
+        weights = np.array([w for _, _, w in edges])
+        result["knn_to_edges"] = {"edges": len(edges), "min_weight": float(weights.min()),
+                                  "max_weight": float(weights.max())}
+        if not len(edges) or not (weights > 0).all() or weights.max() > 1.0 + 1e-6:
+            problems.append(f"knn_to_edges gave {result['knn_to_edges']}")
     try:
-        for _ in range(120):
+        for _ in range(600):
             try:
                 with urllib.request.urlopen(base + "/data/metadata.json", timeout=2) as r:
                     result["metadata"] = json.loads(r.read())
@@ -159,7 +183,7 @@ def serve_check(path, problems):
                     break
                 time.sleep(0.5)
         if "metadata" not in result:
-            problems.append("embedding-atlas did not serve the file: " + (proc.stdout.read() if proc.poll() is not None else "no answer"))
+            problems.append("embedding-atlas did not serve the file: " + (proc.stdout.read() if proc.poll() is not None else "no answer in 300 s"))
             return result
         with urllib.request.urlopen(base + "/", timeout=10) as r:
             result["page_bytes"] = len(r.read())

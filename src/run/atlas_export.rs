@@ -2,7 +2,8 @@
 //!
 //! One file per map of the clean images (per model, method and perplexity): the map's
 //! coordinates from `tables/projection_coordinates`, each point's nearest neighbours in the
-//! model's image-embedding space (cosine distance, as embedding-atlas computes its own), the
+//! model's image-embedding space (cosine distance; the point itself first, as embedding-atlas
+//! lists its own), the
 //! item's label and caption, and the image itself when the dataset is at hand. Open one
 //! with
 //!
@@ -22,7 +23,8 @@ use crate::analysis::{neighbors::nearest_neighbors, AnalysisError, Distance, Emb
 use crate::dataset::{Dataset, ImageRef};
 use crate::store::{self, AtlasRow, AtlasWriter, Catalog, StoreError, StoreFormat};
 
-/// Neighbours per point unless told otherwise: umap-learn's and embedding-atlas's default.
+/// Neighbours per point unless told otherwise, counting the point itself as embedding-atlas
+/// does (umap-learn's default `n_neighbors`).
 pub const DEFAULT_NEIGHBORS: usize = 15;
 
 /// Why the export failed; each names the file or map concerned.
@@ -50,8 +52,9 @@ pub struct AtlasExport {
 
 /// Writes one embedding-atlas file per clean-image map of the run under
 /// `<run_dir>/exports/embedding-atlas/`, with the images when `dataset` (the one the run read)
-/// is given. `neighbors` is capped at the map's points − 1. Does nothing when the run has no
-/// `projection_coordinates` table.
+/// is given. `neighbors` counts the point itself, listed first (so `neighbors − 1` others,
+/// at most the map's points − 1). Does nothing when the run has no `projection_coordinates`
+/// table.
 pub fn export_atlas(
     run_dir: &Path,
     tables_dir: &Path,
@@ -165,7 +168,7 @@ pub fn export_atlas(
             .iter()
             .flat_map(|&(_, e)| set.row(e).iter().copied())
             .collect();
-        let k = neighbors.clamp(1, points.len() - 1);
+        let k = neighbors.saturating_sub(1).clamp(1, points.len() - 1);
         let knn = Embeddings::new(&vectors, set.dim)
             .and_then(|e| nearest_neighbors(e, k, Distance::Cosine))
             .map_err(|source| AtlasExportError::Analysis {
@@ -213,7 +216,13 @@ pub fn export_atlas(
                     }
                     _ => None,
                 };
-                let distances: Vec<f32> = knn.distances_of(row).iter().map(|&d| d as f32).collect();
+                // The row itself first, at distance 0, then its nearest others.
+                let rows_listed: Vec<usize> = std::iter::once(row)
+                    .chain(knn.indices_of(row).iter().copied())
+                    .collect();
+                let distances: Vec<f32> = std::iter::once(0.0)
+                    .chain(knn.distances_of(row).iter().map(|&d| d as f32))
+                    .collect();
                 writer.push(&AtlasRow {
                     id: pid,
                     x: x[r].unwrap_or(f64::NAN),
@@ -222,7 +231,7 @@ pub fn export_atlas(
                     caption: item
                         .and_then(|i| i.caption.as_deref())
                         .or(set.texts[e].as_deref()),
-                    neighbor_rows: knn.indices_of(row),
+                    neighbor_rows: &rows_listed,
                     neighbor_distances: &distances,
                     image,
                 })?;

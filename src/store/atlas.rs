@@ -7,12 +7,13 @@
 //!
 //! - `x`, `y`: the projection coordinates (`--x`, `--y`);
 //! - `neighbors`: a struct `{ids: list<int64>, distances: list<float>}` per row, nearest first
-//!   (`--neighbors`). The ids are **zero-based row numbers of this file**, not item ids: the
-//!   command line names rows by a `__row_index__` column it adds (`range(n)`), looks a row's
-//!   neighbours up by that number, and matches them with a JavaScript `Map` keyed by it, so
-//!   string ids would find nothing to draw. They are `int64` and the distances `float32`, the
-//!   types of the neighbours embedding-atlas computes itself (umap-learn's `knn_indices` and
-//!   `knn_distances`). The item ids are in the `id` column;
+//!   (`--neighbors`), as embedding-atlas computes it itself (umap-learn's `nearest_neighbors`:
+//!   the row itself first at distance 0, then its nearest others). The ids are **zero-based
+//!   row numbers of this file**, not item ids: the command line names rows by a
+//!   `__row_index__` column it adds (`range(n)`), looks a row's neighbours up by that number,
+//!   matches them with a JavaScript `Map` keyed by it (string ids would find nothing to draw),
+//!   and feeds them to umap-learn's `smooth_knn_dist` for its PageRank, which skips the first
+//!   column as the row itself. The item ids are in the `id` column;
 //! - `image`: a struct `{bytes: binary, path: string}` (the Hugging Face `Image` layout
 //!   embedding-atlas displays), present when the study read images;
 //! - `id`, `label`, `caption`: the item's, for the tooltip and search (`--text caption`).
@@ -47,7 +48,7 @@ pub struct AtlasRow<'a> {
     pub y: f64,
     pub label: Option<&'a str>,
     pub caption: Option<&'a str>,
-    /// Row numbers of the nearest other rows in this file, nearest first.
+    /// Row numbers in this file, nearest first: the row itself, then its nearest others.
     pub neighbor_rows: &'a [usize],
     /// Their distances (same length).
     pub neighbor_distances: &'a [f32],
