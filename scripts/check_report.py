@@ -402,8 +402,13 @@ def main():
         page.wait_for_timeout(200)
         height = page.evaluate("document.documentElement.scrollHeight")
         screenshot.parent.mkdir(parents=True, exist_ok=True)
-        # A tall report takes 10-15 s to capture on a busy 2-core machine.
-        page.screenshot(path=str(screenshot), full_page=True, timeout=180_000)
+        # A tall report takes 10-15 s to capture on a busy 2-core machine, and a ~400 MB
+        # capture can fail once under memory pressure ("Unable to capture screenshot").
+        try:
+            page.screenshot(path=str(screenshot), full_page=True, timeout=180_000)
+        except PlaywrightError:
+            page.wait_for_timeout(2000)
+            page.screenshot(path=str(screenshot), full_page=True, timeout=180_000)
         timings = timing(browser, report_url, args.timing) if args.timing > 0 else None
         browser.close()
 
