@@ -82,6 +82,8 @@ fn main() {
             attribute_columns: Vec::new(),
             sample: SampleConfig::default(),
             max_pixels: None,
+            allow_paths_outside: false,
+            max_file_bytes: None,
         },
         0,
     )
@@ -140,6 +142,7 @@ fn main() {
             variants: &variants,
             seed: 0,
             max_pixels: dataset::DEFAULT_MAX_PIXELS,
+            mode: encode::preprocess::Mode::Exact,
             batch_size: batch,
             queue_depth: 3,
             pool: &pool,

@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 
 use clipflow::encode::{self, Preprocess, TextTokenizer, CLIP_CONTEXT};
 use clipflow::progress::Progress;
-use clipflow::run::{self, RunOptions, Shard};
+use clipflow::run::{self, RunOptions};
 use clipflow::{config, synth};
 
 /// Exit code for a usage or config error (nothing was written).
@@ -46,19 +46,28 @@ enum Command {
     #[command(after_help = "Examples:\n  \
         clipflow run pipelines/demo.yaml\n  \
         clipflow run pipelines/pokemon.yaml --set dataset.path=data/pokemon --set models.0.path=models/clip-vit-b32\n  \
-        clipflow run pipelines/dtd.yaml --shard 3/16 --out /scratch/runs/dtd\n\n\
-        A rerun of the same study resumes: finished parts are skipped. Shards of one study share \
-        a run directory; the run that finds every part done writes errors.parquet and manifest.json, \
-        runs the analysis (tables/, plots/) and writes report.html, the whole study on one page.")]
+        clipflow run pipelines/dtd.yaml --shard 3/16 --out /scratch/runs/dtd\n  \
+        clipflow run pipelines/dtd.yaml --shard auto --out /shared/runs/dtd   # in a Slurm array task\n\n\
+        A rerun of the same study resumes: finished parts are skipped. Any number of workers \
+        (array tasks, pods, plain runs) may share one run directory: each part is claimed by one \
+        worker, and one elected worker writes errors.parquet and manifest.json, runs the analysis \
+        (tables/, plots/) and writes report.html, the whole study on one page.")]
     Run {
         /// The study YAML file.
         pipeline: PathBuf,
         /// The run directory (default: `out:` of the study, else runs/<name>).
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
-        /// Do only shard I of N (0-based), e.g. `--shard $SLURM_ARRAY_TASK_ID/16`.
-        #[arg(long, value_name = "I/N")]
+        /// `I/N`: do only every N-th part, from part I (0-based). `auto`: take I and N from the
+        /// scheduler (SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT, or Kubernetes'
+        /// JOB_COMPLETION_INDEX with --shard-count), start with that share, then help with any
+        /// part no other worker holds.
+        #[arg(long, value_name = "I/N|auto")]
         shard: Option<String>,
+        /// With `--shard auto` under a Kubernetes Indexed Job: the number of shards (the Job's
+        /// completions); default: the CLIPFLOW_SHARD_COUNT environment variable.
+        #[arg(long, value_name = "N")]
+        shard_count: Option<usize>,
         /// Override a key of the study, e.g. `--set runtime.device=cpu` or
         /// `--set noise.0.sigma=[0.1,0.2]` (the value is YAML). Repeatable.
         #[arg(long = "set", value_name = "KEY.PATH=VALUE")]
@@ -165,6 +174,14 @@ enum Inspect {
         /// Where to write the .npy file.
         #[arg(long, value_name = "FILE.npy")]
         out: PathBuf,
+        /// Largest image (width × height) decoded; bigger headers are refused before any
+        /// allocation, as `dataset.max_pixels` does in a run.
+        #[arg(long, value_name = "N", default_value_t = clipflow::dataset::DEFAULT_MAX_PIXELS)]
+        max_pixels: u64,
+        /// `exact` (Pillow's pixels) or `fast` (JPEG DCT-domain downscale first), as
+        /// `preprocess.mode` in a study.
+        #[arg(long, value_name = "MODE", default_value = "exact", value_parser = ["exact", "fast"])]
+        mode: String,
     },
 }
 
@@ -175,9 +192,17 @@ fn main() -> ExitCode {
             pipeline,
             out,
             shard,
+            shard_count,
             sets,
             quiet,
-        } => cmd_run(&pipeline, out.as_deref(), shard.as_deref(), &sets, quiet),
+        } => cmd_run(
+            &pipeline,
+            out.as_deref(),
+            shard.as_deref(),
+            shard_count,
+            &sets,
+            quiet,
+        ),
         Command::Validate { pipeline, sets } => cmd_validate(&pipeline, &sets),
         Command::Analyze {
             store,
@@ -209,8 +234,19 @@ fn main() -> ExitCode {
             texts,
             context,
         }) => cmd_tokens(&model, &texts, context),
-        Command::Inspect(Inspect::Preprocess { model, image, out }) => {
-            cmd_preprocess(&model, &image, &out)
+        Command::Inspect(Inspect::Preprocess {
+            model,
+            image,
+            out,
+            max_pixels,
+            mode,
+        }) => {
+            let mode = if mode == "fast" {
+                encode::preprocess::Mode::Fast
+            } else {
+                encode::preprocess::Mode::Exact
+            };
+            cmd_preprocess(&model, &image, &out, max_pixels, mode)
         }
         Command::Synth(cmd) => match synth::run(&cmd) {
             Ok(()) => ExitCode::SUCCESS,
@@ -234,11 +270,15 @@ fn cmd_run(
     pipeline: &Path,
     out: Option<&Path>,
     shard: Option<&str>,
+    shard_count: Option<usize>,
     sets: &[String],
     quiet: bool,
 ) -> ExitCode {
+    // Before any thread starts: a scheduler's SIGTERM then gives this worker's claims back.
+    run::signals::install();
     let t = Instant::now();
-    let shard = match shard.map(Shard::parse).transpose() {
+    let env = |k: &str| std::env::var(k).ok();
+    let sharing = match run::scheduler::resolve(shard, shard_count, &env) {
         Ok(s) => s,
         Err(e) => return fail(USAGE, &e),
     };
@@ -247,6 +287,18 @@ fn cmd_run(
         Err(code) => return code,
     };
     let progress = Progress::new(quiet);
+    let gpus = run::scheduler::VisibleGpus::from_env(&env);
+    match run::scheduler::check_gpus(&plan.study().runtime.device, &gpus) {
+        Ok(Some(note)) => progress.info(&note),
+        Ok(None) => {}
+        Err(e) => return fail(USAGE, &e),
+    }
+    if let (Some(s), Some(source)) = (sharing.shard, &sharing.source) {
+        progress.info(&format!(
+            "shard {}/{} from {source}; then any part no worker holds",
+            s.index, s.count
+        ));
+    }
     for note in &plan.dataset.notes {
         progress.warn(note);
     }
@@ -261,16 +313,26 @@ fn cmd_run(
         plan.run_dir.display()
     ));
     let options = RunOptions {
-        shard,
+        shard: sharing.shard,
+        elastic: sharing.elastic,
+        task: sharing.task,
         plan_seconds: t.elapsed().as_secs_f64(),
     };
     match run::execute(&plan, options, &progress) {
         Ok(s) => {
             progress.info(&format!(
-                "parts: {} written, {} already done, {} pending in other shards; {} rows written",
+                "parts: {} written, {} already done, {} pending in other workers; {} rows written",
                 s.parts_written, s.parts_skipped, s.parts_pending, s.rows_written
             ));
-            if s.complete {
+            if s.complete && !s.finisher {
+                progress.info(&format!(
+                    "complete (finished by another worker or an earlier run): {}",
+                    s.run_dir.join("manifest.json").display()
+                ));
+            } else if !s.complete && s.parts_pending == 0 {
+                progress.info("another worker is finishing the run");
+            }
+            if s.finisher {
                 if s.errors > 0 {
                     progress.warn(&format!(
                         "{} inputs could not be processed; see {}",
@@ -464,7 +526,13 @@ fn cmd_tokens(model: &Path, texts: &[String], context: usize) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn cmd_preprocess(model: &Path, image: &Path, out: &Path) -> ExitCode {
+fn cmd_preprocess(
+    model: &Path,
+    image: &Path,
+    out: &Path,
+    max_pixels: u64,
+    mode: encode::preprocess::Mode,
+) -> ExitCode {
     let files = match model_files(model) {
         Ok(f) => f,
         Err(code) => return code,
@@ -477,13 +545,11 @@ fn cmd_preprocess(model: &Path, image: &Path, out: &Path) -> ExitCode {
         Ok(b) => b,
         Err(e) => return fail(USAGE, &format!("{}: {e}", image.display())),
     };
-    let tensor = encode::preprocess::decode(&bytes, u64::MAX)
-        .and_then(|rgb| pre.to_pixels(&rgb))
-        .map(|pixels| {
-            let mut t = vec![0.0f32; pixels.data.len()];
-            pre.normalize_into(&pixels, &mut t);
-            (pixels.height, pixels.width, t)
-        });
+    let tensor = pre.load(&bytes, max_pixels, mode).map(|crop| {
+        let mut t = vec![0.0f32; crop.width * crop.height * 3];
+        pre.normalize_rgbx_into(&crop, &mut t);
+        (crop.height, crop.width, t)
+    });
     match tensor {
         Ok((h, w, t)) => match write_npy(out, &[1, 3, h, w], &t) {
             Ok(()) => ExitCode::SUCCESS,

@@ -30,6 +30,7 @@
 //! metric tables `metric`, `k` (null where it does not apply) and `value`. `robustness` repeats
 //! every metric with its clean value and the drop.
 
+pub mod blocks;
 mod registry;
 pub mod stage;
 mod stages;
@@ -42,6 +43,7 @@ use crate::config::{did_you_mean_among, AnalysisSection, ConfigError, Source};
 use crate::progress::Progress;
 use crate::store::{Catalog, StoreError, StoreFormat};
 
+pub use blocks::{Alone, Blocks, Share};
 pub use registry::{Entry, STAGES};
 pub use stage::{Common, Facts, Metric, Section};
 use stage::{Context, Model, Output, Set, StageError};
@@ -223,6 +225,7 @@ pub fn analyze(
     clear(&tables_dir, &["parquet", "md"])?;
     clear(&plots_dir, &["png", "svg"])?;
     let mut out = Output::new(&tables_dir);
+    let blocks = Blocks::new(out_dir, None, false);
     let cx = Context {
         seed,
         common: &plan.common,
@@ -230,35 +233,16 @@ pub fn analyze(
         store,
         progress,
         resolved: &plan.resolved,
+        blocks: Some(&blocks),
     };
     let mut seconds: BTreeMap<usize, f64> = BTreeMap::new();
     let mut read_seconds = t_open.elapsed().as_secs_f64();
 
     for model in catalog.models() {
         let t = Instant::now();
-        let texts = match catalog.find(model, "text", "clean") {
-            Some(info) => Some(catalog.load(info)?),
-            None => None,
-        };
-        let (captions, prompts) = match &texts {
-            Some(t) => {
-                let captions = t.subset(|i| !t.ids[i].starts_with("prompt:"));
-                let prompts = t.subset(|i| t.ids[i].starts_with("prompt:"));
-                (
-                    (!captions.is_empty()).then_some(captions),
-                    (!prompts.is_empty()).then_some(prompts),
-                )
-            }
-            None => (None, None),
-        };
-        drop(texts);
+        let (captions, prompts) = model_texts(&catalog, model)?;
         read_seconds += t.elapsed().as_secs_f64();
-        let mut variants: Vec<&crate::store::SetInfo> = catalog
-            .sets()
-            .iter()
-            .filter(|s| s.model == model && s.modality == "image")
-            .collect();
-        variants.sort_by_key(|s| s.variant != "clean");
+        let variants = image_variants(&catalog, model);
         if variants.is_empty() {
             out.note(format!("{model}: no image embeddings; nothing to analyse"));
             continue;
@@ -335,6 +319,109 @@ pub fn analyze(
     summary.plots = written.plots;
     summary.notes = written.notes;
     Ok(summary)
+}
+
+/// The sharing phase of a run with several workers (issue 11): every worker calls this once the
+/// store is complete, before the finisher is elected, and computes the blocks of per-query work
+/// (retrieval ranks) that no other worker has (`blocks` made with a [`Share`]; with `wait`, the
+/// finisher's, it returns only when every block is done). The analysis then reads the blocks
+/// instead of ranking every query itself. A study without such work reads nothing here.
+pub fn share(
+    plan: &AnalysisPlan,
+    store: &Path,
+    format: &StoreFormat,
+    seed: u64,
+    blocks: &Blocks<'_>,
+    progress: &Progress,
+) -> Result<(), AnalyzeError> {
+    let catalog = Catalog::open(store, format)?;
+    let facts = facts_of(&catalog);
+    let mut stages: Vec<_> = plan
+        .start(&facts)?
+        .into_iter()
+        .filter(|(_, p)| p.stage.shares())
+        .collect();
+    if stages.is_empty() {
+        return Ok(());
+    }
+    let plots_dir = PathBuf::new();
+    let cx = Context {
+        seed,
+        common: &plan.common,
+        plots_dir: &plots_dir,
+        store,
+        progress,
+        resolved: &plan.resolved,
+        blocks: None,
+    };
+    for model in catalog.models() {
+        let (captions, prompts) = model_texts(&catalog, model)?;
+        let variants = image_variants(&catalog, model);
+        let names: Vec<String> = variants.iter().map(|s| s.variant.clone()).collect();
+        let m = Model {
+            name: model,
+            captions: captions.as_ref(),
+            prompts: prompts.as_ref(),
+            variants: &names,
+            logit_scale: 100.0,
+        };
+        for info in variants {
+            let images = catalog.load(info)?;
+            let set = Set {
+                model: &m,
+                images: &images,
+            };
+            for (entry, parsed) in stages.iter_mut() {
+                let t = Instant::now();
+                match parsed.stage.share(&cx, &set, blocks) {
+                    Ok(()) => progress.info(&format!(
+                        "analysis blocks: {model} / {}: {} in {:.1} s",
+                        info.variant,
+                        entry.key,
+                        t.elapsed().as_secs_f64()
+                    )),
+                    // Work this worker cannot do is left to the finisher, which says why.
+                    Err(StageError::Analysis(_)) => {}
+                    Err(StageError::Store(e)) => return Err(e.into()),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A model's caption and prompt rows (prompts are the `prompt:` ids).
+fn model_texts(
+    catalog: &Catalog,
+    model: &str,
+) -> Result<
+    (
+        Option<crate::store::EmbeddingSet>,
+        Option<crate::store::EmbeddingSet>,
+    ),
+    StoreError,
+> {
+    let Some(info) = catalog.find(model, "text", "clean") else {
+        return Ok((None, None));
+    };
+    let t = catalog.load(info)?;
+    let captions = t.subset(|i| !t.ids[i].starts_with("prompt:"));
+    let prompts = t.subset(|i| t.ids[i].starts_with("prompt:"));
+    Ok((
+        (!captions.is_empty()).then_some(captions),
+        (!prompts.is_empty()).then_some(prompts),
+    ))
+}
+
+/// A model's image sets, clean first.
+fn image_variants<'a>(catalog: &'a Catalog, model: &str) -> Vec<&'a crate::store::SetInfo> {
+    let mut v: Vec<&crate::store::SetInfo> = catalog
+        .sets()
+        .iter()
+        .filter(|s| s.model == model && s.modality == "image")
+        .collect();
+    v.sort_by_key(|s| s.variant != "clean");
+    v
 }
 
 /// A stage's result: a failure on the data becomes a note, a failed write stops the analysis.

@@ -79,6 +79,23 @@ pub trait StageConfig: DeserializeOwned + Serialize + Default + 'static {
 pub trait Stage: Send {
     /// One (model, image variant). The clean variant comes first.
     fn run(&mut self, cx: &Context<'_>, set: &Set<'_>, out: &mut Output) -> Result<(), StageError>;
+    /// Whether the stage has per-query work that the workers of a run can share
+    /// ([`Stage::share`]).
+    fn shares(&self) -> bool {
+        false
+    }
+    /// The sharing phase of a run with several workers: called by every worker for every
+    /// (model, image variant) once the store is complete, before one of them runs the
+    /// analysis; the stage computes the blocks of its per-query work no worker has done (see
+    /// [`super::blocks`]) and reads them back in [`Stage::run`] through [`Context::blocks`].
+    fn share(
+        &mut self,
+        _cx: &Context<'_>,
+        _set: &Set<'_>,
+        _blocks: &super::blocks::Blocks<'_>,
+    ) -> Result<(), StageError> {
+        Ok(())
+    }
     /// After the model's last variant.
     fn finish_model(
         &mut self,
@@ -138,6 +155,8 @@ pub struct Context<'a> {
     pub progress: &'a Progress,
     /// Every running stage's settings, defaults filled in, by stage key.
     pub(super) resolved: &'a serde_json::Value,
+    /// Per-query results the workers of a run computed before the analysis, if any.
+    pub blocks: Option<&'a super::blocks::Blocks<'a>>,
 }
 
 impl Context<'_> {

@@ -379,10 +379,69 @@ mod tests {
     }
 
     #[test]
+    fn names_that_are_paths_are_refused_at_their_line() {
+        for bad in ["../../escaped", "/abs/path", "a/b", "'a\\b'", "..", "."] {
+            let e = err(&MINIMAL.replace("name: t", &format!("name: {bad}")), &[]);
+            assert!(
+                e.starts_with("study.yaml:1:7: name:") && e.contains("not a name"),
+                "{e}"
+            );
+        }
+        let text = MINIMAL.replace(
+            "  - path: models/m\n",
+            "  - path: models/m\n    name: ../x\n",
+        );
+        let e = err(&text, &[]);
+        assert!(e.starts_with("study.yaml:7:11: models.0.name:"), "{e}");
+        let e = err(MINIMAL, &["name=../x"]);
+        assert!(
+            e.contains("not a name") && e.contains("--set name=../x"),
+            "{e}"
+        );
+        for good in ["t", "run.1", "a..b", ".hidden", "数据"] {
+            let s = parse(
+                Path::new("s.yaml"),
+                &MINIMAL.replace("name: t", &format!("name: {good}")),
+                &[],
+            )
+            .unwrap();
+            assert_eq!(s.name, good);
+        }
+    }
+
+    #[test]
     fn wrong_type_names_the_key() {
         let e = err(&format!("{MINIMAL}seed: lots\n"), &[]);
         assert!(e.contains("seed"), "{e}");
         assert!(e.contains(":7:"), "{e}");
+    }
+
+    #[test]
+    fn claim_timeout_takes_seconds_or_a_unit_and_names_the_key_when_bad() {
+        let timeout = |v: &str| {
+            parse(
+                Path::new("s.yaml"),
+                &format!("{MINIMAL}runtime:\n  claim_timeout: {v}\n"),
+                &[],
+            )
+            .map(|s| s.runtime.claim_timeout)
+        };
+        assert_eq!(
+            parse(Path::new("s.yaml"), MINIMAL, &[])
+                .unwrap()
+                .runtime
+                .claim_timeout,
+            600.0
+        );
+        assert_eq!(timeout("90").unwrap(), 90.0);
+        assert_eq!(timeout("90s").unwrap(), 90.0);
+        assert_eq!(timeout("2.5m").unwrap(), 150.0);
+        assert_eq!(timeout("1h").unwrap(), 3600.0);
+        for bad in ["0", "0.5s", "soon", "-3m", ".inf"] {
+            let e = err(&format!("{MINIMAL}runtime:\n  claim_timeout: {bad}\n"), &[]);
+            assert!(e.contains("runtime.claim_timeout"), "{bad}: {e}");
+            assert!(e.contains(":8:"), "{bad}: {e}");
+        }
     }
 
     #[test]

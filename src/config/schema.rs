@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct StudyConfig {
-    /// Run name; the run directory is `runs/<name>` unless `--out` is given.
+    /// Run name; the run directory is `runs/<name>` unless `--out` is given. A name, not a
+    /// path: separators and `..` are refused (`out:` is for paths).
+    #[serde(deserialize_with = "run_name")]
     pub name: String,
     /// Seed of every random choice (sampling, noise). Same config and seed, same bytes.
     #[serde(default)]
@@ -34,6 +36,11 @@ pub struct StudyConfig {
     /// The HTML report written after the analysis (`report.html` in the run directory).
     #[serde(default)]
     pub report: ReportConfig,
+    /// How images are decoded and resized (`exact`, Pillow's pixels, unless `mode: fast`).
+    /// Left out of the serialised config when it is the default, so existing runs keep their
+    /// config hash.
+    #[serde(default, skip_serializing_if = "PreprocessConfig::is_default")]
+    pub preprocess: PreprocessConfig,
 }
 
 /// `report:` section: one self-contained HTML page with every table, plot and gallery.
@@ -131,6 +138,15 @@ pub struct DatasetConfig {
     /// against decompression bombs. Default: Pillow's limit, 89,478,485 pixels.
     #[serde(default)]
     pub max_pixels: Option<u64>,
+    /// Read files the dataset names (Parquet `path` cells, split lists, links in a folder)
+    /// even when they resolve outside the dataset folder. Off by default: a path in the data
+    /// is not a licence to read the rest of the disk.
+    #[serde(default)]
+    pub allow_paths_outside: bool,
+    /// Image files larger than this are recorded as errors instead of read (special files
+    /// such as /dev/zero are refused whatever their size). Default 256 MB.
+    #[serde(default)]
+    pub max_file_bytes: Option<u64>,
 }
 
 /// A single path or a list of paths.
@@ -226,8 +242,9 @@ impl Levels {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
-    /// The name in every output row and table; default: the folder name.
-    #[serde(default)]
+    /// The name in every output row and table; default: the folder name. It names a folder of
+    /// the run directory, so separators and `..` are refused.
+    #[serde(default, deserialize_with = "model_name")]
     pub name: Option<String>,
     /// The model folder (Xenova, optimum or fastembed layout, see the README).
     pub path: String,
@@ -256,6 +273,69 @@ pub struct TextsConfig {
 
 fn yes() -> bool {
     true
+}
+
+/// Why `name` cannot name one folder: a separator or `.`/`..` would put the folder elsewhere.
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name.contains(['/', '\\', '\0']) || name == "." || name == ".." {
+        Err(format!(
+            "{name:?} is not a name: it names one folder, so no / or \\ in it, and not . or .."
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// Checks a name while its YAML scalar is being read, so the error carries the scalar's line.
+struct NameVisitor {
+    /// Appended to the message: where to put a path instead.
+    instead: &'static str,
+}
+
+impl serde::de::Visitor<'_> for NameVisitor {
+    type Value = String;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a name")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
+        check_name(v)
+            .map(|()| v.to_string())
+            .map_err(|m| E::custom(format!("{m}{}", self.instead)))
+    }
+}
+
+/// `name:` of the study: the run directory is `runs/<name>`, so it must stay one folder there.
+fn run_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    d.deserialize_str(NameVisitor {
+        instead: " (set out: for another run directory)",
+    })
+}
+
+/// `models[].name`: the folder of the model's embeddings in the run directory.
+fn model_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    struct Optional;
+    impl<'de> serde::de::Visitor<'de> for Optional {
+        type Value = Option<String>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a name")
+        }
+
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_str(NameVisitor { instead: "" }).map(Some)
+        }
+    }
+    d.deserialize_option(Optional)
 }
 
 impl Default for TextsConfig {
@@ -304,6 +384,49 @@ pub struct RuntimeConfig {
     /// Prepared batches waiting for the model; bounds memory.
     #[serde(default = "default_queue")]
     pub queue_depth: usize,
+    /// Workers sharing a run directory take over a part whose claim has had no heartbeat for
+    /// this long (seconds, or `90s`, `10m`, `1h`). Longer than any pause of a live worker.
+    #[serde(
+        default = "default_claim_timeout",
+        deserialize_with = "duration_seconds"
+    )]
+    pub claim_timeout: f64,
+}
+
+fn default_claim_timeout() -> f64 {
+    600.0
+}
+
+/// A duration in seconds: a number, or a number with a unit `s`, `m` or `h`; at least 1 s.
+fn duration_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Number(f64),
+        Text(String),
+    }
+    let bad = |what: &str| {
+        serde::de::Error::custom(format!(
+            "{what}: expected seconds (600) or a duration with a unit (90s, 10m, 1h), at least 1 s"
+        ))
+    };
+    let seconds = match Raw::deserialize(d)? {
+        Raw::Number(n) => n,
+        Raw::Text(t) => {
+            let t = t.trim();
+            let (number, scale) = match t.char_indices().last() {
+                Some((i, 's')) => (&t[..i], 1.0),
+                Some((i, 'm')) => (&t[..i], 60.0),
+                Some((i, 'h')) => (&t[..i], 3600.0),
+                _ => (t, 1.0),
+            };
+            number.trim().parse::<f64>().map_err(|_| bad(t))? * scale
+        }
+    };
+    if !(seconds.is_finite() && seconds >= 1.0) {
+        return Err(bad(&seconds.to_string()));
+    }
+    Ok(seconds)
 }
 
 fn auto() -> String {
@@ -328,6 +451,7 @@ impl Default for RuntimeConfig {
             batch_size: default_batch(),
             part_size: default_part_size(),
             queue_depth: default_queue(),
+            claim_timeout: default_claim_timeout(),
         }
     }
 }
@@ -341,3 +465,29 @@ impl Default for RuntimeConfig {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(transparent)]
 pub struct AnalysisSection(pub serde_norway::Mapping);
+
+/// `preprocess:` section.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PreprocessConfig {
+    /// `exact` (default): the pixels Pillow gives. `fast`: JPEGs are decoded at 1/2, 1/4 or 1/8
+    /// scale in the DCT domain while that stays at least the resize target, then resized
+    /// exactly; faster, not Pillow's pixels (README, "Benchmarks and fidelity").
+    #[serde(default)]
+    pub mode: PreprocessMode,
+}
+
+impl PreprocessConfig {
+    pub fn is_default(&self) -> bool {
+        *self == PreprocessConfig::default()
+    }
+}
+
+/// See [`PreprocessConfig::mode`].
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PreprocessMode {
+    #[default]
+    Exact,
+    Fast,
+}

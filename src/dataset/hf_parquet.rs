@@ -12,6 +12,7 @@ use arrow_schema::{DataType, Schema};
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection, RowSelector};
 use parquet::arrow::ProjectionMask;
 
+use super::files::{FileAccess, DEFAULT_MAX_FILE_BYTES};
 use super::{DatasetError, ImageRef, Item};
 use crate::config::DatasetConfig;
 
@@ -25,6 +26,8 @@ pub struct ParquetSource {
     image_kind: ImageColumnKind,
     /// Rows per row group, for finding the group of a row.
     row_group_rows: Vec<u64>,
+    /// How image paths in the file are read: confined to the file's folder.
+    files: FileAccess,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -33,7 +36,8 @@ enum ImageColumnKind {
     Struct,
     /// Encoded image bytes.
     Binary,
-    /// A path, relative to the Parquet file's folder unless absolute.
+    /// A path, relative to the Parquet file's folder unless absolute, and confined to that
+    /// folder unless `dataset.allow_paths_outside`.
     Path,
 }
 
@@ -62,7 +66,7 @@ pub fn expand(patterns: &[String]) -> Result<Vec<PathBuf>, DatasetError> {
                         message: e.to_string(),
                     })?
                     .filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|f| f.extension().is_some_and(|e| e == "parquet"))
+                    .filter(|f| f.extension().is_some_and(|e| e == "parquet") && f.is_file())
                     .collect();
                 if inside.is_empty() {
                     return Err(DatasetError::NoMatch {
@@ -158,18 +162,35 @@ pub fn list(
                 .with_batch_size(8192)
                 .build()
                 .map_err(|e| parquet_error(path, e))?;
-            for batch in reader {
+            let mut reader = reader;
+            while let Some(batch) =
+                no_panic(|| reader.next()).map_err(|m| parquet_error(path, m))?
+            {
                 let batch = batch.map_err(|e| parquet_error(path, e))?;
                 let cols = Columns::from_batch(&batch, config, &class_names, path)?;
                 push_rows(&mut items, batch.num_rows(), &cols, &mut row);
             }
         }
+        let folder = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let files = FileAccess::new(
+            folder,
+            config.allow_paths_outside,
+            config.max_file_bytes.unwrap_or(DEFAULT_MAX_FILE_BYTES),
+        )
+        .map_err(|e| DatasetError::Io {
+            path: folder.to_path_buf(),
+            message: e.to_string(),
+        })?;
         sources.push(ParquetSource {
             path: path.clone(),
             bytes: std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
             image_column,
             image_kind,
             row_group_rows,
+            files,
         });
     }
     Ok((items, sources))
@@ -208,7 +229,10 @@ pub fn fetch_rows(sources: &[ParquetSource], requests: &[(usize, usize, u64)]) -
         let src = &sources[file];
         for (group, mut rows) in groups {
             rows.sort();
-            match read_group(src, group, &rows) {
+            let read = no_panic(|| read_group(src, group, &rows))
+                .map_err(|m| format!("{}: {m}", src.path.display()))
+                .and_then(|r| r);
+            match read {
                 Ok(values) => out.extend(values),
                 Err(message) => {
                     out.extend(rows.iter().map(|&(_, slot)| (slot, Err(message.clone()))))
@@ -331,7 +355,7 @@ fn read_relative(src: &ParquetSource, rel: &str) -> Result<Vec<u8>, String> {
     } else {
         src.path.parent().unwrap_or(Path::new(".")).join(p)
     };
-    std::fs::read(&full).map_err(|e| format!("cannot read {}: {e}", full.display()))
+    src.files.read(&full).map_err(|e| e.to_string())
 }
 
 fn as_binary(a: &ArrayRef) -> Result<BinaryArray, String> {
@@ -442,7 +466,17 @@ fn open_builder(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>, Da
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
-    ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| parquet_error(path, e))
+    no_panic(|| ParquetRecordBatchReaderBuilder::try_new(file))
+        .map_err(|m| parquet_error(path, m))?
+        .map_err(|e| parquet_error(path, e))
+}
+
+/// Runs parquet-crate code that can panic on malformed input (parquet 57.3 unwraps inside
+/// its Thrift decoders; arrow-ipc inside its schema conversion): a corrupt file is that file's
+/// error, not a crash.
+fn no_panic<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    crate::util::catch_panic(f)
+        .map_err(|m| format!("the Parquet reader failed on malformed data ({m})"))
 }
 
 fn parquet_error(path: &Path, e: impl std::fmt::Display) -> DatasetError {

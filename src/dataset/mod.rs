@@ -7,7 +7,11 @@
 //!
 //! Ids are stable across runs: the relative path for folders (`banded/banded_0002.jpg`), the
 //! id column or `<file stem>:<row>` for Parquet.
+//!
+//! Every file a dataset names is read through [`FileAccess`]: inside the dataset folder, a
+//! regular file, at most `dataset.max_file_bytes` (see `files.rs`).
 
+mod files;
 mod folder;
 mod hf_parquet;
 mod sample;
@@ -16,6 +20,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{DatasetConfig, DatasetFormat, SampleConfig};
 
+pub use files::{open_regular, read_regular, FileAccess, FileError, DEFAULT_MAX_FILE_BYTES};
 pub use hf_parquet::ParquetSource;
 
 /// Pillow's default decompression-bomb limit (`Image.MAX_IMAGE_PIXELS`).
@@ -61,6 +66,9 @@ pub struct Dataset {
     pub fingerprint: String,
     /// Things worth a warning that are not errors (files outside class folders, ...).
     pub notes: Vec<String>,
+    /// How [`ImageRef::File`] items are read (folder and DTD datasets); Parquet sources carry
+    /// their own.
+    files: Option<FileAccess>,
 }
 
 /// Why a dataset could not be opened. Each names the file, folder or column at fault.
@@ -114,6 +122,14 @@ pub enum DatasetError {
 /// (the caller resolves them against the working directory).
 pub fn open(config: &DatasetConfig, seed: u64) -> Result<Dataset, DatasetError> {
     check_keys(config)?;
+    let max_bytes = config.max_file_bytes.unwrap_or(DEFAULT_MAX_FILE_BYTES);
+    let access = |root: &Path| {
+        FileAccess::new(root, config.allow_paths_outside, max_bytes).map_err(|e| DatasetError::Io {
+            path: root.to_path_buf(),
+            message: e.to_string(),
+        })
+    };
+    let mut files = None;
     let (items, parquet_files, description, notes) = match config.format {
         DatasetFormat::Parquet => {
             let files = hf_parquet::expand(config.path.as_slice())?;
@@ -123,18 +139,22 @@ pub fn open(config: &DatasetConfig, seed: u64) -> Result<Dataset, DatasetError> 
         }
         DatasetFormat::Folder => {
             let root = single_path(config)?;
-            let (items, notes) = folder::list_image_folder(&root, extensions(config))?;
+            let access = access(&root)?;
+            let (items, notes) = folder::list_image_folder(&root, &extensions(config), &access)?;
+            files = Some(access);
             (items, Vec::new(), root.display().to_string(), notes)
         }
         DatasetFormat::Dtd => {
             let root = single_path(config)?;
             let split = config.split.as_deref().unwrap_or("all");
-            let items = folder::list_dtd(&root, split, extensions(config))?;
+            let access = access(&root)?;
+            let (items, notes) = folder::list_dtd(&root, split, &extensions(config), &access)?;
+            files = Some(access);
             (
                 items,
                 Vec::new(),
                 format!("{} (split {split})", root.display()),
-                Vec::new(),
+                notes,
             )
         }
     };
@@ -153,6 +173,7 @@ pub fn open(config: &DatasetConfig, seed: u64) -> Result<Dataset, DatasetError> 
         description,
         fingerprint,
         notes,
+        files,
     })
 }
 
@@ -164,7 +185,12 @@ impl Dataset {
         let mut parquet_rows: Vec<(usize, usize, u64)> = Vec::new();
         for (i, item) in items.iter().enumerate() {
             match &item.image {
-                ImageRef::File(path) => out[i] = Some(read_file(path)),
+                ImageRef::File(path) => {
+                    out[i] = Some(match &self.files {
+                        Some(access) => access.read(path).map_err(|e| e.to_string()),
+                        None => Err("internal: no file access for a file item".to_string()),
+                    })
+                }
                 ImageRef::ParquetRow { file, row } => parquet_rows.push((i, *file, *row)),
             }
         }
@@ -196,10 +222,6 @@ impl Dataset {
         labels.dedup();
         labels
     }
-}
-
-fn read_file(path: &Path) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
 fn check_keys(config: &DatasetConfig) -> Result<(), DatasetError> {
@@ -247,11 +269,27 @@ fn check_keys(config: &DatasetConfig) -> Result<(), DatasetError> {
             });
         }
     }
-    if config.max_pixels == Some(0) {
-        return Err(DatasetError::Config {
-            key: "max_pixels",
-            message: "must be at least 1".into(),
-        });
+    for (key, v) in [
+        ("max_pixels", config.max_pixels),
+        ("max_file_bytes", config.max_file_bytes),
+    ] {
+        if v == Some(0) {
+            return Err(DatasetError::Config {
+                key,
+                message: "must be at least 1".into(),
+            });
+        }
+    }
+    if let Some(split) = &config.split {
+        // The split names a file under labels/; a path there would read outside the dataset.
+        if split.is_empty() || split.contains(['/', '\\', '\0']) || split.starts_with('.') {
+            return Err(DatasetError::Config {
+                key: "split",
+                message: format!(
+                    "`{split}` is not a split name (a file name in labels/ without .txt)"
+                ),
+            });
+        }
     }
     Ok(())
 }

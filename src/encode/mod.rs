@@ -8,7 +8,7 @@
 pub mod model;
 mod pipeline;
 pub mod preprocess;
-mod resample;
+pub mod resample;
 pub mod runtime;
 pub mod text;
 

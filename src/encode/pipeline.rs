@@ -68,6 +68,8 @@ pub struct ImageJob<'a> {
     pub variants: &'a [Variant],
     pub seed: u64,
     pub max_pixels: u64,
+    /// Exact (Pillow's pixels) or fast (JPEG DCT-domain downscale first).
+    pub mode: super::preprocess::Mode,
     /// Tensors per inference call (items × variants).
     pub batch_size: usize,
     pub queue_depth: usize,
@@ -111,7 +113,22 @@ pub fn encode_images<E: From<EncodeError>>(
                         .zip(bytes)
                         .enumerate()
                         .map(|(k, (item, bytes))| {
-                            prepare_item(item, bytes, first + k, job, &preprocess, plane)
+                            // A decoder that panics on hostile bytes fails that item, not
+                            // the rest of the part.
+                            let index = first + k;
+                            crate::util::catch_panic(|| {
+                                prepare_item(item, bytes, index, job, &preprocess, plane)
+                            })
+                            .unwrap_or_else(|panic| {
+                                Err(RowFailure {
+                                    index,
+                                    variant: None,
+                                    stage: "decode",
+                                    reason: format!(
+                                        "the image code failed on this file (internal error: {panic})"
+                                    ),
+                                })
+                            })
                         })
                         .collect()
                 });
@@ -166,7 +183,12 @@ pub fn encode_images<E: From<EncodeError>>(
             advance(batch.items_done as u64);
         }
         drop(rx);
-        let _ = producer.join();
+        // Items the producer never handed over would otherwise vanish without a trace.
+        if producer.join().is_err() && result.is_ok() {
+            result = Err(E::from(EncodeError::Runtime(
+                "image preparation stopped unexpectedly; the part was not written".into(),
+            )));
+        }
         result
     })?;
     Ok(failures)
@@ -190,20 +212,32 @@ fn prepare_item(
         reason,
     };
     let bytes = bytes.map_err(|r| fail("read", r))?;
-    let rgb =
-        super::preprocess::decode(&bytes, job.max_pixels).map_err(|f| fail(f.stage, f.reason))?;
-    drop(bytes);
-    let base = preprocess
-        .to_pixels(&rgb)
+    let crop = preprocess
+        .load(&bytes, job.max_pixels, job.mode)
         .map_err(|f| fail(f.stage, f.reason))?;
-    drop(rgb);
+    drop(bytes);
+    if crop.width * crop.height * 3 != plane {
+        return Err(fail(
+            "preprocess",
+            format!(
+                "preprocessed to {}x{} but the model takes {} values per image",
+                crop.width, crop.height, plane
+            ),
+        ));
+    }
+    // Float pixels only for the variants that perturb them.
+    let base = job
+        .variants
+        .iter()
+        .any(|v| v.noise.is_some())
+        .then(|| preprocess.pixels_of(&crop));
     let mut out = Vec::with_capacity(job.variants.len());
     let mut variant_failures = Vec::new();
     for (v, variant) in job.variants.iter().enumerate() {
         let mut tensor = vec![0.0f32; plane];
-        match variant.noise {
-            None => preprocess.normalize_into(&base, &mut tensor),
-            Some(noise) => {
+        match (variant.noise, &base) {
+            (None, _) | (_, None) => preprocess.normalize_rgbx_into(&crop, &mut tensor),
+            (Some(noise), Some(base)) => {
                 let mut rng = augment::rng_for(job.seed, &item.id, variant);
                 let mut pixels = base.clone();
                 if let Err(reason) = noise.apply_pixels(&mut pixels, &mut rng) {

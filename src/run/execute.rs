@@ -1,9 +1,10 @@
 //! Execution: the plan is cut into parts — (model, modality, chunk of `part_size` items) — and
-//! each part is encoded and written as one Parquet file. A shard `I/N` takes every N-th part.
-//! A part whose file exists is complete (files appear by atomic rename), so a rerun after a
-//! kill, or a second task of a cluster array, skips it: nothing is lost, nothing duplicated.
-//! Whichever run finds every part complete merges the error sidecars into `errors.parquet`
-//! and writes `manifest.json`.
+//! each part is encoded and written as one Parquet file. A part whose file exists is complete
+//! (files appear by atomic rename), so a rerun after a kill skips it. Workers sharing the run
+//! directory (array tasks, pods, plain concurrent runs) claim each part before encoding it, so
+//! none is done twice, and one elected worker finishes: it merges the error sidecars into
+//! `errors.parquet`, runs the analysis and writes `manifest.json` and `report.html` (see
+//! `share.rs`). A shard `I/N` limits a worker to every N-th part; `--shard auto` prefers them.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -11,6 +12,7 @@ use std::time::Instant;
 use serde_json::json;
 
 use super::plan::Plan;
+use super::share;
 use crate::augment::Variant;
 use crate::dataset::Item;
 use crate::encode::{self, EncodeError, Encoder, ImageJob, RowFailure, SessionSettings, TextInput};
@@ -49,9 +51,13 @@ impl Shard {
 }
 
 /// Options of one execution.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RunOptions {
     pub shard: Option<Shard>,
+    /// Also take parts outside the shard that no worker holds (`--shard auto`, or no shard).
+    pub elastic: bool,
+    /// The scheduler task this worker runs as (see `scheduler::task_identity`).
+    pub task: Option<String>,
     /// Seconds spent loading and planning, for the manifest.
     pub plan_seconds: f64,
 }
@@ -68,6 +74,8 @@ pub struct RunSummary {
     pub rows_written: usize,
     pub errors: usize,
     pub complete: bool,
+    /// This worker finished the run (merged, analysed, wrote the manifest).
+    pub finisher: bool,
     /// `report.html`, when the run is complete and has an analysis.
     pub report: Option<PathBuf>,
 }
@@ -83,6 +91,8 @@ pub enum RunError {
     Mismatch { run_dir: PathBuf, what: String },
     #[error("analysis: {0}")]
     Analyze(#[from] crate::analyze::AnalyzeError),
+    #[error("{path} was not written: {message}. The embeddings, tables and plots are complete; rerun the same command to write it")]
+    Report { path: PathBuf, message: String },
     #[error("{0}")]
     Other(String),
 }
@@ -156,7 +166,6 @@ pub fn execute(
     options: RunOptions,
     progress: &Progress,
 ) -> Result<RunSummary, RunError> {
-    let started = chrono_now();
     let t0 = Instant::now();
     let run_dir = plan.run_dir.clone();
     std::fs::create_dir_all(&run_dir).map_err(|e| StoreError::io(&run_dir, e))?;
@@ -212,13 +221,10 @@ pub fn execute(
     let pool = encode::decode_pool(rt.decode_threads).map_err(RunError::Other)?;
 
     let all_parts = parts(plan);
-    let mine: Vec<&Part> = all_parts
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| options.shard.is_none_or(|s| i % s.count == s.index))
-        .map(|(_, p)| p)
-        .collect();
-
+    let part_file = |p: &Part| {
+        let name = &plan.models[p.model].files.name;
+        store::part_path(&run_dir, name, p.work.modality(), p.number)
+    };
     let mut summary = RunSummary {
         run_dir: run_dir.clone(),
         parts_total: all_parts.len(),
@@ -228,81 +234,133 @@ pub fn execute(
         rows_written: 0,
         errors: 0,
         complete: false,
+        finisher: false,
         report: None,
     };
-    let mut timings: Vec<serde_json::Value> = Vec::new();
-    // Group progress per (model, modality).
-    for (m, enc) in encoders.iter_mut().enumerate() {
-        for modality in ["image", "text"] {
-            let todo: Vec<&&Part> = mine
-                .iter()
-                .filter(|p| p.model == m && p.work.modality() == modality)
-                .collect();
-            if todo.is_empty() {
-                continue;
-            }
-            let name = plan.models[m].files.name.clone();
-            let pending: Vec<&&Part> = todo
-                .iter()
-                .copied()
-                .filter(|p| !store::part_path(&run_dir, &name, modality, p.number).exists())
-                .collect();
-            summary.parts_skipped += todo.len() - pending.len();
-            if pending.is_empty() {
-                continue;
-            }
-            let total: usize = pending.iter().map(|p| p.range.len()).sum();
-            let task = progress.task(&format!("{name} {modality}"), total as u64);
-            let t = Instant::now();
-            for part in pending {
-                let (rows, errors) =
-                    run_part(plan, enc, &pool, part, &run_dir, &|n| task.advance(n))?;
-                summary.parts_written += 1;
-                summary.rows_written += rows;
-                summary.errors += errors;
-            }
-            task.finish();
-            timings.push(json!({
-                "model": name,
-                "modality": modality,
-                "items": total,
-                "seconds": t.elapsed().as_secs_f64(),
-            }));
+    let worker = share::Worker::join(&run_dir, rt.claim_timeout, options.task.clone())?;
+    if worker.finished()? {
+        if all_parts.iter().all(|p| part_file(p).exists()) {
+            summary.parts_skipped = all_parts.len();
+            summary.complete = true;
+            summary.report = Some(run_dir.join("report.html")).filter(|p| p.exists());
+            return Ok(summary);
         }
+        // Parts were deleted after the run finished: redo them, then finish again.
+        worker.reopen()?;
     }
-    let encode_seconds = t0.elapsed().as_secs_f64() - load_seconds;
-
-    // Record this process's work for the manifest (several shards may contribute).
     let shard_label = options
         .shard
-        .map(|s| format!("shard-{:04}-of-{:04}", s.index, s.count))
+        .map(|s| format!("{}/{}", s.index, s.count))
         .unwrap_or_else(|| "all".to_string());
-    let shard_log = json!({
+    worker.write_log(json!({
         "shard": shard_label,
-        "started": started,
-        "host": hostname(),
-        "parts_written": summary.parts_written,
-        "parts_skipped": summary.parts_skipped,
-        "rows_written": summary.rows_written,
-        "seconds": {"plan": options.plan_seconds, "load_models": load_seconds, "encode": encode_seconds},
-        "encode": timings,
-    });
-    let log_path = run_dir
-        .join("state")
-        .join("shards")
-        .join(format!("{shard_label}.json"));
-    util::write_atomic(&log_path, shard_log.to_string().as_bytes())
-        .map_err(|e| StoreError::io(&log_path, e))?;
+        "elastic": options.elastic,
+        "cuda_visible_devices": std::env::var("CUDA_VISIBLE_DEVICES").ok(),
+        "devices": encoders.iter().map(|e| &e.placement).collect::<Vec<_>>(),
+        "seconds": {"plan": options.plan_seconds, "load_models": load_seconds},
+    }))?;
 
-    let missing: Vec<&Part> = all_parts
-        .iter()
-        .filter(|p| {
-            let name = &plan.models[p.model].files.name;
-            !store::part_path(&run_dir, name, p.work.modality(), p.number).exists()
-        })
-        .collect();
-    summary.parts_pending = missing.len();
-    if missing.is_empty() {
+    // Claim parts in this worker's order until none is left that it may take; parts held by
+    // workers that missed heartbeats are waited for and taken over.
+    let order = share::preference(all_parts.len(), options.shard, options.elastic);
+    loop {
+        let mut held: Vec<share::Holder> = Vec::new();
+        for (m, enc) in encoders.iter_mut().enumerate() {
+            for modality in ["image", "text"] {
+                let group: Vec<usize> = order
+                    .iter()
+                    .copied()
+                    .filter(|&i| {
+                        all_parts[i].model == m && all_parts[i].work.modality() == modality
+                    })
+                    .collect();
+                let group_open = |group: &[usize]| -> usize {
+                    group
+                        .iter()
+                        .filter(|&&i| !part_file(&all_parts[i]).exists())
+                        .map(|&i| all_parts[i].range.len())
+                        .sum()
+                };
+                let mut task = None;
+                for &i in &group {
+                    let part = &all_parts[i];
+                    let claim = match worker.claim_part(i, &part_file(part))? {
+                        share::PartClaim::Mine(c) => c,
+                        share::PartClaim::Held(h) => {
+                            held.push(h);
+                            continue;
+                        }
+                        share::PartClaim::Done => continue,
+                    };
+                    let task = task.get_or_insert_with(|| {
+                        // Items not yet written by anyone; other workers may take some of them.
+                        let open: usize = group_open(&group);
+                        let name = &plan.models[m].files.name;
+                        progress.task(&format!("{name} {modality}"), open as u64)
+                    });
+                    let t = Instant::now();
+                    let record = |rows: usize, errors: usize| {
+                        worker.record_part(
+                            &claim,
+                            i,
+                            json!({
+                                "model": plan.models[m].files.name,
+                                "modality": modality,
+                                "number": part.number,
+                                "items": part.range.len(),
+                                "rows": rows,
+                                "errors": errors,
+                                "seconds": t.elapsed().as_secs_f64(),
+                            }),
+                        )
+                    };
+                    let (rows, errors) = run_part(
+                        plan,
+                        enc,
+                        &pool,
+                        part,
+                        &run_dir,
+                        &|n| task.advance(n),
+                        &record,
+                    )?;
+                    claim.release()?;
+                    summary.parts_written += 1;
+                    summary.rows_written += rows;
+                    summary.errors += errors;
+                }
+                if let Some(task) = task {
+                    task.finish();
+                }
+            }
+        }
+        match share::wait_for(&held, worker.settings()) {
+            Some(pause) => std::thread::sleep(pause),
+            None => break,
+        }
+    }
+
+    let missing = all_parts.iter().filter(|p| !part_file(p).exists()).count();
+    summary.parts_pending = missing;
+    summary.parts_skipped = order.len().saturating_sub(summary.parts_written + missing);
+    if missing > 0 {
+        return Ok(summary);
+    }
+    // Every part exists: one worker, elected by an atomic create, finishes.
+    let finish = loop {
+        match worker.elect_finisher()? {
+            share::Election::Finisher(claim) => break Some(claim),
+            share::Election::Finished => {
+                summary.complete = true;
+                break None;
+            }
+            share::Election::Busy(h) => match share::wait_for(&[h], worker.settings()) {
+                Some(pause) => std::thread::sleep(pause),
+                None => break None,
+            },
+        }
+    };
+    if let Some(finish) = finish {
+        progress.info(&format!("finishing the run as worker {}", worker.name()));
         let t = Instant::now();
         let (errors, counts) = finalize(plan, &all_parts, &run_dir)?;
         write_attributes(plan, &run_dir)?;
@@ -352,6 +410,7 @@ pub fn execute(
                 parts: all_parts.len(),
                 finalize_seconds,
                 analysis,
+                finished_by: worker.name().to_string(),
             },
         )?;
         let study = plan.study();
@@ -360,18 +419,30 @@ pub fn execute(
                 dataset: &plan.dataset,
                 max_pixels: plan.max_pixels,
             };
-            match crate::report::write_run_report(
+            // The report was asked for: a page that cannot be written (a full disk) fails the
+            // run. Everything before it is in place, so a rerun only redoes the analysis.
+            let path = crate::report::write_run_report(
                 &run_dir,
                 &run_dir.join("tables"),
                 Some(images),
                 &study.report,
                 &[],
-            ) {
-                Ok(path) => summary.report = Some(path),
-                // The tables and plots are written; a page that cannot be must not fail the run.
-                Err(e) => progress.warn(&format!("report: {e}")),
-            }
+            )
+            .map_err(|e| RunError::Report {
+                path: run_dir.join("report.html"),
+                message: e.to_string(),
+            })?;
+            summary.report = Some(path);
         }
+        let removed = worker.clean_up()?;
+        if !removed.is_empty() {
+            progress.info(&format!(
+                "removed {} temporary files left by stopped workers",
+                removed.len()
+            ));
+        }
+        finish.complete()?;
+        summary.finisher = true;
     }
     Ok(summary)
 }
@@ -384,6 +455,7 @@ fn run_part(
     part: &Part,
     run_dir: &Path,
     advance: &dyn Fn(u64),
+    before_commit: &dyn Fn(usize, usize) -> Result<(), RunError>,
 ) -> Result<(usize, usize), RunError> {
     let model = plan.models[part.model].files.name.clone();
     let modality = part.work.modality();
@@ -404,6 +476,7 @@ fn run_part(
                 variants,
                 seed: plan.study().seed,
                 max_pixels: plan.max_pixels,
+                mode: plan.study().preprocess.mode,
                 batch_size,
                 queue_depth: plan.study().runtime.queue_depth,
                 pool,
@@ -513,6 +586,7 @@ fn run_part(
         }
     }
     let n_errors = errors.len();
+    before_commit(writer.rows(), n_errors)?;
     store::write_errors(
         &store::part_errors_path(run_dir, &model, modality, part.number),
         &errors,
@@ -595,26 +669,11 @@ struct ManifestInputs {
     parts: usize,
     finalize_seconds: f64,
     analysis: serde_json::Value,
+    finished_by: String,
 }
 
 fn write_manifest(plan: &Plan, run_dir: &Path, m: ManifestInputs) -> Result<(), RunError> {
-    let mut shards = Vec::new();
-    let shard_dir = run_dir.join("state").join("shards");
-    if let Ok(rd) = std::fs::read_dir(&shard_dir) {
-        let mut files: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
-        files.sort();
-        for f in files
-            .iter()
-            .filter(|f| f.extension().is_some_and(|e| e == "json"))
-        {
-            if let Some(v) = std::fs::read_to_string(f)
-                .ok()
-                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            {
-                shards.push(v);
-            }
-        }
-    }
+    let shards = share::stage_timings(run_dir);
     let d = &plan.dataset;
     let manifest = json!({
         "clipflow_version": crate::VERSION,
@@ -633,11 +692,18 @@ fn write_manifest(plan: &Plan, run_dir: &Path, m: ManifestInputs) -> Result<(), 
             "classes": d.labels().len(),
             "notes": d.notes,
         },
+        // How images became tensors: `exact` (Pillow's pixels) or `fast` (JPEG DCT-domain
+        // downscale first), and the resampler's instruction set (the same bits on any).
+        "preprocess": {
+            "mode": plan.study().preprocess.mode,
+            "resampler": crate::encode::resample::Isa::detected(),
+        },
         "variants": plan.variants.iter().map(|v| json!({"name": v.name, "noise": v.kind(), "level": v.level()})).collect::<Vec<_>>(),
         "prompts": plan.prompts.len(),
         "counts": {"embeddings": m.counts, "errors": m.errors, "parts": m.parts},
         "stage_timings": shards,
         "finalize_seconds": m.finalize_seconds,
+        "finished_by": m.finished_by,
         "analysis": m.analysis,
         "finished": chrono_now(),
     });
@@ -698,13 +764,6 @@ fn check_identity(run_dir: &Path, identity: &serde_json::Value) -> Result<(), Ru
         Err(_) => util::write_atomic(&path, identity.to_string().as_bytes())
             .map_err(|e| RunError::Store(StoreError::io(&path, e))),
     }
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .or_else(|_| std::env::var("HOSTNAME"))
-        .unwrap_or_default()
 }
 
 /// Seconds since the Unix epoch (timestamps in logs; not part of any hashed output).

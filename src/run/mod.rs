@@ -10,8 +10,12 @@
 //! thumbnails.
 
 mod atlas_export;
+pub mod claims;
 mod execute;
 mod plan;
+pub mod scheduler;
+mod share;
+pub mod signals;
 
 pub use atlas_export::{export_atlas, AtlasExport, AtlasExportError, DEFAULT_NEIGHBORS};
 pub use execute::{execute, RunError, RunOptions, RunSummary, Shard};

@@ -209,6 +209,11 @@ impl PartWriter {
         Ok(())
     }
 
+    /// Rows pushed so far.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
     /// Flushes, closes and renames the part into place; returns its row count.
     pub fn finish(mut self) -> Result<usize, StoreError> {
         self.flush()?;

@@ -8,7 +8,8 @@
 //! errors.parquet                                     every input that could not be processed
 //! manifest.json                                      config, hashes, fingerprint, timings, counts
 //! exports/embedding-atlas/<model>_<map>.parquet      a 2-D map for Apple's embedding-atlas
-//! state/                                             resume bookkeeping (error parts, shard logs)
+//! state/                                             bookkeeping: error sidecars, study identity,
+//!                                                    claims, worker logs, per-part timings
 //! ```
 //!
 //! Every file is written to a dot-prefixed temporary beside its final name and renamed when

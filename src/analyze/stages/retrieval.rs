@@ -20,9 +20,10 @@ use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::{embeddings, sample_by_id};
+use super::{embeddings, sample_by_id, slug};
 use crate::analysis::retrieval::{self, Positives, RankOptions};
 use crate::analysis::Embeddings;
+use crate::analyze::blocks::Blocks;
 use crate::analyze::stage::{
     Context, Facts, Metric, Output, Section, Set, SettingError, Stage, StageConfig, StageError,
 };
@@ -192,12 +193,270 @@ pub(crate) fn positive_keys(
     }
 }
 
+/// Queries ranked per block when the run shares its retrieval among workers.
+const BLOCK_QUERIES: usize = 4096;
+
+/// One direction of one (model, variant): which queries are measured against which gallery.
+struct Direction<'a> {
+    name: &'static str,
+    mode: &'static str,
+    queries: &'a EmbeddingSet,
+    gallery: &'a EmbeddingSet,
+    /// Positive keys of every query and gallery row.
+    query_keys: Vec<usize>,
+    gallery_keys: Vec<usize>,
+    /// Rows of `queries` measured (answerable, and sampled when `queries: N`).
+    measured: Vec<usize>,
+    /// Queries left out because their positive is not in the gallery.
+    dropped: usize,
+    /// Of `measured`, how many had a positive before sampling (for the note).
+    answerable: usize,
+}
+
+impl Direction<'_> {
+    /// The block group of this direction in a shared run.
+    fn group(&self, settings_hash: &str, model: &str, variant: &str) -> String {
+        format!(
+            "retrieval/{settings_hash}/m-{}/v-{}/{}",
+            slug(model),
+            slug(variant),
+            self.name
+        )
+    }
+
+    fn blocks(&self) -> usize {
+        self.measured.len().div_ceil(BLOCK_QUERIES)
+    }
+}
+
+impl RetrievalStage {
+    /// The two directions of a set, with the same queries in every worker (the sample is
+    /// decided by each query's id).
+    fn directions<'a>(&self, cx: &Context<'_>, set: &'a Set<'a>) -> Option<Vec<Direction<'a>>> {
+        let (texts, mode) = paired_texts(set.model, self.settings.positives)?;
+        let images = set.images;
+        let (text_keys, image_keys) = positive_keys(texts, images, mode);
+        let mut out = Vec::new();
+        for name in ["text_to_image", "image_to_text"] {
+            let (queries, query_keys, gallery, gallery_keys) = if name == "text_to_image" {
+                (texts, text_keys.clone(), images, image_keys.clone())
+            } else {
+                (images, image_keys.clone(), texts, text_keys.clone())
+            };
+            // A query whose positive is not in the gallery (its image failed to decode, say)
+            // is unanswerable for reasons that are not the model's: leave it out, and count it.
+            let in_gallery: HashSet<usize> = gallery_keys.iter().copied().collect();
+            let answerable: Vec<usize> = (0..queries.len())
+                .filter(|&i| in_gallery.contains(&query_keys[i]))
+                .collect();
+            let dropped = queries.len() - answerable.len();
+            let n_answerable = answerable.len();
+            let measured = match self.settings.queries {
+                Some(n) if n < answerable.len() => sample_by_id(
+                    answerable.iter().map(|&i| queries.ids[i].as_str()),
+                    n,
+                    cx.seed ^ 0x7e7a_1e5a,
+                )
+                .into_iter()
+                .map(|j| answerable[j])
+                .collect(),
+                _ => answerable,
+            };
+            out.push(Direction {
+                name,
+                mode,
+                queries,
+                gallery,
+                query_keys,
+                gallery_keys,
+                measured,
+                dropped,
+                answerable: n_answerable,
+            });
+        }
+        Some(out)
+    }
+
+    /// Ranks the measured queries `range` of a direction against its whole gallery; `shown`
+    /// are positions (in `range`) whose top hits are kept.
+    fn rank(
+        &self,
+        d: &Direction<'_>,
+        range: std::ops::Range<usize>,
+        shown: &[usize],
+    ) -> Result<retrieval::Ranking, StageError> {
+        let rows = &d.measured[range];
+        let q_vectors: Vec<f32> = rows
+            .iter()
+            .flat_map(|&i| d.queries.row(i).iter().copied())
+            .collect();
+        let q = Embeddings::new(&q_vectors, d.queries.dim)?;
+        let qk: Vec<usize> = rows.iter().map(|&i| d.query_keys[i]).collect();
+        let opts = RankOptions {
+            top_k_queries: shown,
+            top_k: self.settings.gallery_k.max(1).min(d.gallery.len()),
+            ..RankOptions::default()
+        };
+        let positives = Positives::SharedKey {
+            query: &qk,
+            gallery: &d.gallery_keys,
+        };
+        Ok(retrieval::rank(
+            q,
+            embeddings(d.gallery)?,
+            &positives,
+            &opts,
+        )?)
+    }
+
+    /// Queries whose top hits the galleries show: the first `galleries` measured.
+    fn shown(&self, d: &Direction<'_>) -> usize {
+        d.measured.len().min(self.settings.galleries)
+    }
+
+    /// The hash naming this analysis's blocks: settings and seed.
+    fn settings_hash(&self, cx: &Context<'_>) -> String {
+        let text = format!(
+            "{}|{}",
+            serde_json::to_string(&self.settings).unwrap_or_default(),
+            cx.seed
+        );
+        crate::util::sha256_hex(text.as_bytes())[..12].to_string()
+    }
+
+    /// The ranking of a direction: read from the blocks other workers computed when they are
+    /// all there, else computed here.
+    fn ranking(
+        &self,
+        cx: &Context<'_>,
+        set: &Set<'_>,
+        d: &Direction<'_>,
+    ) -> Result<retrieval::Ranking, StageError> {
+        let shown: Vec<usize> = (0..self.shown(d)).collect();
+        if let Some(blocks) = cx.blocks {
+            let group = d.group(&self.settings_hash(cx), set.model.name, set.variant());
+            if let Some(tables) = blocks.read(&group, d.blocks())? {
+                if let Some(r) = from_blocks(&tables, d.measured.len(), &shown) {
+                    return Ok(r);
+                }
+            }
+        }
+        self.rank(d, 0..d.measured.len(), &shown)
+    }
+}
+
+/// A block's ranks as a table: position, rank and its bounds, and the top hits of the shown
+/// queries (`gallery/score bits/positive`, space-separated: exact).
+fn block_table(first: usize, r: &retrieval::Ranking) -> Table {
+    let n = r.ranks.len();
+    let ints = |v: &[Option<usize>]| Column::Int(v.iter().map(|x| x.map(|v| v as i64)).collect());
+    let mut hits: Vec<Option<String>> = vec![None; n];
+    for top in &r.top {
+        hits[top.query] = Some(
+            top.hits
+                .iter()
+                .map(|h| {
+                    format!(
+                        "{}/{:08x}/{}",
+                        h.gallery,
+                        h.score.to_bits(),
+                        h.positive as u8
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(" "),
+        );
+    }
+    Table::new("block")
+        .int("query", (first..first + n).map(|q| q as i64))
+        .column("rank", ints(&r.ranks))
+        .column("rank_optimistic", ints(&r.optimistic))
+        .column("rank_pessimistic", ints(&r.pessimistic))
+        .column("hits", Column::Text(hits))
+}
+
+/// The ranking of `n` queries from their block tables; `None` when they do not fit together
+/// (a block of another analysis: then the ranks are computed again).
+fn from_blocks(tables: &[Table], n: usize, shown: &[usize]) -> Option<retrieval::Ranking> {
+    let mut r = retrieval::Ranking {
+        ranks: Vec::with_capacity(n),
+        first_positive: Vec::with_capacity(n),
+        optimistic: Vec::with_capacity(n),
+        pessimistic: Vec::with_capacity(n),
+        top: Vec::new(),
+    };
+    for t in tables {
+        let (q, rank, opt, pes, hits) = (
+            t.ints("query")?,
+            t.ints("rank")?,
+            t.ints("rank_optimistic")?,
+            t.ints("rank_pessimistic")?,
+            t.texts("hits")?,
+        );
+        for i in 0..t.rows() {
+            if q[i]? as usize != r.ranks.len() {
+                return None;
+            }
+            let u = |v: Option<i64>| v.map(|v| v as usize);
+            r.ranks.push(u(rank[i]));
+            r.first_positive.push(None);
+            r.optimistic.push(u(opt[i]));
+            r.pessimistic.push(u(pes[i]));
+            if let Some(h) = &hits[i] {
+                let query = r.ranks.len() - 1;
+                let mut list = Vec::new();
+                for item in h.split(' ').filter(|s| !s.is_empty()) {
+                    let mut f = item.split('/');
+                    let gallery = f.next()?.parse().ok()?;
+                    let score = f32::from_bits(u32::from_str_radix(f.next()?, 16).ok()?);
+                    let positive = f.next()? == "1";
+                    list.push(retrieval::Hit {
+                        gallery,
+                        score,
+                        positive,
+                    });
+                }
+                r.top.push(retrieval::TopHits { query, hits: list });
+            }
+        }
+    }
+    let tops: Vec<usize> = r.top.iter().map(|t| t.query).collect();
+    (r.ranks.len() == n && tops == shown).then_some(r)
+}
+
 impl Stage for RetrievalStage {
+    fn shares(&self) -> bool {
+        true
+    }
+
+    fn share(
+        &mut self,
+        cx: &Context<'_>,
+        set: &Set<'_>,
+        blocks: &Blocks<'_>,
+    ) -> Result<(), StageError> {
+        let Some(directions) = self.directions(cx, set) else {
+            return Ok(());
+        };
+        let hash = self.settings_hash(cx);
+        for d in &directions {
+            let shown = self.shown(d);
+            let group = d.group(&hash, set.model.name, set.variant());
+            blocks.compute(&group, d.blocks(), &mut |b| {
+                let start = b * BLOCK_QUERIES;
+                let end = (start + BLOCK_QUERIES).min(d.measured.len());
+                let here: Vec<usize> = (start..end.min(shown)).map(|q| q - start).collect();
+                let r = self.rank(d, start..end, &here).map_err(|e| e.to_string())?;
+                Ok(block_table(start, &r))
+            })?;
+        }
+        Ok(())
+    }
+
     fn run(&mut self, cx: &Context<'_>, set: &Set<'_>, out: &mut Output) -> Result<(), StageError> {
-        let rc = &self.settings;
         let model = set.model.name;
         let images = set.images;
-        let Some((texts, mode)) = paired_texts(set.model, rc.positives) else {
+        let Some(directions) = self.directions(cx, set) else {
             if set.is_clean() {
                 out.note(format!(
                     "{model}: retrieval skipped: no texts to pair with images"
@@ -205,61 +464,32 @@ impl Stage for RetrievalStage {
             }
             return Ok(());
         };
-        let (text_keys, image_keys) = positive_keys(texts, images, mode);
-        let ks: Vec<usize> = rc.k.iter().copied().filter(|&k| k >= 1).collect();
-        for direction in ["text_to_image", "image_to_text"] {
-            let (queries, q_keys, gallery, g_keys) = if direction == "text_to_image" {
-                (texts, &text_keys, images, &image_keys)
-            } else {
-                (images, &image_keys, texts, &text_keys)
-            };
-            // A query whose positive is not in the gallery (its image failed to decode, say)
-            // is unanswerable for reasons that are not the model's: leave it out, and count it.
-            let in_gallery: HashSet<usize> = g_keys.iter().copied().collect();
-            let answerable: Vec<usize> = (0..queries.len())
-                .filter(|&i| in_gallery.contains(&q_keys[i]))
-                .collect();
-            let dropped = queries.len() - answerable.len();
-            if answerable.is_empty() {
+        let ks: Vec<usize> = self
+            .settings
+            .k
+            .iter()
+            .copied()
+            .filter(|&k| k >= 1)
+            .collect();
+        for d in &directions {
+            if d.measured.is_empty() {
                 continue;
             }
-            let measured: Vec<usize> = match rc.queries {
-                Some(n) if n < answerable.len() => {
-                    let picked = sample_by_id(
-                        answerable.iter().map(|&i| queries.ids[i].as_str()),
-                        n,
-                        cx.seed ^ 0x7e7a_1e5a,
-                    );
-                    if set.is_clean() {
-                        out.note(format!(
-                            "{model}: retrieval {direction}: a seeded sample of {n} of {} \
-                             queries is measured (analysis.retrieval.queries)",
-                            answerable.len()
-                        ));
-                    }
-                    picked.into_iter().map(|j| answerable[j]).collect()
-                }
-                _ => answerable,
-            };
-            let q_vectors: Vec<f32> = measured
-                .iter()
-                .flat_map(|&i| queries.row(i).iter().copied())
-                .collect();
-            let q = Embeddings::new(&q_vectors, queries.dim)?;
-            let qk: Vec<usize> = measured.iter().map(|&i| q_keys[i]).collect();
-            let shown: Vec<usize> = (0..measured.len().min(rc.galleries)).collect();
-            let opts = RankOptions {
-                top_k_queries: &shown,
-                top_k: rc.gallery_k.max(1).min(gallery.len()),
-                ..RankOptions::default()
-            };
-            let positives = Positives::SharedKey {
-                query: &qk,
-                gallery: g_keys,
-            };
+            let (direction, queries, gallery) = (d.name, d.queries, d.gallery);
+            if d.measured.len() < d.answerable && set.is_clean() {
+                out.note(format!(
+                    "{model}: retrieval {direction}: a seeded sample of {} of {} queries is \
+                     measured (analysis.retrieval.queries)",
+                    d.measured.len(),
+                    d.answerable
+                ));
+            }
             let ks_here: Vec<usize> = ks.iter().copied().filter(|&k| k <= gallery.len()).collect();
-            let r = retrieval::retrieve(q, embeddings(gallery)?, &positives, &ks_here, &opts)?;
-            let kind = format!("{direction}:{mode}");
+            let ranking = self.ranking(cx, set, d)?;
+            let metrics = retrieval::summarize(&ranking.ranks, gallery.len(), &ks_here)?;
+            let r = retrieval::Retrieval { ranking, metrics };
+            let measured = &d.measured;
+            let kind = format!("{direction}:{}", d.mode);
             let mut push = |metric: &str, k: Option<i64>, value: f64| {
                 out.metric(Metric {
                     model: model.to_string(),
@@ -282,7 +512,7 @@ impl Stage for RetrievalStage {
             }
             push("mrr", None, r.metrics.mrr);
             push("queries", None, measured.len() as f64);
-            push("queries_without_positive", None, dropped as f64);
+            push("queries_without_positive", None, d.dropped as f64);
             // Ties: how many queries' ranks depend on the gallery's index order, and the
             // recall if every tie went for the query, or against it.
             let tied = r
@@ -304,8 +534,8 @@ impl Stage for RetrievalStage {
                     |m: &retrieval::RetrievalMetrics| m.recall.first().map(|r| (r.k, r.recall));
                 if let (Some((k, lo)), Some((_, hi))) = (first(&pes), first(&opt)) {
                     out.note(format!(
-                        "{model} / {}: retrieval {direction}: ties in the scores decide the rank of \
-                         {tied} of {} queries; recall@{k} is between {lo:.4} and {hi:.4} \
+                        "{model} / {}: retrieval {direction}: ties in the scores decide the rank \
+                         of {tied} of {} queries; recall@{k} is between {lo:.4} and {hi:.4} \
                          depending on the order of tied items (recall_optimistic / \
                          recall_pessimistic in the retrieval table)",
                         images.variant,
@@ -327,7 +557,6 @@ impl Stage for RetrievalStage {
                     .column("rank_pessimistic", ints(&r.ranking.pessimistic)),
             )?;
             // One row per (shown query, hit), in rank order.
-            let measured = &measured;
             let hits: Vec<(usize, usize, &retrieval::Hit)> = r
                 .ranking
                 .top

@@ -97,16 +97,24 @@ impl Stage for ZeroShotStage {
                 images.len()
             ));
         }
-        let x: Vec<f32> = rows
-            .iter()
-            .flat_map(|&i| images.row(i).iter().copied())
-            .collect();
+        // Copy the scored rows only when some images are left out: at a million images the
+        // copy would double the set's memory.
+        let copied: Vec<f32>;
+        let x: &[f32] = if rows.len() == images.len() {
+            &images.vectors
+        } else {
+            copied = rows
+                .iter()
+                .flat_map(|&i| images.row(i).iter().copied())
+                .collect();
+            &copied
+        };
         let y: Vec<usize> = rows
             .iter()
             .map(|&i| class_index[images.labels[i].as_deref().unwrap_or_default()])
             .collect();
         let z = crate::analysis::zero_shot::zero_shot(
-            Embeddings::new(&x, images.dim)?,
+            Embeddings::new(x, images.dim)?,
             Embeddings::new(&class_vectors, images.dim)?,
             &y,
         )?;
