@@ -21,6 +21,8 @@
 //!   persim's bottleneck and Wasserstein distances;
 //! - [`robustness`]: ImageNet-C's corruption error (CE, mCE, plain and relative to a reference
 //!   model) and effective robustness (a logit-space line over the models, with residuals).
+//! - [`duplicates`]: near-duplicate pairs above a cosine threshold (blocked, no N² matrix),
+//!   the pairs across splits (leaks), and FiftyOne's uniqueness score.
 //!
 //! The linear algebra (symmetric eigensolver, Jacobi SVD, Householder QR) is written here in
 //! `f64` rather than taken from faer: faer would add about three minutes of CPU to a cold
@@ -47,6 +49,7 @@
 
 pub mod attributes;
 pub mod cluster;
+pub mod duplicates;
 mod linalg;
 pub mod neighbors;
 pub mod pca;

@@ -56,6 +56,13 @@ pub struct ReportConfig {
     /// Longest side of the gallery thumbnails, in pixels.
     #[serde(default = "default_thumbnail")]
     pub thumbnail_size: u32,
+    /// Images with a thumbnail in the interactive maps' tooltips (the first of the mapped
+    /// sample); each costs ~2-4 kB of page. 0 for none.
+    #[serde(default = "default_map_thumbnails")]
+    pub map_thumbnails: usize,
+    /// Side of the map thumbnails in pixels (16-256, rounded up to a multiple of 16).
+    #[serde(default = "default_map_thumbnail_size")]
+    pub map_thumbnail_size: u32,
 }
 
 impl Default for ReportConfig {
@@ -64,8 +71,17 @@ impl Default for ReportConfig {
             enabled: true,
             max_table_rows: default_report_rows(),
             thumbnail_size: default_thumbnail(),
+            map_thumbnails: default_map_thumbnails(),
+            map_thumbnail_size: default_map_thumbnail_size(),
         }
     }
+}
+
+fn default_map_thumbnails() -> usize {
+    2000
+}
+fn default_map_thumbnail_size() -> u32 {
+    64
 }
 
 fn default_report_rows() -> usize {

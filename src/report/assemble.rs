@@ -182,6 +182,7 @@ pub fn write_run_report(
         .as_ref()
         .and_then(|m| m["dataset"]["source"].as_str())
         .map(|s| format!("dataset: {s}"));
+    super::maps::add_maps(&mut sections, run_dir, tables_dir, images, config)?;
     let report = Report {
         title: format!("clipflow study: {name}"),
         subtitle,

@@ -6,11 +6,16 @@
 //! configuration in a collapsible block; then one section per analysis holding paragraphs,
 //! tables, plots and retrieval galleries.
 //!
-//! Self-contained means: CSS and the ~30 lines of JavaScript (click a column header to sort
-//! the shown rows) are inline, plot PNGs and thumbnails are base64 `data:` URIs, and nothing
-//! refers to a network address. The only links are relative ones to the SVG copies of the plots
-//! and the anchors of the contents. All text is escaped, since captions and labels come from
-//! user data.
+//! Self-contained means: CSS and JavaScript (click a column header to sort the shown rows;
+//! lazy figures; the interactive maps of [`map`]) are inline, plot PNGs and thumbnails are
+//! base64 `data:` URIs, and nothing refers to a network address. The only links are relative
+//! ones to the SVG copies of the plots and the anchors of the contents. All text is escaped,
+//! since captions and labels come from user data.
+//!
+//! Light to open: plots and galleries sit in `<template>` elements that `assets/lazy.js`
+//! instantiates when they come within a screen of the viewport (and all at once before
+//! printing, or when `window.clipflowReport.loadAll()` is called), so opening a report
+//! decodes only the pictures in view.
 //!
 //! Deterministic: the bytes depend on the [`Report`] and the files it names only (no time
 //! stamps, random ids or hash-map order), so two runs that agree produce identical reports.
@@ -20,6 +25,8 @@
 //! a 100k-row table costs no more than its first rows.
 
 mod format;
+mod map;
+mod sprites;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -29,9 +36,15 @@ use format::{
     base64, column_decimals, escape, format_float, format_int, format_seconds, png_size,
     relative_href,
 };
+pub use map::{InteractiveMap, MapPoint, ZeroShotCall};
+pub use sprites::{ThumbnailSheet, ThumbnailSheetBuilder, Tile};
 
 const CSS: &str = include_str!("../../assets/report/report.css");
 const JS: &str = include_str!("../../assets/report/report.js");
+/// Lazy figures and the interactive maps (only on pages that have maps).
+const LAZY_JS: &str = include_str!("assets/lazy.js");
+const MAP_CSS: &str = include_str!("assets/map.css");
+const MAP_JS: &str = include_str!("assets/map.js");
 
 /// Errors listed in the summary; the rest are counted and left to errors.parquet.
 const MAX_ERROR_ROWS: usize = 50;
@@ -99,6 +112,8 @@ pub enum Block {
         svg: Option<PathBuf>,
     },
     Gallery(Gallery),
+    /// An interactive 2-D map (canvas, pan/zoom, tooltips with thumbnails, selection).
+    Map(Box<InteractiveMap>),
 }
 
 /// Retrieval results as pictures: per query, the top hits with their scores.
@@ -225,7 +240,7 @@ fn render(path: &Path, report: &Report) -> Result<String, ReportError> {
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
          <meta name=\"color-scheme\" content=\"light dark\">\n\
          <meta name=\"generator\" content=\"clipflow {}\">\n<title>{title}</title>\n\
-         <style>\n{CSS}</style>\n</head>\n<body>\n<div class=\"layout\">\n",
+         <style>\n{CSS}{MAP_CSS}</style>\n</head>\n<body>\n<div class=\"layout\">\n",
         env!("CARGO_PKG_VERSION")
     ));
     contents(&mut html, report);
@@ -236,6 +251,7 @@ fn render(path: &Path, report: &Report) -> Result<String, ReportError> {
     }
     html.push("</header>\n");
     summary(&mut html, &report.summary).map_err(invalid)?;
+    let mut maps = map::MapPage::default();
     for section in &report.sections {
         html.push(&format!(
             "<section id=\"{}\" class=\"analysis\">\n<h2>{}</h2>\n",
@@ -264,6 +280,11 @@ fn render(path: &Path, report: &Report) -> Result<String, ReportError> {
                 Block::Plot { title, png, svg } => plot(&mut html, report_dir, title, png, svg)?,
                 Block::Gallery(gallery) => gallery_html(&mut html, gallery)
                     .map_err(|m| invalid(format!("section {}: {m}", section.id)))?,
+                Block::Map(m) => html.push(
+                    &maps
+                        .render(report_dir, m)
+                        .map_err(|m| invalid(format!("section {}: {m}", section.id)))?,
+                ),
             }
         }
         html.push("</section>\n");
@@ -273,9 +294,15 @@ fn render(path: &Path, report: &Report) -> Result<String, ReportError> {
          <code>tables/</code>; plots are also in <code>plots/</code> as PNG and SVG.</footer>\n",
         env!("CARGO_PKG_VERSION")
     ));
-    html.push(&format!(
-        "</main>\n</div>\n<script>\n{JS}</script>\n</body>\n</html>\n"
-    ));
+    html.push("</main>\n</div>\n");
+    if !maps.is_empty() {
+        html.push(&maps.shared());
+    }
+    html.push(&format!("<script>\n{JS}{LAZY_JS}"));
+    if !maps.is_empty() {
+        html.push(MAP_JS);
+    }
+    html.push("</script>\n</body>\n</html>\n");
     Ok(html.0)
 }
 
@@ -574,8 +601,13 @@ fn plot(
         title: title.to_string(),
     })?;
     let title = escape(title);
+    // The picture is decoded when it nears the viewport (assets/lazy.js): the placeholder
+    // keeps its size so the page does not jump.
     html.push(&format!(
-        "<figure class=\"plot\">\n<figcaption>{title}</figcaption>\n<img src=\"data:image/png;base64,{}\" width=\"{w}\" height=\"{h}\" alt=\"{title}\">\n",
+        "<figure class=\"plot\">\n<figcaption>{title}</figcaption>\n\
+         <div class=\"lazy\" style=\"max-width:{w}px;aspect-ratio:{w}/{h}\"><template>\
+         <img src=\"data:image/png;base64,{}\" width=\"{w}\" height=\"{h}\" alt=\"{title}\" decoding=\"async\">\
+         </template></div>\n",
         base64(&bytes)
     ));
     if let Some(svg) = svg {
@@ -593,7 +625,7 @@ const EMBEDDABLE: [&str; 4] = ["image/jpeg", "image/png", "image/webp", "image/g
 
 fn gallery_html(html: &mut Html, gallery: &Gallery) -> Result<(), String> {
     html.push(&format!(
-        "<div class=\"gallery-block\">\n<h3>{}</h3>\n<div class=\"gallery\">\n",
+        "<div class=\"gallery-block\">\n<h3>{}</h3>\n<div class=\"lazy lazy-gallery\"><template>\n<div class=\"gallery\">\n",
         escape(&gallery.title)
     ));
     for q in &gallery.queries {
@@ -648,6 +680,6 @@ fn gallery_html(html: &mut Html, gallery: &Gallery) -> Result<(), String> {
         }
         html.push("</ol>\n</article>\n");
     }
-    html.push("</div>\n</div>\n");
+    html.push("</div>\n</template></div>\n</div>\n");
     Ok(())
 }

@@ -8,9 +8,11 @@
 
 mod assemble;
 mod html;
+mod maps;
 
 pub use assemble::{write_run_report, Images, RunReportError};
 pub use html::{
-    write_report, Block, Gallery, GalleryHit, GalleryQuery, Report, ReportError, RunSummary,
-    Section, Thumbnail,
+    write_report, Block, Gallery, GalleryHit, GalleryQuery, InteractiveMap, MapPoint, Report,
+    ReportError, RunSummary, Section, Thumbnail, ThumbnailSheet, ThumbnailSheetBuilder, Tile,
+    ZeroShotCall,
 };

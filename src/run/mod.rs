@@ -9,6 +9,7 @@
 //! assembles `report.html` from the run directory, reading the dataset only for gallery
 //! thumbnails.
 
+mod atlas_export;
 pub mod claims;
 mod execute;
 mod plan;
@@ -17,5 +18,6 @@ mod share;
 pub mod signals;
 mod texts;
 
+pub use atlas_export::{export_atlas, AtlasExport, AtlasExportError, DEFAULT_NEIGHBORS};
 pub use execute::{execute, RunError, RunOptions, RunSummary, Shard};
 pub use plan::{plan, Plan, PlanError, PlannedModel, Prompt};

@@ -192,6 +192,12 @@ fn plan_checked(config: LoadedConfig, out: Option<&Path>) -> Result<Plan, PlanEr
             "max_table_rows must be at least 1 and thumbnail_size at least 16".into(),
         ));
     }
+    if !(16..=256).contains(&study.report.map_thumbnail_size) {
+        return Err(key_err(
+            "report.map_thumbnail_size",
+            "must be between 16 and 256 pixels".into(),
+        ));
+    }
     let device =
         DeviceRequest::parse(&rt.device).map_err(|e| key_err("runtime.device", e.to_string()))?;
 

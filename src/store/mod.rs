@@ -7,6 +7,7 @@
 //! embeddings/<model>/<modality>/part-00000.parquet   one row per (model, modality, id, variant)
 //! errors.parquet                                     every input that could not be processed
 //! manifest.json                                      config, hashes, fingerprint, timings, counts
+//! exports/embedding-atlas/<model>_<map>.parquet      a 2-D map for Apple's embedding-atlas
 //! state/                                             bookkeeping: error sidecars, study identity,
 //!                                                    claims, worker logs, per-part timings
 //! ```
@@ -21,6 +22,7 @@
 //! complete, so a killed run leaves no half file under a real name, globs never see temporaries,
 //! and a part file that exists is a finished part: a rerun skips it.
 
+mod atlas;
 mod embeddings;
 mod errors;
 mod reader;
@@ -29,6 +31,7 @@ mod tables;
 
 use std::path::{Path, PathBuf};
 
+pub use atlas::{atlas_schema, AtlasRow, AtlasWriter, ROW_GROUP_ROWS as ATLAS_ROW_GROUP_ROWS};
 pub use embeddings::{caption_id, read_part_rows, EmbeddingRow, PartWriter};
 pub use errors::{read_errors, write_errors, ErrorRecord};
 pub use reader::{
