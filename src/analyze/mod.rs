@@ -39,6 +39,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use crate::analysis::scoring::Scoring;
 use crate::config::{did_you_mean_among, AnalysisSection, ConfigError, Source};
 use crate::progress::Progress;
 use crate::store::{Catalog, StoreError, StoreFormat};
@@ -249,18 +250,20 @@ pub fn analyze(
         }
         let names: Vec<String> = variants.iter().map(|s| s.variant.clone()).collect();
         let metadata = crate::store::model_metadata(&catalog, model);
-        let logit_scale = plan
-            .common
-            .logit_scale
-            .or_else(|| metadata.get("clipflow.logit_scale")?.parse().ok())
-            .filter(|s: &f64| s.is_finite() && *s > 0.0)
-            .unwrap_or(100.0);
+        let (scoring, recorded) = model_scoring(&metadata, plan.common.logit_scale);
+        if !recorded && (captions.is_some() || prompts.is_some()) {
+            out.note(format!(
+                "{model}: the store records no scoring (clipflow.scoring): probabilities use \
+                 CLIP's softmax at scale {} (analysis.logit_scale sets another)",
+                scoring.logit_scale()
+            ));
+        }
         let m = Model {
             name: model,
             captions: captions.as_ref(),
             prompts: prompts.as_ref(),
             variants: &names,
-            logit_scale,
+            scoring,
         };
         for info in variants {
             let t = Instant::now();
@@ -363,7 +366,8 @@ pub fn share(
             captions: captions.as_ref(),
             prompts: prompts.as_ref(),
             variants: &names,
-            logit_scale: 100.0,
+            // Ranks do not depend on the scoring.
+            scoring: Scoring::Softmax { logit_scale: 100.0 },
         };
         for info in variants {
             let images = catalog.load(info)?;
@@ -390,6 +394,40 @@ pub fn share(
         }
     }
     Ok(())
+}
+
+/// How a model turns cosines into probabilities: what its embedding parts record
+/// (`clipflow.scoring`, `clipflow.logit_scale`, `clipflow.logit_bias`), the scale replaced by
+/// `analysis.logit_scale` when the study sets one. Without a record (a store another tool
+/// wrote), CLIP's softmax at 100; the flag says whether a record was found.
+fn model_scoring(
+    metadata: &BTreeMap<String, String>,
+    scale_override: Option<f64>,
+) -> (Scoring, bool) {
+    let number = |key: &str| {
+        metadata
+            .get(key)
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|v| v.is_finite())
+    };
+    let recorded_scale = number("clipflow.logit_scale").filter(|s| *s > 0.0);
+    let logit_scale = scale_override.or(recorded_scale).unwrap_or(100.0);
+    match (
+        metadata.get("clipflow.scoring").map(String::as_str),
+        number("clipflow.logit_bias"),
+    ) {
+        (Some("sigmoid"), Some(logit_bias)) => (
+            Scoring::Sigmoid {
+                logit_scale,
+                logit_bias,
+            },
+            true,
+        ),
+        (kind, _) => (
+            Scoring::Softmax { logit_scale },
+            kind.is_some() || recorded_scale.is_some(),
+        ),
+    }
 }
 
 /// A model's caption and prompt rows (prompts are the `prompt:` ids).

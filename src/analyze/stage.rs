@@ -177,8 +177,9 @@ pub struct Model<'a> {
     pub prompts: Option<&'a EmbeddingSet>,
     /// Image variant names, clean first.
     pub variants: &'a [String],
-    /// The logit scale of softmax over this model's similarities.
-    pub logit_scale: f64,
+    /// How this model turns cosines into probabilities (CLIP's softmax or SigLIP's sigmoid,
+    /// with the model's own scale and bias).
+    pub scoring: crate::analysis::scoring::Scoring,
 }
 
 /// One (model, image variant).
