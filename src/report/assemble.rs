@@ -292,6 +292,17 @@ fn summary(
         let names: Vec<String> = vs.iter().map(|v| text(&v["name"])).collect();
         facts.push(("image variants".into(), names.join(", ")));
     }
+    // Which preprocessing made the tensors: `fast` is not Pillow's pixels, so a reader must
+    // see it beside the numbers.
+    if let Some(mode) = m["preprocess"]["mode"].as_str() {
+        let mode = match mode {
+            "fast" => {
+                "fast (JPEG DCT-domain downscale, then exact resampling; not Pillow's pixels)"
+            }
+            _ => "exact (bit for bit Pillow)",
+        };
+        facts.push(("preprocessing".into(), mode.to_string()));
+    }
     if let Some(cs) = m["counts"]["embeddings"].as_array() {
         for c in cs {
             facts.push((
