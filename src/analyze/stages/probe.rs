@@ -242,6 +242,7 @@ impl Stage for ProbeStage {
             out.metric(Metric {
                 model: model.to_string(),
                 variant: images.variant.clone(),
+                text_variant: set.text_variant().to_string(),
                 stage: "probe",
                 kind: kind.to_string(),
                 metric: "accuracy".into(),

@@ -222,12 +222,17 @@ struct Direction<'a> {
 }
 
 impl Direction<'_> {
-    /// The block group of this direction in a shared run.
-    fn group(&self, settings_hash: &str, model: &str, variant: &str) -> String {
+    /// The block group of this direction in a shared run (text variants have their own).
+    fn group(&self, settings_hash: &str, set: &Set<'_>) -> String {
+        let texts = if set.text_variant() == "clean" {
+            String::new()
+        } else {
+            format!("/t-{}", slug(set.text_variant()))
+        };
         format!(
-            "retrieval/{settings_hash}/m-{}/v-{}/{}",
-            slug(model),
-            slug(variant),
+            "retrieval/{settings_hash}/m-{}/v-{}{texts}/{}",
+            slug(set.model.name),
+            slug(set.variant()),
             self.name
         )
     }
@@ -342,7 +347,7 @@ impl RetrievalStage {
     ) -> Result<retrieval::Ranking, StageError> {
         let shown: Vec<usize> = (0..self.shown(d)).collect();
         if let Some(blocks) = cx.blocks {
-            let group = d.group(&self.settings_hash(cx), set.model.name, set.variant());
+            let group = d.group(&self.settings_hash(cx), set);
             if let Some(tables) = blocks.read(&group, d.blocks(self.settings.block_queries))? {
                 if let Some(r) = from_blocks(&tables, d.measured.len(), &shown) {
                     return Ok(r);
@@ -449,7 +454,7 @@ impl Stage for RetrievalStage {
         let hash = self.settings_hash(cx);
         for d in &directions {
             let shown = self.shown(d);
-            let group = d.group(&hash, set.model.name, set.variant());
+            let group = d.group(&hash, set);
             let size = self.settings.block_queries;
             blocks.compute(&group, d.blocks(size), &mut |b| {
                 let start = b * size;
@@ -503,6 +508,7 @@ impl Stage for RetrievalStage {
                 out.metric(Metric {
                     model: model.to_string(),
                     variant: images.variant.clone(),
+                    text_variant: set.text_variant().to_string(),
                     stage: "retrieval",
                     kind: kind.clone(),
                     metric: metric.to_string(),
@@ -547,7 +553,7 @@ impl Stage for RetrievalStage {
                          of {tied} of {} queries; recall@{k} is between {lo:.4} and {hi:.4} \
                          depending on the order of tied items (recall_optimistic / \
                          recall_pessimistic in the retrieval table)",
-                        images.variant,
+                        set.label(),
                         measured.len()
                     ));
                 }
@@ -559,6 +565,7 @@ impl Stage for RetrievalStage {
                 Table::new("retrieval_ranks")
                     .text("model", vec![model.to_string(); n])
                     .text("variant", vec![images.variant.clone(); n])
+                    .text("text_variant", vec![set.text_variant().to_string(); n])
                     .text("direction", vec![direction.to_string(); n])
                     .text("query_id", measured.iter().map(|&i| queries.ids[i].clone()))
                     .column("rank", ints(&r.ranking.ranks))
@@ -582,6 +589,7 @@ impl Stage for RetrievalStage {
                 Table::new("retrieval_galleries")
                     .text("model", vec![model.to_string(); rows])
                     .text("variant", vec![images.variant.clone(); rows])
+                    .text("text_variant", vec![set.text_variant().to_string(); rows])
                     .text("direction", vec![direction.to_string(); rows])
                     .text(
                         "query_id",
@@ -617,6 +625,21 @@ impl Stage for RetrievalStage {
             )?;
         }
         Ok(())
+    }
+
+    fn wants_text_variants(&self) -> bool {
+        true
+    }
+
+    /// A text variant against the clean images: the same measures, the perturbed texts as
+    /// queries (text→image) and as the gallery (image→text).
+    fn run_text_variant(
+        &mut self,
+        cx: &Context<'_>,
+        set: &Set<'_>,
+        out: &mut Output,
+    ) -> Result<(), StageError> {
+        self.run(cx, set, out)
     }
 
     fn finish(&mut self, _: &Context<'_>, out: &mut Output) -> Result<(), StageError> {
