@@ -580,10 +580,11 @@ fn corruption_errors(
                 let theirs = imagenet_c_errors(ref_curve, benchmark);
                 match core::corruption_errors(&mine, &theirs) {
                     Ok(summary) => {
+                        // The reference's errors are what make a ratio undefined: one note for
+                        // every model.
                         for n in &summary.notes {
                             out.note(format!(
-                                "robustness: {} / {task} ({group}) against {reference}: {n}",
-                                curve.model
+                                "robustness: {task} ({group} corruptions) against {reference}: {n}"
                             ));
                         }
                         for c in &summary.per_corruption {
@@ -841,41 +842,58 @@ fn error_plots(cx: &Context<'_>, curves: &[Curve], out: &mut Output) {
         .collect();
     let several = main.len() > 1;
     for side in [Side::Image, Side::Text] {
-        // Corruptions in ImageNet-C's order, then the others as measured.
-        let mut rows: Vec<String> = Vec::new();
-        let mut levels: Vec<f64> = Vec::new();
-        for p in main
+        let points: Vec<&Point> = main
             .iter()
             .flat_map(|c| &c.noisy)
             .filter(|p| p.side == side)
-        {
-            if !rows.contains(&p.corruption) {
-                rows.push(p.corruption.clone());
-            }
-            if let Some(s) = p.severity {
-                if !levels.contains(&s) {
-                    levels.push(s);
-                }
-            }
-        }
-        if rows.is_empty() || levels.is_empty() {
+            .collect();
+        if points.is_empty() {
             continue;
         }
-        rows.sort_by_key(|r| {
+        // Corruptions in ImageNet-C's order, then the others as measured.
+        let mut corruptions: Vec<String> = Vec::new();
+        for p in &points {
+            if !corruptions.contains(&p.corruption) {
+                corruptions.push(p.corruption.clone());
+            }
+        }
+        corruptions.sort_by_key(|r| {
             IMAGENET_C
                 .iter()
                 .position(|c| c.name() == r)
                 .unwrap_or(IMAGENET_C.len())
         });
-        levels.sort_by(f64::total_cmp);
-        let cols: Vec<String> = levels.iter().map(|v| level_label(*v)).collect();
         let (what, axis) = match side {
             Side::Image => ("image corruption", "severity"),
             Side::Text => ("text perturbation", "rate"),
         };
-        for c in &main {
+        // The heatmap's cells: ImageNet-C corruptions by severity (other image noises have
+        // levels of their own, and the charts), or text perturbations by rate.
+        let in_heatmap = |p: &Point| side == Side::Text || p.imagenet_c().is_some();
+        let rows: Vec<String> = corruptions
+            .iter()
+            .filter(|c| points.iter().any(|p| &p.corruption == *c && in_heatmap(p)))
+            .cloned()
+            .collect();
+        let mut levels: Vec<f64> = Vec::new();
+        for s in points
+            .iter()
+            .filter(|p| in_heatmap(p))
+            .filter_map(|p| p.severity)
+        {
+            if !levels.contains(&s) {
+                levels.push(s);
+            }
+        }
+        levels.sort_by(f64::total_cmp);
+        let cols: Vec<String> = levels.iter().map(|v| level_label(*v)).collect();
+        for c in main
+            .iter()
+            .filter(|_| !rows.is_empty() && !levels.is_empty())
+        {
+            // A cell a model was not measured in stays NaN (drawn black).
             let mut values = vec![f64::NAN; rows.len() * levels.len()];
-            for p in c.noisy.iter().filter(|p| p.side == side) {
+            for p in c.noisy.iter().filter(|p| p.side == side && in_heatmap(p)) {
                 let (Some(r), Some(l)) = (
                     rows.iter().position(|x| *x == p.corruption),
                     p.severity.and_then(|s| levels.iter().position(|x| *x == s)),
@@ -891,11 +909,7 @@ fn error_plots(cx: &Context<'_>, curves: &[Curve], out: &mut Output) {
             ));
             out.plotted(crate::chart::heatmap(
                 &stem,
-                &format!(
-                    "{}: {task} error by {what} and {axis} (clean {:.2})",
-                    c.model,
-                    1.0 - c.clean
-                ),
+                &format!("{}, {} noise: {task} error", c.model, side.name()),
                 &rows,
                 &cols,
                 &values,
@@ -904,11 +918,7 @@ fn error_plots(cx: &Context<'_>, curves: &[Curve], out: &mut Output) {
         }
         // Error against severity, one chart per family, a line per (model, corruption).
         let mut families: Vec<String> = Vec::new();
-        for p in main
-            .iter()
-            .flat_map(|c| &c.noisy)
-            .filter(|p| p.side == side)
-        {
+        for p in &points {
             let f = p.family();
             if !families.contains(&f) {
                 families.push(f);
@@ -917,8 +927,8 @@ fn error_plots(cx: &Context<'_>, curves: &[Curve], out: &mut Output) {
         for family in families {
             let mut series = Vec::new();
             for c in &main {
-                for corruption in &rows {
-                    let mut points: Vec<(f64, f64)> = c
+                for corruption in &corruptions {
+                    let mut line: Vec<(f64, f64)> = c
                         .noisy
                         .iter()
                         .filter(|p| {
@@ -926,17 +936,17 @@ fn error_plots(cx: &Context<'_>, curves: &[Curve], out: &mut Output) {
                         })
                         .filter_map(|p| p.severity.map(|s| (s, p.error())))
                         .collect();
-                    if points.is_empty() {
+                    if line.is_empty() {
                         continue;
                     }
-                    points.push((0.0, 1.0 - c.clean));
-                    points.sort_by(|a, b| a.0.total_cmp(&b.0));
+                    line.push((0.0, 1.0 - c.clean));
+                    line.sort_by(|a, b| a.0.total_cmp(&b.0));
                     let name = if several {
                         format!("{}: {corruption}", c.model)
                     } else {
                         corruption.clone()
                     };
-                    series.push(Series { name, points });
+                    series.push(Series { name, points: line });
                 }
             }
             if series.is_empty() {
