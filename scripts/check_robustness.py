@@ -17,10 +17,18 @@ row and every image or text variant with its error) and recomputes with numpy:
                 accuracy minus the line's (mapped back through the logistic function), the
                 logit residual, and the same against the line through the other models.
 
-Compares every value with robustness_ce, robustness_mce and robustness_effective (1e-9) and
-prints "robustness ok: N values" or fails. Usage:
+Compares every value with robustness_ce, robustness_mce and robustness_effective (1e-9).
 
-  python scripts/check_robustness.py RUN_DIR --reference MODEL [--expect-models N]
+With --store, also checks that text variants were measured against the clean images: from the
+store's embeddings, each text variant's zero-shot top-1 (class embeddings: the renormalised
+mean of the perturbed prompts of each label, clean images by argmax) and text-to-image
+recall@1 (each perturbed caption against the clean images, its positive the image of its
+item_id, else of its id) must equal the zero_shot and retrieval tables' rows of that
+text_variant.
+
+Prints "robustness ok: N values" or fails. Usage:
+
+  python scripts/check_robustness.py RUN_DIR --reference MODEL [--expect-models N] [--store]
 
 numpy and pyarrow only (scripts/requirements-test.txt).
 """
@@ -111,6 +119,12 @@ def logit(p):
     return np.log(p / (1 - p))
 
 
+def no_line(x):
+    """Whether the clean accuracies are all equal (up to rounding): no line fits them."""
+    sxx = ((x - x.mean()) ** 2).sum()
+    return sxx <= np.finfo(float).eps * len(x) * (1 + x.mean() ** 2)
+
+
 def effective(errors):
     """{(model, task, side): dict of the stage's columns}."""
     out = {}
@@ -138,13 +152,18 @@ def effective(errors):
             eps = 0.5 / max(n, 2)
             x = logit(np.clip(clean, eps, 1 - eps))
             y = logit(np.clip(shifted, eps, 1 - eps))
+            if no_line(x):
+                continue
             slope, intercept = np.polyfit(x, y, 1)
             fitted = slope * x + intercept
             ss_tot = ((y - y.mean()) ** 2).sum()
             r2 = 1 - ((y - fitted) ** 2).sum() / ss_tot if ss_tot > 0 else None
             for i, k in enumerate(names):
                 others = [j for j in range(len(names)) if j != i]
-                a, b = np.polyfit(x[others], y[others], 1)
+                loo = None
+                if not no_line(x[others]):
+                    a, b = np.polyfit(x[others], y[others], 1)
+                    loo = shifted[i] - 1 / (1 + math.exp(-(a * x[i] + b)))
                 out[(k, task, side)] = {
                     "variants": len(common),
                     "clean_accuracy": clean[i],
@@ -152,7 +171,7 @@ def effective(errors):
                     "predicted": 1 / (1 + math.exp(-fitted[i])),
                     "effective_robustness": shifted[i] - 1 / (1 + math.exp(-fitted[i])),
                     "logit_residual": y[i] - fitted[i],
-                    "effective_robustness_loo": shifted[i] - 1 / (1 + math.exp(-(a * x[i] + b))),
+                    "effective_robustness_loo": loo,
                     "slope": slope,
                     "intercept": intercept,
                     "r_squared": r2,
@@ -161,11 +180,59 @@ def effective(errors):
     return out
 
 
+def check_text_variants(run):
+    """Text-variant rows of zero_shot and retrieval against numpy on the store's vectors."""
+    store = [r for f in sorted((run / "embeddings").rglob("*.parquet")) for r in pq.read_table(f).to_pylist()]
+    zero_shot = rows(run, "zero_shot")
+    retrieval = rows(run, "retrieval")
+    checked = 0
+    for model in sorted({r["model"] for r in store}):
+        images = [r for r in store if r["model"] == model and r["modality"] == "image" and r["variant"] == "clean"]
+        I = np.array([r["embedding"] for r in images], dtype=np.float64)
+        I /= np.linalg.norm(I, axis=1, keepdims=True)
+        text_variants = sorted({r["variant"] for r in store if r["model"] == model and r["modality"] == "text"} - {"clean"})
+        for tv in text_variants:
+            texts = [r for r in store if r["model"] == model and r["modality"] == "text" and r["variant"] == tv]
+            prompts = [r for r in texts if r["id"].startswith("prompt:")]
+            captions = [r for r in texts if not r["id"].startswith("prompt:")]
+            if prompts:
+                classes = sorted({r["label"] for r in prompts})
+                P = np.array([r["embedding"] for r in prompts], dtype=np.float64)
+                P /= np.linalg.norm(P, axis=1, keepdims=True)
+                labels = np.array([r["label"] for r in prompts])
+                W = np.stack([P[labels == c].mean(0) for c in classes])
+                W /= np.linalg.norm(W, axis=1, keepdims=True)
+                keep = [i for i, r in enumerate(images) if r["label"] in classes]
+                pred = np.argmax(I[keep] @ W.T, axis=1)
+                truth = np.array([classes.index(images[i]["label"]) for i in keep])
+                want = float((pred == truth).mean())
+                got = [r["value"] for r in zero_shot if r["model"] == model and r["variant"] == "clean"
+                       and r["text_variant"] == tv and r["metric"] == "top1"]
+                assert len(got) == 1 and close(got[0], want), (model, tv, got, want)
+                checked += 1
+            if captions:
+                image_ids = [r["id"] for r in images]
+                answerable = [r for r in captions if (r["item_id"] or r["id"]) in image_ids]
+                C = np.array([r["embedding"] for r in answerable], dtype=np.float64)
+                C /= np.linalg.norm(C, axis=1, keepdims=True)
+                top = np.argmax(C @ I.T, axis=1)
+                hits = [image_ids[t] == (r["item_id"] or r["id"]) for t, r in zip(top, answerable)]
+                want = float(np.mean(hits))
+                got = [r["value"] for r in retrieval if r["model"] == model and r["variant"] == "clean"
+                       and r["text_variant"] == tv and r["direction"] == "text_to_image:caption"
+                       and r["metric"] == "recall" and r["k"] == 1]
+                assert len(got) == 1 and close(got[0], want), (model, tv, got, want)
+                checked += 1
+    assert checked > 0, "no text variant in the store"
+    return checked
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("run", type=Path)
     ap.add_argument("--reference", required=True)
     ap.add_argument("--expect-models", type=int, default=3)
+    ap.add_argument("--store", action="store_true", help="also check text variants against the store")
     args = ap.parse_args()
     errors = rows(args.run, "robustness_errors")
     for r in errors:
@@ -196,6 +263,8 @@ def main():
             assert close(g[col], v), (k, col, g[col], v)
             checked += 1
     assert checked > 0, "nothing compared"
+    if args.store:
+        checked += check_text_variants(args.run)
     print(f"robustness ok: {checked} values ({len(ce)} CE, {len(mce)} mCE, {len(er)} effective robustness rows)")
 
 
