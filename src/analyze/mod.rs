@@ -26,9 +26,18 @@
 //!
 //! # Table conventions
 //!
-//! A `model` column, a `variant` column (`clean` or the noise variant of the *images*), and for
-//! metric tables `metric`, `k` (null where it does not apply) and `value`. `robustness` repeats
-//! every metric with its clean value and the drop.
+//! A `model` column, a `variant` column (`clean` or the noise variant of the *images*), a
+//! `text_variant` column in the tables of stages that measure texts (`clean` or the text
+//! perturbation, measured against the clean images), and for metric tables `metric`, `k`
+//! (null where it does not apply) and `value`. `robustness` repeats every metric with its
+//! clean value and the drop.
+//!
+//! # Text variants
+//!
+//! After a model's image variants, each of its text variants (perturbed captions and prompts,
+//! same ids and labels as the clean texts) is handed to the stages that measure texts
+//! (retrieval, zero-shot) with the clean images, read once more for the purpose: memory stays
+//! one image set plus the model's clean texts and one text variant.
 
 pub mod blocks;
 mod registry;

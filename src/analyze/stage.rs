@@ -3,7 +3,8 @@
 //! write to).
 //!
 //! The driver hands a stage one (model, image variant) at a time, clean first, with the
-//! model's texts; it never holds two image variants at once. A stage that compares a variant
+//! model's texts, then (to stages that ask) each text variant with the clean images; it never
+//! holds two image variants at once. A stage that compares a variant
 //! with the clean one (probes, topology, projections) keeps what it needs of the clean set
 //! itself, and says so in its docs: that is the only memory it may add.
 
