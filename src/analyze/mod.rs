@@ -26,9 +26,18 @@
 //!
 //! # Table conventions
 //!
-//! A `model` column, a `variant` column (`clean` or the noise variant of the *images*), and for
-//! metric tables `metric`, `k` (null where it does not apply) and `value`. `robustness` repeats
-//! every metric with its clean value and the drop.
+//! A `model` column, a `variant` column (`clean` or the noise variant of the *images*), a
+//! `text_variant` column in the tables of stages that measure texts (`clean` or the text
+//! perturbation, measured against the clean images), and for metric tables `metric`, `k`
+//! (null where it does not apply) and `value`. `robustness` repeats every metric with its
+//! clean value and the drop.
+//!
+//! # Text variants
+//!
+//! After a model's image variants, each of its text variants (perturbed captions and prompts,
+//! same ids and labels as the clean texts) is handed to the stages that measure texts
+//! (retrieval, zero-shot) with the clean images, read once more for the purpose: memory stays
+//! one image set plus the model's clean texts and one text variant.
 
 pub mod blocks;
 mod registry;
@@ -264,6 +273,7 @@ pub fn analyze(
             prompts: prompts.as_ref(),
             variants: &names,
             scoring,
+            text_variant: "clean",
         };
         for info in variants {
             let t = Instant::now();
@@ -282,6 +292,50 @@ pub fn analyze(
                     &mut out,
                     &format!("{model} / {}: {}", info.variant, entry.key),
                 )?;
+            }
+        }
+        let text_sets = text_variants(&catalog, model);
+        if !text_sets.is_empty() && stages.iter().any(|(_, p)| p.stage.wants_text_variants()) {
+            // Each text variant against the clean images: the clean set is read again (once
+            // per model) rather than kept through the image variants.
+            match catalog.find(model, "image", "clean") {
+                None => out.note(format!(
+                    "{model}: text variants are not measured: the store has no clean images"
+                )),
+                Some(info) => {
+                    let t = Instant::now();
+                    let images = catalog.load(info)?;
+                    read_seconds += t.elapsed().as_secs_f64();
+                    for text_info in text_sets {
+                        let t = Instant::now();
+                        let texts = catalog.load(text_info)?;
+                        read_seconds += t.elapsed().as_secs_f64();
+                        let (captions, prompts) = split_texts(&texts);
+                        let mt = Model {
+                            captions: captions.as_ref(),
+                            prompts: prompts.as_ref(),
+                            text_variant: &text_info.variant,
+                            ..m
+                        };
+                        let set = Set {
+                            model: &mt,
+                            images: &images,
+                        };
+                        for (i, (entry, parsed)) in stages.iter_mut().enumerate() {
+                            if !parsed.stage.wants_text_variants() {
+                                continue;
+                            }
+                            let t = Instant::now();
+                            let r = parsed.stage.run_text_variant(&cx, &set, &mut out);
+                            *seconds.entry(i).or_default() += t.elapsed().as_secs_f64();
+                            settle(
+                                r,
+                                &mut out,
+                                &format!("{model} / texts {}: {}", text_info.variant, entry.key),
+                            )?;
+                        }
+                    }
+                }
             }
         }
         for (i, (entry, parsed)) in stages.iter_mut().enumerate() {
@@ -368,6 +422,7 @@ pub fn share(
             variants: &names,
             // Ranks do not depend on the scoring.
             scoring: Scoring::Softmax { logit_scale: 100.0 },
+            text_variant: "clean",
         };
         for info in variants {
             let images = catalog.load(info)?;
@@ -445,12 +500,32 @@ fn model_texts(
         return Ok((None, None));
     };
     let t = catalog.load(info)?;
+    Ok(split_texts(&t))
+}
+
+/// A text set's caption rows and prompt rows (the `prompt:` ids), each when there are any.
+fn split_texts(
+    t: &crate::store::EmbeddingSet,
+) -> (
+    Option<crate::store::EmbeddingSet>,
+    Option<crate::store::EmbeddingSet>,
+) {
     let captions = t.subset(|i| !t.ids[i].starts_with("prompt:"));
     let prompts = t.subset(|i| t.ids[i].starts_with("prompt:"));
-    Ok((
+    (
         (!captions.is_empty()).then_some(captions),
         (!prompts.is_empty()).then_some(prompts),
-    ))
+    )
+}
+
+/// A model's text sets other than the clean one (perturbed captions and prompts), in store
+/// order.
+fn text_variants<'a>(catalog: &'a Catalog, model: &str) -> Vec<&'a crate::store::SetInfo> {
+    catalog
+        .sets()
+        .iter()
+        .filter(|s| s.model == model && s.modality == "text" && s.variant != "clean")
+        .collect()
 }
 
 /// A model's image sets, clean first.
@@ -492,6 +567,7 @@ fn facts_of(catalog: &Catalog) -> Facts {
     Facts {
         items: catalog.find(&model, "image", "clean").map(|s| s.rows),
         variants,
+        models: catalog.models().iter().map(|m| m.to_string()).collect(),
     }
 }
 

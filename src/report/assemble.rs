@@ -457,10 +457,14 @@ fn galleries(table: &Table, thumbnails: &Thumbnails<'_>) -> Vec<Block> {
         return Vec::new();
     };
     let hit_text = table.texts("hit_text");
+    // Clean queries only: perturbed texts (a text variant) against the same images are not
+    // what the galleries show.
+    let text_variant = table.texts("text_variant");
     let rows: Vec<usize> = (0..table.rows())
         .filter(|&i| {
             variant[i].as_deref() == Some("clean")
                 && direction[i].as_deref() == Some("text_to_image")
+                && text_variant.is_none_or(|t| t[i].as_deref().is_none_or(|v| v == "clean"))
         })
         .collect();
     let mut models: Vec<&str> = rows.iter().filter_map(|&i| model[i].as_deref()).collect();

@@ -286,6 +286,7 @@ fn plan_checked(config: LoadedConfig, out: Option<&Path>) -> Result<Plan, PlanEr
             let facts = Facts {
                 variants: variants.iter().map(|v| v.name.clone()).collect(),
                 items: dataset.item_count(),
+                models: models.iter().map(|m| m.files.name.clone()).collect(),
             };
             Some(AnalysisPlan::new(section, &config.source, &facts)?)
         }
