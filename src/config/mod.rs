@@ -152,29 +152,31 @@ pub fn load(path: &Path, overrides: &[String]) -> Result<LoadedConfig, ConfigErr
     })
 }
 
-/// Largest study file read: far above any real study, far below what would hurt.
+/// Largest study or prompt file read: far above any real one, far below what would hurt.
 const MAX_STUDY_BYTES: u64 = 16 << 20;
 
-/// Reads a study file, at most [`MAX_STUDY_BYTES`]: a path such as `/dev/zero` (or a huge file
-/// given by mistake) is an error, not unbounded memory. Pipes (`<(envsubst < study.yaml)`) work.
-fn read_study_text(path: &Path) -> Result<String, ConfigError> {
+/// Reads a small text file (a study, a prompt template file), at most 16 MiB: a path such as
+/// `/dev/zero` (or a huge file given by mistake) is an error, not unbounded memory. Pipes
+/// (`<(envsubst < study.yaml)`) work.
+pub fn read_small_text(path: &Path) -> std::io::Result<String> {
     use std::io::Read;
-    let read_error = |source| ConfigError::Read {
-        path: path.to_path_buf(),
-        source,
-    };
-    let file = std::fs::File::open(path).map_err(read_error)?;
+    let file = std::fs::File::open(path)?;
     let mut text = String::new();
-    file.take(MAX_STUDY_BYTES + 1)
-        .read_to_string(&mut text)
-        .map_err(read_error)?;
+    file.take(MAX_STUDY_BYTES + 1).read_to_string(&mut text)?;
     if text.len() as u64 > MAX_STUDY_BYTES {
-        return Err(read_error(std::io::Error::other(format!(
-            "larger than {} MiB: not a study file",
+        return Err(std::io::Error::other(format!(
+            "larger than {} MiB: not a study or prompt file",
             MAX_STUDY_BYTES >> 20
-        ))));
+        )));
     }
     Ok(text)
+}
+
+fn read_study_text(path: &Path) -> Result<String, ConfigError> {
+    read_small_text(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// serde_norway reports a key given twice at `1:1`: find the second occurrence ourselves.

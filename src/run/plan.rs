@@ -359,7 +359,8 @@ fn build_prompts(
 type Templates = (Vec<String>, BTreeMap<String, Vec<String>>);
 
 fn read_template_file(path: &Path) -> Result<Templates, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let text =
+        crate::config::read_small_text(path).map_err(|e| format!("{}: {e}", path.display()))?;
     #[derive(serde::Deserialize)]
     #[serde(untagged)]
     enum TemplateFile {
