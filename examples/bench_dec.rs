@@ -53,7 +53,13 @@ fn main() {
     let dir = Path::new(&args[1]);
     let (n, dim, x) =
         clipflow::store::read_npy(&dir.join("x.npy")).unwrap_or_else(|e| panic!("{e}"));
-    let truth = read_labels(&dir.join("labels.npy"));
+    let mut truth = read_labels(&dir.join("labels.npy"));
+    let (mut n, mut x) = (n, x);
+    if let Some(limit) = args[2..].iter().find_map(|a| a.strip_prefix("limit=")) {
+        n = n.min(limit.parse().expect("limit=N"));
+        x.truncate(n * dim);
+        truth.truncate(n);
+    }
     assert_eq!(truth.len(), n, "labels");
     let k = truth
         .iter()
@@ -73,10 +79,11 @@ fn main() {
                 dec.batch_size = num() as usize;
             }
             "sgd" => {
-                let (lr, m) = value.split_once(',').expect("sgd=LR,MOMENTUM");
+                let v: Vec<f64> = value.split(',').map(|v| v.parse().unwrap()).collect();
                 ae.optimizer = Optimizer::Sgd {
-                    learning_rate: lr.parse().unwrap(),
-                    momentum: m.parse().unwrap(),
+                    learning_rate: v[0],
+                    momentum: v[1],
+                    momentum_burnin: v.get(2).map_or(0, |&b| b as usize),
                 }
             }
             "adam" => {
@@ -91,6 +98,7 @@ fn main() {
                 dec.optimizer = Optimizer::Sgd {
                     learning_rate: lr.parse().unwrap(),
                     momentum: m.parse().unwrap(),
+                    momentum_burnin: 0,
                 }
             }
             "dec_adam" => {
@@ -105,6 +113,7 @@ fn main() {
                 ae.seed = num() as u64;
                 dec.seed = num() as u64;
             }
+            "limit" => {}
             _ => panic!("unknown option {key}"),
         }
     }
@@ -160,6 +169,23 @@ fn main() {
             .iter()
             .map(|u| u.changed_fraction)
             .collect::<Vec<_>>()
+    );
+    let spread = |codes: &[f32], c: usize| -> Vec<f64> {
+        (0..c)
+            .map(|j| {
+                let v: Vec<f64> = codes.chunks(c).map(|r| r[j] as f64).collect();
+                let m = v.iter().sum::<f64>() / v.len() as f64;
+                (v.iter().map(|a| (a - m) * (a - m)).sum::<f64>() / v.len() as f64).sqrt()
+            })
+            .collect()
+    };
+    println!(
+        "code std per dimension: autoencoder {:.3?}",
+        spread(&a.codes, a.code_dim)
+    );
+    println!(
+        "code std per dimension: DEC {:.3?}",
+        spread(&d.codes, a.code_dim)
     );
     let out = json!({
         "n": n, "dim": dim, "k": k, "threads": threads,

@@ -123,11 +123,38 @@ def backward(layers, ins, outs, masks, dy):
     return grads
 
 
-def sgd(params, grads, vel, lr, momentum):
-    for p, g, v in zip(params, grads, vel):
-        v *= momentum
-        v += F(lr) * g
-        p -= v
+class Optimizer:
+    """SGD with momentum in Caffe's form (v = m v + lr g; w -= v), the momentum ramped up from 0
+    over the first `burnin` steps and biases at twice the learning rate (the reference code's
+    solver and nets), or Adam (beta1 0.9, beta2 0.999, eps 1e-8, bias corrections folded into the
+    step size). `params` alternate weights and biases when `biases` is true."""
+
+    def __init__(self, params, kind, lr, momentum=0.0, burnin=0, biases=True):
+        self.params, self.kind, self.lr, self.momentum = params, kind, lr, momentum
+        self.burnin = burnin
+        self.bias_lr = [2.0 if (biases and kind == "sgd" and i % 2 == 1) else 1.0
+                        for i in range(len(params))]
+        self.m = [np.zeros_like(p) for p in params]
+        self.v = [np.zeros_like(p) for p in params]
+        self.t = 0
+
+    def step(self, grads, factor=1.0):
+        it = self.t  # Caffe's iteration counter, from 0
+        self.t += 1
+        for p, g, m, v, mult in zip(self.params, grads, self.m, self.v, self.bias_lr):
+            lr = self.lr * factor * mult
+            if self.kind == "sgd":
+                mom = self.momentum * (it / self.burnin if it < self.burnin else 1.0)
+                m *= mom
+                m += lr * g
+                p -= m
+            else:
+                m *= 0.9
+                m += 0.1 * g
+                v *= 0.999
+                v += 0.001 * g * g
+                a = lr * np.sqrt(1 - 0.999**self.t) / (1 - 0.9**self.t)
+                p -= a * m / (np.sqrt(v) + 1e-8)
 
 
 def apply(layers, x, block=4096):
@@ -136,11 +163,11 @@ def apply(layers, x, block=4096):
 
 def train_reconstruction(layers, data, epochs, step, rates, o, rng):
     params = [p for layer in layers for p in (layer.w, layer.b)]
-    vel = [np.zeros_like(p) for p in params]
+    opt = Optimizer(params, o["optimizer"], o["learning_rate"], o["momentum"], o["burnin"])
     n = len(data)
     losses = []
     for epoch in range(epochs):
-        lr = o["learning_rate"] * 0.1 ** (epoch // step)
+        factor = 0.1 ** (epoch // step) if o["step_decay"] else 1.0
         perm = rng.permutation(n)
         total = 0.0
         for s in range(0, n, o["batch_size"]):
@@ -155,9 +182,10 @@ def train_reconstruction(layers, data, epochs, step, rates, o, rng):
                     masks.append(None)
             ins, outs = forward(layers, xb, masks)
             diff = outs[-1] - xb
-            total += 0.5 * float(np.sum(diff.astype(np.float64) ** 2))
-            grads = backward(layers, ins, outs, masks, diff / F(b))
-            sgd(params, [g for pair in grads for g in pair], vel, lr, o["momentum"])
+            # Mean over every element (the reference code's Euclidean loss layer).
+            total += 0.5 * float(np.sum(diff.astype(np.float64) ** 2)) / diff.shape[1]
+            grads = backward(layers, ins, outs, masks, diff / F(diff.size))
+            opt.step([g for pair in grads for g in pair], factor)
         losses.append(total / n)
     return losses
 
@@ -200,12 +228,28 @@ def target(q):
     return p / p.sum(1, keepdims=True)
 
 
+def dec_gradients(enc, mu, xb, pb, alpha):
+    """The minibatch loss mean_i KL(p_i || q_i) and its gradients (the paper's eq. 4-5,
+    backpropagated through the encoder): (loss, [dW0, db0, dW1, ...], d mu)."""
+    ins, outs = forward(enc, xb)
+    z = outs[-1]
+    qb, w = soft_assign(z, mu, alpha)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kl = np.where(pb > 0, pb * np.log(pb / qb), 0.0).sum() / len(xb)
+    g = (alpha + 1) / alpha * w * (pb - qb) / len(xb)  # b × k
+    diff = z[:, None, :].astype(np.float64) - mu[None, :, :]  # b × k × c
+    dz = (g[:, :, None] * diff).sum(1).astype(z.dtype)
+    dmu = -(g[:, :, None] * diff).sum(0).astype(mu.dtype)
+    grads = backward(enc, ins, outs, None, dz)
+    return kl, [t for pair in grads for t in pair], dmu
+
+
 def reference_dec(xs, enc, mu, labels0, o, rng):
     alpha, n = 1.0, len(xs)
     params = [p for layer in enc for p in (layer.w, layer.b)]
-    vel = [np.zeros_like(p) for p in params]
     mu = mu.copy()
-    mu_vel = np.zeros_like(mu)
+    opt = Optimizer(params + [mu], "sgd", o["dec_learning_rate"], o["dec_momentum"])
+    opt.bias_lr[-1] = 1.0  # the centroids are not a bias
     bs = min(o["batch_size"], n)
     per_epoch = -(-n // bs)
     interval = o.get("update_interval") or per_epoch
@@ -228,42 +272,52 @@ def reference_dec(xs, enc, mu, labels0, o, rng):
         if it % per_epoch == 0:
             perm = rng.permutation(n)
         idx = perm[(it % per_epoch) * bs : (it % per_epoch + 1) * bs]
-        ins, outs = forward(enc, xs[idx])
-        z = outs[-1]
-        qb, w = soft_assign(z, mu, alpha)
-        g = (alpha + 1) / alpha * w * (p[idx] - qb) / len(idx)  # b × k
-        diff = z[:, None, :].astype(np.float64) - mu[None, :, :]  # b × k × c
-        dz = (g[:, :, None] * diff).sum(1).astype(F)
-        dmu = -(g[:, :, None] * diff).sum(0).astype(F)
-        grads = backward(enc, ins, outs, None, dz)
-        sgd(params, [t for pair in grads for t in pair], vel, o["dec_learning_rate"], o["momentum"])
-        sgd([mu], [dmu], [mu_vel], o["dec_learning_rate"], o["momentum"])
+        _, grads, dmu = dec_gradients(enc, mu, xs[idx], p[idx], alpha)
+        opt.step(grads + [dmu])
         it += 1
     return last, it, converged, changed_hist
 
 
 def options(argv):
+    """The defaults of clipflow's AutoencoderOptions and DecOptions, overridden by the KEY=VALUE
+    arguments examples/bench_dec takes."""
     o = {
         "layers": [500, 500, 2000, 10],
         "pretrain_epochs": 20,
         "finetune_epochs": 40,
         "batch_size": 256,
-        "learning_rate": 0.1,
+        "optimizer": "sgd",
+        "learning_rate": 1.0,
         "momentum": 0.9,
+        "burnin": 0,
+        "step_decay": True,
         "dropout": 0.2,
         "init_std": 0.01,
         "kmeans_restarts": 20,
         "dec_learning_rate": 0.01,
+        "dec_momentum": 0.9,
         "tol": 0.001,
         "max_epochs": 200,
         "update_interval": None,
+        "limit": None,
         "seed": 0,
     }
     for kv in argv:
         key, value = kv.split("=", 1)
         if key == "layers":
             o[key] = [int(v) for v in value.split(",")]
-        elif key in o and isinstance(o[key], float):
+        elif key == "sgd":
+            v = [float(t) for t in value.split(",")]
+            o.update(optimizer="sgd", learning_rate=v[0], momentum=v[1],
+                     burnin=int(v[2]) if len(v) > 2 else 0)
+        elif key == "adam":
+            o.update(optimizer="adam", learning_rate=float(value), momentum=0.0)
+        elif key == "dec_sgd":
+            lr, m = value.split(",")
+            o.update(dec_learning_rate=float(lr), dec_momentum=float(m))
+        elif key == "step_decay":
+            o[key] = value not in ("0", "false")
+        elif key in ("tol", "dropout", "init_std"):
             o[key] = float(value)
         elif key in o:
             o[key] = int(value)
@@ -287,8 +341,8 @@ def compare(out, argv):
     from sklearn.cluster import KMeans
 
     o = options(argv)
-    x = np.load(f"{out}/x.npy").astype(F)
-    y = np.load(f"{out}/labels.npy")
+    x = np.load(f"{out}/x.npy").astype(F)[: o["limit"]]
+    y = np.load(f"{out}/labels.npy")[: o["limit"]]
     k = len(np.unique(y))
     rng = np.random.default_rng(o["seed"])
     rows = {}

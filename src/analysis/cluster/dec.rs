@@ -76,6 +76,7 @@ impl Default for DecOptions {
             optimizer: Optimizer::Sgd {
                 learning_rate: 0.01,
                 momentum: 0.9,
+                momentum_burnin: 0,
             },
             batch_size: 256,
             update_interval: None,
@@ -460,4 +461,325 @@ fn train<T: Real>(
     }
     trace.iterations = it;
     Ok(trace)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::mlp::{Activation, Dense};
+    use super::super::AutoencoderOptions;
+    use super::*;
+
+    fn normal(rng: &mut Rng) -> f64 {
+        let u1 = 1.0 - rng.uniform();
+        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * rng.uniform()).cos()
+    }
+
+    /// A random target distribution: rows of positive values summing to 1.
+    fn random_rows(rng: &mut Rng, rows: usize, k: usize) -> Vec<f64> {
+        let mut p: Vec<f64> = (0..rows * k).map(|_| 0.05 + rng.uniform()).collect();
+        for row in p.chunks_mut(k) {
+            let s: f64 = row.iter().sum();
+            row.iter_mut().for_each(|v| *v /= s);
+        }
+        p
+    }
+
+    /// The DEC loss through a ReLU encoder against central finite differences, for every
+    /// encoder weight and bias and every centroid coordinate, at α = 1 and α = 2.5.
+    #[test]
+    #[allow(clippy::needless_range_loop)]
+    fn dec_gradient_matches_finite_differences() {
+        for alpha in [1.0, 2.5] {
+            let mut rng = Rng::new(7, 0);
+            let encoder = Mlp {
+                layers: vec![
+                    Dense::<f64>::gaussian(6, 8, Activation::Relu, 0.6, &mut rng),
+                    Dense::<f64>::gaussian(8, 5, Activation::Relu, 0.6, &mut rng),
+                    Dense::<f64>::gaussian(5, 3, Activation::Identity, 0.6, &mut rng),
+                ],
+            };
+            let mut encoder = encoder;
+            for layer in &mut encoder.layers {
+                layer
+                    .bias
+                    .iter_mut()
+                    .for_each(|b| *b = 0.2 * normal(&mut rng));
+            }
+            let (b, k) = (10, 4);
+            let xb: Vec<f64> = (0..b * 6).map(|_| normal(&mut rng)).collect();
+            let mu: Vec<f64> = (0..k * 3).map(|_| normal(&mut rng)).collect();
+            let p = random_rows(&mut rng, b, k);
+            let mut grads = encoder.zero_grads();
+            let (loss0, dmu) = dec_loss_grad(&encoder, &mu, &xb, &p, alpha, &mut grads);
+            assert!(loss0 > 0.0);
+            let mut scratch = encoder.zero_grads();
+            let mut loss =
+                |e: &Mlp<f64>, m: &[f64]| dec_loss_grad(e, m, &xb, &p, alpha, &mut scratch).0;
+            let h = 1e-6;
+            let close = |analytic: f64, numeric: f64, what: &str| {
+                assert!(
+                    (analytic - numeric).abs() <= 1e-6 * (1.0 + numeric.abs()),
+                    "α {alpha} {what}: analytic {analytic}, finite differences {numeric}"
+                );
+            };
+            for l in 0..3 {
+                let nw = encoder.layers[l].weights.len();
+                for q in 0..nw + encoder.layers[l].bias.len() {
+                    let (mut a, mut c) = (encoder.clone(), encoder.clone());
+                    let analytic = if q < nw {
+                        a.layers[l].weights[q] += h;
+                        c.layers[l].weights[q] -= h;
+                        grads[l].weights[q]
+                    } else {
+                        a.layers[l].bias[q - nw] += h;
+                        c.layers[l].bias[q - nw] -= h;
+                        grads[l].bias[q - nw]
+                    };
+                    let numeric = (loss(&a, &mu) - loss(&c, &mu)) / (2.0 * h);
+                    close(analytic, numeric, &format!("layer {l} parameter {q}"));
+                }
+            }
+            for q in 0..mu.len() {
+                let (mut a, mut c) = (mu.clone(), mu.clone());
+                a[q] += h;
+                c[q] -= h;
+                let numeric = (loss(&encoder, &a) - loss(&encoder, &c)) / (2.0 * h);
+                close(dmu[q], numeric, &format!("centroid coordinate {q}"));
+            }
+        }
+    }
+
+    #[test]
+    fn soft_assignment_and_target_are_distributions() {
+        let z = [0.0f32, 0.0, 1.0, 0.0, 5.0, 5.0];
+        let mu = [0.0f32, 0.0, 4.0, 4.0];
+        let q = soft_assignment(Embeddings::new(&z, 2).unwrap(), &mu, 1.0).unwrap();
+        // z₀ sits on μ₀: w = (1, 1/33); z₂ is 2 from μ₁: w = (1/51, 1/3).
+        assert!((q[0] - 1.0 / (1.0 + 1.0 / 33.0)).abs() < 1e-15);
+        assert!((q[5] - (1.0 / 3.0) / (1.0 / 51.0 + 1.0 / 3.0)).abs() < 1e-15);
+        for row in q.chunks(2) {
+            assert!((row.iter().sum::<f64>() - 1.0).abs() < 1e-15);
+        }
+        let p = target_distribution(&q, 2).unwrap();
+        for (prow, qrow) in p.chunks(2).zip(q.chunks(2)) {
+            assert!((prow.iter().sum::<f64>() - 1.0).abs() < 1e-15);
+            // The target sharpens: the larger assignment grows.
+            let j = argmax(qrow);
+            assert!(prow[j] >= qrow[j]);
+        }
+        assert_eq!(kl_divergence(&q, &q), 0.0);
+        assert!(kl_divergence(&p, &q) > 0.0);
+        assert!(soft_assignment(Embeddings::new(&z, 2).unwrap(), &mu[..3], 1.0).is_err());
+        assert!(soft_assignment(Embeddings::new(&z, 2).unwrap(), &mu, 0.0).is_err());
+        assert!(target_distribution(&[0.5, f64::NAN], 2).is_err());
+        assert!(target_distribution(&[0.5, 0.5, 1.0], 2).is_err());
+    }
+
+    /// Two SGD steps of encoder and centroids on the DEC loss equal the numpy reference's
+    /// (`scripts/gen_dec_golden.py`, `dec_sgd`).
+    #[test]
+    fn dec_steps_equal_the_numpy_reference() {
+        use super::super::mlp::golden;
+        let g = golden::read("steps.json");
+        let case = &g["dec_sgd"];
+        let mut encoder = golden::net(&case["layers"]);
+        let mut mu = golden::f64s(&case["centroids"]);
+        let x = golden::f64s(&case["x"]);
+        let p = golden::f64s(&case["p"]);
+        let opt = Optimizer::Sgd {
+            learning_rate: case["learning_rate"].as_f64().unwrap(),
+            momentum: case["momentum"].as_f64().unwrap(),
+            momentum_burnin: 0,
+        };
+        let mut state = NetState::new(&encoder);
+        let mut mu_state = OptState::new(mu.len());
+        let mut grads = encoder.zero_grads();
+        let mut losses = Vec::new();
+        for _ in 0..2 {
+            let (loss, dmu) = dec_loss_grad(&encoder, &mu, &x, &p, 1.0, &mut grads);
+            losses.push(loss);
+            state.step(&opt, &mut encoder, &grads, 1.0);
+            mu_state.step(&opt, &mut mu, &dmu, 1.0);
+        }
+        golden::close("losses", &losses, &golden::f64s(&case["losses"]), 1e-13);
+        let after = &case["after"];
+        golden::same_net("encoder", &encoder, &golden::net(&after["layers"]), 1e-13);
+        golden::close("centroids", &mu, &golden::f64s(&after["centroids"]), 1e-13);
+    }
+
+    /// `n_per` points around each of `centres` random centres in `dim` dimensions, with
+    /// Gaussian noise of standard deviation `noise` per coordinate; labels in order.
+    fn planted(
+        n_per: usize,
+        centres: usize,
+        dim: usize,
+        noise: f64,
+        seed: u64,
+    ) -> (Vec<f32>, Vec<usize>) {
+        let mut rng = Rng::new(seed, 1);
+        let means: Vec<f64> = (0..centres * dim).map(|_| normal(&mut rng)).collect();
+        let mut x = Vec::new();
+        let mut y = Vec::new();
+        for i in 0..centres * n_per {
+            let c = i % centres;
+            for t in 0..dim {
+                x.push((means[c * dim + t] + noise * normal(&mut rng)) as f32);
+            }
+            y.push(c);
+        }
+        (x, y)
+    }
+
+    fn small(seed: u64) -> (AutoencoderOptions, DecOptions) {
+        (
+            AutoencoderOptions {
+                layers: vec![32, 32, 64, 4],
+                pretrain_epochs: 20,
+                finetune_epochs: 40,
+                batch_size: 32,
+                kmeans_restarts: 5,
+                seed,
+                ..AutoencoderOptions::default()
+            },
+            DecOptions {
+                batch_size: 32,
+                seed,
+                ..DecOptions::default()
+            },
+        )
+    }
+
+    /// A planted mixture: five overlapping Gaussian clusters in 12 dimensions. DEC, started
+    /// from the autoencoder's k-means, recovers them.
+    #[test]
+    fn dec_recovers_a_planted_mixture() {
+        let (x, y) = planted(60, 5, 12, 0.35, 4);
+        let e = Embeddings::new(&x, 12).unwrap();
+        let (ao, dopts) = small(1);
+        let a = super::super::autoencoder(e, 5, &ao).unwrap();
+        let d = dec(e, &a, &dopts).unwrap();
+        let sa = super::super::cluster_scores(&y, &a.labels).unwrap();
+        let sd = super::super::cluster_scores(&y, &d.labels).unwrap();
+        assert!(sd.adjusted_rand > 0.95, "DEC {sd:?}, autoencoder {sa:?}");
+        assert!(
+            sd.adjusted_rand >= sa.adjusted_rand - 1e-12,
+            "DEC {sd:?}, autoencoder {sa:?}"
+        );
+        // The trace: an update at 0, converged on tol, passes and iterations consistent.
+        let t = &d.trace;
+        assert!(t.converged, "{t:?}");
+        assert_eq!(t.updates[0].iteration, 0);
+        let last = t.updates.last().unwrap();
+        assert!(last.changed_fraction < dopts.tol);
+        assert_eq!(last.iteration, t.iterations);
+        let per_epoch = x.len() / 12 / 32 + 1;
+        assert_eq!(t.epoch_loss.len(), t.iterations / per_epoch);
+        assert!(t.epoch_loss.iter().all(|l| l.is_finite() && *l >= 0.0));
+        // Labels are the argmax of the soft assignment, which sums to 1 per sample.
+        for (row, &l) in d.soft_assignment.chunks(5).zip(&d.labels) {
+            assert!((row.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+            assert_eq!(argmax(row), l);
+        }
+    }
+
+    /// Same seed, same bits, with one thread or four: blocks of rows, weights and batches
+    /// are all split into several work items at these sizes.
+    #[test]
+    fn same_bits_whatever_the_thread_count() {
+        let (x, _) = planted(100, 4, 20, 0.5, 9);
+        let e = Embeddings::new(&x, 20).unwrap();
+        let (mut ao, mut dopts) = small(5);
+        ao.layers = vec![80, 70, 3];
+        ao.pretrain_epochs = 2;
+        ao.finetune_epochs = 3;
+        ao.batch_size = 150;
+        dopts.batch_size = 150;
+        dopts.max_epochs = 3;
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let a = super::super::autoencoder(e, 4, &ao).unwrap();
+                let d = dec(e, &a, &dopts).unwrap();
+                (a, d)
+            })
+        };
+        let (a1, d1) = run(1);
+        let (a4, d4) = run(4);
+        assert!(a1 == a4, "autoencoder differs between 1 and 4 threads");
+        assert!(d1 == d4, "DEC differs between 1 and 4 threads");
+        // A different seed gives a different network.
+        ao.seed = 6;
+        let other = super::super::autoencoder(e, 4, &ao).unwrap();
+        assert_ne!(other.codes, a1.codes);
+    }
+
+    #[test]
+    fn bad_input_and_options_are_errors() {
+        let (x, _) = planted(10, 2, 4, 0.3, 1);
+        let e = Embeddings::new(&x, 4).unwrap();
+        let (mut ao, dopts) = small(1);
+        ao.pretrain_epochs = 1;
+        ao.finetune_epochs = 1;
+        let a = super::super::autoencoder(e, 2, &ao).unwrap();
+        let wrong_dim = vec![0.5f32; 60];
+        assert!(matches!(
+            dec(Embeddings::new(&wrong_dim, 3).unwrap(), &a, &dopts),
+            Err(AnalysisError::DimMismatch { .. })
+        ));
+        assert!(matches!(
+            dec(Embeddings::new(&x[..36], 4).unwrap(), &a, &dopts),
+            Err(AnalysisError::LengthMismatch { .. })
+        ));
+        for bad in [
+            DecOptions {
+                alpha: 0.0,
+                ..dopts.clone()
+            },
+            DecOptions {
+                batch_size: 0,
+                ..dopts.clone()
+            },
+            DecOptions {
+                update_interval: Some(0),
+                ..dopts.clone()
+            },
+            DecOptions {
+                tol: 1.5,
+                ..dopts.clone()
+            },
+            DecOptions {
+                max_epochs: 0,
+                ..dopts.clone()
+            },
+            DecOptions {
+                optimizer: Optimizer::Sgd {
+                    learning_rate: -1.0,
+                    momentum: 0.9,
+                    momentum_burnin: 0,
+                },
+                ..dopts.clone()
+            },
+        ] {
+            assert!(
+                matches!(
+                    dec(e, &a, &bad),
+                    Err(AnalysisError::InvalidParameter { .. })
+                ),
+                "{bad:?}"
+            );
+        }
+        // max_epochs reached before tol: not converged, and the trace says so.
+        let short = DecOptions {
+            max_epochs: 1,
+            tol: 0.0,
+            ..dopts.clone()
+        };
+        let d = dec(e, &a, &short).unwrap();
+        assert!(!d.trace.converged);
+        assert_eq!(d.trace.iterations, 1);
+        assert_eq!(d.trace.updates.last().unwrap().iteration, 1);
+    }
 }

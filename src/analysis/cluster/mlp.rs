@@ -348,8 +348,14 @@ impl<T: Real> Mlp<T> {
 /// How parameters follow their gradients.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Optimizer {
-    /// SGD with momentum in Caffe's form: `v ← μ v + η g`, `w ← w − v`.
-    Sgd { learning_rate: f64, momentum: f64 },
+    /// SGD with momentum in Caffe's form: `v ← μ v + η g`, `w ← w − v`, the momentum
+    /// ramped up linearly from 0 over the first `momentum_burnin` steps (the DEC reference
+    /// code's Caffe fork), and biases at twice the learning rate (its nets' `blobs_lr: 2`).
+    Sgd {
+        learning_rate: f64,
+        momentum: f64,
+        momentum_burnin: usize,
+    },
     /// Adam (Kingma & Ba, ICLR 2015) with `β₁ = 0.9`, `β₂ = 0.999`, `ε = 10⁻⁸`.
     Adam { learning_rate: f64 },
 }
@@ -386,6 +392,9 @@ impl Optimizer {
     }
 }
 
+/// With SGD, biases learn at twice the rate of weights (Caffe's `blobs_lr: 2`, set on every
+/// layer of the DEC reference code's networks).
+const SGD_BIAS_LR_MULTIPLIER: f64 = 2.0;
 const ADAM_BETA1: f64 = 0.9;
 const ADAM_BETA2: f64 = 0.999;
 const ADAM_EPSILON: f64 = 1e-8;
@@ -409,17 +418,25 @@ impl<T: Real> OptState<T> {
     }
 
     /// One update of `w` by its gradient `g`, the learning rate multiplied by `lr_factor`
-    /// (the step schedule).
+    /// (the step schedule; with SGD also the bias multiplier).
     pub fn step(&mut self, opt: &Optimizer, w: &mut [T], g: &[T], lr_factor: f64) {
         self.steps += 1;
         match *opt {
             Optimizer::Sgd {
                 learning_rate,
                 momentum,
+                momentum_burnin,
             } => {
+                // Caffe counts iterations from 0: the first step has no momentum.
+                let done = (self.steps - 1) as f64;
+                let ramp = if (done as usize) < momentum_burnin {
+                    done / momentum_burnin as f64
+                } else {
+                    1.0
+                };
                 let (lr, mu) = (
                     T::from_f64(learning_rate * lr_factor),
-                    T::from_f64(momentum),
+                    T::from_f64(momentum * ramp),
                 );
                 for ((w, &g), v) in w.iter_mut().zip(g).zip(self.first.iter_mut()) {
                     *v = mu * *v + lr * g;
@@ -473,9 +490,13 @@ impl<T: Real> NetState<T> {
         grads: &[LayerGrad<T>],
         lr_factor: f64,
     ) {
+        let bias_factor = match opt {
+            Optimizer::Sgd { .. } => SGD_BIAS_LR_MULTIPLIER,
+            Optimizer::Adam { .. } => 1.0,
+        };
         for ((layer, g), (sw, sb)) in net.layers.iter_mut().zip(grads).zip(&mut self.layers) {
             sw.step(opt, &mut layer.weights, &g.weights, lr_factor);
-            sb.step(opt, &mut layer.bias, &g.bias, lr_factor);
+            sb.step(opt, &mut layer.bias, &g.bias, lr_factor * bias_factor);
         }
     }
 }
@@ -579,6 +600,74 @@ mod tests {
             a[p] += h;
             c[p] -= h;
             check(dx[p], loss(&n0, &a), loss(&n0, &c), "input");
+        }
+    }
+}
+
+/// Reading the golden training steps that `scripts/gen_dec_golden.py` writes.
+#[cfg(test)]
+pub(crate) mod golden {
+    use super::*;
+    use serde_json::Value;
+
+    pub fn read(name: &str) -> Value {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/golden/dec")
+            .join(name);
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e} (run scripts/gen_dec_golden.py)", path.display()));
+        serde_json::from_str(&text).unwrap()
+    }
+
+    pub fn f64s(v: &Value) -> Vec<f64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect()
+    }
+
+    pub fn net(v: &Value) -> Mlp<f64> {
+        Mlp {
+            layers: v
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| Dense {
+                    inputs: l["inputs"].as_u64().unwrap() as usize,
+                    outputs: l["outputs"].as_u64().unwrap() as usize,
+                    weights: f64s(&l["weights"]),
+                    bias: f64s(&l["bias"]),
+                    activation: if l["relu"].as_bool().unwrap() {
+                        Activation::Relu
+                    } else {
+                        Activation::Identity
+                    },
+                })
+                .collect(),
+        }
+    }
+
+    /// Asserts that two parameter vectors agree to `tol` (relative to 1 + |want|).
+    pub fn close(what: &str, got: &[f64], want: &[f64], tol: f64) {
+        assert_eq!(got.len(), want.len(), "{what}: length");
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!(
+                (g - w).abs() <= tol * (1.0 + w.abs()),
+                "{what}[{i}]: got {g:.17}, want {w:.17}"
+            );
+        }
+    }
+
+    pub fn same_net(what: &str, got: &Mlp<f64>, want: &Mlp<f64>, tol: f64) {
+        for (l, (g, w)) in got.layers.iter().zip(&want.layers).enumerate() {
+            close(
+                &format!("{what} layer {l} weights"),
+                &g.weights,
+                &w.weights,
+                tol,
+            );
+            close(&format!("{what} layer {l} bias"), &g.bias, &w.bias, tol);
         }
     }
 }
