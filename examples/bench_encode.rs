@@ -56,9 +56,7 @@ fn main() {
         &ModelConfig {
             name: Some("bench".into()),
             path: args[1].clone(),
-            vision_path: None,
-            text_path: None,
-            batch_size: None,
+            ..Default::default()
         },
         0,
     )
@@ -69,6 +67,7 @@ fn main() {
     };
     let mut enc =
         Encoder::load(&files, settings, &|w| eprintln!("{w}")).unwrap_or_else(|e| panic!("{e}"));
+    let pre = enc.preprocess.clone().expect("an image model");
     let ds = dataset::open(
         &DatasetConfig {
             format: DatasetFormat::Folder,
@@ -82,23 +81,30 @@ fn main() {
             attribute_columns: Vec::new(),
             sample: SampleConfig::default(),
             max_pixels: None,
+            allow_paths_outside: false,
+            max_file_bytes: None,
+            group_by: None,
+            webdataset: None,
         },
         0,
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let n = ds.items.len();
+    let all = ds
+        .read_part(0..usize::MAX)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let n = all.items.len();
     let variants = augment::variants(&[]).unwrap();
 
     // Bare ONNX Runtime: the same batches of already-preprocessed tensors.
     let (h, w) = enc.input_size;
     let plane = 3 * h * w;
-    let sample = &ds.items[..batch.min(n)];
+    let sample = &all.items[..batch.min(n)];
     let mut tensor = Vec::with_capacity(sample.len() * plane);
     for bytes in ds.fetch(sample) {
         let rgb = encode::preprocess::decode(&bytes.unwrap(), u64::MAX).unwrap();
-        let px = enc.preprocess.to_pixels(&rgb).unwrap();
+        let px = pre.to_pixels(&rgb).unwrap();
         let mut t = vec![0.0; plane];
-        enc.preprocess.normalize_into(&px, &mut t);
+        pre.normalize_into(&px, &mut t);
         tensor.extend(t);
     }
     for _ in 0..2 {
@@ -112,9 +118,9 @@ fn main() {
         let t0 = Instant::now();
         let rgb = encode::preprocess::decode(bytes, u64::MAX).unwrap();
         decode_secs += t0.elapsed().as_secs_f64();
-        let px = enc.preprocess.to_pixels(&rgb).unwrap();
+        let px = pre.to_pixels(&rgb).unwrap();
         let mut out = vec![0.0; plane];
-        enc.preprocess.normalize_into(&px, &mut out);
+        pre.normalize_into(&px, &mut out);
     }
     let per_image_ms = t.elapsed().as_secs_f64() * 1e3 / probe.len() as f64;
     println!(
@@ -130,7 +136,7 @@ fn main() {
     let (mut pipe_rows, mut pipe_secs, mut bare_imgs, mut bare_secs) =
         (0usize, 0.0f64, 0usize, 0.0f64);
     for r in 0..rounds {
-        let items = &ds.items[(r * chunk).min(n)..((r + 1) * chunk).min(n)];
+        let items = &all.items[(r * chunk).min(n)..((r + 1) * chunk).min(n)];
         if items.is_empty() {
             break;
         }
@@ -140,6 +146,7 @@ fn main() {
             variants: &variants,
             seed: 0,
             max_pixels: dataset::DEFAULT_MAX_PIXELS,
+            mode: encode::preprocess::Mode::Exact,
             batch_size: batch,
             queue_depth: 3,
             pool: &pool,

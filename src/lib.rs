@@ -4,11 +4,14 @@
 //! point and its own error type:
 //!
 //! ```text
-//! config ──► dataset ──► augment ──► encode ──► store ──► (analysis) ──► (report)
+//! config ──► dataset ──► augment ──► encode ──► store ──► analyze ──► report
 //! ```
 //!
 //! A stage only imports from stages to its left. [`run`] is the orchestrator that strings the
-//! stages together for `clipflow run`; it is the only module that knows them all.
+//! stages together for `clipflow run`; it is the only module that knows them all. Three
+//! libraries sit beside the flow and import no stage: [`analysis`] (the numerical core: pure
+//! functions over vectors, pinned to scikit-learn and SciPy), [`chart`] (the plots every stage
+//! draws with) and [`util`]/[`progress`].
 //!
 //! DESIGN.md drew a separate `plan` box between config and dataset. Checking a study before any
 //! work needs every stage's own check (the dataset's columns, the noise levels, the model
@@ -17,7 +20,9 @@
 //! owns; `clipflow validate` is exactly that planning step.
 
 pub mod analysis;
+pub mod analyze;
 pub mod augment;
+pub mod chart;
 pub mod config;
 pub mod dataset;
 pub mod encode;

@@ -32,17 +32,20 @@ pub fn commit_temp(temp: &Path, path: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Writes `bytes` to `path` atomically, creating parent folders.
+/// Writes `bytes` to `path` atomically, creating parent folders. On failure (a full disk) the
+/// temporary file is removed: nothing is left but what was there before.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
     let temp = temp_path(path);
-    {
-        let mut f = File::create(&temp)?;
-        f.write_all(bytes)?;
+    let written = File::create(&temp)
+        .and_then(|mut f| f.write_all(bytes))
+        .and_then(|()| commit_temp(&temp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temp);
     }
-    commit_temp(&temp, path)
+    written
 }
 
 /// Hex SHA-256 of a file, streamed.
@@ -81,6 +84,34 @@ pub fn seeded_rng(seed: u64, parts: &[&str]) -> ChaCha8Rng {
     ChaCha8Rng::from_seed(hasher.finalize().into())
 }
 
+/// Runs `f`, turning a panic inside it into `Err(message)` without the panic being printed:
+/// for third-party parsers (Parquet, image decoders) that can panic on malformed input, where
+/// the input is what is wrong and the caller records that, naming the file. Panics elsewhere
+/// still print as usual.
+pub fn catch_panic<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    use std::cell::Cell;
+    thread_local!(static QUIET: Cell<bool> = const { Cell::new(false) });
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(Cell::get) {
+                previous(info)
+            }
+        }));
+    });
+    let was = QUIET.with(|q| q.replace(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    QUIET.with(|q| q.set(was));
+    result.map_err(|panic| {
+        panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "panic".into())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,6 +126,55 @@ mod tests {
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert_ne!(a, d);
+    }
+
+    #[test]
+    fn a_failed_atomic_write_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("out.html");
+        // Past RLIMIT_FSIZE a write fails with EFBIG, as on a full disk. The limit applies to
+        // the whole test process, so it is set in a child: this test re-runs itself there.
+        if std::env::var_os("CLIPFLOW_TEST_FSIZE_CHILD").is_some() {
+            unsafe {
+                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                let lim = libc::rlimit {
+                    rlim_cur: 1000,
+                    rlim_max: 1000,
+                };
+                assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &lim), 0);
+            }
+            let out =
+                std::path::PathBuf::from(std::env::var_os("CLIPFLOW_TEST_FSIZE_CHILD").unwrap());
+            let e = write_atomic(&out, &[b'x'; 5000]).unwrap_err();
+            assert_eq!(e.raw_os_error(), Some(libc::EFBIG), "{e}");
+            return;
+        }
+        // Its output goes to pipes: the limit would apply to a log file it inherited too.
+        let child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "util::tests::a_failed_atomic_write_leaves_nothing",
+            ])
+            .env("CLIPFLOW_TEST_FSIZE_CHILD", &p)
+            .output()
+            .unwrap();
+        assert!(
+            child.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&child.stdout),
+            String::from_utf8_lossy(&child.stderr)
+        );
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn catch_panic_returns_the_message() {
+        assert_eq!(catch_panic(|| 3), Ok(3));
+        let e = catch_panic(|| -> u8 { panic!("bad {}", 1) }).unwrap_err();
+        assert_eq!(e, "bad 1");
+        let e = catch_panic(|| -> u8 { std::panic::panic_any("static") }).unwrap_err();
+        assert_eq!(e, "static");
     }
 
     #[test]

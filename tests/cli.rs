@@ -481,3 +481,64 @@ fn inspect_commands_match_the_references() {
     // One uint8 level is 1/255/std ≈ 0.0152 in normalised units.
     assert!(worst < 0.0152, "{worst}");
 }
+
+/// A BMP header claiming 65000×65000 pixels (12.7 GB of RGB) in a 316-byte file.
+fn huge_bmp() -> Vec<u8> {
+    let mut b = Vec::new();
+    b.extend_from_slice(b"BM");
+    b.extend_from_slice(&316u32.to_le_bytes());
+    b.extend_from_slice(&[0; 4]);
+    b.extend_from_slice(&54u32.to_le_bytes());
+    b.extend_from_slice(&40u32.to_le_bytes());
+    b.extend_from_slice(&65_000i32.to_le_bytes());
+    b.extend_from_slice(&65_000i32.to_le_bytes());
+    b.extend_from_slice(&1u16.to_le_bytes());
+    b.extend_from_slice(&24u16.to_le_bytes());
+    b.extend_from_slice(&[0; 24]);
+    b.resize(316, 0x7f);
+    b
+}
+
+/// A GIF whose screen and only frame claim 65535×65535 pixels.
+fn huge_gif() -> Vec<u8> {
+    let mut b = b"GIF89a".to_vec();
+    b.extend_from_slice(&65535u16.to_le_bytes());
+    b.extend_from_slice(&65535u16.to_le_bytes());
+    b.extend_from_slice(&[0x80, 0, 0]); // global colour table of 2 entries
+    b.extend_from_slice(&[0, 0, 0, 255, 255, 255]);
+    b.push(0x2C);
+    b.extend_from_slice(&[0, 0, 0, 0]);
+    b.extend_from_slice(&65535u16.to_le_bytes());
+    b.extend_from_slice(&65535u16.to_le_bytes());
+    b.push(0);
+    b.extend_from_slice(&[2, 2, 0x4C, 0x01, 0, 0x3B]);
+    b
+}
+
+/// Issue 12, item 4: `inspect preprocess` decoded with no pixel limit, so a header claiming a
+/// huge size made it allocate (and abort, exit 134). The limit now applies before allocating.
+#[test]
+fn inspect_preprocess_refuses_huge_headers_before_allocating() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, bytes) in [("huge.bmp", huge_bmp()), ("huge.gif", huge_gif())] {
+        let image = tmp.path().join(name);
+        std::fs::write(&image, bytes).unwrap();
+        let out = tmp.path().join("t.npy");
+        let o = clipflow(&[
+            "inspect",
+            "preprocess",
+            "--model",
+            fixture("models/xenova").to_str().unwrap(),
+            image.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(o.status.code(), Some(1), "{name}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert!(
+            err.contains(name) && err.contains("max_pixels"),
+            "{name}: {err}"
+        );
+        assert!(!out.exists());
+    }
+}

@@ -52,6 +52,8 @@ analysis:
   retrieval:
     k: [1, 5]
   zero_shot:
+  probe:
+    knn_k: 5
   projection:
     perplexities: [5, 15]
     max_points: 120
@@ -248,9 +250,22 @@ fn geometry_stages_and_report_end_to_end() {
         assert!(html.contains(&format!("id=\"{id}\"")), "section {id}");
     }
     assert!(!html.contains("src=\"http") && !html.contains("href=\"http"));
-    let shot = tmp.path().join("report.png");
     let python = std::env::var("CLIPFLOW_PYTHON")
         .unwrap_or_else(|_| root().join(".venv/bin/python").display().to_string());
+    // Provenance: the seeded samples are tables, so scikit-learn recomputes the numbers from
+    // the run directory alone.
+    let o = std::process::Command::new(&python)
+        .arg(root().join("scripts/check_provenance.py"))
+        .arg(&a)
+        .output()
+        .unwrap_or_else(|e| panic!("{python}: {e} (run scripts/setup)"));
+    assert!(
+        o.status.success(),
+        "check_provenance.py: {}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    let shot = tmp.path().join("report.png");
     let o = std::process::Command::new(&python)
         .arg(root().join("scripts/check_report.py"))
         .arg(&report)

@@ -9,9 +9,10 @@
 
 use std::path::{Path, PathBuf};
 
+use clipflow::chart::{heatmap, persistence_diagram, scatter, ScatterGroup};
 use clipflow::report::{
-    heatmap, persistence_diagram, scatter, write_report, Block, Gallery, GalleryHit, GalleryQuery,
-    Report, ReportError, RunSummary, ScatterGroup, Section, Thumbnail,
+    write_report, Block, Gallery, GalleryHit, GalleryQuery, Report, ReportError, RunSummary,
+    Section, Thumbnail,
 };
 use clipflow::store::{Column, Table};
 
@@ -309,6 +310,7 @@ fn realistic_report(dir: &Path) -> Report {
         title: "clipflow run: cifar-demo".into(),
         subtitle: Some(format!("CIFAR-10 test subset, 2 models, 3 noise variants {HOSTILE}")),
         summary: RunSummary {
+            read_images: true,
             config_yaml: format!(
                 "name: cifar-demo\ndataset:\n  format: parquet\n  path: data/cifar.parquet\n  caption_column: text # {HOSTILE}\nmodels:\n  - path: models/vit-b-32\n  - path: models/vit-l-14\n"
             ),
@@ -365,6 +367,7 @@ fn realistic_report(dir: &Path) -> Report {
                     Block::Table {
                         title: format!("Recall by model and variant {HOSTILE}"),
                         table: metrics,
+                        total_rows: 0,
                         max_rows: 50,
                     },
                     Block::Gallery(gallery()),
@@ -378,11 +381,13 @@ fn realistic_report(dir: &Path) -> Report {
                     Block::Table {
                         title: "Ten nearest neighbours of each image".into(),
                         table: long,
+                        total_rows: 0,
                         max_rows: 25,
                     },
                     Block::Table {
                         title: "Recall per class and noise level".into(),
                         table: wide,
+                        total_rows: 0,
                         max_rows: 50,
                     },
                 ],
@@ -649,6 +654,7 @@ fn report_refuses_bad_input_with_the_file_named() {
             vec![Block::Table {
                 title: "ragged".into(),
                 table: ragged,
+                total_rows: 0,
                 max_rows: 10,
             }],
         )]),

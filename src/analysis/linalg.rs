@@ -141,9 +141,15 @@ pub(crate) struct Pairwise {
 
 impl Pairwise {
     pub(crate) fn new(x: Embeddings<'_>, metric: Distance) -> Pairwise {
-        let dim = x.dim();
-        let n = x.rows();
-        let mut v: Vec<f64> = x.data().iter().map(|&a| a as f64).collect();
+        let v: Vec<f64> = x.data().iter().map(|&a| a as f64).collect();
+        Pairwise::from_f64(v, x.dim(), metric)
+    }
+
+    /// As [`Pairwise::new`] from rows already in `f64` (centred data, for instance, which
+    /// would lose precision if rounded back to `f32` first). `dim` must be positive and divide
+    /// `v.len()`.
+    pub(crate) fn from_f64(mut v: Vec<f64>, dim: usize, metric: Distance) -> Pairwise {
+        let n = v.len() / dim;
         if metric == Distance::Cosine {
             for row in v.chunks_exact_mut(dim) {
                 let norm = row.iter().map(|a| a * a).sum::<f64>().sqrt();
@@ -191,6 +197,15 @@ impl Pairwise {
                 }
             }
         }
+    }
+
+    /// Dot products of the prepared rows `start..start + rows` with rows `col_start..`
+    /// (`out` is `rows × (n − col_start)`, row-major): the cosines when the metric is
+    /// [`Distance::Cosine`], whose rows are normalised. For passes that need only the upper
+    /// triangle of the similarity matrix.
+    pub(crate) fn dots(&self, start: usize, rows: usize, col_start: usize, out: &mut [f64]) {
+        let a = &self.x[start * self.dim..(start + rows) * self.dim];
+        matmul_nt_f64(a, &self.x[col_start * self.dim..], self.dim, out);
     }
 
     /// Rows per distance block for a budget of about 32 MiB per block.

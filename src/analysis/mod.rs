@@ -18,7 +18,11 @@
 //! - [`neighbors`], [`tsne`], [`umap`], [`trustworthiness`]: exact kNN, Barnes–Hut t-SNE
 //!   (scikit-learn's definitions), UMAP (umap-learn's), and scikit-learn's trustworthiness;
 //! - [`persistence`]: Vietoris–Rips persistence in dimensions 0 and 1 (Ripser's algorithm) and
-//!   persim's bottleneck and Wasserstein distances.
+//!   persim's bottleneck and Wasserstein distances;
+//! - [`robustness`]: ImageNet-C's corruption error (CE, mCE, plain and relative to a reference
+//!   model) and effective robustness (a logit-space line over the models, with residuals).
+//! - [`duplicates`]: near-duplicate pairs above a cosine threshold (blocked, no N² matrix),
+//!   the pairs across splits (leaks), and FiftyOne's uniqueness score.
 //!
 //! The linear algebra (symmetric eigensolver, Jacobi SVD, Householder QR) is written here in
 //! `f64` rather than taken from faer: faer would add about three minutes of CPU to a cold
@@ -45,6 +49,7 @@
 
 pub mod attributes;
 pub mod cluster;
+pub mod duplicates;
 mod linalg;
 pub mod neighbors;
 pub mod pca;
@@ -52,6 +57,8 @@ pub mod persistence;
 pub mod probe;
 pub mod retrieval;
 mod rng;
+pub mod robustness;
+pub mod scoring;
 pub mod subspace;
 pub mod trustworthiness;
 pub mod tsne;

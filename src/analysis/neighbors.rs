@@ -65,7 +65,13 @@ pub fn nearest_neighbors(
             of: "other samples",
         });
     }
-    let pw = Pairwise::new(x, metric);
+    Ok(nearest_in(&Pairwise::new(x, metric), k))
+}
+
+/// The `k` nearest other rows of every row of prepared data (`0 < k < n`, checked by the
+/// callers).
+pub(crate) fn nearest_in(pw: &Pairwise, k: usize) -> Neighbors {
+    let n = pw.n();
     let block = pw.block_rows().max(1);
     let starts: Vec<usize> = (0..n).step_by(block).collect();
     let parts: Vec<(Vec<usize>, Vec<f64>)> = starts
@@ -104,11 +110,11 @@ pub fn nearest_neighbors(
         indices.extend(i);
         distances.extend(d);
     }
-    Ok(Neighbors {
+    Neighbors {
         k,
         indices,
         distances,
-    })
+    }
 }
 
 #[cfg(test)]

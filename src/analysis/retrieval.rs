@@ -31,11 +31,24 @@
 //! and the best-placed positive is the one with the highest score (lowest index among equal
 //! ones). That count needs one pass over a row and no sort.
 //!
-//! # Memory
+//! Because index order is arbitrary, the same pass also gives the two bounds that do not
+//! depend on it: the **optimistic** rank `1 + #{j : s_j > s_p}` (the positive first among its
+//! ties) and the **pessimistic** rank `1 + #{j : s_j > s_p} + #{negatives j : s_j = s_p}` (the
+//! positive after every tied negative). When they differ the recall depends on the order of
+//! the gallery, and the analysis says so.
+//!
+//! # Memory and determinism
 //!
 //! Scores are computed for blocks of queries against the whole gallery, one block per worker
-//! thread at a time, with the block height chosen so all live blocks fit in
-//! [`RankOptions::memory_budget`] (256 MiB by default): 100k × 100k never materialises.
+//! thread at a time, each block at most [`RankOptions::memory_budget`] bytes (64 MiB by
+//! default): 100k × 100k never materialises.
+//!
+//! The block height depends on the gallery size and the budget only, never on the number of
+//! threads or queries, and a last, short block is padded with zero rows: every matrix product
+//! then has the same shape. That matters because the gemm kernels pick different code paths
+//! (and summation orders) for different row counts, so a score's last bits would otherwise
+//! depend on the thread count, or on which block of a cluster array ranked the query; with one
+//! shape, a query's scores and rank are the same bits however the queries are split.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -68,7 +81,7 @@ pub struct RankOptions<'a> {
     pub top_k_queries: &'a [usize],
     /// How many gallery items to return for each of `top_k_queries`.
     pub top_k: usize,
-    /// Upper bound, in bytes, on the score blocks alive at once (all threads together).
+    /// Upper bound, in bytes, on one thread's block of scores.
     pub memory_budget: usize,
 }
 
@@ -77,7 +90,7 @@ impl Default for RankOptions<'_> {
         RankOptions {
             top_k_queries: &[],
             top_k: 10,
-            memory_budget: 256 << 20,
+            memory_budget: 64 << 20,
         }
     }
 }
@@ -109,6 +122,10 @@ pub struct Ranking {
     pub ranks: Vec<Option<usize>>,
     /// Gallery index of that positive.
     pub first_positive: Vec<Option<usize>>,
+    /// The rank if the positive came first among the items tied with it.
+    pub optimistic: Vec<Option<usize>>,
+    /// The rank if it came after every negative tied with it.
+    pub pessimistic: Vec<Option<usize>>,
     /// Top-K lists, in the order of [`RankOptions::top_k_queries`].
     pub top: Vec<TopHits>,
 }
@@ -171,9 +188,18 @@ enum PositiveLookup<'a> {
     Keys { query: &'a [usize], index: KeyIndex },
 }
 
+/// Where a query's best-placed positive lands in its score row.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct RowRank {
+    rank: usize,
+    positive: usize,
+    optimistic: usize,
+    pessimistic: usize,
+}
+
 impl PositiveLookup<'_> {
     /// Rank and index of query `q`'s best-placed positive in its score row.
-    fn rank(&self, row: &[f32], q: usize) -> Option<(usize, usize)> {
+    fn rank(&self, row: &[f32], q: usize) -> Option<RowRank> {
         match self {
             PositiveLookup::Paired => rank_in_row(row, &[q]),
             PositiveLookup::Keys { query, index } => rank_in_row(row, index.get(query[q])),
@@ -189,8 +215,9 @@ impl PositiveLookup<'_> {
 }
 
 /// The 1-based rank and gallery index of the best-placed positive in `row`, under the stable
-/// decreasing-score order. `positives` must be ascending.
-fn rank_in_row(row: &[f32], positives: &[usize]) -> Option<(usize, usize)> {
+/// decreasing-score order, with its optimistic and pessimistic bounds. `positives` must be
+/// ascending.
+fn rank_in_row(row: &[f32], positives: &[usize]) -> Option<RowRank> {
     let mut best: Option<(usize, f32)> = None;
     for &p in positives {
         let s = row[p];
@@ -200,9 +227,27 @@ fn rank_in_row(row: &[f32], positives: &[usize]) -> Option<(usize, usize)> {
         }
     }
     let (p, s) = best?;
-    let before = row[..p].iter().filter(|&&v| v >= s).count();
-    let after = row[p + 1..].iter().filter(|&&v| v > s).count();
-    Some((1 + before + after, p))
+    let (mut greater, mut equal_before, mut equal_after) = (0usize, 0usize, 0usize);
+    for (j, &v) in row.iter().enumerate() {
+        if v > s {
+            greater += 1;
+        } else if v == s {
+            if j < p {
+                equal_before += 1;
+            } else if j > p {
+                equal_after += 1;
+            }
+        }
+    }
+    // Items tied with p before it are negatives (p is the first positive at its score); after
+    // it, the other positives at that score are not negatives.
+    let positive_ties_after = positives.iter().filter(|&&j| j > p && row[j] == s).count();
+    Some(RowRank {
+        rank: 1 + greater + equal_before,
+        positive: p,
+        optimistic: 1 + greater,
+        pessimistic: 1 + greater + equal_before + equal_after - positive_ties_after,
+    })
 }
 
 /// The `k` best gallery indices of `row`: decreasing score, ties by increasing index.
@@ -300,11 +345,13 @@ pub fn rank(
     }
 
     let threads = rayon::current_num_threads().max(1);
-    let block = rows_per_block(ng, 4, opts.memory_budget / threads, 4096).min(nq);
+    // Never one row: a single-row product takes gemm's matrix-vector path (see module docs).
+    let block = rows_per_block(ng, 4, opts.memory_budget, 4096).max(2);
     let n_blocks = nq.div_ceil(block);
     let next = AtomicUsize::new(0);
     let ranks = Mutex::new(vec![None; nq]);
     let firsts = Mutex::new(vec![None; nq]);
+    let bounds: Mutex<Vec<Option<(usize, usize)>>> = Mutex::new(vec![None; nq]);
     let tops: Mutex<Vec<Option<TopHits>>> = Mutex::new(vec![None; opts.top_k_queries.len()]);
     // Positions in `top_k_queries` of each query wanting a top-K list, sorted by query.
     let mut wanted: Vec<(usize, usize)> = opts
@@ -319,6 +366,7 @@ pub fn rank(
         for _ in 0..threads.min(n_blocks) {
             s.spawn(|_| {
                 let mut scores = vec![0.0f32; block * ng];
+                let mut padded: Vec<f32> = Vec::new();
                 loop {
                     let b = next.fetch_add(1, Ordering::Relaxed);
                     if b >= n_blocks {
@@ -326,9 +374,18 @@ pub fn rank(
                     }
                     let start = b * block;
                     let end = (start + block).min(nq);
-                    let out = &mut scores[..(end - start) * ng];
-                    matmul_nt_f32(queries.slice_rows(start, end), gallery.data(), dim, out);
-                    let r: Vec<Option<(usize, usize)>> = out
+                    let rows = queries.slice_rows(start, end);
+                    let a = if end - start == block {
+                        rows
+                    } else {
+                        padded.clear();
+                        padded.extend_from_slice(rows);
+                        padded.resize(block * dim, 0.0);
+                        &padded
+                    };
+                    matmul_nt_f32(a, gallery.data(), dim, &mut scores);
+                    let out = &scores[..(end - start) * ng];
+                    let r: Vec<Option<RowRank>> = out
                         .chunks_exact(ng)
                         .enumerate()
                         .map(|(i, row)| lookup.rank(row, start + i))
@@ -351,9 +408,11 @@ pub fn rank(
                     {
                         let mut ranks = ranks.lock().unwrap_or_else(|e| e.into_inner());
                         let mut firsts = firsts.lock().unwrap_or_else(|e| e.into_inner());
+                        let mut bounds = bounds.lock().unwrap_or_else(|e| e.into_inner());
                         for (i, f) in r.into_iter().enumerate() {
-                            ranks[start + i] = f.map(|(rank, _)| rank);
-                            firsts[start + i] = f.map(|(_, p)| p);
+                            ranks[start + i] = f.map(|r| r.rank);
+                            firsts[start + i] = f.map(|r| r.positive);
+                            bounds[start + i] = f.map(|r| (r.optimistic, r.pessimistic));
                         }
                     }
                     let mut tops = tops.lock().unwrap_or_else(|e| e.into_inner());
@@ -364,9 +423,12 @@ pub fn rank(
             });
         }
     });
+    let bounds = bounds.into_inner().unwrap_or_else(|e| e.into_inner());
     Ok(Ranking {
         ranks: ranks.into_inner().unwrap_or_else(|e| e.into_inner()),
         first_positive: firsts.into_inner().unwrap_or_else(|e| e.into_inner()),
+        optimistic: bounds.iter().map(|b| b.map(|b| b.0)).collect(),
+        pessimistic: bounds.iter().map(|b| b.map(|b| b.1)).collect(),
         top: tops
             .into_inner()
             .unwrap_or_else(|e| e.into_inner())
@@ -499,6 +561,15 @@ mod tests {
         };
         let r = rank(e(&q, 3), e(&g, 3), &Positives::Paired, &opts).unwrap();
         assert_eq!(r.ranks, vec![Some(1), Some(4), Some(2), Some(4), Some(5)]);
+        // The bounds that do not depend on the gallery order (worked by hand).
+        assert_eq!(
+            r.optimistic,
+            vec![Some(1), Some(4), Some(1), Some(2), Some(2)]
+        );
+        assert_eq!(
+            r.pessimistic,
+            vec![Some(3), Some(5), Some(3), Some(5), Some(5)]
+        );
         let top: Vec<(usize, bool)> = r.top[0]
             .hits
             .iter()
@@ -605,5 +676,88 @@ mod tests {
             rank(e(&q, 3), e(&g, 3), &keys, &bad_query),
             Err(AnalysisError::IndexOutOfRange { .. })
         ));
+    }
+
+    #[test]
+    fn scores_do_not_depend_on_how_queries_are_split_or_threaded() {
+        // Unquantised data, so products round: a query ranked alone, in a block of three, or
+        // with every query, on one thread or three, gets the same bits.
+        let mut x = 7u64;
+        let mut r = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 11) as f32 / (1u64 << 53) as f32 - 0.5
+        };
+        let unit = |v: Vec<f32>, d: usize| -> Vec<f32> {
+            v.chunks(d)
+                .flat_map(|c| {
+                    let n = c.iter().map(|a| a * a).sum::<f32>().sqrt();
+                    c.iter().map(move |a| a / n).collect::<Vec<_>>()
+                })
+                .collect()
+        };
+        let d = 64;
+        let q = unit((0..50 * d).map(|_| r()).collect(), d);
+        let g = unit((0..70 * d).map(|_| r()).collect(), d);
+        let all: Vec<usize> = (0..50).collect();
+        let opts = RankOptions {
+            top_k_queries: &all,
+            top_k: 5,
+            ..RankOptions::default()
+        };
+        let full = rank(e(&q, d), e(&g, d), &Positives::Paired, &opts);
+        assert!(full.is_err(), "paired needs equal counts");
+        let keys_q: Vec<usize> = (0..50).collect();
+        let keys_g: Vec<usize> = (0..70).collect();
+        let pos = Positives::SharedKey {
+            query: &keys_q,
+            gallery: &keys_g,
+        };
+        let full = rank(e(&q, d), e(&g, d), &pos, &opts).unwrap();
+        for size in [1usize, 3, 7] {
+            for start in (0..50).step_by(size) {
+                let end = (start + size).min(50);
+                let sub_keys: Vec<usize> = (start..end).collect();
+                let shown: Vec<usize> = (0..end - start).collect();
+                let o = RankOptions {
+                    top_k_queries: &shown,
+                    ..opts.clone()
+                };
+                let sub = rank(
+                    e(&q[start * d..end * d], d),
+                    e(&g, d),
+                    &Positives::SharedKey {
+                        query: &sub_keys,
+                        gallery: &keys_g,
+                    },
+                    &o,
+                )
+                .unwrap();
+                assert_eq!(sub.ranks, full.ranks[start..end].to_vec());
+                for (i, t) in sub.top.iter().enumerate() {
+                    let want = &full.top[start + i].hits;
+                    let bits = |h: &[Hit]| {
+                        h.iter()
+                            .map(|h| (h.gallery, h.score.to_bits()))
+                            .collect::<Vec<_>>()
+                    };
+                    assert_eq!(
+                        bits(&t.hits),
+                        bits(want),
+                        "query {} in blocks of {size}",
+                        start + i
+                    );
+                }
+            }
+        }
+        for threads in [1, 3] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let other = pool.install(|| rank(e(&q, d), e(&g, d), &pos, &opts).unwrap());
+            assert_eq!(other, full, "{threads} threads");
+        }
     }
 }

@@ -17,6 +17,11 @@
 //! `np.argsort(-cos, kind="stable")`; the prediction is `np.argmax`). Ranking uses the cosine
 //! itself, not the scaled logit: multiplying by 100 in `f32` can round two different cosines
 //! to the same logit, and a positive scale never changes the order otherwise.
+//!
+//! An image whose best cosine is shared by several classes (identical class embeddings, say
+//! two class names the tokenizer cannot tell apart) is counted in [`ZeroShot::tied_top1`], and
+//! top-1 is given with its two order-free bounds: optimistic (a hit when the true class is
+//! among the tied best) and pessimistic (a hit only when it is the single best).
 
 use rayon::prelude::*;
 
@@ -116,6 +121,12 @@ pub struct ZeroShot {
     pub true_rank: Vec<usize>,
     pub top1_correct: usize,
     pub top1: f64,
+    /// Images whose best cosine is shared by two or more classes.
+    pub tied_top1: usize,
+    /// Top-1 if every tie went the true class's way.
+    pub top1_optimistic: f64,
+    /// Top-1 if no tie went the true class's way.
+    pub top1_pessimistic: f64,
     /// `None` with fewer than 5 classes.
     pub top5_correct: Option<usize>,
     pub top5: Option<f64>,
@@ -164,15 +175,15 @@ pub fn zero_shot(
         });
     }
     let block = image_block(nc);
-    // (prediction, true rank) per image, in image order.
-    let per_image: Vec<(usize, usize)> = images
+    // (prediction, true rank, tied best, true class among the best) per image, in order.
+    let per_image: Vec<(usize, usize, bool, bool)> = images
         .data()
         .par_chunks(block * dim)
         .zip(labels.par_chunks(block))
         .flat_map_iter(|(imgs, labs)| {
             let mut cos = vec![0.0f32; labs.len() * nc];
             matmul_nt_f32(imgs, classes.data(), dim, &mut cos);
-            let out: Vec<(usize, usize)> = cos
+            let out: Vec<(usize, usize, bool, bool)> = cos
                 .chunks_exact(nc)
                 .zip(labs)
                 .map(|(row, &t)| {
@@ -187,7 +198,9 @@ pub fn zero_shot(
                     let rank = 1
                         + row[..t].iter().filter(|&&v| v >= s).count()
                         + row[t + 1..].iter().filter(|&&v| v > s).count();
-                    (pred, rank)
+                    let best = row[pred];
+                    let tied = row.iter().filter(|&&v| v == best).count() > 1;
+                    (pred, rank, tied, s == best)
                 })
                 .collect();
             out
@@ -196,7 +209,7 @@ pub fn zero_shot(
 
     let mut confusion = vec![0usize; nc * nc];
     let mut support = vec![0usize; nc];
-    for (&(p, _), &t) in per_image.iter().zip(labels) {
+    for (&(p, _, _, _), &t) in per_image.iter().zip(labels) {
         confusion[t * nc + p] += 1;
         support[t] += 1;
     }
@@ -213,14 +226,20 @@ pub fn zero_shot(
     let recalls: Vec<f64> = per_class.iter().filter_map(|c| c.accuracy).collect();
     let mean_per_class_recall = recalls.iter().sum::<f64>() / recalls.len() as f64;
     let top1_correct = per_class.iter().map(|c| c.correct).sum::<usize>();
-    let top5_correct = (nc >= 5).then(|| per_image.iter().filter(|&&(_, r)| r <= 5).count());
+    let top5_correct = (nc >= 5).then(|| per_image.iter().filter(|&&(_, r, _, _)| r <= 5).count());
+    let tied_top1 = per_image.iter().filter(|x| x.2).count();
+    let optimistic = per_image.iter().filter(|x| x.3).count();
+    let pessimistic = per_image.iter().filter(|x| x.3 && !x.2).count();
     Ok(ZeroShot {
         n_images: n,
         n_classes: nc,
-        predictions: per_image.iter().map(|&(p, _)| p).collect(),
-        true_rank: per_image.iter().map(|&(_, r)| r).collect(),
+        predictions: per_image.iter().map(|x| x.0).collect(),
+        true_rank: per_image.iter().map(|x| x.1).collect(),
         top1_correct,
         top1: top1_correct as f64 / n as f64,
+        tied_top1,
+        top1_optimistic: optimistic as f64 / n as f64,
+        top1_pessimistic: pessimistic as f64 / n as f64,
         top5_correct,
         top5: top5_correct.map(|c| c as f64 / n as f64),
         mean_per_class_recall,
@@ -304,6 +323,10 @@ mod tests {
         assert_eq!(z.confusion, vec![0, 0, 1, 1]);
         assert_eq!(z.per_class[0].accuracy, None);
         assert_eq!(z.mean_per_class_recall, 0.5);
+        // Image 0's tie decides its hit: 2/2 if it went to class 1, 1/2 if not.
+        assert_eq!(z.tied_top1, 1);
+        assert_eq!(z.top1_optimistic, 1.0);
+        assert_eq!(z.top1_pessimistic, 0.5);
     }
 
     #[test]

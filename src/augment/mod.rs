@@ -9,12 +9,20 @@
 //! Every variant of every item draws from its own random stream, seeded by (study seed, item
 //! id, variant name), so results never depend on batch size, thread count or order.
 
+pub mod corruptions;
 mod kernels;
+pub mod text;
+
+use std::path::Path;
+use std::sync::Arc;
 
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::config::{NoiseConfig, NoiseKind, NoiseUnits};
+pub use corruptions::{Corruption, FrostTextures};
+pub use text::{TextNoiseError, TextVariant};
+
+use crate::config::{NoiseConfig, NoiseKind, NoisePreset, NoiseUnits};
 use crate::util::seeded_rng;
 
 /// The name of the variant without noise; always present, always first.
@@ -29,28 +37,45 @@ pub struct PixelImage {
 }
 
 /// One noise at one level.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Noise {
-    Gaussian { sigma: f32, units: NoiseUnits },
-    SaltPepper { amount: f32 },
-    Blur { sigma: f32 },
-    Jpeg { quality: u8 },
+    Gaussian {
+        sigma: f32,
+        units: NoiseUnits,
+    },
+    SaltPepper {
+        amount: f32,
+    },
+    Blur {
+        sigma: f32,
+    },
+    Jpeg {
+        quality: u8,
+    },
+    /// An ImageNet-C corruption at severity 1..=5 (frost carries its textures).
+    Corruption {
+        corruption: Corruption,
+        severity: u8,
+        frost: Option<Arc<FrostTextures>>,
+    },
 }
 
 /// A named variant: `clean`, `gaussian-0.1`, `gaussian_norm-0.5`, `salt_pepper-0.05`,
-/// `blur-1.5`, `jpeg-30`.
+/// `blur-1.5`, `jpeg-30`, or an ImageNet-C corruption and severity (`contrast-3`,
+/// `jpeg_compression-5`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Variant {
     pub name: String,
     pub noise: Option<Noise>,
-    /// The level as written in the config (σ, amount or quality; 0 for clean).
+    /// The level as written in the config (σ, amount, quality or severity; 0 for clean).
     pub level: f64,
 }
 
 impl Variant {
-    /// The family, for the store's `noise` column (`none` for clean).
+    /// The family, for the store's `noise` column (`none` for clean; the reference's name for
+    /// an ImageNet-C corruption).
     pub fn kind(&self) -> &'static str {
-        match self.noise {
+        match &self.noise {
             None => "none",
             Some(Noise::Gaussian {
                 units: NoiseUnits::Pixel,
@@ -63,6 +88,7 @@ impl Variant {
             Some(Noise::SaltPepper { .. }) => "salt_pepper",
             Some(Noise::Blur { .. }) => "blur",
             Some(Noise::Jpeg { .. }) => "jpeg",
+            Some(Noise::Corruption { corruption, .. }) => corruption.name(),
         }
     }
 
@@ -81,39 +107,97 @@ pub struct AugmentError {
     pub message: String,
 }
 
-/// The variants a `noise:` section asks for, `clean` first, in config order.
+/// The ImageNet-C corruption a config kind names, if it is one.
+pub fn corruption_of(kind: NoiseKind) -> Option<Corruption> {
+    use NoiseKind as K;
+    Some(match kind {
+        K::Gaussian | K::SaltPepper | K::Blur | K::Jpeg => return None,
+        K::GaussianNoise => Corruption::GaussianNoise,
+        K::ShotNoise => Corruption::ShotNoise,
+        K::ImpulseNoise => Corruption::ImpulseNoise,
+        K::DefocusBlur => Corruption::DefocusBlur,
+        K::GlassBlur => Corruption::GlassBlur,
+        K::MotionBlur => Corruption::MotionBlur,
+        K::ZoomBlur => Corruption::ZoomBlur,
+        K::Snow => Corruption::Snow,
+        K::Frost => Corruption::Frost,
+        K::Fog => Corruption::Fog,
+        K::Brightness => Corruption::Brightness,
+        K::Contrast => Corruption::Contrast,
+        K::ElasticTransform => Corruption::ElasticTransform,
+        K::Pixelate => Corruption::Pixelate,
+        K::JpegCompression => Corruption::JpegCompression,
+        K::SpeckleNoise => Corruption::SpeckleNoise,
+        K::GaussianBlur => Corruption::GaussianBlur,
+        K::Spatter => Corruption::Spatter,
+        K::Saturate => Corruption::Saturate,
+    })
+}
+
+/// The variants a `noise:` section asks for, `clean` first, in config order. Frost textures
+/// are read from disk here, once.
 pub fn variants(config: &[NoiseConfig]) -> Result<Vec<Variant>, AugmentError> {
+    Ok(expand(config)?.0)
+}
+
+/// [`variants`], and what the section leaves out and why (the `imagenet-c` preset without
+/// frost textures), for the plan's notes.
+pub fn variants_with_notes(
+    config: &[NoiseConfig],
+) -> Result<(Vec<Variant>, Vec<String>), AugmentError> {
+    expand(config)
+}
+
+fn expand(config: &[NoiseConfig]) -> Result<(Vec<Variant>, Vec<String>), AugmentError> {
     let mut out = vec![Variant {
         name: CLEAN.to_string(),
         noise: None,
         level: 0.0,
     }];
+    let mut notes = Vec::new();
     for (index, n) in config.iter().enumerate() {
         let err = |key: &'static str, message: String| AugmentError {
             index,
             key,
             message,
         };
-        let allowed: &[&str] = match n.kind {
-            NoiseKind::Gaussian => &["sigma", "units"],
-            NoiseKind::SaltPepper => &["amount"],
-            NoiseKind::Blur => &["sigma"],
-            NoiseKind::Jpeg => &["quality"],
+        let allowed: &[&str] = match (n.kind, n.preset) {
+            (Some(_), Some(_)) => {
+                return Err(err("preset", "give kind or preset, not both".into()));
+            }
+            (None, None) => {
+                return Err(err(
+                    "kind",
+                    "is required (or preset: imagenet-c); kinds: gaussian, salt_pepper, \
+                     blur, jpeg and the ImageNet-C corruptions (gaussian_noise, contrast, ...)"
+                        .into(),
+                ));
+            }
+            (None, Some(NoisePreset::ImagenetC)) => &["severity", "corruptions", "frost_textures"],
+            (Some(NoiseKind::Gaussian), None) => &["sigma", "units"],
+            (Some(NoiseKind::SaltPepper), None) => &["amount"],
+            (Some(NoiseKind::Blur), None) => &["sigma"],
+            (Some(NoiseKind::Jpeg), None) => &["quality"],
+            (Some(NoiseKind::Frost), None) => &["severity", "frost_textures"],
+            (Some(_), None) => &["severity"],
+        };
+        let what = match (n.kind, n.preset) {
+            (Some(k), _) => format!("kind {}", kind_name(k)),
+            _ => "preset imagenet-c".to_string(),
         };
         for (key, present) in [
             ("sigma", n.sigma.is_some()),
             ("units", n.units.is_some()),
             ("amount", n.amount.is_some()),
             ("quality", n.quality.is_some()),
+            ("severity", n.severity.is_some()),
+            ("corruptions", n.corruptions.is_some()),
+            ("frost_textures", n.frost_textures.is_some()),
         ] {
             if present && !allowed.contains(&key) {
                 return Err(err(
                     key,
-                    format!(
-                        "does not apply to kind {:?}; it takes {}",
-                        n.kind,
-                        allowed.join(", ")
-                    ),
+                    format!("does not apply to {what}; it takes {}", allowed.join(", ")),
                 ));
             }
         }
@@ -127,8 +211,112 @@ pub fn variants(config: &[NoiseConfig]) -> Result<Vec<Variant>, AugmentError> {
             }
             Ok(levels)
         };
-        let noises: Vec<(Noise, f64)> = match n.kind {
-            NoiseKind::Gaussian => {
+        let severities = || -> Result<Vec<u8>, AugmentError> {
+            levels("severity", &n.severity)?
+                .into_iter()
+                .map(|s| {
+                    if s.fract() == 0.0 && (1.0..=5.0).contains(&s) {
+                        Ok(s as u8)
+                    } else {
+                        Err(err(
+                            "severity",
+                            format!("{s} is not an ImageNet-C severity (1, 2, 3, 4 or 5)"),
+                        ))
+                    }
+                })
+                .collect()
+        };
+        let frost = || -> Result<Option<Arc<FrostTextures>>, AugmentError> {
+            n.frost_textures
+                .as_ref()
+                .map(|dir| {
+                    FrostTextures::load(Path::new(dir))
+                        .map(Arc::new)
+                        .map_err(|m| err("frost_textures", m))
+                })
+                .transpose()
+        };
+        let corrupted = |list: &[Corruption],
+                         severities: &[u8],
+                         frost: &Option<Arc<FrostTextures>>|
+         -> Vec<(Noise, f64)> {
+            let mut v = Vec::new();
+            for &c in list {
+                for &s in severities {
+                    v.push((
+                        Noise::Corruption {
+                            corruption: c,
+                            severity: s,
+                            frost: if c == Corruption::Frost {
+                                frost.clone()
+                            } else {
+                                None
+                            },
+                        },
+                        s as f64,
+                    ));
+                }
+            }
+            v
+        };
+        let noises: Vec<(Noise, f64)> = match (n.kind, n.preset) {
+            (None, _) => {
+                let severities = severities()?;
+                let frost = frost()?;
+                let list: Vec<Corruption> = match &n.corruptions {
+                    None => {
+                        let all: Vec<Corruption> = corruptions::ALL
+                            .into_iter()
+                            .filter(|c| *c != Corruption::Frost || frost.is_some())
+                            .collect();
+                        if frost.is_none() {
+                            notes.push(format!(
+                                "noise.{index}: the imagenet-c preset runs without frost: \
+                                 clipflow does not ship ImageNet-C's frost photographs (their \
+                                 provenance and licence are unknown); point \
+                                 noise.{index}.frost_textures at a folder with frost1.png … \
+                                 frost5.jpg to add it"
+                            ));
+                        }
+                        all
+                    }
+                    Some(list) => {
+                        if list.is_empty() {
+                            return Err(err(
+                                "corruptions",
+                                "list at least one corruption, or leave it out".into(),
+                            ));
+                        }
+                        let mut chosen = Vec::new();
+                        for &k in list {
+                            let c = corruption_of(k).ok_or_else(|| {
+                                err(
+                                    "corruptions",
+                                    format!("{} is not an ImageNet-C corruption", kind_name(k)),
+                                )
+                            })?;
+                            if c == Corruption::Frost && frost.is_none() {
+                                return Err(err(
+                                    "corruptions",
+                                    "frost needs frost_textures (clipflow does not ship \
+                                     ImageNet-C's frost photographs)"
+                                        .into(),
+                                ));
+                            }
+                            if chosen.contains(&c) {
+                                return Err(err(
+                                    "corruptions",
+                                    format!("{} is listed twice", c.name()),
+                                ));
+                            }
+                            chosen.push(c);
+                        }
+                        chosen
+                    }
+                };
+                corrupted(&list, &severities, &frost)
+            }
+            (Some(NoiseKind::Gaussian), _) => {
                 let units = n.units.unwrap_or_default();
                 levels("sigma", &n.sigma)?
                     .into_iter()
@@ -146,7 +334,7 @@ pub fn variants(config: &[NoiseConfig]) -> Result<Vec<Variant>, AugmentError> {
                     })
                     .collect::<Result<_, _>>()?
             }
-            NoiseKind::SaltPepper => levels("amount", &n.amount)?
+            (Some(NoiseKind::SaltPepper), _) => levels("amount", &n.amount)?
                 .into_iter()
                 .map(|a| {
                     if !(0.0..=1.0).contains(&a) {
@@ -155,7 +343,7 @@ pub fn variants(config: &[NoiseConfig]) -> Result<Vec<Variant>, AugmentError> {
                     Ok((Noise::SaltPepper { amount: a as f32 }, a))
                 })
                 .collect::<Result<_, _>>()?,
-            NoiseKind::Blur => levels("sigma", &n.sigma)?
+            (Some(NoiseKind::Blur), _) => levels("sigma", &n.sigma)?
                 .into_iter()
                 .map(|s| {
                     if !(s.is_finite() && s > 0.0 && s <= 64.0) {
@@ -164,7 +352,7 @@ pub fn variants(config: &[NoiseConfig]) -> Result<Vec<Variant>, AugmentError> {
                     Ok((Noise::Blur { sigma: s as f32 }, s))
                 })
                 .collect::<Result<_, _>>()?,
-            NoiseKind::Jpeg => levels("quality", &n.quality)?
+            (Some(NoiseKind::Jpeg), _) => levels("quality", &n.quality)?
                 .into_iter()
                 .map(|q| {
                     if !(q.fract() == 0.0 && (1.0..=100.0).contains(&q)) {
@@ -176,6 +364,21 @@ pub fn variants(config: &[NoiseConfig]) -> Result<Vec<Variant>, AugmentError> {
                     Ok((Noise::Jpeg { quality: q as u8 }, q))
                 })
                 .collect::<Result<_, _>>()?,
+            (Some(k), _) => {
+                let c = corruption_of(k).unwrap_or(Corruption::GaussianNoise);
+                let frost = frost()?;
+                if c == Corruption::Frost && frost.is_none() {
+                    return Err(err(
+                        "frost_textures",
+                        "is required for frost: clipflow does not ship ImageNet-C's frost \
+                         photographs (their provenance and licence are unknown); give a \
+                         folder with frost1.png … frost5.jpg, e.g. the imagecorruptions \
+                         package's frost/"
+                            .into(),
+                    ));
+                }
+                corrupted(&[c], &severities()?, &frost)
+            }
         };
         for (noise, level) in noises {
             let mut v = Variant {
@@ -190,7 +393,61 @@ pub fn variants(config: &[NoiseConfig]) -> Result<Vec<Variant>, AugmentError> {
             out.push(v);
         }
     }
-    Ok(out)
+    Ok((out, notes))
+}
+
+/// A kind's name as written in a config.
+fn kind_name(kind: NoiseKind) -> String {
+    serde_json::to_value(kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// One variant from a `KIND:LEVEL` spec, the form `clipflow inspect preprocess --noise` takes:
+/// an ImageNet-C corruption and severity (`contrast:3`, `jpeg_compression:5`), or one of
+/// clipflow's kinds and its level (`gaussian:0.1`, `gaussian_norm:0.5`, `salt_pepper:0.05`,
+/// `blur:1.5`, `jpeg:30`). `frost_textures` is needed for frost only.
+pub fn variant_from_spec(spec: &str, frost_textures: Option<&str>) -> Result<Variant, String> {
+    let (kind, level) = spec
+        .split_once(':')
+        .ok_or_else(|| format!("{spec}: expected KIND:LEVEL, e.g. contrast:3 or gaussian:0.1"))?;
+    let level: f64 = level
+        .trim()
+        .parse()
+        .map_err(|_| format!("{spec}: {level} is not a number"))?;
+    let (kind, normalized) = match kind.trim() {
+        "gaussian_norm" => ("gaussian", true),
+        k => (k, false),
+    };
+    let kind: NoiseKind = serde_json::from_value(serde_json::Value::String(kind.to_string()))
+        .map_err(|e| format!("{spec}: {e}"))?;
+    let one = Some(crate::config::Levels::One(level));
+    let mut cfg = NoiseConfig {
+        kind: Some(kind),
+        ..Default::default()
+    };
+    match kind {
+        NoiseKind::Gaussian => {
+            cfg.sigma = one;
+            if normalized {
+                cfg.units = Some(NoiseUnits::Normalized);
+            }
+        }
+        NoiseKind::Blur => cfg.sigma = one,
+        NoiseKind::SaltPepper => cfg.amount = one,
+        NoiseKind::Jpeg => cfg.quality = one,
+        NoiseKind::Frost => {
+            cfg.severity = one;
+            cfg.frost_textures = frost_textures.map(str::to_string);
+        }
+        _ => cfg.severity = one,
+    }
+    let mut v = variants(&[cfg]).map_err(|e| {
+        // "noise.0.severity: 7 is not ..." → "contrast:7: severity: 7 is not ..."
+        format!("{spec}: {}: {}", e.key, e.message)
+    })?;
+    Ok(v.remove(1))
 }
 
 /// The random stream of one (item, variant).
@@ -214,6 +471,11 @@ impl Noise {
     /// here (see [`Noise::apply_normalized`]).
     pub fn apply_pixels(&self, img: &mut PixelImage, rng: &mut ChaCha8Rng) -> Result<(), String> {
         match *self {
+            Noise::Corruption {
+                corruption,
+                severity,
+                ref frost,
+            } => corruptions::corrupt(img, corruption, severity, rng, frost.as_deref())?,
             Noise::Gaussian {
                 sigma,
                 units: NoiseUnits::Pixel,
@@ -259,11 +521,8 @@ mod tests {
 
     fn cfg(kind: NoiseKind) -> NoiseConfig {
         NoiseConfig {
-            kind,
-            sigma: None,
-            units: None,
-            amount: None,
-            quality: None,
+            kind: Some(kind),
+            ..Default::default()
         }
     }
 
@@ -336,6 +595,7 @@ mod tests {
         let run = |id: &str| {
             let mut img = image();
             v.noise
+                .as_ref()
                 .unwrap()
                 .apply_pixels(&mut img, &mut rng_for(3, id, &v))
                 .unwrap();

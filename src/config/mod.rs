@@ -4,6 +4,7 @@
 //! line and column when the key is in the file, and the closest known key for a typo. Values
 //! from `--set` are parsed as YAML, so `--set noise.0.sigma=[0.1,0.2]` works like the file does.
 
+mod locate;
 mod overrides;
 mod schema;
 mod suggest;
@@ -11,8 +12,10 @@ mod suggest;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use locate::locate;
 pub use overrides::Override;
 pub use schema::*;
+pub use suggest::{did_you_mean_among, did_you_mean_hint};
 
 /// Why a study could not be loaded. Every variant names the file, and the key when known.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +73,62 @@ pub struct LoadedConfig {
     pub study: StudyConfig,
     /// The `--set` arguments applied, in order (recorded in the manifest).
     pub overrides: Vec<String>,
+    /// The text and overrides, for errors found after parsing.
+    pub source: Source,
+}
+
+/// The text a config was read from and the `--set`s applied to it: what an error found after
+/// parsing (a value out of range, a missing file, a stage's own check) needs to point at the
+/// key's line, or at the `--set` that wrote it.
+#[derive(Debug, Clone, Default)]
+pub struct Source {
+    pub path: PathBuf,
+    pub text: String,
+    pub overrides: Vec<Override>,
+}
+
+impl Source {
+    /// The `--set` that wrote `key` (or a section holding it), the last one winning.
+    pub fn set_by(&self, key: &str) -> Option<&Override> {
+        self.overrides.iter().rev().find(|o| {
+            key == o.key
+                || key.starts_with(&format!("{}.", o.key))
+                || o.key.starts_with(&format!("{key}."))
+        })
+    }
+
+    /// Where `key` is: its line in the file, unless a `--set` wrote it.
+    pub fn position(&self, key: &str) -> LineCol {
+        if self.set_by(key).is_some() {
+            return LineCol(None);
+        }
+        // A key that is not in the file (a default) is blamed on its nearest written parent.
+        let mut k = key;
+        loop {
+            if let Some(at) = locate(&self.text, k) {
+                return LineCol(Some(at));
+            }
+            match k.rsplit_once('.') {
+                Some((parent, _)) => k = parent,
+                None => return LineCol(None),
+            }
+        }
+    }
+
+    /// An error about the value of `key`, located.
+    pub fn invalid(&self, key: &str, message: impl Into<String>) -> ConfigError {
+        let hint = self
+            .set_by(key)
+            .map(|o| format!(" (set by --set {})", o.arg))
+            .unwrap_or_default();
+        ConfigError::Invalid {
+            path: self.path.clone(),
+            at: self.position(key),
+            key: key.to_string(),
+            message: message.into(),
+            hint: Hint(hint),
+        }
+    }
 }
 
 /// Reads `path`, applies `overrides` (`key.path=value`, in order) and checks the result against
@@ -80,21 +139,44 @@ pub fn load(path: &Path, overrides: &[String]) -> Result<LoadedConfig, ConfigErr
         source,
     })?;
     let study = parse(path, &text, overrides)?;
+    let parsed = overrides
+        .iter()
+        .map(|arg| Override::parse(arg))
+        .collect::<Result<_, _>>()?;
     Ok(LoadedConfig {
         path: path.to_path_buf(),
         study,
         overrides: overrides.to_vec(),
+        source: Source {
+            path: path.to_path_buf(),
+            text,
+            overrides: parsed,
+        },
+    })
+}
+
+/// serde_norway reports a key given twice at `1:1`: find the second occurrence ourselves.
+fn check_duplicates(path: &Path, text: &str, err: &serde_norway::Error) -> Option<ConfigError> {
+    if !err.to_string().contains("duplicate") {
+        return None;
+    }
+    let (key, at) = locate::duplicate_key(text)?;
+    Some(ConfigError::Syntax {
+        path: path.to_path_buf(),
+        at: LineCol(Some(at)),
+        message: format!("the key `{key}` is given twice in one mapping"),
     })
 }
 
 /// [`load`] on text already in memory; `path` only names it in errors.
 pub fn parse(path: &Path, text: &str, overrides: &[String]) -> Result<StudyConfig, ConfigError> {
-    let mut tree: serde_norway::Value =
-        serde_norway::from_str(text).map_err(|e| ConfigError::Syntax {
+    let mut tree: serde_norway::Value = serde_norway::from_str(text).map_err(|e| {
+        check_duplicates(path, text, &e).unwrap_or_else(|| ConfigError::Syntax {
             path: path.to_path_buf(),
             at: LineCol(e.location().map(|l| (l.line(), l.column()))),
             message: strip_location(&e.to_string()),
-        })?;
+        })
+    })?;
     if tree.is_null() {
         tree = serde_norway::Value::Mapping(Default::default());
     }
@@ -112,58 +194,54 @@ pub fn parse(path: &Path, text: &str, overrides: &[String]) -> Result<StudyConfi
 }
 
 /// Reads only the `analysis:` section (and `seed:`) of a file, for `clipflow analyze` on a
-/// store that another tool wrote: the file may be a whole study or just those two keys.
+/// store that another tool wrote: the file may be a whole study or just those two keys. The
+/// section is checked by the analysis stages themselves (`crate::analyze`), which is why the
+/// [`Source`] comes back with it.
 pub fn load_analysis(
     path: &Path,
     overrides: &[String],
-) -> Result<(u64, AnalysisConfig), ConfigError> {
+) -> Result<(u64, AnalysisSection, Source), ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
         source,
     })?;
-    let mut tree: serde_norway::Value =
-        serde_norway::from_str(&text).map_err(|e| ConfigError::Syntax {
+    let mut tree: serde_norway::Value = serde_norway::from_str(&text).map_err(|e| {
+        check_duplicates(path, &text, &e).unwrap_or_else(|| ConfigError::Syntax {
             path: path.to_path_buf(),
             at: LineCol(e.location().map(|l| (l.line(), l.column()))),
             message: strip_location(&e.to_string()),
-        })?;
-    for arg in overrides {
-        Override::parse(arg)?.apply(&mut tree)?;
+        })
+    })?;
+    let parsed: Vec<Override> = overrides
+        .iter()
+        .map(|arg| Override::parse(arg))
+        .collect::<Result<_, _>>()?;
+    for o in &parsed {
+        o.apply(&mut tree)?;
     }
-    let invalid = |key: &str, message: String| ConfigError::Invalid {
+    let source = Source {
         path: path.to_path_buf(),
-        at: LineCol(None),
-        key: key.to_string(),
-        message,
-        hint: Hint::default(),
+        text,
+        overrides: parsed,
     };
     let seed = match tree.get("seed") {
         None => 0,
         Some(v) => v
             .as_u64()
-            .ok_or_else(|| invalid("seed", "expected a non-negative integer".into()))?,
+            .ok_or_else(|| source.invalid("seed", "expected a non-negative integer"))?,
     };
-    let section = tree
-        .get("analysis")
-        .cloned()
-        .ok_or_else(|| invalid("analysis", "the file has no analysis: section".into()))?;
-    let analysis = serde_path_to_error::deserialize::<_, AnalysisConfig>(section).map_err(|e| {
-        let message = strip_location(&e.inner().to_string());
-        let hint = suggest::did_you_mean(&message)
-            .map(|s| format!("; did you mean `{s}`?"))
-            .unwrap_or_default();
-        ConfigError::Invalid {
-            path: path.to_path_buf(),
-            at: LineCol(None),
-            key: format!("analysis.{}", dotted(&e.path().to_string())),
-            message,
-            hint: Hint(hint),
+    let section = match tree.get("analysis") {
+        Some(serde_norway::Value::Mapping(m)) => AnalysisSection(m.clone()),
+        Some(serde_norway::Value::Null) => AnalysisSection::default(),
+        Some(_) => {
+            return Err(source.invalid(
+                "analysis",
+                "expected a mapping of stage names to their settings",
+            ))
         }
-    })?;
-    analysis
-        .check()
-        .map_err(|(key, message)| invalid(&key, message))?;
-    Ok((seed, analysis))
+        None => return Err(source.invalid("analysis", "the file has no analysis: section")),
+    };
+    Ok((seed, section, source))
 }
 
 /// Turns a schema error on the merged tree into one that points at the file or the `--set`.
@@ -301,18 +379,34 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_analysis_key_turns_its_stage_on() {
-        let s = parse(
-            Path::new("s.yaml"),
-            &format!("{MINIMAL}analysis:\n  zero_shot:\n  retrieval:\n    k: [1, 3]\n"),
-            &[],
-        )
-        .unwrap();
-        let a = s.analysis.unwrap();
-        assert!(a.zero_shot.is_some());
-        assert_eq!(a.retrieval.unwrap().k, vec![1, 3]);
-        assert!(a.cluster.is_none());
-        assert_eq!(a.logit_scale, 100.0);
+    fn names_that_are_paths_are_refused_at_their_line() {
+        for bad in ["../../escaped", "/abs/path", "a/b", "'a\\b'", "..", "."] {
+            let e = err(&MINIMAL.replace("name: t", &format!("name: {bad}")), &[]);
+            assert!(
+                e.starts_with("study.yaml:1:7: name:") && e.contains("not a name"),
+                "{e}"
+            );
+        }
+        let text = MINIMAL.replace(
+            "  - path: models/m\n",
+            "  - path: models/m\n    name: ../x\n",
+        );
+        let e = err(&text, &[]);
+        assert!(e.starts_with("study.yaml:7:11: models.0.name:"), "{e}");
+        let e = err(MINIMAL, &["name=../x"]);
+        assert!(
+            e.contains("not a name") && e.contains("--set name=../x"),
+            "{e}"
+        );
+        for good in ["t", "run.1", "a..b", ".hidden", "数据"] {
+            let s = parse(
+                Path::new("s.yaml"),
+                &MINIMAL.replace("name: t", &format!("name: {good}")),
+                &[],
+            )
+            .unwrap();
+            assert_eq!(s.name, good);
+        }
     }
 
     #[test]
@@ -320,5 +414,70 @@ mod tests {
         let e = err(&format!("{MINIMAL}seed: lots\n"), &[]);
         assert!(e.contains("seed"), "{e}");
         assert!(e.contains(":7:"), "{e}");
+    }
+
+    #[test]
+    fn claim_timeout_takes_seconds_or_a_unit_and_names_the_key_when_bad() {
+        let timeout = |v: &str| {
+            parse(
+                Path::new("s.yaml"),
+                &format!("{MINIMAL}runtime:\n  claim_timeout: {v}\n"),
+                &[],
+            )
+            .map(|s| s.runtime.claim_timeout)
+        };
+        assert_eq!(
+            parse(Path::new("s.yaml"), MINIMAL, &[])
+                .unwrap()
+                .runtime
+                .claim_timeout,
+            600.0
+        );
+        assert_eq!(timeout("90").unwrap(), 90.0);
+        assert_eq!(timeout("90s").unwrap(), 90.0);
+        assert_eq!(timeout("2.5m").unwrap(), 150.0);
+        assert_eq!(timeout("1h").unwrap(), 3600.0);
+        for bad in ["0", "0.5s", "soon", "-3m", ".inf"] {
+            let e = err(&format!("{MINIMAL}runtime:\n  claim_timeout: {bad}\n"), &[]);
+            assert!(e.contains("runtime.claim_timeout"), "{bad}: {e}");
+            assert!(e.contains(":8:"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_duplicate_key_names_its_own_line() {
+        let text = MINIMAL.replace("  path: data/x\n", "  path: data/x\n  format: dtd\n");
+        let e = err(&text, &[]);
+        assert!(e.starts_with("study.yaml:5:3:"), "{e}");
+        assert!(e.contains("`format`"), "{e}");
+    }
+
+    #[test]
+    fn semantic_errors_point_at_the_key_or_the_set() {
+        let loaded = {
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path().join("s.yaml");
+            std::fs::write(&p, format!("{MINIMAL}runtime:\n  part_size: 0\n")).unwrap();
+            load(&p, &["models.0.batch_size=0".into()]).unwrap()
+        };
+        let e = loaded
+            .source
+            .invalid("runtime.part_size", "must be at least 1")
+            .to_string();
+        assert!(
+            e.contains("s.yaml:8:3: runtime.part_size: must be at least 1"),
+            "{e}"
+        );
+        let e = loaded
+            .source
+            .invalid("models.0.batch_size", "must be at least 1")
+            .to_string();
+        assert!(e.contains("(set by --set models.0.batch_size=0)"), "{e}");
+        // A default that is not in the file is blamed on the nearest written parent.
+        let e = loaded
+            .source
+            .invalid("runtime.batch_size", "bad")
+            .to_string();
+        assert!(e.contains("s.yaml:7:1:"), "{e}");
     }
 }

@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct StudyConfig {
-    /// Run name; the run directory is `runs/<name>` unless `--out` is given.
+    /// Run name; the run directory is `runs/<name>` unless `--out` is given. A name, not a
+    /// path: separators and `..` are refused (`out:` is for paths).
+    #[serde(deserialize_with = "run_name")]
     pub name: String,
     /// Seed of every random choice (sampling, noise). Same config and seed, same bytes.
     #[serde(default)]
@@ -30,10 +32,15 @@ pub struct StudyConfig {
     pub runtime: RuntimeConfig,
     /// What to compute from the store once every part is written; nothing when absent.
     #[serde(default)]
-    pub analysis: Option<AnalysisConfig>,
+    pub analysis: Option<AnalysisSection>,
     /// The HTML report written after the analysis (`report.html` in the run directory).
     #[serde(default)]
     pub report: ReportConfig,
+    /// How images are decoded and resized (`exact`, Pillow's pixels, unless `mode: fast`).
+    /// Left out of the serialised config when it is the default, so existing runs keep their
+    /// config hash.
+    #[serde(default, skip_serializing_if = "PreprocessConfig::is_default")]
+    pub preprocess: PreprocessConfig,
 }
 
 /// `report:` section: one self-contained HTML page with every table, plot and gallery.
@@ -49,6 +56,13 @@ pub struct ReportConfig {
     /// Longest side of the gallery thumbnails, in pixels.
     #[serde(default = "default_thumbnail")]
     pub thumbnail_size: u32,
+    /// Images with a thumbnail in the interactive maps' tooltips (the first of the mapped
+    /// sample); each costs ~2-4 kB of page. 0 for none.
+    #[serde(default = "default_map_thumbnails")]
+    pub map_thumbnails: usize,
+    /// Side of the map thumbnails in pixels (16-256, rounded up to a multiple of 16).
+    #[serde(default = "default_map_thumbnail_size")]
+    pub map_thumbnail_size: u32,
 }
 
 impl Default for ReportConfig {
@@ -57,8 +71,17 @@ impl Default for ReportConfig {
             enabled: true,
             max_table_rows: default_report_rows(),
             thumbnail_size: default_thumbnail(),
+            map_thumbnails: default_map_thumbnails(),
+            map_thumbnail_size: default_map_thumbnail_size(),
         }
     }
+}
+
+fn default_map_thumbnails() -> usize {
+    2000
+}
+fn default_map_thumbnail_size() -> u32 {
+    64
 }
 
 fn default_report_rows() -> usize {
@@ -78,6 +101,8 @@ pub enum DatasetFormat {
     Folder,
     /// The Describable Textures Dataset release: `images/<class>/*.jpg` plus `labels/<split>.txt`.
     Dtd,
+    /// WebDataset tar shards (`.tar`, `.tar.gz`): a list, a glob or a brace range.
+    Webdataset,
 }
 
 /// `dataset:` section. Paths are relative to the working directory.
@@ -115,6 +140,68 @@ pub struct DatasetConfig {
     /// against decompression bombs. Default: Pillow's limit, 89,478,485 pixels.
     #[serde(default)]
     pub max_pixels: Option<u64>,
+    /// Read files the dataset names (Parquet `path` cells, split lists, links in a folder)
+    /// even when they resolve outside the dataset folder. Off by default: a path in the data
+    /// is not a licence to read the rest of the disk.
+    #[serde(default)]
+    pub allow_paths_outside: bool,
+    /// Image files larger than this are recorded as errors instead of read (special files
+    /// such as /dev/zero are refused whatever their size). Default 256 MB.
+    #[serde(default)]
+    pub max_file_bytes: Option<u64>,
+    /// Parquet: rows with the same value of this column are one image with several captions
+    /// (sets that repeat the image row once per caption); the value becomes the item id.
+    /// (Left out of the resolved config when unset, so run directories made before these
+    /// keys existed keep their config hash.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_by: Option<String>,
+    /// WebDataset: which sample fields hold the image, the caption and the label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webdataset: Option<WebdatasetConfig>,
+}
+
+/// `dataset.webdataset:` the fields of a WebDataset sample (a sample's fields are its member
+/// extensions: `000123.jpg` is field `jpg` of sample `000123`).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WebdatasetConfig {
+    /// Image fields, in order of preference: the first one a sample has is its image.
+    #[serde(default = "default_wds_image")]
+    pub image: Vec<String>,
+    /// Caption field: an extension whose member is the text (`txt`), or `<ext>:<field>` for a
+    /// field of a JSON member (`json:caption`; `a.b` for nested fields); a JSON list of
+    /// strings gives several captions. `null`: no captions.
+    #[serde(default = "default_wds_caption")]
+    pub caption: Option<String>,
+    /// Label field: `cls` (an integer, named by `classnames.txt` when present), or
+    /// `<ext>:<field>` for a JSON field (text or integer). `null`: no labels.
+    #[serde(default = "default_wds_label")]
+    pub label: Option<String>,
+    /// One caption per line of the caption text (CLIP_benchmark's retrieval sets). Default:
+    /// true when `dataset_type.txt` beside the shards says `retrieval`, else false.
+    #[serde(default)]
+    pub caption_lines: Option<bool>,
+}
+
+impl Default for WebdatasetConfig {
+    fn default() -> Self {
+        WebdatasetConfig {
+            image: default_wds_image(),
+            caption: default_wds_caption(),
+            label: default_wds_label(),
+            caption_lines: None,
+        }
+    }
+}
+
+fn default_wds_image() -> Vec<String> {
+    ["jpg", "jpeg", "png", "webp"].map(String::from).to_vec()
+}
+fn default_wds_caption() -> Option<String> {
+    Some("txt".into())
+}
+fn default_wds_label() -> Option<String> {
+    Some("cls".into())
 }
 
 /// A single path or a list of paths.
@@ -149,7 +236,8 @@ pub struct SampleConfig {
     pub limit: Option<usize>,
 }
 
-/// Noise kinds.
+/// Noise kinds: clipflow's four, and the 19 ImageNet-C corruptions under the reference's
+/// names (`imagecorruptions.get_corruption_names("all")`).
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum NoiseKind {
@@ -157,6 +245,33 @@ pub enum NoiseKind {
     SaltPepper,
     Blur,
     Jpeg,
+    GaussianNoise,
+    ShotNoise,
+    ImpulseNoise,
+    DefocusBlur,
+    GlassBlur,
+    MotionBlur,
+    ZoomBlur,
+    Snow,
+    Frost,
+    Fog,
+    Brightness,
+    Contrast,
+    ElasticTransform,
+    Pixelate,
+    JpegCompression,
+    SpeckleNoise,
+    GaussianBlur,
+    Spatter,
+    Saturate,
+}
+
+/// Named sets of noise variants.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+pub enum NoisePreset {
+    /// Every ImageNet-C corruption (or those listed in `corruptions`) at each `severity`.
+    #[serde(rename = "imagenet-c")]
+    ImagenetC,
 }
 
 /// Units of a Gaussian σ.
@@ -170,11 +285,17 @@ pub enum NoiseUnits {
     Normalized,
 }
 
-/// One noise family with one or more levels; each level is a variant.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+/// One noise family with one or more levels (each level is a variant), or a preset.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct NoiseConfig {
-    pub kind: NoiseKind,
+    /// The noise; give `kind` or `preset`.
+    #[serde(default)]
+    pub kind: Option<NoiseKind>,
+    /// `imagenet-c`: every ImageNet-C corruption at each `severity` (frost only with
+    /// `frost_textures`).
+    #[serde(default)]
+    pub preset: Option<NoisePreset>,
     /// Gaussian: standard deviations. Blur: kernel σ in pixels at the model's input size.
     #[serde(default)]
     pub sigma: Option<Levels>,
@@ -187,6 +308,16 @@ pub struct NoiseConfig {
     /// JPEG: re-compression quality, 1..=100.
     #[serde(default)]
     pub quality: Option<Levels>,
+    /// ImageNet-C corruptions and the preset: severities, whole numbers 1..=5.
+    #[serde(default)]
+    pub severity: Option<Levels>,
+    /// The preset's corruptions to keep, by the reference's names; default all of them.
+    #[serde(default)]
+    pub corruptions: Option<Vec<NoiseKind>>,
+    /// Frost (and the preset): a folder with ImageNet-C's frost photographs (`frost1.png` …
+    /// `frost5.jpg`), which clipflow does not ship.
+    #[serde(default)]
+    pub frost_textures: Option<String>,
 }
 
 /// One number or a list of numbers.
@@ -207,11 +338,12 @@ impl Levels {
 }
 
 /// One model to encode with.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
-    /// The name in every output row and table; default: the folder name.
-    #[serde(default)]
+    /// The name in every output row and table; default: the folder name. It names a folder of
+    /// the run directory, so separators and `..` are refused.
+    #[serde(default, deserialize_with = "model_name")]
     pub name: Option<String>,
     /// The model folder (Xenova, optimum or fastembed layout, see the README).
     pub path: String,
@@ -224,6 +356,96 @@ pub struct ModelConfig {
     /// Images per inference call.
     #[serde(default)]
     pub batch_size: Option<usize>,
+    /// Which towers to encode with (`[image]`, `[text]` or both); default: every tower the
+    /// folder has. A CLIP used as an image encoder only lists `[image]`.
+    #[serde(default)]
+    pub towers: Option<Vec<Tower>>,
+    /// The image tower: its file, which output, how to pool it, an optional projection.
+    #[serde(default)]
+    pub image: Option<TowerConfig>,
+    /// The text tower, as `image`.
+    #[serde(default)]
+    pub text: Option<TowerConfig>,
+    /// Token rows per text for a graph whose sequence axis is not fixed (BERT-like exports);
+    /// default: the tokenizer's own maximum (`model_max_length`), else 77.
+    #[serde(default)]
+    pub context_length: Option<usize>,
+    /// How image–text similarities become probabilities for this model; default: what the
+    /// export recorded (`clipflow.json` beside the graphs, or the graphs' metadata), else
+    /// CLIP's softmax at scale 100.
+    #[serde(default)]
+    pub scoring: Option<ScoringConfig>,
+}
+
+/// A model's towers.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Tower {
+    Image,
+    Text,
+}
+
+/// One tower of a model.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TowerConfig {
+    /// The ONNX file (or a folder holding `model.onnx`), instead of finding it in the model
+    /// folder. Same as `vision_path` / `text_path`.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// The graph output to embed from; default: `image_embeds`/`text_embeds`-like names, else
+    /// `last_hidden_state` when `pooling` needs it, else the only output.
+    #[serde(default)]
+    pub output: Option<String>,
+    /// How a `[N, T, D]` output becomes one vector per input; default `none`.
+    #[serde(default)]
+    pub pooling: Option<Pooling>,
+    /// A linear map to a shared dimension, applied after pooling and before L2 normalisation:
+    /// a `.npy` matrix `[D_in, D_out]` (`x · W`), or an `.onnx` graph `[N, D_in] -> [N, D_out]`.
+    #[serde(default)]
+    pub projection: Option<String>,
+}
+
+/// Pooling of a per-token (or per-patch) output.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Pooling {
+    /// The output is already one vector per input (`[N, D]`, or `[N, D, 1, 1]`).
+    None,
+    /// The first token (BERT's `[CLS]`, ViT/DINOv2's class token).
+    Cls,
+    /// The mean over the tokens the attention mask keeps (every token without a mask input;
+    /// the spatial mean of a `[N, C, H, W]` feature map).
+    Mean,
+    /// The last token the attention mask keeps (the last position without a mask input, as
+    /// SigLIP's text tower pools its padded sequence).
+    Last,
+    /// The graph's `pooler_output` as it is.
+    PoolerOutput,
+}
+
+/// How similarities become probabilities.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ScoringKind {
+    /// CLIP: `softmax(logit_scale · cos)` over the candidates.
+    Softmax,
+    /// SigLIP: `sigmoid(logit_scale · cos + logit_bias)` for each pair on its own.
+    Sigmoid,
+}
+
+/// `models[].scoring`: overrides what the export recorded.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ScoringConfig {
+    #[serde(default)]
+    pub kind: Option<ScoringKind>,
+    /// The multiplier of cosine similarities (`exp` of the model's learned `logit_scale`).
+    #[serde(default)]
+    pub logit_scale: Option<f64>,
+    /// Added after scaling (SigLIP's learned bias); 0 for CLIP.
+    #[serde(default)]
+    pub logit_bias: Option<f64>,
 }
 
 /// Which texts to encode besides nothing.
@@ -236,10 +458,123 @@ pub struct TextsConfig {
     /// Class prompts for zero-shot analysis: every template filled with every class name.
     #[serde(default)]
     pub prompts: Option<PromptsConfig>,
+    /// Text perturbations: each rate of each kind is a text variant of every caption and
+    /// prompt; the `clean` text is always encoded too.
+    #[serde(default)]
+    pub noise: Vec<TextNoiseConfig>,
+}
+
+/// Text perturbation kinds (see `augment::text`).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TextNoiseKind {
+    /// Letters and digits replaced by a neighbouring QWERTY key.
+    CharKeyboard,
+    /// A random letter inserted after chosen letters.
+    CharInsert,
+    /// Letters deleted.
+    CharDelete,
+    /// Letters swapped with the next letter of their word.
+    CharSwap,
+    /// Words dropped (at least one is kept).
+    WordDrop,
+    /// Words repeated in place.
+    WordRepeat,
+    /// Chosen words permuted among themselves.
+    WordShuffle,
+    /// Random gibberish words inserted.
+    WordGibberish,
+}
+
+/// Named sets of text perturbations.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TextNoisePreset {
+    /// The four `char_*` kinds.
+    Characters,
+    /// The four `word_*` kinds.
+    Words,
+    /// All eight.
+    All,
+}
+
+/// One text perturbation (or a preset) at one or more rates; each rate is a text variant.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TextNoiseConfig {
+    #[serde(default)]
+    pub kind: Option<TextNoiseKind>,
+    #[serde(default)]
+    pub preset: Option<TextNoisePreset>,
+    /// Share of the text's letters (`char_*`) or words (`word_*`) edited, in (0, 1].
+    pub rate: Levels,
 }
 
 fn yes() -> bool {
     true
+}
+
+/// Why `name` cannot name one folder: a separator or `.`/`..` would put the folder elsewhere.
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name.contains(['/', '\\', '\0']) || name == "." || name == ".." {
+        Err(format!(
+            "{name:?} is not a name: it names one folder, so no / or \\ in it, and not . or .."
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// Checks a name while its YAML scalar is being read, so the error carries the scalar's line.
+struct NameVisitor {
+    /// Appended to the message: where to put a path instead.
+    instead: &'static str,
+}
+
+impl serde::de::Visitor<'_> for NameVisitor {
+    type Value = String;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a name")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
+        check_name(v)
+            .map(|()| v.to_string())
+            .map_err(|m| E::custom(format!("{m}{}", self.instead)))
+    }
+}
+
+/// `name:` of the study: the run directory is `runs/<name>`, so it must stay one folder there.
+fn run_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    d.deserialize_str(NameVisitor {
+        instead: " (set out: for another run directory)",
+    })
+}
+
+/// `models[].name`: the folder of the model's embeddings in the run directory.
+fn model_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    struct Optional;
+    impl<'de> serde::de::Visitor<'de> for Optional {
+        type Value = Option<String>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a name")
+        }
+
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_str(NameVisitor { instead: "" }).map(Some)
+        }
+    }
+    d.deserialize_option(Optional)
 }
 
 impl Default for TextsConfig {
@@ -247,6 +582,7 @@ impl Default for TextsConfig {
         TextsConfig {
             captions: true,
             prompts: None,
+            noise: Vec::new(),
         }
     }
 }
@@ -288,6 +624,49 @@ pub struct RuntimeConfig {
     /// Prepared batches waiting for the model; bounds memory.
     #[serde(default = "default_queue")]
     pub queue_depth: usize,
+    /// Workers sharing a run directory take over a part whose claim has had no heartbeat for
+    /// this long (seconds, or `90s`, `10m`, `1h`). Longer than any pause of a live worker.
+    #[serde(
+        default = "default_claim_timeout",
+        deserialize_with = "duration_seconds"
+    )]
+    pub claim_timeout: f64,
+}
+
+fn default_claim_timeout() -> f64 {
+    600.0
+}
+
+/// A duration in seconds: a number, or a number with a unit `s`, `m` or `h`; at least 1 s.
+fn duration_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Number(f64),
+        Text(String),
+    }
+    let bad = |what: &str| {
+        serde::de::Error::custom(format!(
+            "{what}: expected seconds (600) or a duration with a unit (90s, 10m, 1h), at least 1 s"
+        ))
+    };
+    let seconds = match Raw::deserialize(d)? {
+        Raw::Number(n) => n,
+        Raw::Text(t) => {
+            let t = t.trim();
+            let (number, scale) = match t.char_indices().last() {
+                Some((i, 's')) => (&t[..i], 1.0),
+                Some((i, 'm')) => (&t[..i], 60.0),
+                Some((i, 'h')) => (&t[..i], 3600.0),
+                _ => (t, 1.0),
+            };
+            number.trim().parse::<f64>().map_err(|_| bad(t))? * scale
+        }
+    };
+    if !(seconds.is_finite() && seconds >= 1.0) {
+        return Err(bad(&seconds.to_string()));
+    }
+    Ok(seconds)
 }
 
 fn auto() -> String {
@@ -312,564 +691,43 @@ impl Default for RuntimeConfig {
             batch_size: default_batch(),
             part_size: default_part_size(),
             queue_depth: default_queue(),
+            claim_timeout: default_claim_timeout(),
         }
     }
 }
 
-/// `analysis:` section. Each present key turns a stage on; `{}` takes its defaults.
+/// `analysis:` as written: stage keys and their settings.
+///
+/// The settings of each analysis stage are typed by the stage itself (`src/analyze/stages/`),
+/// so that a new stage is one file plus one registry line. Config sits upstream of every
+/// stage and cannot name their types, so it keeps the section as a YAML mapping; the analysis
+/// registry reads it, and [`crate::config::Source`] puts the line numbers back on its errors.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(transparent)]
+pub struct AnalysisSection(pub serde_norway::Mapping);
+
+/// `preprocess:` section.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct AnalysisConfig {
-    #[serde(default, deserialize_with = "on_if_present")]
-    pub similarity: Option<SimilarityConfig>,
-    #[serde(default, deserialize_with = "on_if_present")]
-    pub retrieval: Option<RetrievalConfig>,
-    #[serde(default, deserialize_with = "on_if_present")]
-    pub zero_shot: Option<ZeroShotConfig>,
-    #[serde(default, deserialize_with = "on_if_present")]
-    pub cluster: Option<ClusterConfig>,
-    #[serde(default, deserialize_with = "on_if_present")]
-    pub probe: Option<ProbeConfig>,
-    #[serde(default, deserialize_with = "on_if_present")]
-    pub projection: Option<ProjectionConfig>,
-    #[serde(default, deserialize_with = "on_if_present")]
-    pub dimension_sweep: Option<DimensionSweepConfig>,
-    #[serde(default, deserialize_with = "on_if_present")]
-    pub subspaces: Option<SubspaceConfig>,
-    #[serde(default, deserialize_with = "on_if_present")]
-    pub topology: Option<TopologyConfig>,
-    #[serde(default, deserialize_with = "on_if_present")]
-    pub attributes: Option<AttributesConfig>,
-    /// Where noisy images go in image-to-image comparisons (kNN and linear probes).
+pub struct PreprocessConfig {
+    /// `exact` (default): the pixels Pillow gives. `fast`: JPEGs are decoded at 1/2, 1/4 or 1/8
+    /// scale in the DCT domain while that stays at least the resize target, then resized
+    /// exactly; faster, not Pillow's pixels (README, "Benchmarks and fidelity").
     #[serde(default)]
-    pub noise_on: NoiseTarget,
-    /// CLIP's logit scale for softmax over similarities.
-    #[serde(default = "logit_scale")]
-    pub logit_scale: f64,
+    pub mode: PreprocessMode,
 }
 
-impl AnalysisConfig {
-    /// Value checks the types cannot express, so a bad setting fails before hours of
-    /// encoding rather than after. Returns the key (under `analysis.`) and the reason.
-    pub fn check(&self) -> Result<(), (String, String)> {
-        let err = |key: &str, msg: &str| Err((format!("analysis.{key}"), msg.to_string()));
-        let fraction = |v: f64| v > 0.0 && v < 1.0;
-        if !(self.logit_scale.is_finite() && self.logit_scale > 0.0) {
-            return err("logit_scale", "must be a positive number");
-        }
-        if let Some(r) = &self.retrieval {
-            if r.k.is_empty() || r.k.contains(&0) {
-                return err("retrieval.k", "list cut-offs of at least 1");
-            }
-        }
-        if let Some(c) = &self.cluster {
-            if c.k == Some(0) || c.restarts == 0 || c.min_samples == 0 {
-                return err("cluster", "k, restarts and min_samples must be at least 1");
-            }
-            if c.eps.is_some_and(|e| !(e.is_finite() && e > 0.0)) {
-                return err("cluster.eps", "must be a positive number");
-            }
-        }
-        if let Some(p) = &self.probe {
-            if p.knn_k == 0 {
-                return err("probe.knn_k", "must be at least 1");
-            }
-            if !fraction(p.test_fraction) {
-                return err("probe.test_fraction", "must be strictly between 0 and 1");
-            }
-        }
-        if let Some(p) = &self.projection {
-            if p.methods.is_empty() {
-                return err("projection.methods", "list at least one of pca, tsne, umap");
-            }
-            if p.methods.contains(&ProjectionMethod::Tsne)
-                && (p.perplexities.is_empty()
-                    || p.perplexities.iter().any(|v| !(v.is_finite() && *v > 0.0)))
-            {
-                return err("projection.perplexities", "list positive perplexities");
-            }
-            if p.tsne_iterations < 250 {
-                return err(
-                    "projection.tsne_iterations",
-                    "must be at least 250 (the early-exaggeration phase)",
-                );
-            }
-            if p.umap_neighbors < 2 {
-                return err("projection.umap_neighbors", "must be at least 2");
-            }
-            if !(p.umap_min_dist.is_finite() && p.umap_min_dist >= 0.0) {
-                return err("projection.umap_min_dist", "must be 0 or more");
-            }
-            if p.max_points < 10 {
-                return err("projection.max_points", "must be at least 10");
-            }
-            if p.trustworthiness_k == 0 {
-                return err("projection.trustworthiness_k", "must be at least 1");
-            }
-        }
-        if let Some(d) = &self.dimension_sweep {
-            if d.dims.is_empty() || d.dims.contains(&0) {
-                return err("dimension_sweep.dims", "list dimensions of at least 1");
-            }
-            if !fraction(d.fit_fraction) {
-                return err(
-                    "dimension_sweep.fit_fraction",
-                    "must be strictly between 0 and 1",
-                );
-            }
-            if d.k.is_empty() || d.k.contains(&0) {
-                return err("dimension_sweep.k", "list cut-offs of at least 1");
-            }
-            if !(d.tolerance.is_finite() && d.tolerance >= 0.0) {
-                return err("dimension_sweep.tolerance", "must be 0 or more");
-            }
-        }
-        if let Some(s) = &self.subspaces {
-            if s.rank == 0 {
-                return err("subspaces.rank", "must be at least 1");
-            }
-        }
-        if let Some(t) = &self.topology {
-            if t.max_dim > 1 {
-                return err("topology.max_dim", "must be 0 or 1 (H0, H1)");
-            }
-            if t.max_points < 3 {
-                return err("topology.max_points", "must be at least 3");
-            }
-        }
-        if let Some(a) = &self.attributes {
-            if a.components == 0 {
-                return err("attributes.components", "must be at least 1");
-            }
-            if !fraction(a.test_fraction) {
-                return err(
-                    "attributes.test_fraction",
-                    "must be strictly between 0 and 1",
-                );
-            }
-            if a.columns.as_ref().is_some_and(|c| c.is_empty()) {
-                return err(
-                    "attributes.columns",
-                    "list at least one column, or leave it out",
-                );
-            }
-        }
-        Ok(())
+impl PreprocessConfig {
+    pub fn is_default(&self) -> bool {
+        *self == PreprocessConfig::default()
     }
 }
 
-fn logit_scale() -> f64 {
-    100.0
-}
-
-/// A present key turns its stage on even when empty (`zero_shot:` as well as `zero_shot: {}`).
-fn on_if_present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de> + Default,
-{
-    Ok(Some(Option::<T>::deserialize(d)?.unwrap_or_default()))
-}
-
-/// Which side of a comparison gets the noisy variant.
+/// See [`PreprocessConfig::mode`].
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
-pub enum NoiseTarget {
-    /// Noisy queries against a clean gallery (e.g. noisy test images, clean training images).
+pub enum PreprocessMode {
     #[default]
-    Queries,
-    /// Clean queries against a noisy gallery.
-    Gallery,
-    Both,
-}
-
-/// Similarity matrices between chosen texts and images.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct SimilarityConfig {
-    /// Take the first N items of each class (default 2), unless `ids` or `query` is given.
-    #[serde(default)]
-    pub per_class: Option<usize>,
-    /// Exactly these item ids.
-    #[serde(default)]
-    pub ids: Option<Vec<String>>,
-    /// Items whose caption contains this text (case-insensitive).
-    #[serde(default)]
-    pub query: Option<String>,
-    /// At most this many items (default 16).
-    #[serde(default)]
-    pub max_items: Option<usize>,
-}
-
-/// Which gallery items count as positives for a query.
-#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum PositivesKind {
-    /// Captions when the store has them, else labels.
-    #[default]
-    Auto,
-    /// The image and the caption of the same item (Pokemon-style).
-    Caption,
-    /// Any item with the same label (class-level).
-    Label,
-}
-
-/// Text-to-image and image-to-text retrieval.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct RetrievalConfig {
-    #[serde(default = "default_ks")]
-    pub k: Vec<usize>,
-    #[serde(default)]
-    pub positives: PositivesKind,
-    /// Queries whose top hits are kept for the report's galleries.
-    #[serde(default = "default_galleries")]
-    pub galleries: usize,
-    /// Hits per gallery.
-    #[serde(default = "default_gallery_k")]
-    pub gallery_k: usize,
-}
-
-impl Default for RetrievalConfig {
-    fn default() -> Self {
-        RetrievalConfig {
-            k: default_ks(),
-            positives: PositivesKind::Auto,
-            galleries: default_galleries(),
-            gallery_k: default_gallery_k(),
-        }
-    }
-}
-
-fn default_ks() -> Vec<usize> {
-    vec![1, 5, 10]
-}
-fn default_galleries() -> usize {
-    5
-}
-fn default_gallery_k() -> usize {
-    5
-}
-
-/// Zero-shot classification with the study's class prompts.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ZeroShotConfig {}
-
-/// Clustering methods.
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum ClusterMethod {
-    Kmeans,
-    Ward,
-    Dbscan,
-}
-
-/// Clustering of image embeddings, scored against the labels.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ClusterConfig {
-    #[serde(default = "default_methods")]
-    pub methods: Vec<ClusterMethod>,
-    /// Number of clusters; default the number of labels.
-    #[serde(default)]
-    pub k: Option<usize>,
-    /// k-means restarts (best inertia wins).
-    #[serde(default = "default_restarts")]
-    pub restarts: usize,
-    /// DBSCAN neighbourhood radius in cosine distance; default: the median distance to the
-    /// `min_samples`-th neighbour.
-    #[serde(default)]
-    pub eps: Option<f64>,
-    #[serde(default = "default_min_samples")]
-    pub min_samples: usize,
-}
-
-impl Default for ClusterConfig {
-    fn default() -> Self {
-        ClusterConfig {
-            methods: default_methods(),
-            k: None,
-            restarts: default_restarts(),
-            eps: None,
-            min_samples: default_min_samples(),
-        }
-    }
-}
-
-fn default_methods() -> Vec<ClusterMethod> {
-    vec![ClusterMethod::Kmeans, ClusterMethod::Ward]
-}
-fn default_restarts() -> usize {
-    10
-}
-fn default_min_samples() -> usize {
-    5
-}
-
-/// How separable the classes are: kNN and a linear probe on a seeded split.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ProbeConfig {
-    #[serde(default = "default_knn")]
-    pub knn_k: usize,
-    #[serde(default = "default_test_fraction")]
-    pub test_fraction: f64,
-}
-
-impl Default for ProbeConfig {
-    fn default() -> Self {
-        ProbeConfig {
-            knn_k: default_knn(),
-            test_fraction: default_test_fraction(),
-        }
-    }
-}
-
-fn default_knn() -> usize {
-    10
-}
-fn default_test_fraction() -> f64 {
-    0.3
-}
-
-/// 2-D projection methods.
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum ProjectionMethod {
-    Pca,
-    Tsne,
-    Umap,
-}
-
-/// PCA spectrum and 2-D maps (PCA, t-SNE, UMAP) of the image embeddings of every variant.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ProjectionConfig {
-    #[serde(default = "default_projection_methods")]
-    pub methods: Vec<ProjectionMethod>,
-    /// t-SNE runs once per perplexity.
-    #[serde(default = "default_perplexities")]
-    pub perplexities: Vec<f64>,
-    /// t-SNE iterations (scikit-learn's `max_iter`).
-    #[serde(default = "default_tsne_iterations")]
-    pub tsne_iterations: usize,
-    #[serde(default = "default_umap_neighbors")]
-    pub umap_neighbors: usize,
-    #[serde(default = "default_umap_min_dist")]
-    pub umap_min_dist: f64,
-    /// Maps are drawn from a seeded sample of at most this many images (the same images in
-    /// every variant); the PCA spectrum uses every image.
-    #[serde(default = "default_projection_points")]
-    pub max_points: usize,
-    /// Neighbourhood size of the trustworthiness score of each map.
-    #[serde(default = "default_trustworthiness_k")]
-    pub trustworthiness_k: usize,
-    /// Image variants to map (`clean`, `gaussian-0.1`, ...); default every variant. t-SNE and
-    /// UMAP cost seconds to minutes per map, so long noise lists may want a few.
-    #[serde(default)]
-    pub variants: Option<Vec<String>>,
-}
-
-impl Default for ProjectionConfig {
-    fn default() -> Self {
-        ProjectionConfig {
-            methods: default_projection_methods(),
-            perplexities: default_perplexities(),
-            tsne_iterations: default_tsne_iterations(),
-            umap_neighbors: default_umap_neighbors(),
-            umap_min_dist: default_umap_min_dist(),
-            max_points: default_projection_points(),
-            trustworthiness_k: default_trustworthiness_k(),
-            variants: None,
-        }
-    }
-}
-
-fn default_projection_methods() -> Vec<ProjectionMethod> {
-    vec![
-        ProjectionMethod::Pca,
-        ProjectionMethod::Tsne,
-        ProjectionMethod::Umap,
-    ]
-}
-fn default_perplexities() -> Vec<f64> {
-    vec![10.0, 30.0]
-}
-fn default_tsne_iterations() -> usize {
-    1000
-}
-fn default_umap_neighbors() -> usize {
-    15
-}
-fn default_umap_min_dist() -> f64 {
-    0.1
-}
-fn default_projection_points() -> usize {
-    5000
-}
-fn default_trustworthiness_k() -> usize {
-    10
-}
-
-/// Which embeddings a PCA is fitted on.
-#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum FitOn {
-    Images,
-    Texts,
-    /// Images and texts of the fit split together.
-    #[default]
-    Both,
-}
-
-/// Retrieval and zero-shot quality after PCA to fewer dimensions.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct DimensionSweepConfig {
-    /// Target dimensions; values at or above the model's dimension are skipped, and the full
-    /// dimension is always measured as the reference.
-    #[serde(default = "default_sweep_dims")]
-    pub dims: Vec<usize>,
-    /// Share of the items (seeded) the PCA is fitted on; the metrics use the others.
-    #[serde(default = "default_fit_fraction")]
-    pub fit_fraction: f64,
-    #[serde(default)]
-    pub fit_on: FitOn,
-    /// Recall@K cut-offs measured at every dimension.
-    #[serde(default = "default_ks")]
-    pub k: Vec<usize>,
-    /// The smallest dimension whose metric is at most this far (absolute) below the full
-    /// dimension's is reported per metric.
-    #[serde(default = "default_sweep_tolerance")]
-    pub tolerance: f64,
-    /// Subtract the fitted mean before projecting (scikit-learn's `PCA.transform`). Off by
-    /// default: without it the full-rank projection is a rotation, so cosines at D′ = D are
-    /// the original ones and the sweep measures what dropping dimensions alone costs; centring
-    /// also moves the origin the cosines are taken around (and, fitted on both modalities,
-    /// partly closes the gap between them), which changes the metrics at every D′.
-    #[serde(default)]
-    pub centre: bool,
-}
-
-impl Default for DimensionSweepConfig {
-    fn default() -> Self {
-        DimensionSweepConfig {
-            dims: default_sweep_dims(),
-            fit_fraction: default_fit_fraction(),
-            fit_on: FitOn::Both,
-            k: default_ks(),
-            tolerance: default_sweep_tolerance(),
-            centre: false,
-        }
-    }
-}
-
-fn default_sweep_dims() -> Vec<usize> {
-    vec![2, 4, 8, 16, 32, 64, 128, 256, 512]
-}
-fn default_fit_fraction() -> f64 {
-    0.5
-}
-fn default_sweep_tolerance() -> f64 {
-    0.01
-}
-
-/// Principal angles between the classes' subspaces (clean images).
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct SubspaceConfig {
-    /// Dimension r of each class's PCA basis.
-    #[serde(default = "default_subspace_rank")]
-    pub rank: usize,
-}
-
-impl Default for SubspaceConfig {
-    fn default() -> Self {
-        SubspaceConfig {
-            rank: default_subspace_rank(),
-        }
-    }
-}
-
-fn default_subspace_rank() -> usize {
-    5
-}
-
-/// Distance used by the topology stage.
-#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum MetricName {
-    #[default]
-    Euclidean,
-    Cosine,
-}
-
-/// Vietoris–Rips persistence (H0, H1) of each variant's image embeddings.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct TopologyConfig {
-    /// Seeded sample size (the same images in every variant).
-    #[serde(default = "default_topology_points")]
-    pub max_points: usize,
-    #[serde(default)]
-    pub metric: MetricName,
-    /// Highest homology dimension, 0 or 1.
-    #[serde(default = "default_max_dim")]
-    pub max_dim: usize,
-    /// Image variants to compare with the clean one; default every variant.
-    #[serde(default)]
-    pub variants: Option<Vec<String>>,
-}
-
-impl Default for TopologyConfig {
-    fn default() -> Self {
-        TopologyConfig {
-            max_points: default_topology_points(),
-            metric: MetricName::Euclidean,
-            max_dim: default_max_dim(),
-            variants: None,
-        }
-    }
-}
-
-fn default_topology_points() -> usize {
-    500
-}
-fn default_max_dim() -> usize {
-    1
-}
-
-/// Attribute probing: how boolean or categorical metadata lines up with the principal
-/// components, and how well a linear probe predicts it.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct AttributesConfig {
-    /// Columns to probe; default every column of the attributes file.
-    #[serde(default)]
-    pub columns: Option<Vec<String>>,
-    /// Parquet with an `id` column and the attributes; default `attributes.parquet` next to
-    /// the store (what `clipflow run` writes from `dataset.attribute_columns`).
-    #[serde(default)]
-    pub path: Option<String>,
-    /// Principal components correlated with each attribute.
-    #[serde(default = "default_attribute_components")]
-    pub components: usize,
-    #[serde(default = "default_test_fraction")]
-    pub test_fraction: f64,
-}
-
-impl Default for AttributesConfig {
-    fn default() -> Self {
-        AttributesConfig {
-            columns: None,
-            path: None,
-            components: default_attribute_components(),
-            test_fraction: default_test_fraction(),
-        }
-    }
-}
-
-fn default_attribute_components() -> usize {
-    10
+    Exact,
+    Fast,
 }

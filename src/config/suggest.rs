@@ -6,6 +6,18 @@
 pub fn did_you_mean(message: &str) -> Option<String> {
     let quoted: Vec<&str> = message.split('`').skip(1).step_by(2).collect();
     let (unknown, known) = quoted.split_first()?;
+    did_you_mean_among(unknown, known)
+}
+
+/// "; did you mean `x`?" for a serde message naming an unknown key or value, else nothing.
+pub fn did_you_mean_hint(message: &str) -> String {
+    did_you_mean(message)
+        .map(|s| format!("; did you mean `{s}`?"))
+        .unwrap_or_default()
+}
+
+/// The candidate closest to `unknown`, when one is close enough to be a typo of it.
+pub fn did_you_mean_among(unknown: &str, known: &[&str]) -> Option<String> {
     known
         .iter()
         .map(|k| (strsim::jaro_winkler(unknown, k), *k))

@@ -5,14 +5,18 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
 use arrow_array::{
-    Array, ArrayRef, BinaryArray, Int64Array, RecordBatch, StringArray, StructArray,
+    Array, ArrayRef, BinaryArray, Int64Array, ListArray, RecordBatch, StringArray, StructArray,
 };
-use arrow_schema::{DataType, Schema};
+use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection, RowSelector};
 use parquet::arrow::ProjectionMask;
 
-use super::{DatasetError, ImageRef, Item};
+use super::files::{FileAccess, DEFAULT_MAX_FILE_BYTES};
+use super::listing::{ItemTable, NewItem};
+use super::{DatasetError, ImageRef};
 use crate::config::DatasetConfig;
 
 /// One Parquet file of the dataset.
@@ -25,6 +29,8 @@ pub struct ParquetSource {
     image_kind: ImageColumnKind,
     /// Rows per row group, for finding the group of a row.
     row_group_rows: Vec<u64>,
+    /// How image paths in the file are read: confined to the file's folder.
+    files: FileAccess,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -33,7 +39,8 @@ enum ImageColumnKind {
     Struct,
     /// Encoded image bytes.
     Binary,
-    /// A path, relative to the Parquet file's folder unless absolute.
+    /// A path, relative to the Parquet file's folder unless absolute, and confined to that
+    /// folder unless `dataset.allow_paths_outside`.
     Path,
 }
 
@@ -62,7 +69,7 @@ pub fn expand(patterns: &[String]) -> Result<Vec<PathBuf>, DatasetError> {
                         message: e.to_string(),
                     })?
                     .filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|f| f.extension().is_some_and(|e| e == "parquet"))
+                    .filter(|f| f.extension().is_some_and(|e| e == "parquet") && f.is_file())
                     .collect();
                 if inside.is_empty() {
                     return Err(DatasetError::NoMatch {
@@ -85,13 +92,36 @@ pub fn expand(patterns: &[String]) -> Result<Vec<PathBuf>, DatasetError> {
     Ok(files)
 }
 
-/// Lists every row of every file as an item, reading only the id, label and caption columns.
+/// Lists every row of every file as an item, reading only the id, label, caption, group and
+/// attribute columns. With `group_by`, rows that share the column's value become one item
+/// (the first row's image and label, every row's captions).
 pub fn list(
     files: &[PathBuf],
     config: &DatasetConfig,
-) -> Result<(Vec<Item>, Vec<ParquetSource>), DatasetError> {
+) -> Result<(ItemTable, Vec<ParquetSource>, Vec<String>), DatasetError> {
     let image_name = config.image_column.as_deref().unwrap_or("image");
-    let mut items = Vec::new();
+    if let (Some(g), Some(id)) = (&config.group_by, &config.id_column) {
+        if g != id {
+            return Err(DatasetError::Config {
+                key: "id_column",
+                message: format!(
+                    "with group_by the item id is the `{g}` value; leave id_column unset"
+                ),
+            });
+        }
+    }
+    let id_name = config.group_by.as_deref().or(config.id_column.as_deref());
+    let stems: Vec<String> = files.iter().map(|p| stem_of(p)).collect();
+    let mut table = ItemTable::new(config.attribute_columns.len(), stems);
+    let mut rows = 0usize;
+    for path in files {
+        rows += open_builder(path)?
+            .metadata()
+            .file_metadata()
+            .num_rows()
+            .max(0) as usize;
+    }
+    table.reserve(rows, id_name.is_some());
     let mut sources = Vec::new();
     for (file_index, path) in files.iter().enumerate() {
         let builder = open_builder(path)?;
@@ -104,8 +134,13 @@ pub fn list(
             .map(|rg| rg.num_rows() as u64)
             .collect();
 
+        let id_key = if config.group_by.is_some() {
+            "group_by"
+        } else {
+            "id_column"
+        };
         let wanted = [
-            ("id_column", config.id_column.as_deref()),
+            (id_key, id_name),
             ("label_column", config.label_column.as_deref()),
             ("caption_column", config.caption_column.as_deref()),
         ];
@@ -123,34 +158,63 @@ pub fn list(
             roots.push(idx);
         }
         let class_names = hf_class_names(&schema, config.label_column.as_deref());
-        let stem = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
 
         let mut row: u64 = 0;
-        let push_rows = |items: &mut Vec<Item>, n: usize, cols: &Columns, row: &mut u64| {
+        let mut push_rows = |table: &mut ItemTable, n: usize, cols: &Columns| {
+            let mut captions: Vec<&str> = Vec::new();
+            let mut attributes: Vec<Option<&str>> = Vec::new();
             for i in 0..n {
-                items.push(Item {
-                    id: cols
-                        .id
-                        .as_ref()
-                        .and_then(|c| c.value(i))
-                        .unwrap_or_else(|| format!("{stem}:{}", *row)),
-                    label: cols.label.as_ref().and_then(|c| c.value(i)),
-                    caption: cols.caption.as_ref().and_then(|c| c.value(i)),
-                    image: ImageRef::ParquetRow {
-                        file: file_index,
-                        row: *row,
+                // A null id falls back to the row's default id; a null group has no image.
+                let fallback;
+                let id = match &cols.id {
+                    Some(c) => match c.get(i) {
+                        Some(v) => Some(v),
+                        None if config.group_by.is_some() => {
+                            return Err(DatasetError::Row {
+                                path: path.clone(),
+                                row,
+                                message: format!(
+                                    "dataset.group_by: `{}` is null",
+                                    id_name.unwrap_or_default()
+                                ),
+                            })
+                        }
+                        None => {
+                            fallback = format!("{}:{row}", stem_of(path));
+                            Some(fallback.as_str())
+                        }
                     },
-                    attributes: cols.attributes.iter().map(|c| c.value(i)).collect(),
-                });
-                *row += 1;
+                    None => None,
+                };
+                captions.clear();
+                if let Some(c) = &cols.caption {
+                    c.extend_into(i, &mut captions);
+                }
+                attributes.clear();
+                attributes.extend(cols.attributes.iter().map(|c| c.get(i)));
+                table
+                    .push(NewItem {
+                        id,
+                        label: cols.label.as_ref().and_then(|c| c.get(i)),
+                        captions: &captions,
+                        image: ImageRef::ParquetRow {
+                            file: file_index,
+                            row,
+                        },
+                        attributes: &attributes,
+                    })
+                    .map_err(|message| DatasetError::Row {
+                        path: path.clone(),
+                        row,
+                        message,
+                    })?;
+                row += 1;
             }
+            Ok(())
         };
         if roots.is_empty() {
             let n = meta.file_metadata().num_rows() as usize;
-            push_rows(&mut items, n, &Columns::default(), &mut row);
+            push_rows(&mut table, n, &Columns::default())?;
         } else {
             let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
             let reader = builder
@@ -158,21 +222,54 @@ pub fn list(
                 .with_batch_size(8192)
                 .build()
                 .map_err(|e| parquet_error(path, e))?;
-            for batch in reader {
+            let mut reader = reader;
+            while let Some(batch) =
+                no_panic(|| reader.next()).map_err(|m| parquet_error(path, m))?
+            {
                 let batch = batch.map_err(|e| parquet_error(path, e))?;
-                let cols = Columns::from_batch(&batch, config, &class_names, path)?;
-                push_rows(&mut items, batch.num_rows(), &cols, &mut row);
+                let cols = Columns::from_batch(&batch, config, id_name, &class_names, path)?;
+                push_rows(&mut table, batch.num_rows(), &cols)?;
             }
         }
+        let folder = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let files = FileAccess::new(
+            folder,
+            config.allow_paths_outside,
+            config.max_file_bytes.unwrap_or(DEFAULT_MAX_FILE_BYTES),
+        )
+        .map_err(|e| DatasetError::Io {
+            path: folder.to_path_buf(),
+            message: e.to_string(),
+        })?;
         sources.push(ParquetSource {
             path: path.clone(),
             bytes: std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
             image_column,
             image_kind,
             row_group_rows,
+            files,
         });
     }
-    Ok((items, sources))
+    let mut notes = Vec::new();
+    if let Some(column) = &config.group_by {
+        let rows = table.rows();
+        let (grouped, conflicts) = table.grouped();
+        table = grouped;
+        notes.push(format!(
+            "dataset.group_by: {rows} rows grouped into {} items by `{column}`",
+            table.rows()
+        ));
+        if let Some((count, example)) = conflicts {
+            notes.push(format!(
+                "dataset.group_by: {count} item(s) have rows with different labels (e.g. `{example}`); the first row's label is used"
+            ));
+        }
+    }
+    table.finish();
+    Ok((table, sources, notes))
 }
 
 /// Reads the image bytes of `(slot, file, row)` requests, one row group at a time, selecting
@@ -208,7 +305,10 @@ pub fn fetch_rows(sources: &[ParquetSource], requests: &[(usize, usize, u64)]) -
         let src = &sources[file];
         for (group, mut rows) in groups {
             rows.sort();
-            match read_group(src, group, &rows) {
+            let read = no_panic(|| read_group(src, group, &rows))
+                .map_err(|m| format!("{}: {m}", src.path.display()))
+                .and_then(|r| r);
+            match read {
                 Ok(values) => out.extend(values),
                 Err(message) => {
                     out.extend(rows.iter().map(|&(_, slot)| (slot, Err(message.clone()))))
@@ -331,7 +431,7 @@ fn read_relative(src: &ParquetSource, rel: &str) -> Result<Vec<u8>, String> {
     } else {
         src.path.parent().unwrap_or(Path::new(".")).join(p)
     };
-    std::fs::read(&full).map_err(|e| format!("cannot read {}: {e}", full.display()))
+    src.files.read(&full).map_err(|e| e.to_string())
 }
 
 fn as_binary(a: &ArrayRef) -> Result<BinaryArray, String> {
@@ -350,22 +450,95 @@ fn as_string(a: &ArrayRef) -> Result<StringArray, String> {
         .ok_or_else(|| "not text".into())
 }
 
-/// One text column of a batch (ids, labels or captions).
+/// One text column of a batch (ids, labels, attributes).
 struct TextColumn {
     values: StringArray,
 }
 
 impl TextColumn {
-    fn value(&self, i: usize) -> Option<String> {
-        (!self.values.is_null(i)).then(|| self.values.value(i).to_string())
+    fn get(&self, i: usize) -> Option<&str> {
+        (!self.values.is_null(i)).then(|| self.values.value(i))
     }
+}
+
+/// The caption column of a batch: one text per row, or a list of texts per row (Hugging Face
+/// COCO and Flickr30k exports: `sentences`, `captions`).
+enum CaptionColumn {
+    Text(TextColumn),
+    List {
+        offsets: Vec<usize>,
+        values: StringArray,
+        valid: Vec<bool>,
+    },
+}
+
+impl CaptionColumn {
+    /// Appends row `i`'s captions (none for a null; null list entries are skipped).
+    fn extend_into<'a>(&'a self, i: usize, out: &mut Vec<&'a str>) {
+        match self {
+            CaptionColumn::Text(t) => out.extend(t.get(i)),
+            CaptionColumn::List {
+                offsets,
+                values,
+                valid,
+            } => {
+                if valid[i] {
+                    out.extend(
+                        (offsets[i]..offsets[i + 1])
+                            .filter(|&k| !values.is_null(k))
+                            .map(|k| values.value(k)),
+                    );
+                }
+            }
+        }
+    }
+
+    fn from_array(col: &ArrayRef, path: &Path) -> Result<CaptionColumn, DatasetError> {
+        if !is_list(col.data_type()) {
+            let values = as_string(col).map_err(|m| parquet_error(path, m))?;
+            return Ok(CaptionColumn::Text(TextColumn { values }));
+        }
+        let item = Arc::new(Field::new("item", DataType::Utf8, true));
+        let cast =
+            arrow_cast::cast(col, &DataType::List(item)).map_err(|e| parquet_error(path, e))?;
+        let list = cast
+            .as_any()
+            .downcast_ref::<ListArray>()
+            .ok_or_else(|| parquet_error(path, "caption list did not cast to a list of text"))?;
+        let values = list
+            .values()
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .cloned()
+            .ok_or_else(|| parquet_error(path, "caption list entries are not text"))?;
+        let offsets = list.value_offsets().iter().map(|&o| o as usize).collect();
+        let valid = (0..list.len()).map(|i| !list.is_null(i)).collect();
+        Ok(CaptionColumn::List {
+            offsets,
+            values,
+            valid,
+        })
+    }
+}
+
+fn stem_of(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn is_list(dt: &DataType) -> bool {
+    matches!(
+        dt,
+        DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(_, _)
+    )
 }
 
 #[derive(Default)]
 struct Columns {
     id: Option<TextColumn>,
     label: Option<TextColumn>,
-    caption: Option<TextColumn>,
+    caption: Option<CaptionColumn>,
     attributes: Vec<TextColumn>,
 }
 
@@ -373,15 +546,18 @@ impl Columns {
     fn from_batch(
         batch: &RecordBatch,
         config: &DatasetConfig,
+        id_name: Option<&str>,
         class_names: &Option<Vec<String>>,
         path: &Path,
     ) -> Result<Columns, DatasetError> {
+        let column = |name: &str| {
+            batch
+                .column_by_name(name)
+                .ok_or_else(|| parquet_error(path, format!("column {name} vanished")))
+        };
         let get = |name: Option<&str>| -> Result<Option<TextColumn>, DatasetError> {
             let Some(name) = name else { return Ok(None) };
-            let col = batch
-                .column_by_name(name)
-                .ok_or_else(|| parquet_error(path, format!("column {name} vanished")))?;
-            let values = as_string(col).map_err(|m| parquet_error(path, m))?;
+            let values = as_string(column(name)?).map_err(|m| parquet_error(path, m))?;
             Ok(Some(TextColumn { values }))
         };
         let mut label = get(config.label_column.as_deref())?;
@@ -410,10 +586,14 @@ impl Columns {
         for name in &config.attribute_columns {
             attributes.extend(get(Some(name))?);
         }
+        let caption = match config.caption_column.as_deref() {
+            None => None,
+            Some(name) => Some(CaptionColumn::from_array(column(name)?, path)?),
+        };
         Ok(Columns {
-            id: get(config.id_column.as_deref())?,
+            id: get(id_name)?,
             label,
-            caption: get(config.caption_column.as_deref())?,
+            caption,
             attributes,
         })
     }
@@ -442,7 +622,17 @@ fn open_builder(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>, Da
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
-    ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| parquet_error(path, e))
+    no_panic(|| ParquetRecordBatchReaderBuilder::try_new(file))
+        .map_err(|m| parquet_error(path, m))?
+        .map_err(|e| parquet_error(path, e))
+}
+
+/// Runs parquet-crate code that can panic on malformed input (parquet 57.3 unwraps inside
+/// its Thrift decoders; arrow-ipc inside its schema conversion): a corrupt file is that file's
+/// error, not a crash.
+fn no_panic<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    crate::util::catch_panic(f)
+        .map_err(|m| format!("the Parquet reader failed on malformed data ({m})"))
 }
 
 fn parquet_error(path: &Path, e: impl std::fmt::Display) -> DatasetError {
@@ -485,6 +675,30 @@ fn check_text_type(
 ) -> Result<(), DatasetError> {
     let field = schema.field(idx);
     let dt = field.data_type();
+    let text = |d: &DataType| {
+        matches!(
+            d,
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Dictionary(_, _)
+        )
+    };
+    if key == "caption_column" {
+        let list_of_text = match dt {
+            DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => {
+                text(f.data_type())
+            }
+            _ => false,
+        };
+        if text(dt) || list_of_text {
+            return Ok(());
+        }
+        return Err(DatasetError::ColumnType {
+            path: path.to_path_buf(),
+            key,
+            column: field.name().clone(),
+            found: dt.to_string(),
+            expected: "text or a list of text",
+        });
+    }
     let ok = matches!(
         dt,
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Dictionary(_, _)

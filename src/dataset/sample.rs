@@ -5,17 +5,26 @@ use std::collections::{BTreeMap, HashSet};
 
 use rand::seq::SliceRandom;
 
-use super::Item;
+use super::listing::ItemTable;
 use crate::config::SampleConfig;
 use crate::util::seeded_rng;
 
-/// Applies `sample` to `items`. Items without a label count as one class (`None`) for
-/// `classes` and `per_class`.
-pub fn apply(items: Vec<Item>, sample: &SampleConfig, seed: u64) -> Vec<Item> {
-    let mut keep: Vec<bool> = vec![true; items.len()];
-    let mut by_class: BTreeMap<Option<&str>, Vec<usize>> = BTreeMap::new();
-    for (i, item) in items.iter().enumerate() {
-        by_class.entry(item.label.as_deref()).or_default().push(i);
+/// Applies `sample` to the rows of `items`, keeping the chosen ones. Items without a label
+/// count as one class (`None`) for `classes` and `per_class`. The classes are visited in
+/// label order and shuffled with the same seeded streams as before the listing was columnar,
+/// so a study samples the same items it always did.
+pub fn apply(items: &mut ItemTable, sample: &SampleConfig, seed: u64) {
+    if sample.classes.is_none() && sample.per_class.is_none() && sample.limit.is_none() {
+        return;
+    }
+    let n = items.rows();
+    let mut keep: Vec<bool> = vec![true; n];
+    let mut by_class: BTreeMap<Option<&str>, Vec<u32>> = BTreeMap::new();
+    for row in 0..n {
+        by_class
+            .entry(items.row_label(row))
+            .or_default()
+            .push(row as u32);
     }
     if let Some(n) = sample.classes {
         let mut classes: Vec<Option<&str>> = by_class.keys().copied().collect();
@@ -24,14 +33,18 @@ pub fn apply(items: Vec<Item>, sample: &SampleConfig, seed: u64) -> Vec<Item> {
         for (class, idx) in &by_class {
             if !chosen.contains(class) {
                 for &i in idx {
-                    keep[i] = false;
+                    keep[i as usize] = false;
                 }
             }
         }
     }
     if let Some(m) = sample.per_class {
         for (class, idx) in &by_class {
-            let mut idx: Vec<usize> = idx.iter().copied().filter(|&i| keep[i]).collect();
+            let mut idx: Vec<usize> = idx
+                .iter()
+                .map(|&i| i as usize)
+                .filter(|&i| keep[i])
+                .collect();
             let name = class.unwrap_or("");
             idx.shuffle(&mut seeded_rng(seed, &["sample", "per_class", name]));
             for &i in idx.iter().skip(m) {
@@ -40,34 +53,45 @@ pub fn apply(items: Vec<Item>, sample: &SampleConfig, seed: u64) -> Vec<Item> {
         }
     }
     if let Some(limit) = sample.limit {
-        let mut idx: Vec<usize> = (0..items.len()).filter(|&i| keep[i]).collect();
+        let mut idx: Vec<usize> = (0..n).filter(|&i| keep[i]).collect();
         idx.shuffle(&mut seeded_rng(seed, &["sample", "limit"]));
         for &i in idx.iter().skip(limit) {
             keep[i] = false;
         }
     }
-    items
-        .into_iter()
-        .zip(keep)
-        .filter_map(|(item, k)| k.then_some(item))
-        .collect()
+    let rows: Vec<u32> = (0..n as u32).filter(|&i| keep[i as usize]).collect();
+    items.select(rows);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dataset::listing::NewItem;
     use crate::dataset::ImageRef;
 
-    fn items() -> Vec<Item> {
-        (0..60)
-            .map(|i| Item {
-                id: format!("{i:03}"),
-                label: Some(format!("c{}", i % 6)),
-                caption: None,
+    fn items() -> ItemTable {
+        let mut t = ItemTable::new(0, Vec::new());
+        for i in 0..60 {
+            t.push(NewItem {
+                id: Some(&format!("{i:03}")),
+                label: Some(&format!("c{}", i % 6)),
+                captions: &[],
                 image: ImageRef::File(format!("{i}.png").into()),
-                attributes: Vec::new(),
+                attributes: &[],
             })
-            .collect()
+            .unwrap();
+        }
+        t
+    }
+
+    fn ids(t: &ItemTable) -> Vec<String> {
+        (0..t.len()).map(|i| t.id(i).into_owned()).collect()
+    }
+
+    fn sampled(s: &SampleConfig, seed: u64) -> ItemTable {
+        let mut t = items();
+        apply(&mut t, s, seed);
+        t
     }
 
     #[test]
@@ -77,12 +101,12 @@ mod tests {
             per_class: Some(4),
             limit: Some(10),
         };
-        let out = apply(items(), &s, 7);
+        let out = sampled(&s, 7);
         assert_eq!(out.len(), 10);
-        let classes: HashSet<_> = out.iter().map(|i| i.label.clone()).collect();
+        let classes: HashSet<_> = (0..out.len()).map(|i| out.label(i)).collect();
         assert!(classes.len() <= 3);
         // Dataset order is preserved.
-        assert!(out.windows(2).all(|w| w[0].id < w[1].id));
+        assert!(ids(&out).windows(2).all(|w| w[0] < w[1]));
     }
 
     #[test]
@@ -92,9 +116,9 @@ mod tests {
             per_class: Some(2),
             limit: None,
         };
-        let a: Vec<_> = apply(items(), &s, 1).into_iter().map(|i| i.id).collect();
-        let b: Vec<_> = apply(items(), &s, 1).into_iter().map(|i| i.id).collect();
-        let c: Vec<_> = apply(items(), &s, 2).into_iter().map(|i| i.id).collect();
+        let a = ids(&sampled(&s, 1));
+        let b = ids(&sampled(&s, 1));
+        let c = ids(&sampled(&s, 2));
         assert_eq!(a.len(), 12);
         assert_eq!(a, b);
         assert_ne!(a, c);
@@ -102,6 +126,6 @@ mod tests {
 
     #[test]
     fn no_sampling_keeps_everything() {
-        assert_eq!(apply(items(), &SampleConfig::default(), 0).len(), 60);
+        assert_eq!(sampled(&SampleConfig::default(), 0).len(), 60);
     }
 }

@@ -1,15 +1,21 @@
-//! Encode stage: images and texts to L2-normalised embeddings with CLIP models exported to
-//! ONNX, in batches, with decoding and preprocessing overlapping inference.
+//! Encode stage: images and texts to L2-normalised embeddings with models exported to ONNX
+//! (CLIP and SigLIP pairs, or one-tower encoders such as DINOv2, a ResNet or BERT), in batches,
+//! with decoding and preprocessing overlapping inference.
 //!
 //! Entry points: [`model::locate`] finds a model's files (used by `clipflow validate`),
 //! [`Encoder::load`] opens it, [`encode_images`] and [`encode_texts`] stream batches to a
 //! caller-supplied sink (the store), so this stage never knows how results are kept.
+//! A tower's graph output goes through [`pooling`] (when it is per token) and an optional
+//! [`projection`] before normalisation.
 
 pub mod model;
 mod pipeline;
+pub mod pooling;
 pub mod preprocess;
-mod resample;
+pub mod projection;
+pub mod resample;
 pub mod runtime;
+pub mod scoring;
 pub mod text;
 
 use std::path::PathBuf;
@@ -17,12 +23,15 @@ use std::path::PathBuf;
 use ort::session::Session;
 use ort::value::{TensorElementType, TensorRef, ValueType};
 
-pub use model::{locate, Layout, ModelFiles};
+use crate::config::{Pooling, Tower};
+pub use model::{locate, Layout, ModelFiles, TowerFiles};
 pub use pipeline::{
     decode_pool, encode_images, encode_texts, EncodedBatch, ImageJob, RowFailure, TextInput,
 };
 pub use preprocess::Preprocess;
+pub use projection::Projection;
 pub use runtime::{DeviceRequest, Placement, SessionSettings};
+pub use scoring::Scoring;
 pub use text::TextTokenizer;
 
 /// Errors of the encode stage.
@@ -47,89 +56,226 @@ pub enum EncodeError {
 /// The context length of CLIP's text tower.
 pub const CLIP_CONTEXT: usize = 77;
 
-/// An opened model, ready to embed.
+/// An opened model, ready to embed with the towers its files give and the study uses.
 pub struct Encoder {
     pub files: ModelFiles,
-    pub preprocess: Preprocess,
-    pub tokenizer: TextTokenizer,
+    /// Present when the image tower is used.
+    pub preprocess: Option<Preprocess>,
+    /// Present when the text tower is used.
+    pub tokenizer: Option<TextTokenizer>,
     /// (height, width) of the pixel tensor.
     pub input_size: (usize, usize),
+    /// Dimension of the stored embeddings (after pooling and projection); both towers agree.
     pub dim: usize,
     pub placement: Placement,
+    /// How this model's image–text cosines become probabilities.
+    pub scoring: Scoring,
     sessions: Vec<Session>,
     /// Token ids and mask of the empty text: the text inputs a combined graph needs when only
     /// images are embedded. Computed once at load, not per batch.
     dummy_text: (Vec<i64>, Vec<i64>),
-    vision: Role,
-    text: Role,
+    image: Option<Role>,
+    text: Option<Role>,
 }
 
-/// How to call one tower: which session, which inputs, which output.
+/// How to call one tower: which session, which inputs, which output, how to pool and project.
 struct Role {
     session: usize,
     output: String,
+    pooling: Pooling,
     pixels: Option<String>,
     ids: Option<(String, TensorElementType)>,
     mask: Option<(String, TensorElementType)>,
+    token_types: Option<(String, TensorElementType)>,
+    /// The sequence length the graph fixes, if it does.
+    fixed_len: Option<usize>,
+    projection: Option<Projection>,
+}
+
+/// What the manifest records about a tower.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TowerSummary {
+    pub graph: PathBuf,
+    pub output: String,
+    pub pooling: Pooling,
+    pub projection: Option<PathBuf>,
 }
 
 impl Encoder {
     /// Opens a model's sessions, reads its preprocessing and tokenizer, and runs one probe
-    /// image and text through it, so a broken model fails before any work starts.
+    /// image and text through the towers it uses, so a broken model fails before any work
+    /// starts.
     pub fn load(
         files: &ModelFiles,
         settings: SessionSettings,
         warn: &dyn Fn(&str),
     ) -> Result<Encoder, EncodeError> {
-        let preprocess = Preprocess::from_file(&files.preprocessor_config)?;
-        let mut sessions = Vec::new();
-        let (vision_session, placement) = runtime::open_session(&files.vision, settings, warn)?;
-        sessions.push(vision_session);
-        let text_index = if files.text == files.vision {
-            0
-        } else {
-            // The fallback warning was given once for the vision tower.
-            let (s, _) = runtime::open_session(&files.text, settings, &|_| {})?;
+        if files.image.is_none() && files.text.is_none() {
+            return Err(EncodeError::Model {
+                path: files.dir.clone(),
+                message: "the model has no tower to encode with".into(),
+            });
+        }
+        let mut sessions: Vec<Session> = Vec::new();
+        let mut graphs: Vec<PathBuf> = Vec::new();
+        let mut placement = None;
+        let mut open = |path: &PathBuf| -> Result<usize, EncodeError> {
+            if let Some(i) = graphs.iter().position(|g| g == path) {
+                return Ok(i);
+            }
+            // The CPU fallback warning is given once, for the first graph.
+            let (s, p) = if placement.is_none() {
+                runtime::open_session(path, settings, warn)?
+            } else {
+                runtime::open_session(path, settings, &|_| {})?
+            };
+            placement.get_or_insert(p);
             sessions.push(s);
-            1
+            graphs.push(path.clone());
+            Ok(sessions.len() - 1)
         };
-        let vision = role(&sessions[0], &files.vision, 0, Tower::Vision)?;
-        let text = role(&sessions[text_index], &files.text, text_index, Tower::Text)?;
+        let image_session = files.image.as_ref().map(|t| open(&t.graph)).transpose()?;
+        let text_session = files.text.as_ref().map(|t| open(&t.graph)).transpose()?;
+        let placement = placement.unwrap_or(Placement {
+            device: "cpu".into(),
+            fallback_reason: None,
+        });
 
-        let model_hw = pixel_shape(&sessions[0], vision.pixels.as_deref());
-        let input_size = match (preprocess.output_size(), model_hw) {
-            (Some((h, w)), Some((mh, mw))) if (h as usize, w as usize) != (mh, mw) => {
-                return Err(EncodeError::Preprocessor {
-                    path: files.preprocessor_config.clone(),
-                    message: format!(
-                        "crops to {h}x{w} but {} takes {mh}x{mw}",
-                        files.vision.display()
-                    ),
-                })
-            }
-            (Some((h, w)), _) => (h as usize, w as usize),
-            (None, Some(hw)) => hw,
-            (None, None) => {
-                return Err(EncodeError::Preprocessor {
-                    path: files.preprocessor_config.clone(),
-                    message: "no center crop and no fixed model input size: images of \
-                              different shapes cannot be batched"
-                        .into(),
-                })
-            }
+        let mut image = match (&files.image, image_session) {
+            (Some(t), Some(i)) => Some(role(&sessions[i], t, i, Tower::Image)?),
+            _ => None,
         };
-        let context = ids_length(&sessions[text_index], text.ids.as_ref()).unwrap_or(CLIP_CONTEXT);
-        let tokenizer = TextTokenizer::from_files(
-            &files.tokenizer,
-            files.tokenizer_config.as_deref(),
-            context,
-        )?;
-        let dummy_text = tokenizer
-            .encode("")
-            .map_err(|message| EncodeError::Tokenizer {
-                path: files.tokenizer.clone(),
+        let mut text = match (&files.text, text_session) {
+            (Some(t), Some(i)) => Some(role(&sessions[i], t, i, Tower::Text)?),
+            _ => None,
+        };
+
+        let preprocess = files
+            .preprocessor_config
+            .as_ref()
+            .filter(|_| image.is_some())
+            .map(|p| Preprocess::from_file(p))
+            .transpose()?;
+        // A combined graph wants pixels even for texts: its fixed size, else the preprocessing's.
+        let pixel_role = image
+            .as_ref()
+            .or(text.as_ref().filter(|t| t.pixels.is_some()));
+        let model_hw =
+            pixel_role.and_then(|r| pixel_shape(&sessions[r.session], r.pixels.as_deref()));
+        let input_size = match (&preprocess, &files.preprocessor_config) {
+            (Some(pre), Some(pre_path)) => match (pre.output_size(), model_hw) {
+                (Some((h, w)), Some((mh, mw))) if (h as usize, w as usize) != (mh, mw) => {
+                    return Err(EncodeError::Preprocessor {
+                        path: pre_path.clone(),
+                        message: format!(
+                            "crops to {h}x{w} but {} takes {mh}x{mw}",
+                            files
+                                .image
+                                .as_ref()
+                                .map(|t| t.graph.display().to_string())
+                                .unwrap_or_default()
+                        ),
+                    })
+                }
+                (Some((h, w)), _) => (h as usize, w as usize),
+                (None, Some(hw)) => hw,
+                (None, None) => {
+                    return Err(EncodeError::Preprocessor {
+                        path: pre_path.clone(),
+                        message: "no center crop and no fixed model input size: images of \
+                                  different shapes cannot be batched"
+                            .into(),
+                    })
+                }
+            },
+            _ => model_hw.unwrap_or((224, 224)),
+        };
+
+        let tokenizer = match (&text, &files.tokenizer) {
+            (Some(role), Some(tok_path)) => {
+                let from_files = || {
+                    TextTokenizer::max_length_from_files(
+                        tok_path,
+                        files.tokenizer_config.as_deref(),
+                    )
+                };
+                let context = match (role.fixed_len, files.context_length) {
+                    (Some(fixed), Some(c)) if c != fixed => {
+                        return Err(EncodeError::ModelFiles {
+                            key: "context_length".into(),
+                            message: format!(
+                                "{c}, but {} takes exactly {fixed} tokens",
+                                files
+                                    .text
+                                    .as_ref()
+                                    .map(|t| t.graph.display().to_string())
+                                    .unwrap_or_default()
+                            ),
+                        })
+                    }
+                    (Some(fixed), _) => fixed,
+                    (None, Some(c)) => c,
+                    (None, None) => from_files().unwrap_or(CLIP_CONTEXT),
+                };
+                Some(TextTokenizer::from_files(
+                    tok_path,
+                    files.tokenizer_config.as_deref(),
+                    context,
+                )?)
+            }
+            _ => None,
+        };
+        // Texts through a combined graph when only images are wanted: the empty text, or one
+        // start token when there is no tokenizer.
+        let dummy_text = match (&tokenizer, image.as_ref().and_then(|r| r.ids.as_ref())) {
+            (Some(tok), _) => tok.encode("").map_err(|message| EncodeError::Tokenizer {
+                path: files.tokenizer.clone().unwrap_or_default(),
+                message,
+            })?,
+            (None, Some(_)) => {
+                let n = ids_length(
+                    &sessions[image.as_ref().map(|r| r.session).unwrap_or(0)],
+                    image.as_ref().and_then(|r| r.ids.as_ref()),
+                )
+                .unwrap_or(CLIP_CONTEXT);
+                let mut ids = vec![0i64; n];
+                ids[0] = 49406;
+                if n > 1 {
+                    ids[1] = 49407;
+                }
+                let mask = (0..n).map(|i| i64::from(i < 2)).collect();
+                (ids, mask)
+            }
+            (None, None) => (Vec::new(), Vec::new()),
+        };
+
+        for (r, t) in [(&mut image, &files.image), (&mut text, &files.text)] {
+            if let (Some(r), Some(t)) = (r.as_mut(), t) {
+                if let Some(p) = &t.projection {
+                    r.projection = Some(Projection::load(p, settings)?);
+                }
+            }
+        }
+
+        let scoring = {
+            let file = match &files.export_info {
+                Some(p) => scoring::read_export_info(p).map_err(|message| EncodeError::Model {
+                    path: p.clone(),
+                    message,
+                })?,
+                None => scoring::Recorded::default(),
+            };
+            let session = text_session.or(image_session).unwrap_or(0);
+            let meta = sessions[session].metadata().ok();
+            let get = |k: &str| meta.as_ref().and_then(|m| m.custom(k));
+            let recorded = scoring::read_metadata(&get).map_err(|message| EncodeError::Model {
+                path: graphs[session].clone(),
                 message,
             })?;
+            drop(meta);
+            scoring::resolve(files.scoring.as_ref(), &file, &recorded)
+        };
+
         let mut encoder = Encoder {
             files: files.clone(),
             dummy_text,
@@ -138,31 +284,100 @@ impl Encoder {
             input_size,
             dim: 0,
             placement,
+            scoring,
             sessions,
-            vision,
+            image,
             text,
         };
         let (h, w) = input_size;
-        let image_dim = encoder.raw_images(&vec![0.0; 3 * h * w], 1)?.1;
-        let (ids, mask) =
-            encoder
-                .tokenizer
-                .encode("a photo")
-                .map_err(|message| EncodeError::Tokenizer {
-                    path: files.tokenizer.clone(),
-                    message,
-                })?;
-        let text_dim = encoder.raw_texts(&ids, &mask, 1)?.1;
-        if image_dim != text_dim {
-            return Err(EncodeError::Model {
-                path: files.dir.clone(),
-                message: format!(
-                    "image embeddings have {image_dim} dimensions but text embeddings {text_dim}"
-                ),
-            });
-        }
-        encoder.dim = image_dim;
+        let image_dim = match encoder.image {
+            Some(_) => Some(encoder.raw_images(&vec![0.0; 3 * h * w], 1)?.1),
+            None => None,
+        };
+        let text_dim = match &encoder.tokenizer {
+            Some(tok) => {
+                let (ids, mask) =
+                    tok.encode("a photo")
+                        .map_err(|message| EncodeError::Tokenizer {
+                            path: files.tokenizer.clone().unwrap_or_default(),
+                            message,
+                        })?;
+                Some(encoder.raw_texts(&ids, &mask, 1)?.1)
+            }
+            None => None,
+        };
+        encoder.dim = match (image_dim, text_dim) {
+            (Some(i), Some(t)) if i != t => {
+                return Err(EncodeError::Model {
+                    path: files.dir.clone(),
+                    message: format!(
+                        "image embeddings have {i} dimensions but text embeddings {t}; a \
+                         `projection` on one tower can map it to the other's dimension"
+                    ),
+                })
+            }
+            (Some(d), _) | (None, Some(d)) => d,
+            (None, None) => 0,
+        };
         Ok(encoder)
+    }
+
+    /// The towers this encoder embeds with.
+    pub fn towers(&self) -> Vec<Tower> {
+        self.files.towers()
+    }
+
+    /// What the manifest records about each tower used.
+    pub fn tower_summaries(&self) -> Vec<(Tower, TowerSummary)> {
+        let mut out = Vec::new();
+        for (tower, role, files) in [
+            (Tower::Image, &self.image, &self.files.image),
+            (Tower::Text, &self.text, &self.files.text),
+        ] {
+            if let (Some(r), Some(f)) = (role, files) {
+                out.push((
+                    tower,
+                    TowerSummary {
+                        graph: f.graph.clone(),
+                        output: r.output.clone(),
+                        pooling: r.pooling,
+                        projection: r.projection.as_ref().map(|p| p.path().to_path_buf()),
+                    },
+                ));
+            }
+        }
+        out
+    }
+
+    /// The manifest's description of this model (besides its file hashes).
+    pub fn describe(&self) -> serde_json::Value {
+        let towers: serde_json::Map<String, serde_json::Value> = self
+            .tower_summaries()
+            .into_iter()
+            .map(|(t, s)| {
+                let name = match t {
+                    Tower::Image => "image",
+                    Tower::Text => "text",
+                };
+                (
+                    name.to_string(),
+                    serde_json::to_value(s).unwrap_or_default(),
+                )
+            })
+            .collect();
+        serde_json::json!({
+            "name": self.files.name,
+            "path": self.files.dir.display().to_string(),
+            "layout": self.files.layout,
+            "towers": towers,
+            "embedding_dim": self.dim,
+            "input_size": self.image.as_ref().map(|_| [self.input_size.0, self.input_size.1]),
+            "context_length": self.tokenizer.as_ref().map(|t| t.context_length),
+            "pad_id": self.tokenizer.as_ref().map(|t| t.pad),
+            "preprocess": self.preprocess,
+            "scoring": self.scoring,
+            "device": self.placement,
+        })
     }
 
     /// Embeds `n` preprocessed images (`pixels` is `[n,3,h,w]`), L2-normalised, row-major `n×D`.
@@ -184,73 +399,117 @@ impl Encoder {
         Ok(out)
     }
 
+    /// Pooled and projected, not normalised.
     fn raw_images(&mut self, pixels: &[f32], n: usize) -> Result<(Vec<f32>, usize), EncodeError> {
         let (h, w) = self.input_size;
-        let pixel_name = self.vision.pixels.clone().unwrap_or_default();
+        let Some(role) = &self.image else {
+            return Err(self.fail(&"this model has no image tower"));
+        };
+        let pixel_name = role.pixels.clone().unwrap_or_default();
         let mut inputs: Vec<(String, ort::session::SessionInputValue<'_>)> = Vec::new();
         let t = TensorRef::from_array_view(([n, 3, h, w], pixels)).map_err(|e| self.fail(&e))?;
         inputs.push((pixel_name, t.into()));
         // A combined graph wants text inputs too: give it one short dummy text.
         let dummy = &self.dummy_text;
-        if let Some((name, ty)) = &self.vision.ids {
-            inputs.push((
-                name.clone(),
-                int_tensor(&dummy.0, *ty, 1).map_err(|e| self.fail(&e))?,
-            ));
+        let zeros = vec![0i64; dummy.0.len()];
+        for (input, values) in [
+            (&role.ids, &dummy.0),
+            (&role.mask, &dummy.1),
+            (&role.token_types, &zeros),
+        ] {
+            if let Some((name, ty)) = input {
+                inputs.push((
+                    name.clone(),
+                    int_tensor(values, *ty, 1).map_err(|e| self.fail(&e))?,
+                ));
+            }
         }
-        if let Some((name, ty)) = &self.vision.mask {
-            inputs.push((
-                name.clone(),
-                int_tensor(&dummy.1, *ty, 1).map_err(|e| self.fail(&e))?,
-            ));
-        }
-        let (session, output) = (self.vision.session, self.vision.output.clone());
-        self.run(session, inputs, &output, n)
+        let session = role.session;
+        let (shape, data) = self.run(session, inputs, Tower::Image)?;
+        self.finish(Tower::Image, &shape, &data, n, None)
     }
 
+    /// Pooled and projected, not normalised.
     fn raw_texts(
         &mut self,
         ids: &[i64],
         mask: &[i64],
         n: usize,
     ) -> Result<(Vec<f32>, usize), EncodeError> {
+        let Some(role) = &self.text else {
+            return Err(self.fail(&"this model has no text tower"));
+        };
+        let cols = ids.len() / n.max(1);
+        // A graph with a free sequence axis and an attention mask gets the batch cut to its
+        // longest text: the mask hides the padding, so the result is the same, and a BERT is
+        // not run over 512 positions for a ten-token caption.
+        let (ids, mask, cols) = match (&role.mask, role.fixed_len) {
+            (Some(_), None) => {
+                let longest = mask
+                    .chunks_exact(cols.max(1))
+                    .map(|m| m.iter().rposition(|&v| v != 0).map_or(1, |i| i + 1))
+                    .max()
+                    .unwrap_or(cols)
+                    .min(cols);
+                if longest < cols {
+                    let cut = |v: &[i64]| -> Vec<i64> {
+                        v.chunks_exact(cols)
+                            .flat_map(|r| r[..longest].to_vec())
+                            .collect()
+                    };
+                    (cut(ids), cut(mask), longest)
+                } else {
+                    (ids.to_vec(), mask.to_vec(), cols)
+                }
+            }
+            _ => (ids.to_vec(), mask.to_vec(), cols),
+        };
         let mut inputs: Vec<(String, ort::session::SessionInputValue<'_>)> = Vec::new();
-        if let Some((name, ty)) = &self.text.ids {
-            inputs.push((
-                name.clone(),
-                int_tensor(ids, *ty, n).map_err(|e| self.fail(&e))?,
-            ));
+        let zeros = vec![0i64; ids.len()];
+        for (input, values) in [
+            (&role.ids, &ids),
+            (&role.mask, &mask),
+            (&role.token_types, &zeros),
+        ] {
+            if let Some((name, ty)) = input {
+                inputs.push((
+                    name.clone(),
+                    int_tensor(values, *ty, n).map_err(|e| self.fail(&e))?,
+                ));
+            }
         }
-        if let Some((name, ty)) = &self.text.mask {
-            inputs.push((
-                name.clone(),
-                int_tensor(mask, *ty, n).map_err(|e| self.fail(&e))?,
-            ));
-        }
-        let zeros;
-        if let Some(name) = &self.text.pixels {
+        let pixel_zeros;
+        if let Some(name) = &role.pixels {
             let (h, w) = self.input_size;
-            zeros = vec![0.0f32; 3 * h * w];
-            let t = TensorRef::from_array_view(([1, 3, h, w], zeros.as_slice()))
+            pixel_zeros = vec![0.0f32; 3 * h * w];
+            let t = TensorRef::from_array_view(([1, 3, h, w], pixel_zeros.as_slice()))
                 .map_err(|e| self.fail(&e))?;
             inputs.push((name.clone(), t.into()));
         }
-        let (session, output) = (self.text.session, self.text.output.clone());
-        self.run(session, inputs, &output, n)
+        let pooling_mask = role.mask.is_some().then_some(mask.as_slice());
+        debug_assert!(pooling_mask.is_none_or(|m| m.len() == n * cols));
+        let session = role.session;
+        let (shape, data) = self.run(session, inputs, Tower::Text)?;
+        self.finish(Tower::Text, &shape, &data, n, pooling_mask)
     }
 
     fn run(
         &mut self,
         session: usize,
         inputs: Vec<(String, ort::session::SessionInputValue<'_>)>,
-        output: &str,
-        n: usize,
-    ) -> Result<(Vec<f32>, usize), EncodeError> {
+        tower: Tower,
+    ) -> Result<(Vec<i64>, Vec<f32>), EncodeError> {
         let model = self.files.name.clone();
         let fail = |message: String| EncodeError::Inference {
             model: model.clone(),
             message,
         };
+        let output = match tower {
+            Tower::Image => self.image.as_ref(),
+            Tower::Text => self.text.as_ref(),
+        }
+        .map(|r| r.output.clone())
+        .unwrap_or_default();
         let inputs: Vec<(
             std::borrow::Cow<'_, str>,
             ort::session::SessionInputValue<'_>,
@@ -259,17 +518,57 @@ impl Encoder {
             .run(inputs)
             .map_err(|e| fail(e.to_string()))?;
         let value = outputs
-            .get(output)
+            .get(&output)
             .ok_or_else(|| fail(format!("no output `{output}`")))?;
         let (shape, data) = value
             .try_extract_tensor::<f32>()
             .map_err(|e| fail(format!("output `{output}`: {e}")))?;
-        let dims: Vec<i64> = shape.iter().copied().collect();
-        match dims.as_slice() {
-            [rows, dim] if *rows as usize == n && *dim > 0 => Ok((data.to_vec(), *dim as usize)),
-            _ => Err(fail(format!(
-                "output `{output}` has shape {dims:?}; expected [{n}, D]"
-            ))),
+        Ok((shape.iter().copied().collect(), data.to_vec()))
+    }
+
+    /// Pools and projects one tower's output.
+    fn finish(
+        &mut self,
+        tower: Tower,
+        shape: &[i64],
+        data: &[f32],
+        n: usize,
+        mask: Option<&[i64]>,
+    ) -> Result<(Vec<f32>, usize), EncodeError> {
+        let model = self.files.name.clone();
+        let role = match tower {
+            Tower::Image => self.image.as_mut(),
+            Tower::Text => self.text.as_mut(),
+        };
+        let Some(role) = role else {
+            return Err(EncodeError::Inference {
+                model,
+                message: "no such tower".into(),
+            });
+        };
+        let key = match tower {
+            Tower::Image => "image",
+            Tower::Text => "text",
+        };
+        let (pooled, dim) = pooling::pool(shape, data, n, mask, role.pooling).map_err(|m| {
+            EncodeError::Inference {
+                model: model.clone(),
+                message: format!(
+                    "{key} output `{}` {m} (models[].{key}.pooling)",
+                    role.output
+                ),
+            }
+        })?;
+        match &mut role.projection {
+            None => Ok((pooled, dim)),
+            Some(p) => {
+                let path = p.path().display().to_string();
+                p.apply(&pooled, n, dim)
+                    .map_err(|m| EncodeError::Inference {
+                        model,
+                        message: format!("{key} projection {path}: {m}"),
+                    })
+            }
         }
     }
 
@@ -312,18 +611,13 @@ fn int_tensor<'a>(
     })
 }
 
-#[derive(Clone, Copy, PartialEq)]
-enum Tower {
-    Vision,
-    Text,
-}
-
 fn role(
     session: &Session,
-    path: &std::path::Path,
+    tower_files: &TowerFiles,
     index: usize,
     tower: Tower,
 ) -> Result<Role, EncodeError> {
+    let path = &tower_files.graph;
     let bad = |message: String| EncodeError::Model {
         path: path.to_path_buf(),
         message,
@@ -331,6 +625,7 @@ fn role(
     let mut pixels = None;
     let mut ids = None;
     let mut mask = None;
+    let mut token_types = None;
     for input in session.inputs() {
         let ty = match input.dtype() {
             ValueType::Tensor { ty, .. } => *ty,
@@ -352,47 +647,106 @@ fn role(
             }
             "input_ids" => ids = Some((input.name().to_string(), ty)),
             "attention_mask" => mask = Some((input.name().to_string(), ty)),
+            // BERT-style exports: one segment, all zeros.
+            "token_type_ids" => token_types = Some((input.name().to_string(), ty)),
             other => {
                 return Err(bad(format!(
-                    "unexpected input `{other}`; clipflow feeds pixel_values, input_ids and \
-                     attention_mask"
+                    "unexpected input `{other}`; clipflow feeds pixel_values, input_ids, \
+                     attention_mask and token_type_ids"
                 )))
             }
         }
     }
+    let key = match tower {
+        Tower::Image => "image",
+        Tower::Text => "text",
+    };
     let (needed, preferred): (&str, &[&str]) = match tower {
-        Tower::Vision => (
+        Tower::Image => (
             "pixel_values",
             &["image_embeds", "image_features", "embeddings"],
         ),
-        Tower::Text => ("input_ids", &["text_embeds", "text_features", "embeddings"]),
+        Tower::Text => (
+            "input_ids",
+            &[
+                "text_embeds",
+                "text_features",
+                "sentence_embedding",
+                "embeddings",
+            ],
+        ),
     };
     let has_needed = match tower {
-        Tower::Vision => pixels.is_some(),
+        Tower::Image => pixels.is_some(),
         Tower::Text => ids.is_some(),
     };
     if !has_needed {
-        return Err(bad(format!("no `{needed}` input")));
+        return Err(bad(format!(
+            "no `{needed}` input, so it is not a {key} encoder"
+        )));
     }
     let names: Vec<&str> = session.outputs().iter().map(|o| o.name()).collect();
-    let output = preferred
-        .iter()
-        .find(|p| names.contains(p))
-        .map(|s| s.to_string())
-        .or_else(|| (names.len() == 1).then(|| names[0].to_string()))
-        .ok_or_else(|| {
-            bad(format!(
-                "cannot tell which output is the embedding (outputs: {}); expected one of {}",
-                names.join(", "),
-                preferred.join(", ")
-            ))
-        })?;
+    let listed = names.join(", ");
+    let pooling = tower_files.pooling;
+    let output = if let Some(o) = &tower_files.output {
+        if !names.contains(&o.as_str()) {
+            return Err(bad(format!(
+                "no output `{o}` (models[].{key}.output); outputs: {listed}"
+            )));
+        }
+        o.clone()
+    } else {
+        let pick = |wanted: &str| -> Result<String, EncodeError> {
+            names
+                .iter()
+                .find(|n| **n == wanted)
+                .map(|s| s.to_string())
+                .ok_or_else(|| {
+                    bad(format!(
+                        "pooling `{}` reads `{wanted}`, which this graph does not output \
+                         (outputs: {listed}); name one with models[].{key}.output",
+                        serde_json::to_value(pooling)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_string))
+                            .unwrap_or_default()
+                    ))
+                })
+        };
+        match pooling {
+            Pooling::PoolerOutput => pick("pooler_output")?,
+            Pooling::Cls | Pooling::Mean | Pooling::Last => {
+                if names.len() == 1 {
+                    names[0].to_string()
+                } else {
+                    pick("last_hidden_state")?
+                }
+            }
+            Pooling::None => preferred
+                .iter()
+                .find(|p| names.contains(p))
+                .map(|s| s.to_string())
+                .or_else(|| (names.len() == 1).then(|| names[0].to_string()))
+                .ok_or_else(|| {
+                    bad(format!(
+                        "cannot tell which output is the embedding (outputs: {listed}); \
+                         expected one of {}, or set models[].{key}.pooling (pooler_output, \
+                         cls, mean, last) or models[].{key}.output",
+                        preferred.join(", ")
+                    ))
+                })?,
+        }
+    };
+    let fixed_len = ids_length(session, ids.as_ref());
     Ok(Role {
         session: index,
         output,
+        pooling,
         pixels,
         ids,
         mask,
+        token_types,
+        fixed_len,
+        projection: None,
     })
 }
 

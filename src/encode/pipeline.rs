@@ -68,6 +68,8 @@ pub struct ImageJob<'a> {
     pub variants: &'a [Variant],
     pub seed: u64,
     pub max_pixels: u64,
+    /// Exact (Pillow's pixels) or fast (JPEG DCT-domain downscale first).
+    pub mode: super::preprocess::Mode,
     /// Tensors per inference call (items × variants).
     pub batch_size: usize,
     pub queue_depth: usize,
@@ -96,7 +98,10 @@ pub fn encode_images<E: From<EncodeError>>(
     let items_per_batch = (job.batch_size / variants).max(1);
     let (h, w) = encoder.input_size;
     let plane = 3 * h * w;
-    let preprocess = encoder.preprocess.clone();
+    let preprocess = encoder
+        .preprocess
+        .clone()
+        .ok_or_else(|| E::from(no_tower(encoder, "image")))?;
     let (tx, rx) = sync_channel::<Prepared>(job.queue_depth.max(1));
     let mut failures = Vec::new();
 
@@ -111,7 +116,22 @@ pub fn encode_images<E: From<EncodeError>>(
                         .zip(bytes)
                         .enumerate()
                         .map(|(k, (item, bytes))| {
-                            prepare_item(item, bytes, first + k, job, &preprocess, plane)
+                            // A decoder that panics on hostile bytes fails that item, not
+                            // the rest of the part.
+                            let index = first + k;
+                            crate::util::catch_panic(|| {
+                                prepare_item(item, bytes, index, job, &preprocess, plane)
+                            })
+                            .unwrap_or_else(|panic| {
+                                Err(RowFailure {
+                                    index,
+                                    variant: None,
+                                    stage: "decode",
+                                    reason: format!(
+                                        "the image code failed on this file (internal error: {panic})"
+                                    ),
+                                })
+                            })
                         })
                         .collect()
                 });
@@ -166,7 +186,12 @@ pub fn encode_images<E: From<EncodeError>>(
             advance(batch.items_done as u64);
         }
         drop(rx);
-        let _ = producer.join();
+        // Items the producer never handed over would otherwise vanish without a trace.
+        if producer.join().is_err() && result.is_ok() {
+            result = Err(E::from(EncodeError::Runtime(
+                "image preparation stopped unexpectedly; the part was not written".into(),
+            )));
+        }
         result
     })?;
     Ok(failures)
@@ -190,20 +215,32 @@ fn prepare_item(
         reason,
     };
     let bytes = bytes.map_err(|r| fail("read", r))?;
-    let rgb =
-        super::preprocess::decode(&bytes, job.max_pixels).map_err(|f| fail(f.stage, f.reason))?;
-    drop(bytes);
-    let base = preprocess
-        .to_pixels(&rgb)
+    let crop = preprocess
+        .load(&bytes, job.max_pixels, job.mode)
         .map_err(|f| fail(f.stage, f.reason))?;
-    drop(rgb);
+    drop(bytes);
+    if crop.width * crop.height * 3 != plane {
+        return Err(fail(
+            "preprocess",
+            format!(
+                "preprocessed to {}x{} but the model takes {} values per image",
+                crop.width, crop.height, plane
+            ),
+        ));
+    }
+    // Float pixels only for the variants that perturb them.
+    let base = job
+        .variants
+        .iter()
+        .any(|v| v.noise.is_some())
+        .then(|| preprocess.pixels_of(&crop));
     let mut out = Vec::with_capacity(job.variants.len());
     let mut variant_failures = Vec::new();
     for (v, variant) in job.variants.iter().enumerate() {
         let mut tensor = vec![0.0f32; plane];
-        match variant.noise {
-            None => preprocess.normalize_into(&base, &mut tensor),
-            Some(noise) => {
+        match (&variant.noise, &base) {
+            (None, _) | (_, None) => preprocess.normalize_rgbx_into(&crop, &mut tensor),
+            (Some(noise), Some(base)) => {
                 let mut rng = augment::rng_for(job.seed, &item.id, variant);
                 let mut pixels = base.clone();
                 if let Err(reason) = noise.apply_pixels(&mut pixels, &mut rng) {
@@ -240,7 +277,10 @@ pub fn encode_texts<E: From<EncodeError>>(
     sink: &mut dyn FnMut(EncodedBatch) -> Result<(), E>,
     advance: &dyn Fn(u64),
 ) -> Result<Vec<RowFailure>, E> {
-    let context = encoder.tokenizer.context_length;
+    let context = match &encoder.tokenizer {
+        Some(t) => t.context_length,
+        None => return Err(E::from(no_tower(encoder, "text"))),
+    };
     let mut failures = Vec::new();
     for (chunk_no, chunk) in texts.chunks(batch_size.max(1)).enumerate() {
         let first = chunk_no * batch_size.max(1);
@@ -248,7 +288,11 @@ pub fn encode_texts<E: From<EncodeError>>(
         let mut ids = Vec::with_capacity(chunk.len() * context);
         let mut mask = Vec::with_capacity(chunk.len() * context);
         for (k, t) in chunk.iter().enumerate() {
-            match encoder.tokenizer.encode(&t.text) {
+            let encoded = match &encoder.tokenizer {
+                Some(tok) => tok.encode(&t.text),
+                None => Err("no tokenizer".to_string()),
+            };
+            match encoded {
                 Ok((i, m)) => {
                     rows.push((first + k, 0));
                     ids.extend(i);
@@ -274,4 +318,11 @@ pub fn encode_texts<E: From<EncodeError>>(
         advance(chunk.len() as u64);
     }
     Ok(failures)
+}
+
+fn no_tower(encoder: &Encoder, tower: &str) -> EncodeError {
+    EncodeError::Inference {
+        model: encoder.files.name.clone(),
+        message: format!("this model has no {tower} tower"),
+    }
 }

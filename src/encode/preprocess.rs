@@ -1,20 +1,27 @@
-//! Image preprocessing equal to OpenAI CLIP's reference (PIL + torchvision):
-//! convert to RGB, resize the shorter side to `size` with the longer side `int(size·long/short)`
-//! using Pillow's antialiased bicubic (reproduced exactly in [`super::resample`]), center crop
-//! with torchvision's round-half-even offsets,
-//! scale to [0,1], normalise by mean/std.
+//! Image preprocessing equal to Hugging Face's image processors on Pillow (OpenAI CLIP's
+//! reference is the same pipeline): convert to RGB; resize (shorter side to `size` with the
+//! longer side `int(size·long/short)`, or to an exact `{height, width}` for SigLIP-style
+//! processors) with Pillow's resampling, reproduced bit for bit in [`super::resample`]; center
+//! crop with torchvision's round-half-even offsets; scale by `rescale_factor`; normalise by
+//! mean/std.
 //!
 //! Decoding follows Pillow too: no EXIF rotation, alpha dropped (not composited), palette and
-//! grayscale expanded. Truncated files are errors, as in Pillow's default.
+//! grayscale expanded, 16-bit RGB reduced to its high byte, CMYK JPEGs inverted and converted
+//! with Pillow's integer formula. Truncated files are errors, as in Pillow's default.
+//!
+//! Two modes ([`Mode`]): `exact` gives Pillow's pixels; `fast` lets libjpeg-turbo shrink a JPEG
+//! by 1/2, 1/4 or 1/8 in the DCT domain (while the result stays at least the resize target)
+//! before the same exact resample. scripts/bench_preprocess measures what that changes.
 
 use std::io::Cursor;
 use std::path::Path;
 
-use image::{ImageFormat, ImageReader, RgbImage};
+use image::{DynamicImage, ImageFormat, ImageReader, RgbImage};
 
-use super::resample::{self, Kernel};
+use super::resample::{self, Kernel, Rgbx, Window};
 use super::EncodeError;
 use crate::augment::PixelImage;
+pub use crate::config::PreprocessMode as Mode;
 
 /// OpenAI CLIP's normalisation constants, the default when a config omits them.
 #[allow(clippy::excessive_precision)] // the values exactly as OpenAI publishes them
@@ -41,7 +48,9 @@ pub enum Resize {
 #[serde(rename_all = "snake_case")]
 pub enum Filter {
     Nearest,
+    Box,
     Bilinear,
+    Hamming,
     Bicubic,
     Lanczos,
 }
@@ -79,6 +88,13 @@ impl Preprocess {
     }
 
     pub fn from_json(v: &serde_json::Value) -> Result<Preprocess, String> {
+        // transformers 5 saves a processor's parts in one `processor_config.json`.
+        let v = match v.get("image_processor") {
+            Some(nested) if nested.is_object() => nested,
+            _ => v,
+        };
+        let converted = convnext_crop_pct(v)?;
+        let v = converted.as_ref().unwrap_or(v);
         let flag = |k: &str, default: bool| v.get(k).and_then(|x| x.as_bool()).unwrap_or(default);
         let dim = |x: &serde_json::Value, what: &str| -> Result<u32, String> {
             x.as_u64()
@@ -134,16 +150,22 @@ impl Preprocess {
         if matches!(resize, Resize::None) && crop.is_none() {
             return Err("neither do_resize nor do_center_crop: the input size is unknown".into());
         }
-        let filter = match v.get("resample").and_then(|r| r.as_u64()).unwrap_or(3) {
-            0 => Filter::Nearest,
-            2 => Filter::Bilinear,
-            3 => Filter::Bicubic,
-            1 => Filter::Lanczos,
-            other => {
-                return Err(format!(
-                    "resample: {other} is not a PIL filter clipflow supports"
-                ))
-            }
+        let filter = match v.get("resample") {
+            None | Some(serde_json::Value::Null) => Filter::Bicubic,
+            Some(r) => match r.as_u64() {
+                Some(0) => Filter::Nearest,
+                Some(1) => Filter::Lanczos,
+                Some(2) => Filter::Bilinear,
+                Some(3) => Filter::Bicubic,
+                Some(4) => Filter::Box,
+                Some(5) => Filter::Hamming,
+                _ => {
+                    return Err(format!(
+                        "resample: {r} is not a PIL filter number (0 nearest, 1 lanczos, \
+                         2 bilinear, 3 bicubic, 4 box, 5 hamming)"
+                    ))
+                }
+            },
         };
         let rescale = if flag("do_rescale", true) {
             v.get("rescale_factor")
@@ -196,41 +218,115 @@ impl Preprocess {
         })
     }
 
-    /// Resize + crop to the model's input size, as [0,1] floats (before normalisation), the
-    /// space pixel noise is applied in.
-    pub fn to_pixels(&self, rgb: &RgbImage) -> Result<PixelImage, DecodeFailure> {
-        let resized = self.resize_rgb(rgb)?;
-        let (rw, rh) = (resized.width() as i64, resized.height() as i64);
-        let (ch, cw) = self
-            .crop
-            .map(|(h, w)| (h as i64, w as i64))
-            .unwrap_or((rh, rw));
-        let top = crop_offset(rh, ch);
-        let left = crop_offset(rw, cw);
-        let raw = resized.as_raw();
-        let mut data = vec![0.0f32; (ch * cw * 3) as usize];
-        for y in 0..ch {
-            let sy = y + top;
-            if sy < 0 || sy >= rh {
-                continue; // torchvision pads with zeros when the crop exceeds the image
-            }
-            for x in 0..cw {
-                let sx = x + left;
-                if sx < 0 || sx >= rw {
-                    continue;
-                }
-                let s = ((sy * rw + sx) * 3) as usize;
-                let d = ((y * cw + x) * 3) as usize;
-                for c in 0..3 {
-                    data[d + c] = raw[s + c] as f32 * self.rescale;
+    /// (width, height) an image of `w×h` is resized to before the crop.
+    pub fn resized_size(&self, w: usize, h: usize) -> (usize, usize) {
+        match self.resize {
+            Resize::None => (w, h),
+            Resize::Exact { height, width } => (width as usize, height as usize),
+            Resize::ShortestEdge(s) => {
+                let s = s as usize;
+                // int(size * long / short), as torchvision and transformers compute it.
+                if w <= h {
+                    (s, (s * h / w.max(1)).max(1))
+                } else {
+                    ((s * w / h.max(1)).max(1), s)
                 }
             }
         }
-        Ok(PixelImage {
-            width: cw as usize,
-            height: ch as usize,
+    }
+
+    /// Decodes `bytes` and resizes and crops them to the model's input, as 8-bit RGBX.
+    /// `max_pixels` bounds the decoded size (checked on the header, before any allocation).
+    pub fn load(&self, bytes: &[u8], max_pixels: u64, mode: Mode) -> Result<Rgbx, DecodeFailure> {
+        let img = decode_rgbx(bytes, max_pixels, |w, h| match mode {
+            Mode::Exact => 8,
+            Mode::Fast => {
+                let (tw, th) = self.resized_size(w, h);
+                dct_scale(w, h, tw, th)
+            }
+        })?;
+        self.resize_crop(&img.image, (img.width, img.height))
+    }
+
+    /// Resizes and crops an image whose full-size dimensions are `original` (a JPEG decoded at
+    /// 1/2, 1/4 or 1/8 is resized to the size its full decode would be).
+    pub fn resize_crop(&self, img: &Rgbx, original: (usize, usize)) -> Result<Rgbx, DecodeFailure> {
+        if img.width == 0 || img.height == 0 {
+            return Err(DecodeFailure {
+                stage: "decode",
+                reason: "image has no pixels".into(),
+            });
+        }
+        let (tw, th) = if img.width == original.0 && img.height == original.1 {
+            self.resized_size(img.width, img.height)
+        } else {
+            let (tw, th) = self.resized_size(original.0, original.1);
+            if matches!(self.resize, Resize::None) {
+                (img.width, img.height)
+            } else {
+                (tw, th)
+            }
+        };
+        let (ch, cw) = self
+            .crop
+            .map(|(h, w)| (h as usize, w as usize))
+            .unwrap_or((th, tw));
+        let top = crop_offset(th as i64, ch as i64);
+        let left = crop_offset(tw as i64, cw as i64);
+        // The part of the crop that lies on the resized image (torchvision pads the rest with
+        // zeros when the crop is larger).
+        let x0 = left.max(0) as usize;
+        let y0 = top.max(0) as usize;
+        let x1 = ((left + cw as i64).min(tw as i64)).max(x0 as i64) as usize;
+        let y1 = ((top + ch as i64).min(th as i64)).max(y0 as i64) as usize;
+        let window = Window {
+            left: x0,
+            top: y0,
+            width: x1 - x0,
+            height: y1 - y0,
+        };
+        let inner = match self.filter {
+            Filter::Nearest => resample::nearest_window(img, tw, th, window),
+            f => resample::resize_window(img, tw, th, window, kernel(f)),
+        };
+        if window.width == cw && window.height == ch {
+            return Ok(inner);
+        }
+        let mut out = Rgbx {
+            width: cw,
+            height: ch,
+            data: vec![0u8; cw * ch * 4],
+        };
+        let (dx, dy) = ((x0 as i64 - left) as usize, (y0 as i64 - top) as usize);
+        for y in 0..window.height {
+            let s = y * window.width * 4;
+            let d = ((y + dy) * cw + dx) * 4;
+            out.data[d..d + window.width * 4].copy_from_slice(&inner.data[s..s + window.width * 4]);
+        }
+        Ok(out)
+    }
+
+    /// Resize + crop to the model's input size, as [0,1] floats (before normalisation), the
+    /// space pixel noise is applied in.
+    pub fn to_pixels(&self, rgb: &RgbImage) -> Result<PixelImage, DecodeFailure> {
+        let img = Rgbx::from_rgb(rgb.width() as usize, rgb.height() as usize, rgb.as_raw());
+        let crop = self.resize_crop(&img, (img.width, img.height))?;
+        Ok(self.pixels_of(&crop))
+    }
+
+    /// A cropped image as [0,1] floats (`rescale_factor` applied), HWC.
+    pub fn pixels_of(&self, crop: &Rgbx) -> PixelImage {
+        let mut data = Vec::with_capacity(crop.width * crop.height * 3);
+        for p in crop.data.chunks_exact(4) {
+            for &v in &p[..3] {
+                data.push(v as f32 * self.rescale);
+            }
+        }
+        PixelImage {
+            width: crop.width,
+            height: crop.height,
             data,
-        })
+        }
     }
 
     /// Normalises `pixels` into `out` as CHW (`out.len() == 3·h·w`).
@@ -243,41 +339,84 @@ impl Preprocess {
         }
     }
 
-    fn resize_rgb(&self, rgb: &RgbImage) -> Result<RgbImage, DecodeFailure> {
-        let (w, h) = (rgb.width(), rgb.height());
-        let (tw, th) = match self.resize {
-            Resize::None => return Ok(rgb.clone()),
-            Resize::Exact { height, width } => (width, height),
-            Resize::ShortestEdge(s) => {
-                // int(size * long / short), as torchvision and transformers compute it.
-                if w <= h {
-                    (s, ((s as u64 * h as u64) / w as u64) as u32)
-                } else {
-                    (((s as u64 * w as u64) / h as u64) as u32, s)
-                }
+    /// [`Self::pixels_of`] then [`Self::normalize_into`] in one step, through a table of the
+    /// 256 values per channel (the same float operations, so the same bits).
+    pub fn normalize_rgbx_into(&self, crop: &Rgbx, out: &mut [f32]) {
+        let mut lut = [[0.0f32; 256]; 3];
+        for (c, table) in lut.iter_mut().enumerate() {
+            for (v, x) in table.iter_mut().enumerate() {
+                *x = (v as f32 * self.rescale - self.mean[c]) / self.std[c];
             }
-        };
-        if (tw, th) == (w, h) {
-            return Ok(rgb.clone());
         }
-        let (src, w, h, tw_, th_) = (
-            rgb.as_raw(),
-            w as usize,
-            h as usize,
-            tw as usize,
-            th as usize,
-        );
-        let data = match self.filter {
-            Filter::Nearest => resample::resize_nearest(src, w, h, tw_, th_),
-            Filter::Bilinear => resample::resize_rgb8(src, w, h, tw_, th_, Kernel::Bilinear),
-            Filter::Bicubic => resample::resize_rgb8(src, w, h, tw_, th_, Kernel::Bicubic),
-            Filter::Lanczos => resample::resize_rgb8(src, w, h, tw_, th_, Kernel::Lanczos),
-        };
-        RgbImage::from_raw(tw, th, data).ok_or_else(|| DecodeFailure {
-            stage: "preprocess",
-            reason: format!("resize {w}x{h} to {tw}x{th}: buffer size"),
-        })
+        let plane = crop.width * crop.height;
+        let (r, rest) = out[..3 * plane].split_at_mut(plane);
+        let (g, b) = rest.split_at_mut(plane);
+        for (i, p) in crop.data.chunks_exact(4).enumerate() {
+            r[i] = lut[0][p[0] as usize];
+            g[i] = lut[1][p[1] as usize];
+            b[i] = lut[2][p[2] as usize];
+        }
     }
+}
+
+/// ConvNeXt-style processors (`crop_pct`, used by Hugging Face's ResNet and ConvNeXt exports)
+/// as the plain keys they mean: below 384 pixels, the shorter side goes to
+/// `int(shortest_edge / crop_pct)` and the center `shortest_edge` square is cropped; from 384
+/// up, the image is resized to the square without a crop. `None` when there is no `crop_pct`.
+fn convnext_crop_pct(v: &serde_json::Value) -> Result<Option<serde_json::Value>, String> {
+    let Some(pct) = v.get("crop_pct").filter(|p| !p.is_null()) else {
+        return Ok(None);
+    };
+    let pct = pct
+        .as_f64()
+        .filter(|p| *p > 0.0 && *p <= 1.0)
+        .ok_or_else(|| format!("crop_pct: {pct} is not a fraction in (0, 1]"))?;
+    let edge = v
+        .get("size")
+        .and_then(|s| s.get("shortest_edge").or(Some(s)))
+        .and_then(|e| e.as_u64())
+        .filter(|e| (1..=16384).contains(e))
+        .ok_or("crop_pct needs size.shortest_edge")?;
+    let mut out = v.clone();
+    let obj = out.as_object_mut().ok_or("not a JSON object")?;
+    obj.remove("crop_pct");
+    if edge < 384 {
+        let resized = (edge as f64 / pct) as u64;
+        obj.insert("size".into(), serde_json::json!({"shortest_edge": resized}));
+        obj.insert(
+            "crop_size".into(),
+            serde_json::json!({"height": edge, "width": edge}),
+        );
+        obj.insert("do_center_crop".into(), true.into());
+    } else {
+        obj.insert(
+            "size".into(),
+            serde_json::json!({"height": edge, "width": edge}),
+        );
+        obj.insert("do_center_crop".into(), false.into());
+    }
+    Ok(Some(out))
+}
+
+fn kernel(f: Filter) -> Kernel {
+    match f {
+        Filter::Box => Kernel::Box,
+        Filter::Bilinear => Kernel::Bilinear,
+        Filter::Hamming => Kernel::Hamming,
+        Filter::Lanczos => Kernel::Lanczos,
+        Filter::Bicubic | Filter::Nearest => Kernel::Bicubic,
+    }
+}
+
+/// The DCT scaling numerator (over 8) for fast mode: the smallest of 1, 2, 4 whose output
+/// (libjpeg rounds `w·n/8` up) is still at least `tw×th`; 8 (no scaling) otherwise.
+pub fn dct_scale(w: usize, h: usize, tw: usize, th: usize) -> u8 {
+    for n in [1usize, 2, 4] {
+        if (w * n).div_ceil(8) >= tw && (h * n).div_ceil(8) >= th {
+            return n as u8;
+        }
+    }
+    8
 }
 
 /// torchvision's center-crop offset: `int(round((size - crop) / 2))` with Python's
@@ -295,8 +434,37 @@ fn crop_offset(size: i64, crop: i64) -> i64 {
     }
 }
 
+/// A decoded image and the size it has at full scale (different when a JPEG was decoded at a
+/// DCT scale).
+pub struct Decoded {
+    pub image: Rgbx,
+    pub width: usize,
+    pub height: usize,
+}
+
 /// Decodes image bytes to 8-bit RGB the way Pillow's `Image.open(...).convert("RGB")` does.
 pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, DecodeFailure> {
+    let d = decode_rgbx(bytes, max_pixels, |_, _| 8)?;
+    RgbImage::from_raw(
+        d.image.width as u32,
+        d.image.height as u32,
+        d.image.to_rgb(),
+    )
+    .ok_or_else(|| DecodeFailure {
+        stage: "decode",
+        reason: "short pixel buffer".into(),
+    })
+}
+
+/// Decodes image bytes to 8-bit RGBX as Pillow's `convert("RGB")` would give them.
+/// `jpeg_scale(w, h)` picks the DCT scale numerator (8 = full size) of a JPEG from its
+/// header's size. Nothing is allocated for the pixels before the header's size has passed
+/// `max_pixels`.
+pub fn decode_rgbx(
+    bytes: &[u8],
+    max_pixels: u64,
+    jpeg_scale: impl Fn(usize, usize) -> u8,
+) -> Result<Decoded, DecodeFailure> {
     let fail = |reason: String| DecodeFailure {
         stage: "decode",
         reason,
@@ -310,26 +478,19 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, DecodeFailure> 
     let Some(format) = reader.format() else {
         return Err(fail("not an image (unrecognised format)".into()));
     };
+    if format == ImageFormat::Jpeg {
+        if jpeg_is_truncated(bytes) {
+            return Err(fail(
+                "truncated JPEG (no end-of-image marker after the last scan)".into(),
+            ));
+        }
+        return decode_jpeg_like_pillow(bytes, max_pixels, &jpeg_scale).map_err(fail);
+    }
     let (w, h) = ImageReader::with_format(Cursor::new(bytes), format)
         .into_dimensions()
         .map_err(|e| fail(format!("unreadable {format:?} header: {e}")))?;
+    check_pixels(w as u64, h as u64, max_pixels).map_err(fail)?;
     let pixels = w as u64 * h as u64;
-    if pixels > max_pixels {
-        return Err(fail(format!(
-            "{w}x{h} = {pixels} pixels is over dataset.max_pixels ({max_pixels}); \
-             possible decompression bomb"
-        )));
-    }
-    if format == ImageFormat::Jpeg && jpeg_is_truncated(bytes) {
-        return Err(fail(
-            "truncated JPEG (no end-of-image marker after the last scan)".into(),
-        ));
-    }
-    if format == ImageFormat::Jpeg {
-        if let Some(rgb) = decode_jpeg_like_pillow(bytes).map_err(fail)? {
-            return Ok(rgb);
-        }
-    }
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(w.max(1));
@@ -339,31 +500,108 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, DecodeFailure> 
     let img = reader
         .decode()
         .map_err(|e| fail(format!("cannot decode {format:?}: {e}")))?;
-    Ok(img.to_rgb8())
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let image = match img {
+        // Pillow opens 16-bit RGB(A) PNGs as 8-bit RGB(A) holding the high byte of each value
+        // (v >> 8); image's own conversion rounds v / 257, one level apart on ~half the values.
+        DynamicImage::ImageRgb16(b) => Rgbx {
+            width: w,
+            height: h,
+            data: b
+                .pixels()
+                .flat_map(|p| [(p[0] >> 8) as u8, (p[1] >> 8) as u8, (p[2] >> 8) as u8, 255])
+                .collect(),
+        },
+        DynamicImage::ImageRgba16(b) => Rgbx {
+            width: w,
+            height: h,
+            data: b
+                .pixels()
+                .flat_map(|p| [(p[0] >> 8) as u8, (p[1] >> 8) as u8, (p[2] >> 8) as u8, 255])
+                .collect(),
+        },
+        other => Rgbx::from_rgb(w, h, other.to_rgb8().as_raw()),
+    };
+    Ok(Decoded {
+        image,
+        width: w,
+        height: h,
+    })
 }
 
-/// Decodes a JPEG with libjpeg-turbo's algorithms (islow IDCT, fancy upsampling), as Pillow
-/// does. `None` for CMYK/YCCK files: Pillow converts those itself, and the `image` crate's
-/// conversion already matches it.
-fn decode_jpeg_like_pillow(bytes: &[u8]) -> Result<Option<RgbImage>, String> {
+fn check_pixels(w: u64, h: u64, max_pixels: u64) -> Result<(), String> {
+    let pixels = w * h;
+    if pixels > max_pixels {
+        return Err(format!(
+            "{w}x{h} = {pixels} pixels is over dataset.max_pixels ({max_pixels}); \
+             possible decompression bomb"
+        ));
+    }
+    if pixels == 0 {
+        return Err(format!("{w}x{h}: the image has no pixels"));
+    }
+    Ok(())
+}
+
+/// Decodes a JPEG with libjpeg-turbo's algorithms (islow IDCT, fancy upsampling; SIMD where the
+/// build found nasm, which gives the same bits), as Pillow does. CMYK and YCCK files are decoded
+/// to CMYK, inverted (Pillow's "CMYK;I": Adobe's convention) and converted as Pillow's
+/// `cmyk2rgb` does.
+fn decode_jpeg_like_pillow(
+    bytes: &[u8],
+    max_pixels: u64,
+    jpeg_scale: &dyn Fn(usize, usize) -> u8,
+) -> Result<Decoded, String> {
     use mozjpeg::ColorSpace;
-    let decoded =
-        std::panic::catch_unwind(|| -> std::io::Result<Option<(usize, usize, Vec<u8>)>> {
-            let d = mozjpeg::Decompress::new_mem(bytes)?;
-            if matches!(d.color_space(), ColorSpace::JCS_CMYK | ColorSpace::JCS_YCCK) {
-                return Ok(None);
+    let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(
+        || -> Result<Decoded, String> {
+            let mut d = mozjpeg::Decompress::new_mem(bytes).map_err(|e| e.to_string())?;
+            let (w, h) = (d.width(), d.height());
+            check_pixels(w as u64, h as u64, max_pixels)?;
+            let scale = jpeg_scale(w, h);
+            if scale != 8 {
+                d.scale(scale);
             }
-            let mut started = d.rgb()?;
-            let (w, h) = (started.width(), started.height());
-            let pixels: Vec<[u8; 3]> = started.read_scanlines()?;
-            started.finish()?;
-            Ok(Some((w, h, pixels.into_iter().flatten().collect())))
-        });
+            let cmyk = matches!(d.color_space(), ColorSpace::JCS_CMYK | ColorSpace::JCS_YCCK);
+            let space = if cmyk {
+                ColorSpace::JCS_CMYK
+            } else {
+                ColorSpace::JCS_EXT_RGBX
+            };
+            let mut started = d.to_colorspace(space).map_err(|e| e.to_string())?;
+            let (sw, sh) = (started.width(), started.height());
+            let mut data: Vec<u8> = started.read_scanlines().map_err(|e| e.to_string())?;
+            if data.len() != sw * sh * 4 {
+                return Err(format!("{} of {} bytes decoded", data.len(), sw * sh * 4));
+            }
+            started.finish().map_err(|e| e.to_string())?;
+            if cmyk {
+                for p in data.chunks_exact_mut(4) {
+                    let (c, m, y, k) = (255 - p[0], 255 - p[1], 255 - p[2], 255 - p[3]);
+                    let nk = 255 - k as i32;
+                    let conv = |v: u8| {
+                        let tmp = v as i32 * nk + 128;
+                        (nk - (((tmp >> 8) + tmp) >> 8)).clamp(0, 255) as u8
+                    };
+                    p[0] = conv(c);
+                    p[1] = conv(m);
+                    p[2] = conv(y);
+                    p[3] = 255;
+                }
+            }
+            Ok(Decoded {
+                image: Rgbx {
+                    width: sw,
+                    height: sh,
+                    data,
+                },
+                width: w,
+                height: h,
+            })
+        },
+    ));
     match decoded {
-        Ok(Ok(Some((w, h, data)))) => RgbImage::from_raw(w as u32, h as u32, data)
-            .map(Some)
-            .ok_or_else(|| "cannot decode Jpeg: short pixel buffer".to_string()),
-        Ok(Ok(None)) => Ok(None),
+        Ok(Ok(d)) => Ok(d),
         Ok(Err(e)) => Err(format!("cannot decode Jpeg: {e}")),
         Err(_) => Err("cannot decode Jpeg: libjpeg rejected the data".to_string()),
     }
@@ -371,8 +609,12 @@ fn decode_jpeg_like_pillow(bytes: &[u8]) -> Result<Option<RgbImage>, String> {
 
 /// In entropy-coded JPEG data every 0xFF is followed by 0x00 or a restart marker, so an
 /// end-of-image marker after the last start-of-scan marks a complete file; a download or copy
-/// cut short lacks it. (zune-jpeg would otherwise decode the missing part as grey.)
+/// cut short lacks it. (libjpeg would otherwise decode the missing part as grey.)
 fn jpeg_is_truncated(bytes: &[u8]) -> bool {
+    // Nearly every file ends with its end-of-image marker, which then follows every scan.
+    if bytes.ends_with(&[0xFF, 0xD9]) {
+        return false;
+    }
     let last_sos = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]);
     match last_sos {
         Some(i) => !bytes[i..].windows(2).any(|w| w == [0xFF, 0xD9]),
@@ -416,6 +658,31 @@ mod tests {
     }
 
     #[test]
+    fn crop_pct_and_nested_processor_configs_parse() {
+        let convnext = serde_json::json!({"image_processor": {
+            "image_processor_type": "ConvNextImageProcessor", "crop_pct": 0.875,
+            "size": {"shortest_edge": 224}, "resample": 3}});
+        let p = Preprocess::from_json(&convnext).unwrap();
+        assert_eq!(
+            (p.resize, p.crop),
+            (Resize::ShortestEdge(256), Some((224, 224)))
+        );
+        let big = serde_json::json!({"crop_pct": 0.875, "size": {"shortest_edge": 384}});
+        let p = Preprocess::from_json(&big).unwrap();
+        assert_eq!(
+            (p.resize, p.crop),
+            (
+                Resize::Exact {
+                    height: 384,
+                    width: 384
+                },
+                None
+            )
+        );
+        assert!(Preprocess::from_json(&serde_json::json!({"crop_pct": 2.0, "size": 224})).is_err());
+    }
+
+    #[test]
     fn resize_keeps_aspect_with_truncated_long_side() {
         let p = Preprocess::from_json(&serde_json::json!({"size": 10, "do_center_crop": false}))
             .unwrap();
@@ -423,6 +690,41 @@ mod tests {
         let out = p.to_pixels(&img).unwrap();
         // int(10 * 33 / 20) = 16
         assert_eq!((out.width, out.height), (16, 10));
+    }
+
+    #[test]
+    fn fast_mode_scales_jpegs_only_while_they_stay_at_least_the_target() {
+        // Numerators over 8: 640x480 at 4/8 is 320x240, still at least 298x224.
+        assert_eq!(dct_scale(640, 480, 298, 224), 4);
+        // 2000x1500 at 1/8 is 250x188, too small; at 2/8, 500x375.
+        assert_eq!(dct_scale(2000, 1500, 298, 224), 2);
+        assert_eq!(dct_scale(300, 300, 224, 224), 8);
+        assert_eq!(dct_scale(250, 250, 64, 64), 4);
+        let p = Preprocess::from_json(&serde_json::json!({"size": 64, "crop_size": 64})).unwrap();
+        let bytes = std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/images/landscape.jpg"),
+        )
+        .unwrap();
+        let exact = p.load(&bytes, u64::MAX, Mode::Exact).unwrap();
+        let fast = p.load(&bytes, u64::MAX, Mode::Fast).unwrap();
+        assert_eq!((fast.width, fast.height), (64, 64));
+        let mean = exact
+            .data
+            .iter()
+            .zip(&fast.data)
+            .map(|(a, b)| (*a as f64 - *b as f64).abs())
+            .sum::<f64>()
+            / exact.data.len() as f64;
+        assert!(mean > 0.0 && mean < 3.0, "{mean}");
+        // Not a JPEG: fast mode is exact.
+        let png = std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/images/square.png"),
+        )
+        .unwrap();
+        assert_eq!(
+            p.load(&png, u64::MAX, Mode::Fast).unwrap(),
+            p.load(&png, u64::MAX, Mode::Exact).unwrap()
+        );
     }
 
     #[test]

@@ -8,6 +8,10 @@
 //! ordinary text; ftfy's mojibake repair, which guesses at wrongly decoded bytes, is left out).
 //! Too-long texts are cut to the context length with the end token kept last, as
 //! `clip.tokenize(truncate=True)` does.
+//!
+//! Other tokenizers (BERT's WordPiece, SigLIP's SentencePiece/Unigram, ...) are used as their
+//! `tokenizer.json` defines them, as Hugging Face's fast tokenizers do: no OpenAI clean-up,
+//! special tokens from the file's post-processor, and truncation that keeps them.
 
 use std::path::Path;
 
@@ -23,9 +27,13 @@ pub struct TextTokenizer {
     pub bos: Option<u32>,
     pub eos: Option<u32>,
     pub pad: u32,
+    /// OpenAI's CLIP vocabulary (`<|startoftext|>`): clean text as OpenAI's tokenizer does and
+    /// add its start and end tokens ourselves.
+    clip_style: bool,
     /// The tokenizer lower-cases (CLIP's does): lower-case first with full Unicode rules, as
-    /// Python's `str.lower` in the reference does, so that Greek final sigma survives (the
-    /// tokenizers crate lower-cases one character at a time).
+    /// Python's `str.lower` in OpenAI's reference does, so that Greek final sigma survives (the
+    /// tokenizers crate lower-cases one character at a time, which is the reference for every
+    /// other tokenizer, so only OpenAI's vocabulary gets this).
     lowercase: bool,
 }
 
@@ -51,6 +59,7 @@ impl TextTokenizer {
             .is_some_and(|j| j.contains("\"Lowercase\""));
         let bos = tok.token_to_id("<|startoftext|>");
         let eos = tok.token_to_id("<|endoftext|>");
+
         let config_pad = tokenizer_config
             .and_then(|p| std::fs::read_to_string(p).ok())
             .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
@@ -67,15 +76,45 @@ impl TextTokenizer {
             bos,
             eos,
             pad,
+            clip_style: bos.is_some(),
             lowercase,
         })
+    }
+
+    /// The longest input the tokenizer's files allow: `model_max_length` of
+    /// `tokenizer_config.json`, else the truncation length saved in `tokenizer.json`. For
+    /// graphs whose sequence axis is not fixed. (Hugging Face writes a huge sentinel for
+    /// "no limit"; that counts as none.)
+    pub fn max_length_from_files(
+        tokenizer: &Path,
+        tokenizer_config: Option<&Path>,
+    ) -> Option<usize> {
+        let read = |p: &Path| {
+            std::fs::read_to_string(p)
+                .ok()
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        };
+        let sane = |n: u64| (n > 0 && n <= 1 << 16).then_some(n as usize);
+        tokenizer_config
+            .and_then(read)
+            .and_then(|v| v.get("model_max_length")?.as_u64())
+            .and_then(sane)
+            .or_else(|| {
+                read(tokenizer)
+                    .and_then(|v| v.get("truncation")?.get("max_length")?.as_u64())
+                    .and_then(sane)
+            })
     }
 
     /// Token ids of `text`, cleaned, with start and end tokens, cut or padded to the context
     /// length; and the attention mask (1 for real tokens).
     pub fn encode(&self, text: &str) -> Result<(Vec<i64>, Vec<i64>), String> {
-        let mut cleaned = clean(text);
-        if self.lowercase {
+        let mut cleaned = if self.clip_style {
+            clean(text)
+        } else {
+            text.to_string()
+        };
+        if self.lowercase && self.clip_style {
             cleaned = cleaned.to_lowercase();
         }
         let enc = self
@@ -83,21 +122,32 @@ impl TextTokenizer {
             .encode(cleaned.as_str(), true)
             .map_err(|e| format!("tokenizer: {e}"))?;
         let mut ids: Vec<u32> = enc.get_ids().to_vec();
-        if let Some(bos) = self.bos {
-            if ids.first() != Some(&bos) {
-                ids.insert(0, bos);
+        if self.clip_style {
+            if let Some(bos) = self.bos {
+                if ids.first() != Some(&bos) {
+                    ids.insert(0, bos);
+                }
             }
-        }
-        if let Some(eos) = self.eos {
-            if ids.last() != Some(&eos) {
-                ids.push(eos);
+            if let Some(eos) = self.eos {
+                if ids.last() != Some(&eos) {
+                    ids.push(eos);
+                }
             }
-        }
-        if ids.len() > self.context_length {
-            ids.truncate(self.context_length);
-            if let (Some(eos), Some(last)) = (self.eos, ids.last_mut()) {
-                *last = eos;
+            if ids.len() > self.context_length {
+                ids.truncate(self.context_length);
+                if let (Some(eos), Some(last)) = (self.eos, ids.last_mut()) {
+                    *last = eos;
+                }
             }
+        } else if ids.len() > self.context_length {
+            // Keep the special tokens the post-processor put at the end ([SEP], </s>) and cut
+            // the text before them, as the tokenizers library's own truncation does.
+            let special = enc.get_special_tokens_mask();
+            let trailing = special.iter().rev().take_while(|&&s| s == 1).count();
+            let trailing = trailing.min(self.context_length);
+            let tail: Vec<u32> = ids[ids.len() - trailing..].to_vec();
+            ids.truncate(self.context_length - trailing);
+            ids.extend(tail);
         }
         let real = ids.len();
         let mut out: Vec<i64> = ids.into_iter().map(i64::from).collect();

@@ -6,11 +6,16 @@
 //! configuration in a collapsible block; then one section per analysis holding paragraphs,
 //! tables, plots and retrieval galleries.
 //!
-//! Self-contained means: CSS and the ~30 lines of JavaScript (click a column header to sort
-//! the shown rows) are inline, plot PNGs and thumbnails are base64 `data:` URIs, and nothing
-//! refers to a network address. The only links are relative ones to the SVG copies of the plots
-//! and the anchors of the contents. All text is escaped, since captions and labels come from
-//! user data.
+//! Self-contained means: CSS and JavaScript (click a column header to sort the shown rows;
+//! lazy figures; the interactive maps of [`map`]) are inline, plot PNGs and thumbnails are
+//! base64 `data:` URIs, and nothing refers to a network address. The only links are relative
+//! ones to the SVG copies of the plots and the anchors of the contents. All text is escaped,
+//! since captions and labels come from user data.
+//!
+//! Light to open: plots and galleries sit in `<template>` elements that `assets/lazy.js`
+//! instantiates when they come within a screen of the viewport (and all at once before
+//! printing, or when `window.clipflowReport.loadAll()` is called), so opening a report
+//! decodes only the pictures in view.
 //!
 //! Deterministic: the bytes depend on the [`Report`] and the files it names only (no time
 //! stamps, random ids or hash-map order), so two runs that agree produce identical reports.
@@ -20,6 +25,8 @@
 //! a 100k-row table costs no more than its first rows.
 
 mod format;
+mod map;
+mod sprites;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -29,9 +36,15 @@ use format::{
     base64, column_decimals, escape, format_float, format_int, format_seconds, png_size,
     relative_href,
 };
+pub use map::{InteractiveMap, MapPoint, ZeroShotCall};
+pub use sprites::{ThumbnailSheet, ThumbnailSheetBuilder, Tile};
 
 const CSS: &str = include_str!("../../assets/report/report.css");
 const JS: &str = include_str!("../../assets/report/report.js");
+/// Lazy figures and the interactive maps (only on pages that have maps).
+const LAZY_JS: &str = include_str!("assets/lazy.js");
+const MAP_CSS: &str = include_str!("assets/map.css");
+const MAP_JS: &str = include_str!("assets/map.js");
 
 /// Errors listed in the summary; the rest are counted and left to errors.parquet.
 const MAX_ERROR_ROWS: usize = 50;
@@ -63,6 +76,9 @@ pub struct RunSummary {
     pub errors: Option<Table>,
     /// All errors of the run, which may exceed the rows in `errors`.
     pub error_count: usize,
+    /// Whether the run read images (`clipflow run`), or analysed a store another run or tool
+    /// wrote (`clipflow analyze`): then no item went through decoding here.
+    pub read_images: bool,
 }
 
 /// One analysis, listed in the table of contents.
@@ -82,9 +98,11 @@ pub enum Block {
     /// A paragraph, escaped.
     Text(String),
     /// The first `max_rows` rows, then a note that the rest is in `tables/<name>.parquet`.
+    /// `table` may hold only the first rows of a larger file: `total_rows` is the file's count.
     Table {
         title: String,
         table: Table,
+        total_rows: usize,
         max_rows: usize,
     },
     /// The PNG is embedded; the SVG (if any) is linked by its path relative to the report.
@@ -94,6 +112,8 @@ pub enum Block {
         svg: Option<PathBuf>,
     },
     Gallery(Gallery),
+    /// An interactive 2-D map (canvas, pan/zoom, tooltips with thumbnails, selection).
+    Map(Box<InteractiveMap>),
 }
 
 /// Retrieval results as pictures: per query, the top hits with their scores.
@@ -220,7 +240,7 @@ fn render(path: &Path, report: &Report) -> Result<String, ReportError> {
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
          <meta name=\"color-scheme\" content=\"light dark\">\n\
          <meta name=\"generator\" content=\"clipflow {}\">\n<title>{title}</title>\n\
-         <style>\n{CSS}</style>\n</head>\n<body>\n<div class=\"layout\">\n",
+         <style>\n{CSS}{MAP_CSS}</style>\n</head>\n<body>\n<div class=\"layout\">\n",
         env!("CARGO_PKG_VERSION")
     ));
     contents(&mut html, report);
@@ -231,6 +251,7 @@ fn render(path: &Path, report: &Report) -> Result<String, ReportError> {
     }
     html.push("</header>\n");
     summary(&mut html, &report.summary).map_err(invalid)?;
+    let mut maps = map::MapPage::default();
     for section in &report.sections {
         html.push(&format!(
             "<section id=\"{}\" class=\"analysis\">\n<h2>{}</h2>\n",
@@ -249,15 +270,21 @@ fn render(path: &Path, report: &Report) -> Result<String, ReportError> {
                 Block::Table {
                     title,
                     table,
+                    total_rows,
                     max_rows,
                 } => {
                     let more = format!("in <code>tables/{}.parquet</code>", escape(&table.name));
-                    data_table(&mut html, title, table, *max_rows, &more)
+                    data_table(&mut html, title, table, *total_rows, *max_rows, &more)
                         .map_err(|m| invalid(format!("section {}: {m}", section.id)))?
                 }
                 Block::Plot { title, png, svg } => plot(&mut html, report_dir, title, png, svg)?,
                 Block::Gallery(gallery) => gallery_html(&mut html, gallery)
                     .map_err(|m| invalid(format!("section {}: {m}", section.id)))?,
+                Block::Map(m) => html.push(
+                    &maps
+                        .render(report_dir, m)
+                        .map_err(|m| invalid(format!("section {}: {m}", section.id)))?,
+                ),
             }
         }
         html.push("</section>\n");
@@ -267,9 +294,15 @@ fn render(path: &Path, report: &Report) -> Result<String, ReportError> {
          <code>tables/</code>; plots are also in <code>plots/</code> as PNG and SVG.</footer>\n",
         env!("CARGO_PKG_VERSION")
     ));
-    html.push(&format!(
-        "</main>\n</div>\n<script>\n{JS}</script>\n</body>\n</html>\n"
-    ));
+    html.push("</main>\n</div>\n");
+    if !maps.is_empty() {
+        html.push(&maps.shared());
+    }
+    html.push(&format!("<script>\n{JS}{LAZY_JS}"));
+    if !maps.is_empty() {
+        html.push(MAP_JS);
+    }
+    html.push("</script>\n</body>\n</html>\n");
     Ok(html.0)
 }
 
@@ -373,7 +406,13 @@ fn summary(html: &mut Html, summary: &RunSummary) -> Result<(), String> {
             format_seconds(total)
         ));
     }
-    let (state, text) = if summary.error_count == 0 {
+    let (state, text) = if summary.error_count == 0 && !summary.read_images {
+        (
+            "ok",
+            "No image was read here: this page analyses embeddings another run or tool wrote."
+                .to_string(),
+        )
+    } else if summary.error_count == 0 {
         ("ok", "Every item went through every stage.".to_string())
     } else {
         (
@@ -401,6 +440,7 @@ fn summary(html: &mut Html, summary: &RunSummary) -> Result<(), String> {
             html,
             "First errors",
             errors,
+            summary.error_count.max(errors.rows()),
             shown,
             (hidden > 0).then_some(more.as_str()),
         )
@@ -429,10 +469,12 @@ fn data_table(
     html: &mut Html,
     title: &str,
     table: &Table,
+    total_rows: usize,
     max_rows: usize,
     more_where: &str,
 ) -> Result<(), String> {
-    let hidden = table.rows().saturating_sub(max_rows);
+    let total_rows = total_rows.max(table.rows());
+    let hidden = total_rows.saturating_sub(max_rows.min(table.rows()));
     let note = format!(
         "{} more row{} {more_where}",
         format_int(hidden.try_into().unwrap_or(i64::MAX)),
@@ -442,6 +484,7 @@ fn data_table(
         html,
         title,
         table,
+        total_rows,
         max_rows,
         (hidden > 0).then_some(note.as_str()),
     )
@@ -452,6 +495,7 @@ fn data_table_with_note(
     html: &mut Html,
     title: &str,
     table: &Table,
+    total_rows: usize,
     max_rows: usize,
     more: Option<&str>,
 ) -> Result<(), String> {
@@ -469,8 +513,8 @@ fn data_table_with_note(
     html.push(&format!(
         "<figure class=\"table-block\">\n<figcaption>{} <span class=\"dim\">{} row{}</span></figcaption>\n",
         escape(title),
-        format_int(rows.try_into().unwrap_or(i64::MAX)),
-        if rows == 1 { "" } else { "s" }
+        format_int(total_rows.max(rows).try_into().unwrap_or(i64::MAX)),
+        if total_rows.max(rows) == 1 { "" } else { "s" }
     ));
     if table.columns.is_empty() {
         html.push("<p class=\"empty\">No columns.</p>\n</figure>\n");
@@ -557,8 +601,13 @@ fn plot(
         title: title.to_string(),
     })?;
     let title = escape(title);
+    // The picture is decoded when it nears the viewport (assets/lazy.js): the placeholder
+    // keeps its size so the page does not jump.
     html.push(&format!(
-        "<figure class=\"plot\">\n<figcaption>{title}</figcaption>\n<img src=\"data:image/png;base64,{}\" width=\"{w}\" height=\"{h}\" alt=\"{title}\">\n",
+        "<figure class=\"plot\">\n<figcaption>{title}</figcaption>\n\
+         <div class=\"lazy\" style=\"max-width:{w}px;aspect-ratio:{w}/{h}\"><template>\
+         <img src=\"data:image/png;base64,{}\" width=\"{w}\" height=\"{h}\" alt=\"{title}\" decoding=\"async\">\
+         </template></div>\n",
         base64(&bytes)
     ));
     if let Some(svg) = svg {
@@ -576,7 +625,7 @@ const EMBEDDABLE: [&str; 4] = ["image/jpeg", "image/png", "image/webp", "image/g
 
 fn gallery_html(html: &mut Html, gallery: &Gallery) -> Result<(), String> {
     html.push(&format!(
-        "<div class=\"gallery-block\">\n<h3>{}</h3>\n<div class=\"gallery\">\n",
+        "<div class=\"gallery-block\">\n<h3>{}</h3>\n<div class=\"lazy lazy-gallery\"><template>\n<div class=\"gallery\">\n",
         escape(&gallery.title)
     ));
     for q in &gallery.queries {
@@ -631,6 +680,6 @@ fn gallery_html(html: &mut Html, gallery: &Gallery) -> Result<(), String> {
         }
         html.push("</ol>\n</article>\n");
     }
-    html.push("</div>\n</div>\n");
+    html.push("</div>\n</template></div>\n</div>\n");
     Ok(())
 }

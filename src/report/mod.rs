@@ -1,17 +1,18 @@
-//! Report stage: pictures and the HTML report made from the analysis tables.
+//! Report stage: `report.html`, one self-contained page with every table, plot and gallery of
+//! a run, assembled from the run directory's files ([`write_run_report`]) into a page model
+//! ([`Report`]) and rendered ([`write_report`]).
 //!
-//! Every plot is written twice, as PNG (embedded in the HTML report, and for quick looks) and
-//! SVG (for papers). Text is drawn with an embedded DejaVu Sans, so no system font or
-//! fontconfig is needed on a cluster node. The report (`report.html`) is one self-contained
-//! file: see [`write_report`].
+//! The section of each analysis stage (its title, what it answers, which tables and plots it
+//! shows) comes from the stage itself, through the analysis registry, so a new stage shows up
+//! here without an edit. The pictures are drawn by the stages with [`crate::chart`].
 
+mod assemble;
 mod html;
-mod plots;
+mod maps;
 
+pub use assemble::{write_run_report, Images, RunReportError};
 pub use html::{
-    write_report, Block, Gallery, GalleryHit, GalleryQuery, Report, ReportError, RunSummary,
-    Section, Thumbnail,
-};
-pub use plots::{
-    heatmap, histogram, lines, persistence_diagram, scatter, PlotError, ScatterGroup, Series,
+    write_report, Block, Gallery, GalleryHit, GalleryQuery, InteractiveMap, MapPoint, Report,
+    ReportError, RunSummary, Section, Thumbnail, ThumbnailSheet, ThumbnailSheetBuilder, Tile,
+    ZeroShotCall,
 };

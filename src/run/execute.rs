@@ -1,16 +1,19 @@
 //! Execution: the plan is cut into parts — (model, modality, chunk of `part_size` items) — and
-//! each part is encoded and written as one Parquet file. A shard `I/N` takes every N-th part.
-//! A part whose file exists is complete (files appear by atomic rename), so a rerun after a
-//! kill, or a second task of a cluster array, skips it: nothing is lost, nothing duplicated.
-//! Whichever run finds every part complete merges the error sidecars into `errors.parquet`
-//! and writes `manifest.json`.
+//! each part is encoded and written as one Parquet file. A part whose file exists is complete
+//! (files appear by atomic rename), so a rerun after a kill skips it. Workers sharing the run
+//! directory (array tasks, pods, plain concurrent runs) claim each part before encoding it, so
+//! none is done twice, and one elected worker finishes: it merges the error sidecars into
+//! `errors.parquet`, runs the analysis and writes `manifest.json` and `report.html` (see
+//! `share.rs`). A shard `I/N` limits a worker to every N-th part; `--shard auto` prefers them.
 
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
 use super::plan::Plan;
+use super::share;
 use crate::augment::Variant;
 use crate::dataset::Item;
 use crate::encode::{self, EncodeError, Encoder, ImageJob, RowFailure, SessionSettings, TextInput};
@@ -49,9 +52,13 @@ impl Shard {
 }
 
 /// Options of one execution.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RunOptions {
     pub shard: Option<Shard>,
+    /// Also take parts outside the shard that no worker holds (`--shard auto`, or no shard).
+    pub elastic: bool,
+    /// The scheduler task this worker runs as (see `scheduler::task_identity`).
+    pub task: Option<String>,
     /// Seconds spent loading and planning, for the manifest.
     pub plan_seconds: f64,
 }
@@ -68,6 +75,8 @@ pub struct RunSummary {
     pub rows_written: usize,
     pub errors: usize,
     pub complete: bool,
+    /// This worker finished the run (merged, analysed, wrote the manifest).
+    pub finisher: bool,
     /// `report.html`, when the run is complete and has an analysis.
     pub report: Option<PathBuf>,
 }
@@ -82,7 +91,11 @@ pub enum RunError {
     #[error("{run_dir}: holds results of a different study (config, models or dataset changed: {what}). Use --out for a new run directory, or delete this one")]
     Mismatch { run_dir: PathBuf, what: String },
     #[error("analysis: {0}")]
-    Analyze(#[from] super::analyze::AnalyzeError),
+    Analyze(#[from] crate::analyze::AnalyzeError),
+    #[error(transparent)]
+    Dataset(#[from] crate::dataset::DatasetError),
+    #[error("{path} was not written: {message}. The embeddings, tables and plots are complete; rerun the same command to write it")]
+    Report { path: PathBuf, message: String },
     #[error("{0}")]
     Other(String),
 }
@@ -123,28 +136,53 @@ struct Part {
     number: usize,
 }
 
+/// Image and caption parts follow [`crate::dataset::Dataset::part_ranges`] (`part_size` items,
+/// or one WebDataset shard each); prompt parts are `part_size` prompts.
 fn parts(plan: &Plan) -> Vec<Part> {
     let size = plan.study().runtime.part_size;
-    let n_items = plan.dataset.items.len();
-    let caption_items = if plan.captions { n_items } else { 0 };
+    let item_ranges = plan.dataset.part_ranges(size);
+    let caption_ranges = if plan.captions {
+        item_ranges.clone()
+    } else {
+        Vec::new()
+    };
+    let n = plan.prompts.len();
+    let prompt_ranges: Vec<_> = (0..n).step_by(size).map(|s| s..(s + size).min(n)).collect();
     let mut parts = Vec::new();
-    for m in 0..plan.models.len() {
-        let mut push = |work: Work, total: usize, first_number: usize| -> usize {
-            let mut number = first_number;
-            for start in (0..total).step_by(size) {
+    for (m, model) in plan.models.iter().enumerate() {
+        // Only the towers the model has (and the study uses) are encoded.
+        let none: &[std::ops::Range<usize>] = &[];
+        let (images, captions, prompts) = (
+            if model.files.image.is_some() {
+                &item_ranges[..]
+            } else {
+                none
+            },
+            if model.files.text.is_some() {
+                &caption_ranges[..]
+            } else {
+                none
+            },
+            if model.files.text.is_some() {
+                &prompt_ranges[..]
+            } else {
+                none
+            },
+        );
+        let mut push = |work: Work, ranges: &[std::ops::Range<usize>], first_number: usize| {
+            for (k, range) in ranges.iter().enumerate() {
                 parts.push(Part {
                     model: m,
                     work,
-                    range: start..(start + size).min(total),
-                    number,
+                    range: range.clone(),
+                    number: first_number + k,
                 });
-                number += 1;
             }
-            number
+            first_number + ranges.len()
         };
-        push(Work::Images, n_items, 0);
-        let next = push(Work::Captions, caption_items, 0);
-        push(Work::Prompts, plan.prompts.len(), next);
+        push(Work::Images, images, 0);
+        let next = push(Work::Captions, captions, 0);
+        push(Work::Prompts, prompts, next);
     }
     parts
 }
@@ -156,7 +194,6 @@ pub fn execute(
     options: RunOptions,
     progress: &Progress,
 ) -> Result<RunSummary, RunError> {
-    let started = chrono_now();
     let t0 = Instant::now();
     let run_dir = plan.run_dir.clone();
     std::fs::create_dir_all(&run_dir).map_err(|e| StoreError::io(&run_dir, e))?;
@@ -184,37 +221,31 @@ pub fn execute(
             let sha256 = util::sha256_file(&f).map_err(|e| StoreError::io(&f, e))?;
             files.push(json!({"path": f.display().to_string(), "sha256": sha256}));
         }
-        model_records.push(json!({
-            "name": m.files.name,
-            "path": m.files.dir.display().to_string(),
-            "layout": m.files.layout,
-            "files": files,
-            "embedding_dim": enc.dim,
-            "input_size": [enc.input_size.0, enc.input_size.1],
-            "context_length": enc.tokenizer.context_length,
-            "preprocess": enc.preprocess,
-            "device": enc.placement,
-            "batch_size": m.batch_size,
-        }));
+        // Towers, pooling, projection, scoring, sizes: the encoder describes itself.
+        let mut record = enc.describe();
+        record["files"] = json!(files);
+        record["batch_size"] = json!(m.batch_size);
+        model_records.push(record);
         encoders.push(enc);
     }
     let load_seconds = t0.elapsed().as_secs_f64();
 
-    let config_json =
+    let mut config_json =
         serde_json::to_value(plan.study()).map_err(|e| RunError::Other(e.to_string()))?;
+    // The manifest records every stage's settings with its defaults filled in.
+    if let (Some(a), Some(obj)) = (&plan.analysis, config_json.as_object_mut()) {
+        obj.insert("analysis".into(), a.resolved().clone());
+    }
     let identity = study_identity(plan, &config_json, &model_records);
     check_identity(&run_dir, &identity)?;
 
     let pool = encode::decode_pool(rt.decode_threads).map_err(RunError::Other)?;
 
     let all_parts = parts(plan);
-    let mine: Vec<&Part> = all_parts
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| options.shard.is_none_or(|s| i % s.count == s.index))
-        .map(|(_, p)| p)
-        .collect();
-
+    let part_file = |p: &Part| {
+        let name = &plan.models[p.model].files.name;
+        store::part_path(&run_dir, name, p.work.modality(), p.number)
+    };
     let mut summary = RunSummary {
         run_dir: run_dir.clone(),
         parts_total: all_parts.len(),
@@ -224,81 +255,188 @@ pub fn execute(
         rows_written: 0,
         errors: 0,
         complete: false,
+        finisher: false,
         report: None,
     };
-    let mut timings: Vec<serde_json::Value> = Vec::new();
-    // Group progress per (model, modality).
-    for (m, enc) in encoders.iter_mut().enumerate() {
-        for modality in ["image", "text"] {
-            let todo: Vec<&&Part> = mine
-                .iter()
-                .filter(|p| p.model == m && p.work.modality() == modality)
-                .collect();
-            if todo.is_empty() {
-                continue;
-            }
-            let name = plan.models[m].files.name.clone();
-            let pending: Vec<&&Part> = todo
-                .iter()
-                .copied()
-                .filter(|p| !store::part_path(&run_dir, &name, modality, p.number).exists())
-                .collect();
-            summary.parts_skipped += todo.len() - pending.len();
-            if pending.is_empty() {
-                continue;
-            }
-            let total: usize = pending.iter().map(|p| p.range.len()).sum();
-            let task = progress.task(&format!("{name} {modality}"), total as u64);
-            let t = Instant::now();
-            for part in pending {
-                let (rows, errors) =
-                    run_part(plan, enc, &pool, part, &run_dir, &|n| task.advance(n))?;
-                summary.parts_written += 1;
-                summary.rows_written += rows;
-                summary.errors += errors;
-            }
-            task.finish();
-            timings.push(json!({
-                "model": name,
-                "modality": modality,
-                "items": total,
-                "seconds": t.elapsed().as_secs_f64(),
-            }));
+    let worker = share::Worker::join(&run_dir, rt.claim_timeout, options.task.clone())?;
+    if worker.finished()? {
+        if all_parts.iter().all(|p| part_file(p).exists()) {
+            summary.parts_skipped = all_parts.len();
+            summary.complete = true;
+            summary.report = Some(run_dir.join("report.html")).filter(|p| p.exists());
+            return Ok(summary);
         }
+        // Parts were deleted after the run finished: redo them, then finish again.
+        worker.reopen()?;
     }
-    let encode_seconds = t0.elapsed().as_secs_f64() - load_seconds;
-
-    // Record this process's work for the manifest (several shards may contribute).
     let shard_label = options
         .shard
-        .map(|s| format!("shard-{:04}-of-{:04}", s.index, s.count))
+        .map(|s| format!("{}/{}", s.index, s.count))
         .unwrap_or_else(|| "all".to_string());
-    let shard_log = json!({
+    worker.write_log(json!({
         "shard": shard_label,
-        "started": started,
-        "host": hostname(),
-        "parts_written": summary.parts_written,
-        "parts_skipped": summary.parts_skipped,
-        "rows_written": summary.rows_written,
-        "seconds": {"plan": options.plan_seconds, "load_models": load_seconds, "encode": encode_seconds},
-        "encode": timings,
-    });
-    let log_path = run_dir
-        .join("state")
-        .join("shards")
-        .join(format!("{shard_label}.json"));
-    util::write_atomic(&log_path, shard_log.to_string().as_bytes())
-        .map_err(|e| StoreError::io(&log_path, e))?;
+        "elastic": options.elastic,
+        "cuda_visible_devices": std::env::var("CUDA_VISIBLE_DEVICES").ok(),
+        "devices": encoders.iter().map(|e| &e.placement).collect::<Vec<_>>(),
+        "seconds": {"plan": options.plan_seconds, "load_models": load_seconds},
+    }))?;
 
-    let missing: Vec<&Part> = all_parts
-        .iter()
-        .filter(|p| {
-            let name = &plan.models[p.model].files.name;
-            !store::part_path(&run_dir, name, p.work.modality(), p.number).exists()
-        })
-        .collect();
-    summary.parts_pending = missing.len();
-    if missing.is_empty() {
+    // Claim parts in this worker's order until none is left that it may take; parts held by
+    // workers that missed heartbeats are waited for and taken over.
+    let order = share::preference(all_parts.len(), options.shard, options.elastic);
+    loop {
+        let mut held: Vec<share::Holder> = Vec::new();
+        for (m, enc) in encoders.iter_mut().enumerate() {
+            for modality in ["image", "text"] {
+                let group: Vec<usize> = order
+                    .iter()
+                    .copied()
+                    .filter(|&i| {
+                        all_parts[i].model == m && all_parts[i].work.modality() == modality
+                    })
+                    .collect();
+                // Text parts encode each caption or prompt once per text variant.
+                let per_item = if modality == "text" {
+                    plan.text_variants.len()
+                } else {
+                    1
+                };
+                let group_open = |group: &[usize]| -> usize {
+                    group
+                        .iter()
+                        .filter(|&&i| !part_file(&all_parts[i]).exists())
+                        .map(|&i| all_parts[i].range.len() * per_item)
+                        .sum()
+                };
+                let mut task = None;
+                for &i in &group {
+                    let part = &all_parts[i];
+                    let claim = match worker.claim_part(i, &part_file(part))? {
+                        share::PartClaim::Mine(c) => c,
+                        share::PartClaim::Held(h) => {
+                            held.push(h);
+                            continue;
+                        }
+                        share::PartClaim::Done => continue,
+                    };
+                    // A WebDataset part's item count is known only once its shard is read:
+                    // count shards.
+                    let by_shard = plan.dataset.parts_are_shards();
+                    let task = task.get_or_insert_with(|| {
+                        // Items not yet written by anyone; other workers may take some of them.
+                        let open: usize = group_open(&group);
+                        let name = &plan.models[m].files.name;
+                        let unit = if by_shard { " (shards)" } else { "" };
+                        progress.task(&format!("{name} {modality}{unit}"), open as u64)
+                    });
+                    let t = Instant::now();
+                    let record = |rows: usize, errors: usize| {
+                        worker.record_part(
+                            &claim,
+                            i,
+                            json!({
+                                "model": plan.models[m].files.name,
+                                "modality": modality,
+                                "number": part.number,
+                                "items": part.range.len(),
+                                "rows": rows,
+                                "errors": errors,
+                                "seconds": t.elapsed().as_secs_f64(),
+                            }),
+                        )
+                    };
+                    let (rows, errors) = run_part(
+                        plan,
+                        enc,
+                        &pool,
+                        part,
+                        &run_dir,
+                        &|n| {
+                            if !by_shard {
+                                task.advance(n)
+                            }
+                        },
+                        &record,
+                    )?;
+                    if by_shard {
+                        task.advance(part.range.len() as u64);
+                    }
+                    claim.release()?;
+                    summary.parts_written += 1;
+                    summary.rows_written += rows;
+                    summary.errors += errors;
+                }
+                if let Some(task) = task {
+                    task.finish();
+                }
+            }
+        }
+        match share::wait_for(&held, worker.settings()) {
+            Some(pause) => std::thread::sleep(pause),
+            None => break,
+        }
+    }
+
+    // A worker of an array whose analysis can be shared stays for it: while the missing parts
+    // are all in the hands of live workers (their stripes, or elastic ones), it waits for them.
+    // A part no live worker may take needs a worker yet to come, so it leaves.
+    let sharing = options.shard.is_some() && plan.analysis.is_some();
+    if sharing {
+        loop {
+            let missing: Vec<usize> = (0..all_parts.len())
+                .filter(|&i| !part_file(&all_parts[i]).exists())
+                .collect();
+            if missing.is_empty() || !worker.others_cover(&missing) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+    let missing = all_parts.iter().filter(|p| !part_file(p).exists()).count();
+    summary.parts_pending = missing;
+    summary.parts_skipped = order.len().saturating_sub(summary.parts_written + missing);
+    if missing > 0 {
+        return Ok(summary);
+    }
+    // Every part exists. In a sharded run (an array), every worker first takes blocks of the
+    // analysis's per-query work (retrieval ranks), so the finisher does not rank every query
+    // alone; the tables are the same bytes either way.
+    let block_share = worker.block_share(options.shard);
+    let share_blocks = |wait: bool| -> Result<(), RunError> {
+        // The finisher joins whenever any worker of the run shares blocks, so that it waits for
+        // the ones they hold before reading and removing them.
+        let join = sharing || (wait && worker.any_sharded());
+        match (&plan.analysis, join) {
+            (Some(analysis), true) => Ok(crate::analyze::share(
+                analysis,
+                &run_dir,
+                &store::StoreFormat::Clipflow,
+                plan.study().seed,
+                &crate::analyze::Blocks::new(&run_dir, Some(&block_share), wait),
+                progress,
+            )?),
+            _ => Ok(()),
+        }
+    };
+    if !worker.finished()? {
+        share_blocks(false)?;
+    }
+    // One worker, elected by an atomic create, finishes.
+    let finish = loop {
+        match worker.elect_finisher()? {
+            share::Election::Finisher(claim) => break Some(claim),
+            share::Election::Finished => {
+                summary.complete = true;
+                break None;
+            }
+            share::Election::Busy(h) => match share::wait_for(&[h], worker.settings()) {
+                Some(pause) => std::thread::sleep(pause),
+                None => break None,
+            },
+        }
+    };
+    if let Some(finish) = finish {
+        progress.info(&format!("finishing the run as worker {}", worker.name()));
         let t = Instant::now();
         let (errors, counts) = finalize(plan, &all_parts, &run_dir)?;
         write_attributes(plan, &run_dir)?;
@@ -306,26 +444,35 @@ pub fn execute(
         let finalize_seconds = t.elapsed().as_secs_f64();
         summary.errors = errors;
         summary.complete = true;
-        let analysis = match &plan.study().analysis {
+        let analysis = match &plan.analysis {
             None => serde_json::Value::Null,
-            Some(cfg) => {
+            Some(analysis) => {
                 let t = Instant::now();
-                let done = super::analyze::analyze(
+                // Blocks other workers still hold are waited for; dead ones' are taken over.
+                share_blocks(true)?;
+                let done = crate::analyze::analyze(
+                    analysis,
                     &run_dir,
                     &store::StoreFormat::Clipflow,
-                    cfg,
                     plan.study().seed,
-                    &run_dir.join("tables"),
+                    &run_dir,
                     progress,
                 )?;
                 for note in &done.notes {
                     progress.warn(note);
                 }
+                let stage_seconds: serde_json::Map<String, serde_json::Value> = done
+                    .seconds
+                    .iter()
+                    .map(|(k, s)| (k.clone(), json!(s)))
+                    .collect();
                 json!({
+                    "stages": analysis.stage_keys(),
                     "tables": done.tables.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
                     "plots": done.plots.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
                     "notes": done.notes,
                     "seconds": t.elapsed().as_secs_f64(),
+                    "stage_seconds": stage_seconds,
                 })
             }
         };
@@ -341,22 +488,40 @@ pub fn execute(
                 parts: all_parts.len(),
                 finalize_seconds,
                 analysis,
+                finished_by: worker.name().to_string(),
             },
         )?;
         let study = plan.study();
-        if study.analysis.is_some() && study.report.enabled {
-            match super::report::write_run_report(
+        if plan.analysis.is_some() && study.report.enabled {
+            let images = crate::report::Images {
+                dataset: &plan.dataset,
+                max_pixels: plan.max_pixels,
+            };
+            // The report was asked for: a page that cannot be written (a full disk) fails the
+            // run. Everything before it is in place, so a rerun only redoes the analysis.
+            let path = crate::report::write_run_report(
                 &run_dir,
                 &run_dir.join("tables"),
-                Some(plan),
+                Some(images),
                 &study.report,
                 &[],
-            ) {
-                Ok(path) => summary.report = Some(path),
-                // The tables and plots are written; a page that cannot be must not fail the run.
-                Err(e) => progress.warn(&format!("report: {e}")),
-            }
+            )
+            .map_err(|e| RunError::Report {
+                path: run_dir.join("report.html"),
+                message: e.to_string(),
+            })?;
+            summary.report = Some(path);
         }
+        crate::analyze::Blocks::new(&run_dir, None, false).clear()?;
+        let removed = worker.clean_up()?;
+        if !removed.is_empty() {
+            progress.info(&format!(
+                "removed {} temporary files left by stopped workers",
+                removed.len()
+            ));
+        }
+        finish.complete()?;
+        summary.finisher = true;
     }
     Ok(summary)
 }
@@ -369,17 +534,33 @@ fn run_part(
     part: &Part,
     run_dir: &Path,
     advance: &dyn Fn(u64),
+    before_commit: &dyn Fn(usize, usize) -> Result<(), RunError>,
 ) -> Result<(usize, usize), RunError> {
     let model = plan.models[part.model].files.name.clone();
     let modality = part.work.modality();
     let path = store::part_path(run_dir, &model, modality, part.number);
-    let mut writer = PartWriter::create(&path, &model, modality, encoder.dim)?;
+    let mut writer =
+        PartWriter::create_scored(&path, &model, modality, encoder.dim, Some(&encoder.scoring))?;
     let batch_size = plan.models[part.model].batch_size;
-    let items: &[Item] = match part.work {
-        Work::Prompts => &[],
-        _ => &plan.dataset.items[part.range.clone()],
+    let listed = match part.work {
+        Work::Prompts => Default::default(),
+        _ => plan.dataset.read_part(part.range.clone())?,
     };
+    let items: &[Item] = &listed.items;
     let mut errors: Vec<ErrorRecord> = Vec::new();
+    // What a shard's listing could not use is the dataset's error, recorded once: by the
+    // first model's image part of that shard.
+    if part.model == 0 && part.work == Work::Images {
+        errors.extend(listed.problems.iter().map(|p| ErrorRecord {
+            model: None,
+            modality: None,
+            id: p.id.clone(),
+            variant: None,
+            stage: "read".into(),
+            source: p.source.clone(),
+            reason: p.reason.clone(),
+        }));
+    }
     match part.work {
         Work::Images => {
             let variants: &[Variant] = &plan.variants;
@@ -389,6 +570,7 @@ fn run_part(
                 variants,
                 seed: plan.study().seed,
                 max_pixels: plan.max_pixels,
+                mode: plan.study().preprocess.mode,
                 batch_size,
                 queue_depth: plan.study().runtime.queue_depth,
                 pool,
@@ -402,9 +584,10 @@ fn run_part(
                             id: &item.id,
                             variant: &variant.name,
                             label: item.label.as_deref(),
-                            text: item.caption.as_deref(),
+                            text: item.captions.first().map(String::as_str),
                             noise: variant.kind(),
                             noise_level: variant.level(),
+                            item_id: Some(&item.id),
                         },
                         &batch.embeddings[k * batch.dim..(k + 1) * batch.dim],
                     )?;
@@ -416,88 +599,70 @@ fn run_part(
                 errors.push(record(plan, &model, modality, items, &f));
             }
         }
-        Work::Captions => {
-            // Items without a caption simply have no text row; that is not an error.
-            let with_caption: Vec<&Item> = items.iter().filter(|i| i.caption.is_some()).collect();
-            let texts: Vec<TextInput> = with_caption
+        Work::Captions | Work::Prompts => {
+            // Every caption (or prompt) in every text variant (`super::texts`). Items without a
+            // caption simply have no text row; that is not an error.
+            let (rows, unit_ends) = match part.work {
+                Work::Captions => super::texts::caption_rows(plan, items),
+                _ => {
+                    let rows = super::texts::prompt_rows(plan, &plan.prompts[part.range.clone()]);
+                    let ends = (1..=rows.len()).collect();
+                    (rows, ends)
+                }
+            };
+            let texts: Vec<TextInput> = rows
                 .iter()
-                .map(|i| TextInput {
-                    text: i.caption.clone().unwrap_or_default(),
+                .map(|r| TextInput {
+                    text: r.text.clone(),
                 })
                 .collect();
             let mut sink = |batch: encode::EncodedBatch| -> Result<(), RunError> {
                 for (k, &(i, _)) in batch.rows.iter().enumerate() {
-                    let item = with_caption[i];
+                    let r = &rows[i];
                     writer.push(
                         &EmbeddingRow {
-                            id: &item.id,
-                            variant: crate::augment::CLEAN,
-                            label: item.label.as_deref(),
-                            text: item.caption.as_deref(),
-                            noise: "none",
-                            noise_level: 0.0,
+                            id: &r.id,
+                            variant: &r.variant.name,
+                            label: r.label,
+                            text: Some(&r.text),
+                            noise: r.variant.kind(),
+                            noise_level: r.variant.level(),
+                            item_id: r.item_id,
                         },
                         &batch.embeddings[k * batch.dim..(k + 1) * batch.dim],
                     )?;
                 }
                 Ok(())
             };
-            let skipped = items.len() - with_caption.len();
-            let failures = encode::encode_texts(encoder, &texts, batch_size, &mut sink, advance)?;
-            advance(skipped as u64);
-            for f in failures {
-                let item = with_caption[f.index];
-                errors.push(ErrorRecord {
-                    model: Some(model.clone()),
-                    modality: Some(modality.into()),
-                    id: item.id.clone(),
-                    variant: None,
-                    stage: f.stage.into(),
-                    source: plan.dataset.source_of(item),
-                    reason: f.reason,
-                });
-            }
-        }
-        Work::Prompts => {
-            let prompts = &plan.prompts[part.range.clone()];
-            let texts: Vec<TextInput> = prompts
-                .iter()
-                .map(|p| TextInput {
-                    text: p.text.clone(),
-                })
-                .collect();
-            let mut sink = |batch: encode::EncodedBatch| -> Result<(), RunError> {
-                for (k, &(i, _)) in batch.rows.iter().enumerate() {
-                    let p = &prompts[i];
-                    writer.push(
-                        &EmbeddingRow {
-                            id: &p.id,
-                            variant: crate::augment::CLEAN,
-                            label: Some(&p.label),
-                            text: Some(&p.text),
-                            noise: "none",
-                            noise_level: 0.0,
-                        },
-                        &batch.embeddings[k * batch.dim..(k + 1) * batch.dim],
-                    )?;
-                }
-                Ok(())
+            // Progress counts (item, variant) units: one is done when its last caption is.
+            let (rows_done, units_done) = (Cell::new(0usize), Cell::new(0usize));
+            let per_row = |n: u64| {
+                rows_done.set(rows_done.get() + n as usize);
+                let complete = unit_ends.partition_point(|&e| e <= rows_done.get());
+                advance((complete - units_done.get()) as u64);
+                units_done.set(complete);
             };
-            let failures = encode::encode_texts(encoder, &texts, batch_size, &mut sink, advance)?;
+            let failures = encode::encode_texts(encoder, &texts, batch_size, &mut sink, &per_row)?;
+            advance((unit_ends.len() - units_done.get()) as u64);
             for f in failures {
+                let r = &rows[f.index];
                 errors.push(ErrorRecord {
                     model: Some(model.clone()),
                     modality: Some(modality.into()),
-                    id: prompts[f.index].id.clone(),
-                    variant: None,
+                    id: r.id.to_string(),
+                    variant: r.error_variant(),
                     stage: f.stage.into(),
-                    source: "texts.prompts".into(),
+                    source: r
+                        .item
+                        .map(|item| plan.dataset.source_of(item))
+                        .unwrap_or_else(|| "texts.prompts".into()),
                     reason: f.reason,
                 });
             }
         }
     }
     let n_errors = errors.len();
+    before_commit(writer.rows(), n_errors)?;
     store::write_errors(
         &store::part_errors_path(run_dir, &model, modality, part.number),
         &errors,
@@ -554,15 +719,17 @@ fn write_attributes(plan: &Plan, run_dir: &Path) -> Result<(), RunError> {
     if columns.is_empty() {
         return Ok(());
     }
-    let items = &plan.dataset.items;
-    let mut table = store::Table::new("attributes").text("id", items.iter().map(|i| i.id.clone()));
+    let Some(items) = plan.dataset.item_table() else {
+        return Ok(()); // attribute columns are a Parquet key
+    };
+    let mut table =
+        store::Table::new("attributes").text("id", (0..items.len()).map(|i| items.id(i)));
     for (c, name) in columns.iter().enumerate() {
         table = table.column(
             name,
             store::Column::Text(
-                items
-                    .iter()
-                    .map(|i| i.attributes.get(c).cloned().flatten())
+                (0..items.len())
+                    .map(|i| items.attribute(i, c).map(str::to_string))
                     .collect(),
             ),
         );
@@ -580,26 +747,11 @@ struct ManifestInputs {
     parts: usize,
     finalize_seconds: f64,
     analysis: serde_json::Value,
+    finished_by: String,
 }
 
 fn write_manifest(plan: &Plan, run_dir: &Path, m: ManifestInputs) -> Result<(), RunError> {
-    let mut shards = Vec::new();
-    let shard_dir = run_dir.join("state").join("shards");
-    if let Ok(rd) = std::fs::read_dir(&shard_dir) {
-        let mut files: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
-        files.sort();
-        for f in files
-            .iter()
-            .filter(|f| f.extension().is_some_and(|e| e == "json"))
-        {
-            if let Some(v) = std::fs::read_to_string(f)
-                .ok()
-                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            {
-                shards.push(v);
-            }
-        }
-    }
+    let shards = share::stage_timings(run_dir);
     let d = &plan.dataset;
     let manifest = json!({
         "clipflow_version": crate::VERSION,
@@ -613,16 +765,26 @@ fn write_manifest(plan: &Plan, run_dir: &Path, m: ManifestInputs) -> Result<(), 
             "format": d.format,
             "source": d.description,
             "fingerprint": d.fingerprint,
-            "items": d.items.len(),
-            "items_before_sampling": d.total_items,
+            "items": d.item_count(),
+            "items_before_sampling": d.total_items(),
+            "shards": d.shard_count(),
             "classes": d.labels().len(),
             "notes": d.notes,
         },
+        // How images became tensors: `exact` (Pillow's pixels) or `fast` (JPEG DCT-domain
+        // downscale first), and the resampler's instruction set (the same bits on any).
+        "preprocess": {
+            "mode": plan.study().preprocess.mode,
+            "resampler": crate::encode::resample::Isa::detected(),
+        },
         "variants": plan.variants.iter().map(|v| json!({"name": v.name, "noise": v.kind(), "level": v.level()})).collect::<Vec<_>>(),
+        "text_variants": plan.text_variants.iter().map(|v| json!({"name": v.name, "noise": v.kind(), "level": v.level()})).collect::<Vec<_>>(),
+        "notes": plan.notes,
         "prompts": plan.prompts.len(),
         "counts": {"embeddings": m.counts, "errors": m.errors, "parts": m.parts},
         "stage_timings": shards,
         "finalize_seconds": m.finalize_seconds,
+        "finished_by": m.finished_by,
         "analysis": m.analysis,
         "finished": chrono_now(),
     });
@@ -639,9 +801,13 @@ fn study_identity(
 ) -> serde_json::Value {
     let mut content = config.clone();
     if let Some(obj) = content.as_object_mut() {
+        // What does not change the embeddings: a rerun with another analysis or report
+        // reuses every part and only redoes the analysis.
         obj.remove("runtime");
         obj.remove("out");
         obj.remove("name");
+        obj.remove("analysis");
+        obj.remove("report");
     }
     let model_hashes: Vec<&serde_json::Value> = models.iter().map(|m| &m["files"]).collect();
     json!({
@@ -679,13 +845,6 @@ fn check_identity(run_dir: &Path, identity: &serde_json::Value) -> Result<(), Ru
         Err(_) => util::write_atomic(&path, identity.to_string().as_bytes())
             .map_err(|e| RunError::Store(StoreError::io(&path, e))),
     }
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .or_else(|_| std::env::var("HOSTNAME"))
-        .unwrap_or_default()
 }
 
 /// Seconds since the Unix epoch (timestamps in logs; not part of any hashed output).

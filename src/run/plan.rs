@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::augment::{self, Variant};
-use crate::config::{LoadedConfig, PromptsConfig, StudyConfig};
+use crate::analyze::{AnalysisPlan, Facts};
+use crate::augment::{self, TextVariant, Variant};
+use crate::config::{ConfigError, LineCol, LoadedConfig, PromptsConfig, Source, StudyConfig};
 use crate::dataset::{self, Dataset, DEFAULT_MAX_PIXELS};
 use crate::encode::{self, DeviceRequest, ModelFiles};
 
@@ -16,12 +17,18 @@ pub struct Plan {
     pub run_dir: PathBuf,
     pub dataset: Dataset,
     pub variants: Vec<Variant>,
+    /// Text variants of every caption and prompt (`texts.noise`), `clean` first.
+    pub text_variants: Vec<TextVariant>,
     pub models: Vec<PlannedModel>,
     /// Encode item captions as texts.
     pub captions: bool,
     pub prompts: Vec<Prompt>,
     pub device: DeviceRequest,
     pub max_pixels: u64,
+    /// The `analysis:` section read and checked, when the study has one.
+    pub analysis: Option<AnalysisPlan>,
+    /// What the plan left out and why (e.g. frost without textures); shown by run and validate.
+    pub notes: Vec<String>,
 }
 
 impl Plan {
@@ -60,6 +67,11 @@ pub enum PlanError {
         source: augment::AugmentError,
     },
     #[error("{path}: {source}")]
+    TextNoise {
+        path: PathBuf,
+        source: augment::TextNoiseError,
+    },
+    #[error("{path}: {source}")]
     Model {
         path: PathBuf,
         source: encode::EncodeError,
@@ -70,11 +82,87 @@ pub enum PlanError {
         key: String,
         message: String,
     },
+    /// An error already located in the file (the analysis stages' settings).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Any of the above, with the line of the key it names.
+    #[error("{path}{at}: {detail}")]
+    Located {
+        path: PathBuf,
+        at: LineCol,
+        detail: String,
+    },
+}
+
+impl PlanError {
+    /// The error with the line and column of the key it names, when the key is in the file:
+    /// a dataset column that does not exist, a noise level out of range, a model folder
+    /// without its files all point at the line to edit.
+    fn located(self, source: &Source) -> PlanError {
+        let (path, detail) = match &self {
+            PlanError::Config(_) | PlanError::Located { .. } => return self,
+            PlanError::Key { path, key, message } => (path.clone(), format!("{key}: {message}")),
+            PlanError::Dataset { path, source } => (path.clone(), source.to_string()),
+            PlanError::Noise { path, source } => (path.clone(), source.to_string()),
+            PlanError::TextNoise { path, source } => (path.clone(), source.to_string()),
+            PlanError::Model { path, source } => (path.clone(), source.to_string()),
+        };
+        let key = match &self {
+            PlanError::Key { key, .. } => Some(key.clone()),
+            _ => key_in(&detail),
+        };
+        let Some(key) = key else { return self };
+        let at = source.position(&key);
+        let detail = match source.set_by(&key) {
+            Some(o) => format!("{detail} (set by --set {})", o.arg),
+            None => detail,
+        };
+        PlanError::Located { path, at, detail }
+    }
+}
+
+/// The first study key (`dataset.caption_column`, `noise.1.sigma`, `models.0.path`) a message
+/// names, followed by a colon: how stage errors name what they are about.
+fn key_in(message: &str) -> Option<String> {
+    const ROOTS: &[&str] = &[
+        "name", "seed", "out", "dataset", "noise", "models", "texts", "runtime", "analysis",
+        "report",
+    ];
+    let bytes = message.as_bytes();
+    let mut start = 0;
+    while start < bytes.len() {
+        let at_boundary = start == 0
+            || !(bytes[start - 1].is_ascii_alphanumeric()
+                || bytes[start - 1] == b'_'
+                || bytes[start - 1] == b'.'
+                || bytes[start - 1] == b'/');
+        if at_boundary {
+            let end = message[start..]
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+                .map_or(message.len(), |e| start + e);
+            let token = &message[start..end];
+            let root = token.split('.').next().unwrap_or_default();
+            if token.contains('.')
+                && ROOTS.contains(&root)
+                && message[end..].starts_with(':')
+                && !token.ends_with('.')
+            {
+                return Some(token.to_string());
+            }
+        }
+        start += message[start..].chars().next().map_or(1, char::len_utf8);
+    }
+    None
 }
 
 /// Checks everything a run needs, reading the dataset listing and the model folders.
-/// `out` overrides the run directory.
+/// `out` overrides the run directory. Errors carry the line of the key they name.
 pub fn plan(config: LoadedConfig, out: Option<&Path>) -> Result<Plan, PlanError> {
+    let source = config.source.clone();
+    plan_checked(config, out).map_err(|e| e.located(&source))
+}
+
+fn plan_checked(config: LoadedConfig, out: Option<&Path>) -> Result<Plan, PlanError> {
     let path = config.path.clone();
     let study = &config.study;
     let key_err = |key: &str, message: String| PlanError::Key {
@@ -98,51 +186,32 @@ pub fn plan(config: LoadedConfig, out: Option<&Path>) -> Result<Plan, PlanError>
             return Err(key_err(key, "must be at least 1".into()));
         }
     }
-    if let Some(a) = &study.analysis {
-        a.check().map_err(|(key, message)| key_err(&key, message))?;
-    }
     if study.report.max_table_rows == 0 || study.report.thumbnail_size < 16 {
         return Err(key_err(
             "report",
             "max_table_rows must be at least 1 and thumbnail_size at least 16".into(),
         ));
     }
+    if !(16..=256).contains(&study.report.map_thumbnail_size) {
+        return Err(key_err(
+            "report.map_thumbnail_size",
+            "must be between 16 and 256 pixels".into(),
+        ));
+    }
     let device =
         DeviceRequest::parse(&rt.device).map_err(|e| key_err("runtime.device", e.to_string()))?;
 
-    let variants = augment::variants(&study.noise).map_err(|source| PlanError::Noise {
-        path: path.clone(),
-        source,
-    })?;
-    if let Some(a) = &study.analysis {
-        let names: Vec<&str> = variants.iter().map(|v| v.name.as_str()).collect();
-        let lists = [
-            (
-                "analysis.projection.variants",
-                a.projection.as_ref().and_then(|p| p.variants.as_ref()),
-            ),
-            (
-                "analysis.topology.variants",
-                a.topology.as_ref().and_then(|t| t.variants.as_ref()),
-            ),
-        ];
-        for (key, list) in lists {
-            if let Some(unknown) = list
-                .into_iter()
-                .flatten()
-                .find(|v| !names.contains(&v.as_str()))
-            {
-                return Err(key_err(
-                    key,
-                    format!(
-                        "no image variant is named {unknown:?}; the study has: {}",
-                        names.join(", ")
-                    ),
-                ));
-            }
+    let (variants, notes) =
+        augment::variants_with_notes(&study.noise).map_err(|source| PlanError::Noise {
+            path: path.clone(),
+            source,
+        })?;
+    let text_variants = augment::text::text_variants(&study.texts.noise).map_err(|source| {
+        PlanError::TextNoise {
+            path: path.clone(),
+            source,
         }
-    }
-
+    })?;
     let mut models = Vec::new();
     for (i, m) in study.models.iter().enumerate() {
         let files = encode::locate(m, i).map_err(|source| PlanError::Model {
@@ -168,12 +237,12 @@ pub fn plan(config: LoadedConfig, out: Option<&Path>) -> Result<Plan, PlanError>
             ));
         }
         // Read the preprocessing now: a malformed preprocessor_config.json is a config error.
-        encode::Preprocess::from_file(&files.preprocessor_config).map_err(|source| {
-            PlanError::Model {
+        if let Some(pre) = &files.preprocessor_config {
+            encode::Preprocess::from_file(pre).map_err(|source| PlanError::Model {
                 path: path.clone(),
                 source,
-            }
-        })?;
+            })?;
+        }
         models.push(PlannedModel {
             files,
             batch_size: m.batch_size.unwrap_or(rt.batch_size),
@@ -185,16 +254,22 @@ pub fn plan(config: LoadedConfig, out: Option<&Path>) -> Result<Plan, PlanError>
             path: path.clone(),
             source: Box::new(source),
         })?;
-    let has_captions = dataset.items.iter().any(|i| i.caption.is_some());
-    let captions = study.texts.captions && has_captions;
-    let prompts = match &study.texts.prompts {
+    let captions = study.texts.captions && dataset.has_captions();
+    // A dataset that ships its templates (CLIP_benchmark's WebDataset layout) gets its prompts
+    // without YAML; its class names are used as written.
+    let shipped = dataset.templates().map(|t| PromptsConfig {
+        templates: Some(t.to_vec()),
+        file: None,
+        humanize: false,
+    });
+    let prompts = match study.texts.prompts.as_ref().or(shipped.as_ref()) {
         None => Vec::new(),
         Some(p) => {
             let labels = dataset.labels();
             if labels.is_empty() {
                 return Err(key_err(
                     "texts.prompts",
-                    "class prompts need labels, and the dataset has none (set dataset.label_column)".into(),
+                    "class prompts need labels, and the dataset has none (set dataset.label_column; a webdataset needs classnames.txt beside its shards)".into(),
                 ));
             }
             build_prompts(p, &labels).map_err(|(key, message)| key_err(key, message))?
@@ -205,6 +280,16 @@ pub fn plan(config: LoadedConfig, out: Option<&Path>) -> Result<Plan, PlanError>
         .or_else(|| study.out.as_ref().map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("runs").join(&study.name));
     let max_pixels = study.dataset.max_pixels.unwrap_or(DEFAULT_MAX_PIXELS);
+    let analysis = match &study.analysis {
+        None => None,
+        Some(section) => {
+            let facts = Facts {
+                variants: variants.iter().map(|v| v.name.clone()).collect(),
+                items: dataset.item_count(),
+            };
+            Some(AnalysisPlan::new(section, &config.source, &facts)?)
+        }
+    };
     Ok(Plan {
         config,
         run_dir,
@@ -215,6 +300,9 @@ pub fn plan(config: LoadedConfig, out: Option<&Path>) -> Result<Plan, PlanError>
         prompts,
         device,
         max_pixels,
+        analysis,
+        notes,
+        text_variants,
     })
 }
 
@@ -294,6 +382,24 @@ fn read_template_file(path: &Path) -> Result<Templates, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_are_found_in_stage_messages() {
+        assert_eq!(
+            key_in("dataset.path: data/x does not exist").as_deref(),
+            Some("dataset.path")
+        );
+        assert_eq!(
+            key_in("data/x.parquet: dataset.caption_column: no column `c`").as_deref(),
+            Some("dataset.caption_column")
+        );
+        assert_eq!(
+            key_in("noise.1.sigma: must be positive").as_deref(),
+            Some("noise.1.sigma")
+        );
+        assert_eq!(key_in("models/x.onnx: not a model"), None);
+        assert_eq!(key_in("see my.dataset.path: x"), None);
+    }
 
     #[test]
     fn prompts_fill_every_template_for_every_class() {

@@ -2,7 +2,13 @@
 //!
 //! Schema (DESIGN.md's contract): `model`, `modality`, `id`, `variant`, `label` (nullable),
 //! `text` (nullable), `embedding` as `fixed_size_list<float32>[D]`, L2-normalised; plus `noise`
-//! and `noise_level`, so robustness plots need no string parsing. Parquet has no fixed-size
+//! and `noise_level`, so robustness plots need no string parsing, and `item_id` (nullable).
+//!
+//! Several captions per image: a caption row's `id` is the item id when the item has one
+//! caption (as before), and `<item id>#<k>` (k from 0, in dataset order) when it has several
+//! ([`caption_id`]); every caption row's `item_id` names its image, so retrieval finds a
+//! caption's positive without parsing ids. Image rows carry their own id in `item_id`;
+//! prompt rows have none (null). Parquet has no fixed-size
 //! list: the arrow schema in the footer (`ARROW:schema`) restores it for pyarrow and polars;
 //! DuckDB reads `FLOAT[]`. Key-value metadata records the dimension and normalisation.
 
@@ -20,6 +26,7 @@ use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 
 use super::StoreError;
+use crate::encode::Scoring;
 use crate::util::{commit_temp, temp_path};
 
 /// Rows buffered before a row group is flushed: bounds memory at about
@@ -35,6 +42,18 @@ pub struct EmbeddingRow<'a> {
     pub text: Option<&'a str>,
     pub noise: &'a str,
     pub noise_level: f64,
+    /// The image this row belongs to (image and caption rows); `None` for prompts.
+    pub item_id: Option<&'a str>,
+}
+
+/// The `id` of caption `k` of an item with `count` captions: the item id when it has one
+/// caption, `<item id>#<k>` when it has several.
+pub fn caption_id(item_id: &str, k: usize, count: usize) -> std::borrow::Cow<'_, str> {
+    if count == 1 {
+        item_id.into()
+    } else {
+        format!("{item_id}#{k}").into()
+    }
 }
 
 /// Streams rows into one part file; [`PartWriter::finish`] makes it visible.
@@ -58,13 +77,16 @@ struct Pending {
     text: Vec<Option<String>>,
     noise: Vec<String>,
     level: Vec<f64>,
+    item_id: Vec<Option<String>>,
     values: Vec<f32>,
 }
 
-/// The arrow schema of an embedding part with dimension `dim`.
-pub fn schema(dim: usize, model: &str) -> SchemaRef {
+/// The arrow schema of an embedding part with dimension `dim`. The model's scoring, when
+/// given, goes into the key-value metadata (`clipflow.scoring`, `clipflow.logit_scale`,
+/// `clipflow.logit_bias`), so every part says how its model turns cosines into probabilities.
+pub fn schema(dim: usize, model: &str, scoring: Option<&Scoring>) -> SchemaRef {
     let item = Arc::new(Field::new("item", DataType::Float32, false));
-    let metadata = [
+    let mut metadata: std::collections::HashMap<String, String> = [
         ("clipflow.embedding_dim".to_string(), dim.to_string()),
         ("clipflow.normalized".to_string(), "l2".to_string()),
         ("clipflow.model".to_string(), model.to_string()),
@@ -72,6 +94,9 @@ pub fn schema(dim: usize, model: &str) -> SchemaRef {
     ]
     .into_iter()
     .collect();
+    if let Some(s) = scoring {
+        metadata.extend(super::scoring::metadata_pairs(s));
+    }
     Arc::new(
         Schema::new(vec![
             Field::new("model", DataType::Utf8, false),
@@ -82,6 +107,7 @@ pub fn schema(dim: usize, model: &str) -> SchemaRef {
             Field::new("text", DataType::Utf8, true),
             Field::new("noise", DataType::Utf8, false),
             Field::new("noise_level", DataType::Float64, false),
+            Field::new("item_id", DataType::Utf8, true),
             Field::new(
                 "embedding",
                 DataType::FixedSizeList(item, dim as i32),
@@ -100,12 +126,23 @@ impl PartWriter {
         modality: &str,
         dim: usize,
     ) -> Result<PartWriter, StoreError> {
+        Self::create_scored(path, model, modality, dim, None)
+    }
+
+    /// As [`PartWriter::create`], recording the model's scoring in the part's metadata.
+    pub fn create_scored(
+        path: &Path,
+        model: &str,
+        modality: &str,
+        dim: usize,
+        scoring: Option<&Scoring>,
+    ) -> Result<PartWriter, StoreError> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
         }
         let temp = temp_path(path);
         let file = File::create(&temp).map_err(|e| StoreError::io(&temp, e))?;
-        let schema = schema(dim, model);
+        let schema = schema(dim, model, scoring);
         // Vectors do not compress or dictionary-encode usefully; the text columns do.
         let props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
@@ -115,8 +152,19 @@ impl PartWriter {
             )
             .set_created_by(format!("clipflow {}", crate::VERSION))
             .build();
-        let writer = ArrowWriter::try_new(file, schema.clone(), Some(props))
+        let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props))
             .map_err(|e| StoreError::parquet(&temp, e))?;
+        // The same keys as file-level key-value metadata, where readers that do not decode the
+        // Arrow schema look (DuckDB's parquet_kv_metadata, pyarrow's read_metadata, the parquet
+        // crate's file metadata).
+        let mut keys: Vec<(&String, &String)> = schema.metadata().iter().collect();
+        keys.sort();
+        for (k, v) in keys {
+            writer.append_key_value_metadata(parquet::file::metadata::KeyValue::new(
+                k.clone(),
+                v.clone(),
+            ));
+        }
         Ok(PartWriter {
             path: path.to_path_buf(),
             temp,
@@ -149,6 +197,7 @@ impl PartWriter {
         p.text.push(row.text.map(str::to_string));
         p.noise.push(row.noise.to_string());
         p.level.push(row.noise_level);
+        p.item_id.push(row.item_id.map(str::to_string));
         p.values.extend_from_slice(embedding);
         self.rows += 1;
         if p.id.len() >= ROW_GROUP_ROWS {
@@ -196,6 +245,7 @@ impl PartWriter {
                 optional(p.text),
                 strings(p.noise),
                 Arc::new(level.finish()),
+                optional(p.item_id),
                 Arc::new(list.finish()),
             ],
         )
@@ -207,6 +257,11 @@ impl PartWriter {
             .flush()
             .map_err(|e| StoreError::parquet(&self.temp, e))?;
         Ok(())
+    }
+
+    /// Rows pushed so far.
+    pub fn rows(&self) -> usize {
+        self.rows
     }
 
     /// Flushes, closes and renames the part into place; returns its row count.
@@ -248,6 +303,7 @@ mod tests {
                     text: None,
                     noise: "none",
                     noise_level: 0.0,
+                    item_id: Some(&id),
                 },
                 &[1.0, 0.0, i as f32],
             )
@@ -262,6 +318,14 @@ mod tests {
         let builder = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap()).unwrap();
         let schema = builder.schema().clone();
         assert_eq!(schema.metadata()["clipflow.embedding_dim"], "3");
+        let file_kv = builder
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .unwrap();
+        assert!(file_kv
+            .iter()
+            .any(|kv| kv.key == "clipflow.embedding_dim" && kv.value.as_deref() == Some("3")));
         assert!(matches!(
             schema.field_with_name("embedding").unwrap().data_type(),
             DataType::FixedSizeList(_, 3)
@@ -278,5 +342,14 @@ mod tests {
             .column_by_name("label")
             .unwrap()
             .is_null(list.len() - 1));
+        let item_id = last.column_by_name("item_id").unwrap().as_string::<i32>();
+        assert_eq!(item_id.value(list.len() - 1), "id4999");
+    }
+
+    #[test]
+    fn caption_ids_keep_the_item_id_for_one_caption() {
+        assert_eq!(caption_id("img7", 0, 1), "img7");
+        assert_eq!(caption_id("img7", 0, 5), "img7#0");
+        assert_eq!(caption_id("img7", 4, 5), "img7#4");
     }
 }

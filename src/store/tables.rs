@@ -1,9 +1,14 @@
 //! Long-format result tables (`tables/<name>.parquet`, plus a Markdown copy for reading in a
 //! terminal or a pull request). Columns are named for what they hold (`model`, `variant`,
 //! `metric`, `k`, `value`, ...), so polars/pandas/DuckDB users can pivot them as they like.
+//!
+//! Per-item tables (ranks, assignments, coordinates) grow with the dataset, so the analysis
+//! streams them through a [`TableSink`]: each chunk of rows goes to the Parquet writer as it
+//! comes, and only the first rows are kept for the Markdown copy and the report.
 
+use std::collections::BTreeMap;
 use std::fs::File;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
@@ -157,6 +162,26 @@ impl Table {
         Ok(())
     }
 
+    /// The first `n` rows.
+    pub fn head(&self, n: usize) -> Table {
+        let n = n.min(self.rows());
+        Table {
+            name: self.name.clone(),
+            columns: self
+                .columns
+                .iter()
+                .map(|(name, c)| {
+                    let c = match c {
+                        Column::Text(v) => Column::Text(v[..n].to_vec()),
+                        Column::Float(v) => Column::Float(v[..n].to_vec()),
+                        Column::Int(v) => Column::Int(v[..n].to_vec()),
+                    };
+                    (name.clone(), c)
+                })
+                .collect(),
+        }
+    }
+
     /// The table as GitHub-flavoured Markdown.
     pub fn to_markdown(&self) -> String {
         let mut s = String::new();
@@ -187,9 +212,8 @@ pub fn write_table(dir: &Path, table: &Table) -> Result<(), StoreError> {
     .map_err(|e| StoreError::io(&md, e))
 }
 
-/// Writes `table` as Parquet at `path` only (no Markdown copy: for per-item tables such as the
-/// attributes, which may have millions of rows).
-pub fn write_parquet_table(path: &Path, table: &Table) -> Result<(), StoreError> {
+/// The Arrow schema and arrays of `table` (every column nullable).
+fn to_batch(path: &Path, table: &Table) -> Result<RecordBatch, StoreError> {
     let n = table.rows();
     let mut fields = Vec::new();
     let mut arrays: Vec<ArrayRef> = Vec::new();
@@ -213,12 +237,17 @@ pub fn write_parquet_table(path: &Path, table: &Table) -> Result<(), StoreError>
         arrays.push(array);
     }
     let schema = Arc::new(Schema::new(fields));
-    let batch =
-        RecordBatch::try_new(schema.clone(), arrays).map_err(|e| StoreError::parquet(path, e))?;
+    RecordBatch::try_new(schema, arrays).map_err(|e| StoreError::parquet(path, e))
+}
+
+/// Writes `table` as Parquet at `path` only (no Markdown copy: for per-item tables such as the
+/// attributes, which may have millions of rows).
+pub fn write_parquet_table(path: &Path, table: &Table) -> Result<(), StoreError> {
+    let batch = to_batch(path, table)?;
     let temp = temp_path(path);
     let file = File::create(&temp).map_err(|e| StoreError::io(&temp, e))?;
-    let mut w =
-        ArrowWriter::try_new(file, schema, None).map_err(|e| StoreError::parquet(&temp, e))?;
+    let mut w = ArrowWriter::try_new(file, batch.schema(), None)
+        .map_err(|e| StoreError::parquet(&temp, e))?;
     w.write(&batch).map_err(|e| StoreError::parquet(&temp, e))?;
     w.close().map_err(|e| StoreError::parquet(&temp, e))?;
     commit_temp(&temp, path).map_err(|e| StoreError::io(path, e))
@@ -227,12 +256,20 @@ pub fn write_parquet_table(path: &Path, table: &Table) -> Result<(), StoreError>
 /// Reads a Parquet table back: text columns (and booleans, as `true`/`false`) become text,
 /// integers `Int`, floats `Float`; other types are read as their text rendering.
 pub fn read_table(path: &Path) -> Result<Table, StoreError> {
-    use arrow_array::Array;
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     let file = File::open(path).map_err(|e| StoreError::io(path, e))?;
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)
         .and_then(|b| b.build())
         .map_err(|e| StoreError::parquet(path, e))?;
+    table_from_batches(path, reader)
+}
+
+/// The batches of a Parquet reader as one [`Table`] named after the file.
+fn table_from_batches(
+    path: &Path,
+    reader: parquet::arrow::arrow_reader::ParquetRecordBatchReader,
+) -> Result<Table, StoreError> {
+    use arrow_array::Array;
     let name = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -277,6 +314,146 @@ pub fn read_table(path: &Path) -> Result<Table, StoreError> {
         }
     }
     Ok(table.unwrap_or_else(|| Table::new(&name)))
+}
+
+/// The first `max_rows` rows of a Parquet table and its total row count (from the footer):
+/// what the report shows of a per-item table without reading a million rows.
+pub fn read_table_head(path: &Path, max_rows: usize) -> Result<(Table, usize), StoreError> {
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let file = File::open(path).map_err(|e| StoreError::io(path, e))?;
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| StoreError::parquet(path, e))?;
+    let total = builder.metadata().file_metadata().num_rows().max(0) as usize;
+    let reader = builder
+        .with_limit(max_rows)
+        .with_batch_size(max_rows.clamp(1, 8192))
+        .build()
+        .map_err(|e| StoreError::parquet(path, e))?;
+    let table = table_from_batches(path, reader)?;
+    Ok((table, total))
+}
+
+/// Rows of the Markdown copy of a streamed table; the Parquet file holds them all.
+pub const MARKDOWN_ROWS: usize = 1000;
+
+/// Rows buffered into one Parquet row group of a streamed table.
+const ROW_GROUP_ROWS: usize = 128 * 1024;
+
+/// Tables written as their rows come: `append` chunks of a table by name; `finish` closes every
+/// file (temporary, then renamed) and writes its Markdown copy from the first rows. Memory is
+/// one row group per open table, whatever the total.
+pub struct TableSink {
+    dir: PathBuf,
+    open: BTreeMap<String, OpenTable>,
+}
+
+struct OpenTable {
+    temp: PathBuf,
+    path: PathBuf,
+    writer: ArrowWriter<File>,
+    /// Column names and kinds of the first chunk: every later chunk must match.
+    shape: Vec<(String, std::mem::Discriminant<Column>)>,
+    head: Table,
+    rows: usize,
+}
+
+impl TableSink {
+    /// A sink writing `dir/<name>.parquet` and `dir/<name>.md`.
+    pub fn new(dir: &Path) -> TableSink {
+        TableSink {
+            dir: dir.to_path_buf(),
+            open: BTreeMap::new(),
+        }
+    }
+
+    /// Appends the rows of `table` to the table of its name; a chunk without rows is ignored.
+    pub fn append(&mut self, table: Table) -> Result<(), StoreError> {
+        if table.rows() == 0 {
+            return Ok(());
+        }
+        let shape: Vec<(String, std::mem::Discriminant<Column>)> = table
+            .columns
+            .iter()
+            .map(|(n, c)| (n.clone(), std::mem::discriminant(c)))
+            .collect();
+        if !self.open.contains_key(&table.name) {
+            std::fs::create_dir_all(&self.dir).map_err(|e| StoreError::io(&self.dir, e))?;
+            let path = self.dir.join(format!("{}.parquet", table.name));
+            let temp = temp_path(&path);
+            let batch = to_batch(&path, &table)?;
+            let file = File::create(&temp).map_err(|e| StoreError::io(&temp, e))?;
+            let props = parquet::file::properties::WriterProperties::builder()
+                .set_max_row_group_size(ROW_GROUP_ROWS)
+                .build();
+            let writer = ArrowWriter::try_new(file, batch.schema(), Some(props))
+                .map_err(|e| StoreError::parquet(&temp, e))?;
+            self.open.insert(
+                table.name.clone(),
+                OpenTable {
+                    temp,
+                    path,
+                    writer,
+                    shape: shape.clone(),
+                    head: Table::new(&table.name),
+                    rows: 0,
+                },
+            );
+        }
+        let Some(t) = self.open.get_mut(&table.name) else {
+            return Ok(());
+        };
+        if t.shape != shape {
+            return Err(StoreError::parquet(
+                &t.path,
+                format!(
+                    "table {}: a chunk with columns {:?} after chunks with {:?}",
+                    table.name,
+                    shape.iter().map(|s| &s.0).collect::<Vec<_>>(),
+                    t.shape.iter().map(|s| &s.0).collect::<Vec<_>>()
+                ),
+            ));
+        }
+        let batch = to_batch(&t.path, &table)?;
+        t.writer
+            .write(&batch)
+            .map_err(|e| StoreError::parquet(&t.temp, e))?;
+        if t.head.rows() < MARKDOWN_ROWS {
+            let keep = table.head(MARKDOWN_ROWS - t.head.rows());
+            t.head
+                .extend(keep)
+                .map_err(|m| StoreError::parquet(&t.path, m))?;
+        }
+        t.rows += table.rows();
+        Ok(())
+    }
+
+    /// Names of the tables appended to so far.
+    pub fn names(&self) -> Vec<String> {
+        self.open.keys().cloned().collect()
+    }
+
+    /// Closes every table; returns the Parquet paths written, by name.
+    pub fn finish(self) -> Result<Vec<PathBuf>, StoreError> {
+        let mut written = Vec::new();
+        for (name, t) in self.open {
+            t.writer
+                .close()
+                .map_err(|e| StoreError::parquet(&t.temp, e))?;
+            commit_temp(&t.temp, &t.path).map_err(|e| StoreError::io(&t.path, e))?;
+            let md = self.dir.join(format!("{name}.md"));
+            let mut text = format!("# {name}\n\n{}", t.head.to_markdown());
+            if t.rows > t.head.rows() {
+                text.push_str(&format!(
+                    "\n… {} more rows in {name}.parquet ({} in all).\n",
+                    t.rows - t.head.rows(),
+                    t.rows
+                ));
+            }
+            write_atomic(&md, text.as_bytes()).map_err(|e| StoreError::io(&md, e))?;
+            written.push(t.path);
+        }
+        Ok(written)
+    }
 }
 
 #[cfg(test)]
