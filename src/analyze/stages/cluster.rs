@@ -108,6 +108,11 @@ pub struct DecSettings {
     /// SGD learning rate (momentum 0.9).
     #[serde(default = "default_dec_learning_rate")]
     pub learning_rate: f64,
+    /// Iterations (minibatches) between target updates, where `tol` is checked; default one
+    /// pass over the data (the reference code's). On a few hundred images a pass is a few
+    /// iterations, too few for any image to change cluster, so DEC would stop at once.
+    #[serde(default)]
+    pub update_interval: Option<usize>,
 }
 
 impl Default for DecSettings {
@@ -117,6 +122,7 @@ impl Default for DecSettings {
             max_epochs: default_max_epochs(),
             batch_size: default_batch_size(),
             learning_rate: default_dec_learning_rate(),
+            update_interval: None,
         }
     }
 }
@@ -217,6 +223,7 @@ impl DecSettings {
         for (key, v) in [
             ("dec.max_epochs", self.max_epochs),
             ("dec.batch_size", self.batch_size),
+            ("dec.update_interval", self.update_interval.unwrap_or(1)),
         ] {
             if v == 0 {
                 return Err(SettingError::new(key, "must be at least 1"));
@@ -236,6 +243,7 @@ impl DecSettings {
             tol: self.tol,
             max_epochs: self.max_epochs,
             batch_size: self.batch_size,
+            update_interval: self.update_interval,
             seed,
             ..Default::default()
         };
@@ -566,6 +574,16 @@ impl ClusterStage {
                 opts.max_epochs,
                 100.0 * changed,
                 100.0 * opts.tol
+            ));
+        }
+        let interval = opts.update_interval.unwrap_or(per_pass);
+        if d.trace.converged && d.trace.iterations <= interval {
+            out.note(format!(
+                "{model} / {variant}: DEC stopped at its first target update ({} iterations): \
+                 no more than tol of the images changed cluster, so its clusters are the \
+                 autoencoder's; a smaller analysis.cluster.dec.batch_size or a larger \
+                 dec.update_interval gives it more steps between updates",
+                d.trace.iterations
             ));
         }
         out.table(
