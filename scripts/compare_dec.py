@@ -21,14 +21,14 @@ from the paper and its reference code's settings, not from clipflow's source: th
 so that mean ||x||^2 / d = 1; a d-500-500-2000-10 MLP (ReLU except the code layer and the
 reconstruction) with N(0, 0.01^2) weights; greedy layer-wise denoising pretraining (20% dropout
 on the input of every layer but the first and on every hidden layer but the code), then
-end-to-end fine-tuning, both by SGD (batch 256, learning rate 0.1, momentum 0.9, divided by 10
-every 40% of a pretraining stage and every 20% of fine-tuning) on the mean over the batch of
-1/2 ||x_hat - x||^2; k-means (scikit-learn, 20 restarts) on the codes; then DEC: Student's t
-soft assignment q (alpha = 1), target p = q^2 / f renormalised, recomputed from all samples
-after every pass, KL(P || Q) (mean over the batch) minimised over encoder and centroids by SGD
-(learning rate 0.01, momentum 0.9), stopping when fewer than tol = 0.1% of the samples change
-cluster between target updates. Its random streams are numpy's, so it runs the same algorithm
-as clipflow, not the same numbers: the metrics should agree to within seed-to-seed spread.
+end-to-end fine-tuning, both by SGD (batch 256, learning rate 1.0 with biases at twice it,
+momentum 0.9, divided by 10 every 40% of a pretraining stage and every 20% of fine-tuning) on
+1/2 ||x_hat - x||^2 averaged over every element of the batch; k-means (scikit-learn, 20
+restarts) on the codes; then DEC: Student's t soft assignment q (alpha = 1), target
+p = q^2 / f renormalised, recomputed from all samples after every pass, KL(P || Q) (mean over
+the batch) minimised over encoder and centroids by SGD (learning rate 0.01, momentum 0.9),
+stopping when fewer than tol = 0.1% of the samples change cluster between target updates. Its
+random streams are numpy's, so it runs the same algorithm as clipflow, not the same numbers: the metrics should agree to within seed-to-seed spread.
 The metrics are scikit-learn's, for both sides.
 """
 
