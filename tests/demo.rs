@@ -128,4 +128,37 @@ fn demo_study_runs_and_the_trained_model_beats_the_baseline() {
         one == three,
         "the deep clustering depends on the thread count"
     );
+
+    // A network too large to train is a note naming the methods; k-means still has its rows.
+    std::fs::write(
+        &config,
+        "analysis:\n  cluster:\n    methods: [autoencoder, dec, kmeans]\n    \
+         autoencoder: {layers: [100000, 2000], variants: [clean]}\n",
+    )
+    .unwrap();
+    let dir = tmp.path().join("too-large");
+    let o = clipflow(&[
+        "analyze",
+        out.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    let e = stderr(&o);
+    assert!(o.status.success(), "{e}");
+    for method in ["autoencoder", "dec"] {
+        assert!(
+            e.contains(&format!(
+                "texture-clip / clean: cluster method {method} failed: autoencoder"
+            )) && e.contains("200 million parameters"),
+            "{e}"
+        );
+    }
+    let md = std::fs::read_to_string(dir.join("tables/cluster.md")).unwrap();
+    assert!(
+        md.contains("| texture-clip | clean | kmeans | ami |"),
+        "{md}"
+    );
+    assert!(!md.contains("| autoencoder |"), "{md}");
 }

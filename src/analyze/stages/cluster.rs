@@ -321,8 +321,9 @@ impl StageConfig for ClusterSettings {
     const SECTION: Section = Section {
         anchor: "clustering",
         title: "Clustering",
-        about: "Clusters of the image embeddings scored against the labels (ARI, NMI, AMI, FMI, \
-                ...).",
+        about: "Clusters of the image embeddings (k-means, Ward, DBSCAN, an autoencoder's codes, \
+                DEC) scored against the labels (ARI, NMI, AMI, FMI, ...); cluster_training says \
+                how the deep methods trained.",
         prefixes: &["cluster"],
         summaries: &["cluster"],
     };
