@@ -43,9 +43,10 @@ F = np.float32
 
 def synthetic(out, n, d, c):
     """CLIP-like embeddings: unit vectors around one common direction, C equally likely classes,
-    and 8 shared "style" directions (colour, background, ...) whose spread is comparable to the
-    class separation, so k-means on the raw vectors mixes style with class (NMI ~0.65 at the
-    default size) while the classes stay recoverable."""
+    and 8 shared "style" directions (colour, background, ...). At the default size k-means on
+    the raw vectors recovers the classes exactly (AMI 1.000, clipflow and scikit-learn alike):
+    this set measures speed, and how much class structure the 10-d codes keep, not whether the
+    deep methods beat k-means (the `from-store` mode measures that on real embeddings)."""
     rng = np.random.default_rng(0)
     common = rng.standard_normal(d)
     common /= np.linalg.norm(common)
