@@ -30,7 +30,13 @@ fn text(data: &str, model: &str) -> String {
          \x20   k: [1, 5]\n\
          \x20 projection:\n\
          \x20   methods: [pca, tsne]\n\
-         \x20   perplexities: [2]\n"
+         \x20   perplexities: [2]\n\
+         \x20 cluster:\n\
+         \x20   methods: [kmeans, autoencoder, dec]\n\
+         \x20   autoencoder:\n\
+         \x20     layers: [16, 4]\n\
+         \x20   dec:\n\
+         \x20     tol: 0.001\n"
     )
 }
 
@@ -63,6 +69,19 @@ fn every_key_error_names_its_line() {
             "    perplexities: [50]",
             "study.yaml:21:",
         ),
+        // (lines 23, 25, 27) the deep clustering methods' settings: an unknown method, a zero
+        // layer width, a tolerance that is not a fraction
+        (
+            "[kmeans, autoencoder, dec]",
+            "[kmeans, autoencodr, dec]",
+            "study.yaml:23:",
+        ),
+        (
+            "      layers: [16, 4]",
+            "      layers: [16, 0]",
+            "study.yaml:25:",
+        ),
+        ("      tol: 0.001", "      tol: 2", "study.yaml:27:"),
         // (line 4) a format given twice: the second one
         (
             "  format: folder\n",

@@ -13,7 +13,7 @@ use super::{AnalysisError, Embeddings};
 /// p·lcs]` and `rhs(p, j) = rhs[p·rrs + j·rcs]`. Overwrites `dst`, or adds to it when
 /// `accumulate`.
 #[allow(clippy::too_many_arguments)]
-fn gemm_into<T: Copy + Default + 'static>(
+pub(crate) fn gemm_into<T: Copy + Default + 'static>(
     m: usize,
     n: usize,
     k: usize,

@@ -1,15 +1,25 @@
-//! `cluster`: clusters each variant's image embeddings (k-means, Ward, DBSCAN) and scores the
-//! clusters against the labels with scikit-learn's metrics (ARI, NMI, AMI, FMI, homogeneity,
-//! completeness, V-measure) and the cosine silhouette; every image's cluster is kept.
+//! `cluster`: clusters each variant's image embeddings (k-means, Ward, DBSCAN, an autoencoder's
+//! codes, DEC) and scores the clusters against the labels with scikit-learn's metrics (ARI,
+//! NMI, AMI, FMI, homogeneity, completeness, V-measure) and the cosine silhouette; every
+//! image's cluster is kept.
 //!
 //! The silhouette is O(N²): above `silhouette_points` images it is computed on a seeded sample
 //! (as scikit-learn's `sample_size`), and a note says so.
+//!
+//! The deep methods (`autoencoder`, `dec`: [`crate::analysis::cluster::autoencoder`] and
+//! [`crate::analysis::cluster::dec`]) share one trained autoencoder per set: DEC starts from
+//! it, so asking for both costs one training, not two. They are minutes on 10,000 images
+//! (timings in the core's docs), so `autoencoder.variants` can keep them to the clean set while
+//! the cheap methods still cover every variant. How each training went (passes, final loss,
+//! reconstruction error, whether DEC reached `tol`) is the `cluster_training` table, so a
+//! poorly trained network is visible beside its scores.
 
 use std::collections::BTreeSet;
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::{embeddings, labelled, sample_by_id};
+use super::{check_variants, embeddings, labelled, sample_by_id, wanted};
 use crate::analysis::cluster::{self, Distance};
 use crate::analysis::{AnalysisError, Embeddings};
 use crate::analyze::stage::{
@@ -24,6 +34,229 @@ pub enum ClusterMethod {
     Kmeans,
     Ward,
     Dbscan,
+    /// k-means on the codes of a stacked denoising autoencoder (`autoencoder:` settings).
+    Autoencoder,
+    /// Deep Embedded Clustering, refined from that autoencoder (`dec:` settings).
+    Dec,
+}
+
+impl ClusterMethod {
+    /// The name in tables (the YAML spelling).
+    fn name(self) -> &'static str {
+        match self {
+            ClusterMethod::Kmeans => "kmeans",
+            ClusterMethod::Ward => "ward",
+            ClusterMethod::Dbscan => "dbscan",
+            ClusterMethod::Autoencoder => "autoencoder",
+            ClusterMethod::Dec => "dec",
+        }
+    }
+}
+
+/// `analysis.cluster.autoencoder`: the network behind the `autoencoder` and `dec` methods
+/// (DEC starts from it). Defaults are [`cluster::AutoencoderOptions`]'s: the paper's
+/// `d–500–500–2000–10`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AutoencoderSettings {
+    /// Widths of the encoder's layers after the input; the last is the code dimension.
+    #[serde(default = "default_layers")]
+    pub layers: Vec<usize>,
+    /// Passes over the data of each layer's denoising pretraining (0: none).
+    #[serde(default = "default_pretrain_epochs")]
+    pub pretrain_epochs: usize,
+    /// Passes over the data of the end-to-end fine-tuning.
+    #[serde(default = "default_finetune_epochs")]
+    pub finetune_epochs: usize,
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// SGD learning rate (momentum 0.9, divided by 10 in steps; see the core's docs).
+    #[serde(default = "default_ae_learning_rate")]
+    pub learning_rate: f64,
+    /// Image variants the deep methods run on (the clean one always); default all.
+    #[serde(default)]
+    pub variants: Option<Vec<String>>,
+}
+
+impl Default for AutoencoderSettings {
+    fn default() -> Self {
+        AutoencoderSettings {
+            layers: default_layers(),
+            pretrain_epochs: default_pretrain_epochs(),
+            finetune_epochs: default_finetune_epochs(),
+            batch_size: default_batch_size(),
+            learning_rate: default_ae_learning_rate(),
+            variants: None,
+        }
+    }
+}
+
+/// `analysis.cluster.dec`: DEC's self-training. Defaults are [`cluster::DecOptions`]'s (the
+/// paper's).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DecSettings {
+    /// Stop when fewer than this fraction of the images change cluster between two target
+    /// updates (one pass over the data apart).
+    #[serde(default = "default_tol")]
+    pub tol: f64,
+    /// Passes over the data at most; a note says when DEC stopped here rather than on `tol`.
+    #[serde(default = "default_max_epochs")]
+    pub max_epochs: usize,
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// SGD learning rate (momentum 0.9).
+    #[serde(default = "default_dec_learning_rate")]
+    pub learning_rate: f64,
+    /// Iterations (minibatches) between target updates, where `tol` is checked; default one
+    /// pass over the data (the reference code's). On a few hundred images a pass is a few
+    /// iterations, too few for any image to change cluster, so DEC would stop at once.
+    #[serde(default)]
+    pub update_interval: Option<usize>,
+}
+
+impl Default for DecSettings {
+    fn default() -> Self {
+        DecSettings {
+            tol: default_tol(),
+            max_epochs: default_max_epochs(),
+            batch_size: default_batch_size(),
+            learning_rate: default_dec_learning_rate(),
+            update_interval: None,
+        }
+    }
+}
+
+fn default_layers() -> Vec<usize> {
+    cluster::AutoencoderOptions::default().layers
+}
+fn default_pretrain_epochs() -> usize {
+    cluster::AutoencoderOptions::default().pretrain_epochs
+}
+fn default_finetune_epochs() -> usize {
+    cluster::AutoencoderOptions::default().finetune_epochs
+}
+fn default_batch_size() -> usize {
+    cluster::AutoencoderOptions::default().batch_size
+}
+fn default_ae_learning_rate() -> f64 {
+    cluster::AutoencoderOptions::default()
+        .optimizer
+        .learning_rate()
+}
+fn default_tol() -> f64 {
+    cluster::DecOptions::default().tol
+}
+fn default_max_epochs() -> usize {
+    cluster::DecOptions::default().max_epochs
+}
+fn default_dec_learning_rate() -> f64 {
+    cluster::DecOptions::default().optimizer.learning_rate()
+}
+
+/// Layer widths above this are refused at validation (a typo, not a network).
+const MAX_LAYER_WIDTH: usize = 100_000;
+
+impl AutoencoderSettings {
+    fn check(&self, facts: &Facts) -> Result<(), SettingError> {
+        if self.layers.is_empty() {
+            return Err(SettingError::new(
+                "autoencoder.layers",
+                "list the widths of the encoder's layers, the code dimension last \
+                 (the paper's [500, 500, 2000, 10])",
+            ));
+        }
+        for (i, &w) in self.layers.iter().enumerate() {
+            if w == 0 || w > MAX_LAYER_WIDTH {
+                return Err(SettingError::new(
+                    &format!("autoencoder.layers.{i}"),
+                    format!("a layer width must be between 1 and {MAX_LAYER_WIDTH}"),
+                ));
+            }
+        }
+        if self.pretrain_epochs == 0 && self.finetune_epochs == 0 {
+            return Err(SettingError::new(
+                "autoencoder.finetune_epochs",
+                "with pretrain_epochs 0 as well the autoencoder would not be trained",
+            ));
+        }
+        if self.batch_size == 0 {
+            return Err(SettingError::new(
+                "autoencoder.batch_size",
+                "must be at least 1",
+            ));
+        }
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+            return Err(SettingError::new(
+                "autoencoder.learning_rate",
+                "must be a positive number",
+            ));
+        }
+        check_variants(self.variants.as_deref(), facts).map_err(|e| SettingError {
+            key: format!("autoencoder.{}", e.key),
+            message: e.message,
+        })
+    }
+
+    fn options(&self, seed: u64) -> cluster::AutoencoderOptions {
+        let mut o = cluster::AutoencoderOptions {
+            layers: self.layers.clone(),
+            pretrain_epochs: self.pretrain_epochs,
+            finetune_epochs: self.finetune_epochs,
+            batch_size: self.batch_size,
+            seed,
+            ..Default::default()
+        };
+        set_learning_rate(&mut o.optimizer, self.learning_rate);
+        o
+    }
+}
+
+impl DecSettings {
+    fn check(&self) -> Result<(), SettingError> {
+        if !(0.0..=1.0).contains(&self.tol) {
+            return Err(SettingError::new(
+                "dec.tol",
+                "must be a fraction in [0, 1] (the paper's 0.001)",
+            ));
+        }
+        for (key, v) in [
+            ("dec.max_epochs", self.max_epochs),
+            ("dec.batch_size", self.batch_size),
+            ("dec.update_interval", self.update_interval.unwrap_or(1)),
+        ] {
+            if v == 0 {
+                return Err(SettingError::new(key, "must be at least 1"));
+            }
+        }
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+            return Err(SettingError::new(
+                "dec.learning_rate",
+                "must be a positive number",
+            ));
+        }
+        Ok(())
+    }
+
+    fn options(&self, seed: u64) -> cluster::DecOptions {
+        let mut o = cluster::DecOptions {
+            tol: self.tol,
+            max_epochs: self.max_epochs,
+            batch_size: self.batch_size,
+            update_interval: self.update_interval,
+            seed,
+            ..Default::default()
+        };
+        set_learning_rate(&mut o.optimizer, self.learning_rate);
+        o
+    }
+}
+
+fn set_learning_rate(o: &mut cluster::Optimizer, rate: f64) {
+    match o {
+        cluster::Optimizer::Sgd { learning_rate, .. }
+        | cluster::Optimizer::Adam { learning_rate } => *learning_rate = rate,
+    }
 }
 
 /// `analysis.cluster`.
@@ -47,6 +280,12 @@ pub struct ClusterSettings {
     /// Images the silhouette is computed on at most (a seeded sample above it).
     #[serde(default = "default_silhouette_points")]
     pub silhouette_points: usize,
+    /// The network of the `autoencoder` and `dec` methods.
+    #[serde(default)]
+    pub autoencoder: AutoencoderSettings,
+    /// DEC's self-training.
+    #[serde(default)]
+    pub dec: DecSettings,
 }
 
 impl Default for ClusterSettings {
@@ -58,6 +297,8 @@ impl Default for ClusterSettings {
             eps: None,
             min_samples: default_min_samples(),
             silhouette_points: default_silhouette_points(),
+            autoencoder: AutoencoderSettings::default(),
+            dec: DecSettings::default(),
         }
     }
 }
@@ -80,19 +321,22 @@ impl StageConfig for ClusterSettings {
     const SECTION: Section = Section {
         anchor: "clustering",
         title: "Clustering",
-        about: "Clusters of the image embeddings scored against the labels (ARI, NMI, AMI, FMI, \
-                ...).",
+        about: "Clusters of the image embeddings (k-means, Ward, DBSCAN, an autoencoder's codes, \
+                DEC) scored against the labels (ARI, NMI, AMI, FMI, ...); cluster_training says \
+                how the deep methods trained.",
         prefixes: &["cluster"],
         summaries: &["cluster"],
     };
 
-    fn check(&self, _: &Facts) -> Result<(), SettingError> {
+    fn check(&self, facts: &Facts) -> Result<(), SettingError> {
         if self.methods.is_empty() {
             return Err(SettingError::new(
                 "methods",
-                "list at least one of kmeans, ward, dbscan",
+                "list at least one of kmeans, ward, dbscan, autoencoder, dec",
             ));
         }
+        self.autoencoder.check(facts)?;
+        self.dec.check()?;
         for (key, v) in [
             ("restarts", self.restarts),
             ("min_samples", self.min_samples),
@@ -135,19 +379,20 @@ impl Stage for ClusterStage {
         };
         let x = embeddings(images)?;
         let k = cc.k.unwrap_or(labels.names.len()).clamp(1, images.len());
+        // One autoencoder per set, shared by the `autoencoder` and `dec` methods (a failure
+        // is kept too, so DEC does not train a second time to fail the same way).
+        let mut trained: Option<Result<cluster::AutoencoderClustering, String>> = None;
         for method in &cc.methods {
-            let (name, predicted): (&str, Vec<Option<usize>>) = match method {
+            let name = method.name();
+            let predicted: Vec<Option<usize>> = match method {
                 ClusterMethod::Kmeans => {
                     let mut o = cluster::KMeansOptions::new(k, cx.seed);
                     o.n_init = cc.restarts.max(1);
-                    (
-                        "kmeans",
-                        cluster::kmeans(x, &o)?
-                            .labels
-                            .into_iter()
-                            .map(Some)
-                            .collect(),
-                    )
+                    cluster::kmeans(x, &o)?
+                        .labels
+                        .into_iter()
+                        .map(Some)
+                        .collect()
                 }
                 ClusterMethod::Ward => {
                     if images.len() > cluster::WARD_MAX_SAMPLES {
@@ -160,7 +405,7 @@ impl Stage for ClusterStage {
                         }
                         continue;
                     }
-                    ("ward", cluster::ward(x, k)?.into_iter().map(Some).collect())
+                    cluster::ward(x, k)?.into_iter().map(Some).collect()
                 }
                 ClusterMethod::Dbscan => {
                     let eps = match cc.eps {
@@ -172,7 +417,24 @@ impl Stage for ClusterStage {
                         min_samples: cc.min_samples,
                         metric: Distance::Cosine,
                     };
-                    ("dbscan", cluster::dbscan(x, &o)?.labels)
+                    cluster::dbscan(x, &o)?.labels
+                }
+                ClusterMethod::Autoencoder | ClusterMethod::Dec => {
+                    if !wanted(cc.autoencoder.variants.as_deref(), set.variant(), true) {
+                        continue;
+                    }
+                    match self.deep(cx, set, x, k, *method, &mut trained, out)? {
+                        Ok(labels) => labels.into_iter().map(Some).collect(),
+                        Err(e) => {
+                            // One method failing (a diverged training) must not cost the
+                            // others their rows.
+                            out.note(format!(
+                                "{model} / {}: cluster method {name} failed: {e}",
+                                set.variant()
+                            ));
+                            continue;
+                        }
+                    }
                 }
             };
             // Noise points (DBSCAN) form one extra cluster for scoring, as scikit-learn's -1
@@ -237,6 +499,103 @@ impl Stage for ClusterStage {
     fn finish(&mut self, _: &Context<'_>, out: &mut Output) -> Result<(), StageError> {
         out.metric_table("cluster", "method")?;
         Ok(())
+    }
+}
+
+impl ClusterStage {
+    /// Labels of a deep method (`autoencoder` or `dec`) on one set, training the shared
+    /// autoencoder on first use; a row of `cluster_training` says how the training went. The
+    /// inner error is the method's failure (a note), the outer one a table that could not be
+    /// written.
+    #[allow(clippy::too_many_arguments)]
+    fn deep(
+        &self,
+        cx: &Context<'_>,
+        set: &Set<'_>,
+        x: Embeddings<'_>,
+        k: usize,
+        method: ClusterMethod,
+        trained: &mut Option<Result<cluster::AutoencoderClustering, String>>,
+        out: &mut Output,
+    ) -> Result<Result<Vec<usize>, String>, StageError> {
+        let cc = &self.settings;
+        let (model, variant) = (set.model.name, set.variant());
+        let what = format!("cluster: {model} / {variant}");
+        let n = x.rows();
+        let row = Table::new("cluster_training")
+            .text("model", [model.to_string()])
+            .text("variant", [variant.to_string()])
+            .text("method", [method.name().to_string()]);
+        if trained.is_none() {
+            let t = Instant::now();
+            let opts = cc.autoencoder.options(cx.seed);
+            *trained = Some(cluster::autoencoder(x, k, &opts).map_err(|e| e.to_string()));
+            cx.progress.info(&format!(
+                "{what}: autoencoder trained in {:.1} s",
+                t.elapsed().as_secs_f64()
+            ));
+        }
+        let ae = match trained.as_ref().expect("trained above") {
+            Ok(ae) => ae,
+            Err(e) => return Ok(Err(format!("autoencoder: {e}"))),
+        };
+        if method == ClusterMethod::Autoencoder {
+            let passes = ae.trace.pretrain_loss.iter().map(Vec::len).sum::<usize>()
+                + ae.trace.finetune_loss.len();
+            out.table(
+                row.int("passes", [passes as i64])
+                    .column(
+                        "final_loss",
+                        Column::Float(vec![ae.trace.finetune_loss.last().copied()]),
+                    )
+                    .float("reconstruction_error", [ae.trace.reconstruction_error])
+                    .column("converged", Column::Text(vec![None]))
+                    .column("changed_fraction", Column::Float(vec![None])),
+            )?;
+            return Ok(Ok(ae.labels.clone()));
+        }
+        let t = Instant::now();
+        let opts = cc.dec.options(cx.seed);
+        let d = match cluster::dec(x, ae, &opts) {
+            Ok(d) => d,
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        cx.progress.info(&format!(
+            "{what}: DEC trained in {:.1} s ({} iterations)",
+            t.elapsed().as_secs_f64(),
+            d.trace.iterations
+        ));
+        let per_pass = n.div_ceil(opts.batch_size.min(n));
+        let last = d.trace.updates.last();
+        let changed = last.map_or(0.0, |u| u.changed_fraction);
+        if !d.trace.converged {
+            out.note(format!(
+                "{model} / {variant}: DEC stopped after {} passes (analysis.cluster.dec.\
+                 max_epochs) with {:.2} % of the images still changing cluster between target \
+                 updates, above tol {} %; its clusters are those of the last pass",
+                opts.max_epochs,
+                100.0 * changed,
+                100.0 * opts.tol
+            ));
+        }
+        let interval = opts.update_interval.unwrap_or(per_pass);
+        if d.trace.converged && d.trace.iterations <= interval {
+            out.note(format!(
+                "{model} / {variant}: DEC stopped at its first target update ({} iterations): \
+                 no more than tol of the images changed cluster, so its clusters are the \
+                 autoencoder's; a smaller analysis.cluster.dec.batch_size or a larger \
+                 dec.update_interval gives it more steps between updates",
+                d.trace.iterations
+            ));
+        }
+        out.table(
+            row.int("passes", [d.trace.iterations.div_ceil(per_pass) as i64])
+                .column("final_loss", Column::Float(vec![last.map(|u| u.kl)]))
+                .column("reconstruction_error", Column::Float(vec![None]))
+                .text("converged", [if d.trace.converged { "yes" } else { "no" }])
+                .float("changed_fraction", [changed]),
+        )?;
+        Ok(Ok(d.labels))
     }
 }
 
