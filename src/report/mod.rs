@@ -9,6 +9,7 @@
 mod assemble;
 mod html;
 mod maps;
+mod pairs;
 
 pub use assemble::{write_run_report, Images, RunReportError};
 pub use html::{
