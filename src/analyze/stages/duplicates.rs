@@ -643,10 +643,12 @@ fn retrieval_effect(
         let all = run(&measured, &all_gallery)?.metrics;
         let without = run(&kept_queries, &kept_gallery)?.metrics;
         let n = (measured.len(), kept_queries.len());
+        // Named as the retrieval table names its directions.
+        let kind = format!("{name}:{mode}");
         for (a, w) in all.recall.iter().zip(&without.recall) {
             rows.push(
                 "retrieval",
-                name,
+                &kind,
                 "recall",
                 Some(a.k),
                 a.recall,
@@ -654,7 +656,7 @@ fn retrieval_effect(
                 n,
             );
         }
-        rows.push("retrieval", name, "mrr", None, all.mrr, without.mrr, n);
+        rows.push("retrieval", &kind, "mrr", None, all.mrr, without.mrr, n);
     }
     Ok(true)
 }
