@@ -13,7 +13,7 @@ mod pairs;
 
 pub use assemble::{write_run_report, Images, RunReportError};
 pub use html::{
-    write_report, Block, Gallery, GalleryHit, GalleryQuery, InteractiveMap, MapPoint, Report,
-    ReportError, RunSummary, Section, Thumbnail, ThumbnailSheet, ThumbnailSheetBuilder, Tile,
-    ZeroShotCall,
+    write_report, Block, Gallery, GalleryHit, GalleryQuery, ImagePair, InteractiveMap, MapPoint,
+    PairGallery, PairImage, Report, ReportError, RunSummary, Section, Thumbnail, ThumbnailSheet,
+    ThumbnailSheetBuilder, Tile, ZeroShotCall,
 };

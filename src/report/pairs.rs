@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use super::{Block, Gallery, GalleryHit, GalleryQuery, Thumbnail};
+use super::{Block, ImagePair, PairGallery, PairImage, Thumbnail};
 use crate::store::Table;
 
 /// Pairs shown per model.
@@ -16,8 +16,8 @@ pub const GALLERY_PAIRS: usize = 12;
 
 /// One gallery per model of the first `GALLERY_PAIRS` clean pairs of `table`, with the
 /// thumbnails `thumbnails` finds for the pairs' ids (none when the dataset is not at hand).
-/// A hit is "correct" (green) when the pair stays within one group, red when it crosses
-/// groups: a leak. `what` names the pairs in the title ("most similar image pairs").
+/// A pair across groups (`cross` = 1) is a leak. `what` names the pairs in the title ("most
+/// similar image pairs").
 pub fn pair_galleries(
     table: &Table,
     thumbnails: &dyn Fn(&[&str]) -> HashMap<String, Thumbnail>,
@@ -59,39 +59,33 @@ pub fn pair_galleries(
     models
         .into_iter()
         .map(|m| {
-            let queries = rows[m]
+            let pairs = rows[m]
                 .iter()
                 .map(|&i| {
-                    let leak = cross.is_some_and(|c| c[i] == Some(1));
-                    let groups = match (a_group, b_group) {
-                        (Some(ga), Some(gb)) => {
-                            format!(" ({} · {})", text(ga, i), text(gb, i))
-                        }
-                        _ => String::new(),
-                    };
-                    let hit = |id: String, group: Option<&[Option<String>]>| GalleryHit {
-                        label: match group.and_then(|g| g[i].clone()) {
+                    let group = |g: Option<&[Option<String>]>| g.and_then(|g| g[i].clone());
+                    let side = |id: String, g: Option<String>| PairImage {
+                        label: match g {
                             Some(g) => format!("{id} [{g}]"),
                             None => id.clone(),
                         },
-                        score: cosine[i].unwrap_or(f64::NAN),
-                        correct: !leak,
                         thumbnail: thumbs.get(&id).cloned(),
                     };
-                    GalleryQuery {
-                        query: format!(
-                            "cosine {:.4}{}{groups}",
-                            cosine[i].unwrap_or(f64::NAN),
-                            if leak { ", across groups" } else { "" }
-                        ),
-                        expected: None,
-                        hits: vec![hit(text(a, i), a_group), hit(text(b, i), b_group)],
+                    let groups = (a_group.is_some() || b_group.is_some()).then(|| {
+                        let name = |g: Option<String>| g.unwrap_or_else(|| "no group".into());
+                        format!("{} · {}", name(group(a_group)), name(group(b_group)))
+                    });
+                    ImagePair {
+                        cosine: cosine[i].unwrap_or(f64::NAN),
+                        leak: cross.is_some_and(|c| c[i] == Some(1)),
+                        groups,
+                        a: side(text(a, i), group(a_group)),
+                        b: side(text(b, i), group(b_group)),
                     }
                 })
                 .collect();
-            Block::Gallery(Gallery {
-                title: format!("{m}: {what} (red: across groups, a leak)"),
-                queries,
+            Block::Pairs(PairGallery {
+                title: format!("{m}: {what}"),
+                pairs,
             })
         })
         .collect()
@@ -115,48 +109,70 @@ mod tests {
             .text("b_id", (0..n).map(|i| format!("b{i}")))
             .float("cosine", (0..n).map(|i| 1.0 - i as f64 / 100.0))
             .text("a_group", (0..n).map(|_| "train"))
-            .text(
+            .column(
                 "b_group",
-                (0..n).map(|i| if i % 3 == 0 { "test" } else { "train" }),
+                Column::Text(
+                    (0..n)
+                        .map(|i| match i % 3 {
+                            0 => Some("test".to_string()),
+                            1 => Some("train".to_string()),
+                            _ => None,
+                        })
+                        .collect(),
+                ),
             )
             .column(
                 "cross",
                 Column::Int((0..n).map(|i| Some(i64::from(i % 3 == 0))).collect()),
             );
-        let g = pair_galleries(&t, &|_| HashMap::new(), "most similar image pairs");
-        assert_eq!(g.len(), 2);
-        let Block::Gallery(first) = &g[0] else {
-            panic!("a gallery")
+        let thumb = Thumbnail {
+            mime: "image/png",
+            bytes: vec![1, 2, 3],
         };
-        assert!(first.title.starts_with("m1"));
-        // m1 has 18 clean pairs (rows 9 and 19 are blur): the first 12 are shown.
-        assert_eq!(first.queries.len(), GALLERY_PAIRS);
-        let q = &first.queries[0];
-        assert_eq!(q.query, "cosine 1.0000, across groups (train · test)");
-        assert_eq!(q.hits.len(), 2);
-        assert_eq!(q.hits[1].label, "b0 [test]");
-        assert!(!q.hits[0].correct && first.queries[1].hits[0].correct);
-        let Block::Gallery(second) = &g[1] else {
-            panic!("a gallery")
-        };
-        assert_eq!(
-            second.queries.len(),
-            9,
-            "rows 20..30 without the blur row 29"
-        );
-        assert!(pair_galleries(&Table::new("x"), &|_| HashMap::new(), "pairs").is_empty());
-        // Thumbnails are asked once, for the shown pairs' ids only.
         let asked = std::cell::RefCell::new(Vec::new());
-        pair_galleries(
+        let g = pair_galleries(
             &t,
             &|ids: &[&str]| {
                 asked.borrow_mut().extend(ids.iter().map(|s| s.to_string()));
-                HashMap::new()
+                HashMap::from([("b0".to_string(), thumb.clone())])
             },
-            "pairs",
+            "most similar image pairs",
         );
+        // Thumbnails are asked once, for the shown pairs' ids only.
         assert_eq!(asked.borrow().len(), 2 * (GALLERY_PAIRS + 9));
-        assert!(asked.borrow().contains(&"b0".to_string()));
         assert!(!asked.borrow().contains(&"a9".to_string()), "a blur row");
+        assert_eq!(g.len(), 2);
+        let Block::Pairs(first) = &g[0] else {
+            panic!("a pair gallery")
+        };
+        assert_eq!(first.title, "m1: most similar image pairs");
+        // m1 has 18 clean pairs (rows 9 and 19 are blur): the first 12 are shown.
+        assert_eq!(first.pairs.len(), GALLERY_PAIRS);
+        let p = &first.pairs[0];
+        assert_eq!((p.cosine, p.leak), (1.0, true));
+        assert_eq!(p.groups.as_deref(), Some("train · test"));
+        assert_eq!(
+            (p.a.label.as_str(), p.b.label.as_str()),
+            ("a0 [train]", "b0 [test]")
+        );
+        assert!(p.a.thumbnail.is_none() && p.b.thumbnail == Some(thumb));
+        assert!(!first.pairs[1].leak);
+        assert_eq!(first.pairs[2].groups.as_deref(), Some("train · no group"));
+        let Block::Pairs(second) = &g[1] else {
+            panic!("a pair gallery")
+        };
+        assert_eq!(second.pairs.len(), 9, "rows 20..30 without the blur row 29");
+        assert!(pair_galleries(&Table::new("x"), &|_| HashMap::new(), "pairs").is_empty());
+        // Without group columns: no groups, no leaks.
+        let plain = Table::new("duplicate_pairs")
+            .text("model", ["m"])
+            .text("variant", ["clean"])
+            .text("a_id", ["x"])
+            .text("b_id", ["y"])
+            .float("cosine", [0.99]);
+        let Block::Pairs(p) = &pair_galleries(&plain, &|_| HashMap::new(), "pairs")[0] else {
+            panic!()
+        };
+        assert!(p.pairs[0].groups.is_none() && !p.pairs[0].leak);
     }
 }
