@@ -207,6 +207,8 @@ def check(run: Path, planted_path: Path):
                    f"{model}: cross dups of {iid}")
             expect(r["group"] == group[i], f"{model}: group of {iid}")
         expect(worst < 1e-9, f"{model}: uniqueness off by {worst}")
+        expect(close(summary["nearest_cosine_median"], float(np.median(off.max(axis=1)))),
+               f"{model}: nearest cosine median")
 
         # The planted pairs.
         # Byte-identical copies must be found whatever the threshold; a brightened copy when

@@ -300,6 +300,18 @@ impl Stage for DuplicatesStage {
                 found.cross_pairs.len()
             ));
         }
+        let with_duplicate = found.partners.iter().filter(|&&p| p > 0).count();
+        if images.len() >= 10 && with_duplicate * 2 > images.len() {
+            out.note(format!(
+                "{model}: duplicates: {with_duplicate} of {} images have a near-duplicate at \
+                 cosine ≥ {t} (median cosine to the nearest other image {:.3}): the embeddings \
+                 sit too close together for this threshold to single out copies, so the pairs \
+                 say more about the model than about the data; raise \
+                 analysis.duplicates.threshold",
+                images.len(),
+                nearest_median(&found)
+            ));
+        }
         write_tables(model, images, &found, groups.as_ref(), &uniqueness, out)?;
 
         let leaking: HashSet<&str> = found
@@ -428,6 +440,7 @@ fn write_tables(
         ("threshold", found.threshold),
         ("pairs", found.pair_count as f64),
         ("images_with_duplicate", with_duplicate as f64),
+        ("nearest_cosine_median", nearest_median(found)),
     ];
     if let Some(g) = groups {
         let grouped = g.of.iter().filter(|x| x.is_some()).count();
@@ -513,6 +526,13 @@ fn write_tables(
         );
     out.table(items)?;
     Ok(())
+}
+
+/// The median over images of the cosine to the nearest other image (NaN for one image).
+fn nearest_median(found: &NearDuplicates) -> f64 {
+    let mut v: Vec<f64> = found.nearest.iter().flatten().map(|&(_, c)| c).collect();
+    v.sort_by(f64::total_cmp);
+    median(&v)
 }
 
 fn median(sorted: &[f64]) -> f64 {
