@@ -174,7 +174,11 @@ fn planted_duplicates_and_leaks_are_found_and_checked() {
     let all = run_study(tmp.path(), &data.join("data.parquet"), "-1");
     let report = script(&["check", all.to_str().unwrap(), planted.to_str().unwrap()]);
     let a: serde_json::Value = serde_json::from_str(&report).unwrap();
-    assert_eq!(a["models"]["texture-clip"]["pairs"], 68 * 67 / 2, "{report}");
+    assert_eq!(
+        a["models"]["texture-clip"]["pairs"],
+        68 * 67 / 2,
+        "{report}"
+    );
     let notes = std::fs::read_to_string(all.join("manifest.json")).unwrap();
     assert!(
         notes.contains("68 of 68 images have a near-duplicate at cosine ≥ -1"),
