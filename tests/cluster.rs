@@ -37,6 +37,8 @@ analysis:
     k: [1, 5]
     block_queries: 4
   zero_shot:
+  probe:
+    block_queries: 4
 runtime:
   part_size: 8
   batch_size: 8
@@ -495,7 +497,8 @@ fn temporaries_of_dead_processes_are_removed_at_the_end() {
 fn the_array_shares_the_analysis_blocks() {
     // Three static shards at once: each encodes its stripe, waits for the others' parts, then
     // ranks retrieval queries in blocks of 4 (60 captions and 60 images, 2 variants: 60
-    // blocks); the finisher reads them. Every block is computed once, by more than one worker,
+    // blocks) and the kNN probe's 20 test images in blocks of 4 (2 variants: 10 blocks); the
+    // finisher reads them. Every block is computed once, by more than one worker,
     // and the tables are the unsharded run's bytes.
     let f = fixture();
     let out = fresh_dir("blocks");
@@ -513,7 +516,7 @@ fn the_array_shares_the_analysis_blocks() {
     let counts: Vec<usize> = logs.iter().map(|l| blocks_computed(l)).collect();
     assert_eq!(
         counts.iter().sum::<usize>(),
-        60,
+        70,
         "blocks per worker: {counts:?}"
     );
     assert!(

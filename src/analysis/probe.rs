@@ -126,14 +126,24 @@ pub fn knn_predict(
             of: "training samples",
         });
     }
+    // One product shape for every chunk (the last one zero-padded): a test row's similarities,
+    // and so its prediction, are the same bits however the test rows are split into chunks,
+    // threads, or blocks of a cluster array (as in `retrieval`).
     let block = rows_per_block(ntr, 4, 64 << 20, 1024);
     let preds = test
         .data()
         .par_chunks(block * dim)
         .flat_map_iter(|rows| {
             let m = rows.len() / dim;
-            let mut s = vec![0.0f32; m * ntr];
-            matmul_nt_f32(rows, train.data(), dim, &mut s);
+            let mut s = vec![0.0f32; block * ntr];
+            if m == block {
+                matmul_nt_f32(rows, train.data(), dim, &mut s);
+            } else {
+                let mut padded = rows.to_vec();
+                padded.resize(block * dim, 0.0);
+                matmul_nt_f32(&padded, train.data(), dim, &mut s);
+            }
+            s.truncate(m * ntr);
             let mut idx: Vec<usize> = Vec::with_capacity(ntr);
             let mut out = Vec::with_capacity(m);
             for row in s.chunks_exact(ntr) {
@@ -215,6 +225,58 @@ fn score(labels: &[usize], split: &Split, predictions: Vec<usize>) -> ProbeScore
         accuracy: correct as f64 / split.test.len() as f64,
         predictions,
     }
+}
+
+/// The kNN predictions of test samples `split.test[queries]` (a block of the test set: the
+/// same labels [`knn_accuracy`] predicts for them).
+pub fn knn_predictions(
+    x: Embeddings<'_>,
+    labels: &[usize],
+    split: &Split,
+    k: usize,
+    queries: std::ops::Range<usize>,
+) -> Result<Vec<usize>, AnalysisError> {
+    if labels.len() != x.rows() {
+        return Err(AnalysisError::LengthMismatch {
+            what: "labels",
+            expected: x.rows(),
+            got: labels.len(),
+        });
+    }
+    check_split(x.rows(), split)?;
+    let Some(block) = split.test.get(queries.clone()) else {
+        return Err(AnalysisError::IndexOutOfRange {
+            what: "test queries",
+            index: queries.end,
+            len: split.test.len(),
+        });
+    };
+    let dim = x.dim();
+    let train = gather(x, &split.train);
+    let test = gather(x, block);
+    let train_labels: Vec<usize> = split.train.iter().map(|&i| labels[i]).collect();
+    knn_predict(
+        Embeddings::named("training samples", &train, dim)?,
+        &train_labels,
+        Embeddings::named("test samples", &test, dim)?,
+        k,
+    )
+}
+
+/// The score of predictions of every test sample of `split`, in `split.test` order.
+pub fn score_predictions(
+    labels: &[usize],
+    split: &Split,
+    predictions: Vec<usize>,
+) -> Result<ProbeScore, AnalysisError> {
+    if predictions.len() != split.test.len() {
+        return Err(AnalysisError::LengthMismatch {
+            what: "predictions",
+            expected: split.test.len(),
+            got: predictions.len(),
+        });
+    }
+    Ok(score(labels, split, predictions))
 }
 
 /// kNN accuracy on `split` of the L2-normalised rows of `x`.
@@ -616,6 +678,40 @@ mod tests {
         assert!(knn_predict(t, &[5, 3, 5, 3], q, 5).is_err());
         assert!(knn_predict(t, &[5, 3, 5, 3], q, 0).is_err());
         assert!(knn_predict(t, &[5, 3, 5], q, 1).is_err());
+    }
+
+    #[test]
+    fn knn_predictions_of_any_block_of_queries_are_the_whole_runs() {
+        // Many near-ties (coordinates on a coarse grid, then normalised) so that a last bit
+        // of a similarity decides neighbours: blocks of any size must predict what one pass
+        // predicts.
+        let dim = 24;
+        let n = 700;
+        let mut x = Vec::with_capacity(n * dim);
+        let mut y = Vec::with_capacity(n);
+        for i in 0..n {
+            let row: Vec<f32> = (0..dim)
+                .map(|j| ((i * 31 + j * 17) % 7) as f32 - 3.0 + (i % 5) as f32 * 0.1)
+                .collect();
+            let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-6);
+            x.extend(row.iter().map(|v| v / norm));
+            y.push(i % 4);
+        }
+        let e = Embeddings::new(&x, dim).unwrap();
+        let split = stratified_split(&y, 0.4, 1).unwrap();
+        let whole = knn_accuracy(e, &y, &split, 5).unwrap();
+        let n_test = split.test.len();
+        for size in [1, 3, 64, 100, n_test] {
+            let mut joined = Vec::new();
+            for start in (0..n_test).step_by(size) {
+                let end = (start + size).min(n_test);
+                joined.extend(knn_predictions(e, &y, &split, 5, start..end).unwrap());
+            }
+            assert_eq!(joined, whole.predictions, "blocks of {size}");
+            assert_eq!(score_predictions(&y, &split, joined).unwrap(), whole);
+        }
+        assert!(knn_predictions(e, &y, &split, 5, 0..n_test + 1).is_err());
+        assert!(score_predictions(&y, &split, vec![0]).is_err());
     }
 
     #[test]

@@ -16,6 +16,29 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::store::{self, StoreError, Table};
 
+/// The block group of one stage's work on one (model, variant):
+/// `<stage>/<hash of the settings and seed>/m-<model>/v-<variant>`, so blocks of an analysis
+/// with other settings are never read.
+pub fn group(
+    stage: &str,
+    settings: &impl serde::Serialize,
+    seed: u64,
+    model: &str,
+    variant: &str,
+) -> String {
+    let text = format!(
+        "{}|{}",
+        serde_json::to_string(settings).unwrap_or_default(),
+        seed
+    );
+    let hash = &crate::util::sha256_hex(text.as_bytes())[..12];
+    format!(
+        "{stage}/{hash}/m-{}/v-{}",
+        super::stage::slug(model),
+        super::stage::slug(variant)
+    )
+}
+
 /// Hands out units of work among the workers of a run so that no two workers run the same one.
 pub trait Share {
     /// Runs `work` on every unit of `units` that `done` does not report finished, claiming

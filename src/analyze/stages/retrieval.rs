@@ -20,7 +20,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::{embeddings, sample_by_id, slug};
+use super::{embeddings, sample_by_id};
 use crate::analysis::retrieval::{self, Positives, RankOptions};
 use crate::analysis::Embeddings;
 use crate::analyze::blocks::Blocks;
@@ -223,13 +223,9 @@ struct Direction<'a> {
 
 impl Direction<'_> {
     /// The block group of this direction in a shared run.
-    fn group(&self, settings_hash: &str, model: &str, variant: &str) -> String {
-        format!(
-            "retrieval/{settings_hash}/m-{}/v-{}/{}",
-            slug(model),
-            slug(variant),
-            self.name
-        )
+    fn group(&self, settings: &RetrievalSettings, seed: u64, model: &str, variant: &str) -> String {
+        let set = crate::analyze::blocks::group("retrieval", settings, seed, model, variant);
+        format!("{set}/{}", self.name)
     }
 
     fn blocks(&self, size: usize) -> usize {
@@ -322,16 +318,6 @@ impl RetrievalStage {
         d.measured.len().min(self.settings.galleries)
     }
 
-    /// The hash naming this analysis's blocks: settings and seed.
-    fn settings_hash(&self, cx: &Context<'_>) -> String {
-        let text = format!(
-            "{}|{}",
-            serde_json::to_string(&self.settings).unwrap_or_default(),
-            cx.seed
-        );
-        crate::util::sha256_hex(text.as_bytes())[..12].to_string()
-    }
-
     /// The ranking of a direction: read from the blocks other workers computed when they are
     /// all there, else computed here.
     fn ranking(
@@ -342,7 +328,7 @@ impl RetrievalStage {
     ) -> Result<retrieval::Ranking, StageError> {
         let shown: Vec<usize> = (0..self.shown(d)).collect();
         if let Some(blocks) = cx.blocks {
-            let group = d.group(&self.settings_hash(cx), set.model.name, set.variant());
+            let group = d.group(&self.settings, cx.seed, set.model.name, set.variant());
             if let Some(tables) = blocks.read(&group, d.blocks(self.settings.block_queries))? {
                 if let Some(r) = from_blocks(&tables, d.measured.len(), &shown) {
                     return Ok(r);
@@ -446,10 +432,9 @@ impl Stage for RetrievalStage {
         let Some(directions) = self.directions(cx, set) else {
             return Ok(());
         };
-        let hash = self.settings_hash(cx);
         for d in &directions {
             let shown = self.shown(d);
-            let group = d.group(&hash, set.model.name, set.variant());
+            let group = d.group(&self.settings, cx.seed, set.model.name, set.variant());
             let size = self.settings.block_queries;
             blocks.compute(&group, d.blocks(size), &mut |b| {
                 let start = b * size;
