@@ -21,6 +21,9 @@
 //!   CLIPFLOW_FUZZ_CASE_SECONDS  a case slower than this fails (default 20, a debug build)
 //!
 //! WebDataset: `fuzz_webdataset_reader` is [`dataset_target`] with tar seeds.
+//!
+//! A case that never returns (a parser looping forever: a YAML tag once did) is caught by a
+//! watchdog that saves its input, prints its reproduction line and ends the binary.
 
 mod common;
 
