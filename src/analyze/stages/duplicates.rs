@@ -724,17 +724,16 @@ fn probe_effect(
     if clean.train.is_empty() || clean.test.is_empty() || clean_knn_test.is_empty() {
         return Err("without the leaking images a side of the probe split is empty".into());
     }
+    // As the probe stage predicts (one block of every test image), so `all_items` is its number.
     let knn = |train: &[usize], test: &[usize]| {
-        probe::knn_accuracy(
-            e,
-            &truth,
-            &Split {
-                train: train.to_vec(),
-                test: test.to_vec(),
-            },
-            ps.knn_k.min(train.len()).max(1),
-        )
-        .map_err(|e| e.to_string())
+        let split = Split {
+            train: train.to_vec(),
+            test: test.to_vec(),
+        };
+        let k = ps.knn_k.min(train.len()).max(1);
+        probe::knn_predictions(e, &truth, &split, k, 0..test.len())
+            .and_then(|p| probe::score_predictions(&truth, &split, p))
+            .map_err(|e| e.to_string())
     };
     let a = knn(&split.train, &knn_test)?;
     let w = knn(&clean.train, &clean_knn_test)?;
