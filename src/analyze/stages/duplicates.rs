@@ -330,10 +330,7 @@ impl Stage for DuplicatesStage {
         }
         if self.settings.leak_effect && !leaking.is_empty() {
             let mut rows = EffectRows::default();
-            let rs: RetrievalSettings = cx
-                .settings("retrieval")
-                .and_then(|v| serde_json::from_value(v.clone()).ok())
-                .unwrap_or_default();
+            let rs: RetrievalSettings = settings_of(cx, "retrieval", model, out);
             match retrieval_effect(set.model, images, &leaking, &rs, cx.seed, &mut rows) {
                 Ok(true) => {}
                 Ok(false) => out.note(format!(
@@ -343,10 +340,7 @@ impl Stage for DuplicatesStage {
                     "{model}: duplicates: retrieval without leaks failed: {e}"
                 )),
             }
-            let ps: ProbeSettings = cx
-                .settings("probe")
-                .and_then(|v| serde_json::from_value(v.clone()).ok())
-                .unwrap_or_default();
+            let ps: ProbeSettings = settings_of(cx, "probe", model, out);
             if let Err(e) = probe_effect(images, &leaking, &ps, cx.seed, &mut rows) {
                 out.note(format!(
                     "{model}: duplicates: probes without leaks skipped: {e}"
@@ -386,6 +380,32 @@ impl Stage for DuplicatesStage {
         }
         self.saw_clean = false;
         Ok(())
+    }
+}
+
+/// Another stage's settings, to measure as it does: its own when it runs, else its defaults
+/// (said in a note, as is settings that cannot be read back).
+fn settings_of<T: serde::de::DeserializeOwned + Default>(
+    cx: &Context<'_>,
+    stage: &str,
+    model: &str,
+    out: &mut Output,
+) -> T {
+    match cx.settings(stage) {
+        Some(v) => serde_json::from_value(v.clone()).unwrap_or_else(|e| {
+            out.note(format!(
+                "{model}: duplicates: the {stage} settings could not be read back ({e}); the \
+                 leak effect uses the {stage} defaults"
+            ));
+            T::default()
+        }),
+        None => {
+            out.note(format!(
+                "{model}: duplicates: analysis.{stage} is not on; the leak effect measures {stage} \
+                 with its default settings"
+            ));
+            T::default()
+        }
     }
 }
 
