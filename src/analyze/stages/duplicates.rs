@@ -480,9 +480,9 @@ fn write_tables(
         Table::new("duplicates")
             .text("model", vec![model.to_string(); rows])
             .text("variant", vec![images.variant.clone(); rows])
-            .text(
+            .column(
                 "across",
-                vec![groups.map(|g| g.column.clone()).unwrap_or_default(); rows],
+                Column::Text(vec![groups.map(|g| g.column.clone()); rows]),
             )
             .text("metric", summary.iter().map(|(m, _)| m.to_string()))
             .column("k", Column::Int(vec![None; rows]))
