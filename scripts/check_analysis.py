@@ -39,7 +39,7 @@ def check_run(run: Path):
     checked = 0
     for model, g in t.groupby("model"):
         img = g[(g.modality == "image") & (g.variant == "clean")].reset_index(drop=True)
-        txt = g[g.modality == "text"].reset_index(drop=True)
+        txt = g[(g.modality == "text") & (g.variant == "clean")].reset_index(drop=True)
         caps = txt[~txt.id.str.startswith("prompt:")].reset_index(drop=True)
         prompts = txt[txt.id.str.startswith("prompt:")].reset_index(drop=True)
         I = np.stack(img.embedding.to_numpy()).astype(np.float64)
@@ -48,7 +48,7 @@ def check_run(run: Path):
             positive = caps.id.to_numpy()[:, None] == img.id.to_numpy()[None, :]
             want = recall_at_k(C, I, positive, [1, 5, 10])
             for row in retrieval:
-                if row["model"] == model and row["variant"] == "clean" and row["direction"] == "text_to_image:caption" and row["metric"] == "recall":
+                if row["model"] == model and row["variant"] == "clean" and row.get("text_variant", "clean") == "clean" and row["direction"] == "text_to_image:caption" and row["metric"] == "recall":
                     assert abs(row["value"] - want[row["k"]]) < 1e-12, (model, row, want)
                     checked += 1
         if len(prompts):
@@ -60,7 +60,7 @@ def check_run(run: Path):
             pred = np.argmax(I[keep] @ W.T, axis=1)
             truth = np.array([classes.index(c) for c in img.label[keep]])
             top1 = float((pred == truth).mean())
-            row = [r for r in zero_shot if r["model"] == model and r["variant"] == "clean" and r["metric"] == "top1"]
+            row = [r for r in zero_shot if r["model"] == model and r["variant"] == "clean" and r.get("text_variant", "clean") == "clean" and r["metric"] == "top1"]
             assert row and abs(row[0]["value"] - top1) < 1e-12, (model, row, top1)
             checked += 1
     assert checked > 0, "nothing compared"

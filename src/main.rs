@@ -537,6 +537,9 @@ fn cmd_analyze(
                 Err(e) => fail(FAILED, &format!("report: {e}")),
             }
         }
+        // A setting the store cannot satisfy (a reference model or variant it does not have)
+        // is the config's fault, like any other bad setting.
+        Err(e @ clipflow::analyze::AnalyzeError::Config(_)) => fail(USAGE, &e),
         Err(e) => fail(FAILED, &e),
     }
 }

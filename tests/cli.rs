@@ -126,6 +126,8 @@ fn folder_study_writes_the_run_directory_contract() {
         assert!(manifest.get(key).is_some(), "manifest lacks {key}");
     }
     assert_eq!(manifest["counts"]["errors"], 3);
+    // The manifest says which preprocessing made the tensors (the report too: tests/demo.rs).
+    assert_eq!(manifest["preprocess"]["mode"], "exact");
     assert_eq!(manifest["models"][0]["files"].as_array().unwrap().len(), 4);
     assert!(
         manifest["models"][0]["files"][0]["sha256"]

@@ -44,4 +44,8 @@ fn demo_study_runs_and_the_trained_model_beats_the_baseline() {
     }
     let report = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(report.contains("clipflow study: demo"));
+    assert!(
+        report.contains("exact (bit for bit Pillow)"),
+        "the report names the preprocessing"
+    );
 }

@@ -697,6 +697,7 @@ fn fuzz_yaml_config() {
                     let facts = clipflow::analyze::Facts {
                         variants,
                         items: Some(input.len() % 50),
+                        models: vec!["m".to_string()],
                     };
                     if let Err(e) = clipflow::analyze::AnalysisPlan::new(section, &source, &facts) {
                         let m = e.to_string();

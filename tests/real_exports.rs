@@ -290,3 +290,75 @@ fn pokemon_baseline_study_runs_on_fixtures_of_its_shape() {
         .ends_with("pokemon-baseline-projection.npy"));
     assert!(out.join("tables/retrieval.parquet").is_file());
 }
+
+#[test]
+fn a_siglip_study_reports_sigmoid_probabilities_and_one_tower_models_say_what_they_skip() {
+    let g = golden();
+    let scoring = &g["models"]["siglip-tiny"]["scoring"];
+    let (scale, bias) = (
+        scoring["logit_scale"].as_f64().unwrap(),
+        scoring["logit_bias"].as_f64().unwrap(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let parquet = common::hf_parquet(&data, common::ImageColumn::Struct);
+    let yaml = format!(
+        "name: scoring\ndataset: {{format: parquet, path: {}, image_column: image, caption_column: text, label_column: label}}\n\
+         models:\n  - name: siglip\n    path: {}\n  - name: dino\n    path: {}\n    image: {{pooling: cls}}\n\
+         analysis:\n  similarity:\n  retrieval:\n  cluster: {{methods: [kmeans]}}\n\
+         report: {{enabled: false}}\nruntime: {{device: cpu, threads: 1}}\n",
+        parquet.display(),
+        common::fixture("models/real/siglip-tiny").display(),
+        common::fixture("models/real/dinov2-tiny").display(),
+    );
+    let study = common::study(dir.path(), &yaml);
+    let out = dir.path().join("run");
+    let o = common::clipflow(&[
+        "run",
+        study.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let t = clipflow::store::read_table(&out.join("tables/similarity.parquet")).unwrap();
+    let (model, kind) = (t.texts("model").unwrap(), t.texts("scoring").unwrap());
+    let (cos, logit, p) = (
+        t.floats("cosine").unwrap(),
+        t.floats("logit").unwrap(),
+        t.floats("probability").unwrap(),
+    );
+    let mut checked = 0;
+    for i in 0..t.rows() {
+        assert_eq!(
+            model[i].as_deref(),
+            Some("siglip"),
+            "only the two-tower model pairs texts"
+        );
+        assert_eq!(kind[i].as_deref(), Some("sigmoid"));
+        // SigLIP's own probability: σ(scale · cos + bias), with the PyTorch model's values.
+        let z = scale * cos[i].unwrap() + bias;
+        let want = 1.0 / (1.0 + (-z).exp());
+        assert!((logit[i].unwrap() - z).abs() <= 1e-3, "logit {i}");
+        assert!(
+            (p[i].unwrap() - want).abs() <= 1e-6,
+            "p {i}: {:?} vs {want}",
+            p[i]
+        );
+        checked += 1;
+    }
+    assert!(checked > 0);
+    // The image-only model is clustered, and what it cannot do is said.
+    let cluster = clipflow::store::read_table(&out.join("tables/cluster.parquet")).unwrap();
+    assert!(cluster
+        .texts("model")
+        .unwrap()
+        .iter()
+        .any(|m| m.as_deref() == Some("dino")));
+    let manifest = std::fs::read_to_string(out.join("manifest.json")).unwrap();
+    assert!(
+        manifest.contains("dino: retrieval skipped")
+            && manifest.contains("dino: similarity skipped"),
+        "{manifest}"
+    );
+}

@@ -329,3 +329,153 @@ fn inspect_preprocess_writes_the_corrupted_tensor() {
         assert!(stderr(&o).contains(want), "{spec}: {}", stderr(&o));
     }
 }
+
+/// The `robustness` stage on a study of three models (the trained texture model twice, under
+/// two names, and its untrained twin): image corruptions and text perturbations, CE/mCE
+/// against a reference, effective robustness; `scripts/check_robustness.py` recomputes them
+/// with numpy from the per-severity error table, and text variants against the clean images
+/// from the store's vectors.
+#[test]
+fn robustness_stage_agrees_with_an_independent_recomputation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = synth_textures(&tmp.path().join("textures"), 2, 11);
+    let models = [
+        ("texture-clip", "models/texture-clip"),
+        ("clip-copy", "models/texture-clip"),
+        ("baseline", "models/texture-baseline"),
+    ];
+    let yaml = |analysis: &str| {
+        format!(
+            "name: rb\nseed: 3\ndataset:\n  format: parquet\n  path: {}\n  image_column: image\n  caption_column: caption\n  label_column: label\n  id_column: id\nnoise:\n  - preset: imagenet-c\n    severity: [1, 3]\n    corruptions: [gaussian_noise, contrast, fog, saturate]\n  - kind: gaussian\n    sigma: 0.1\nmodels:\n{}texts:\n  captions: true\n  prompts:\n    templates: ['a photo of a {{}} texture.', 'a photo of a {{}} pattern.']\n  noise:\n    - kind: char_swap\n      rate: 0.2\n    - kind: word_drop\n      rate: 0.5\nanalysis:\n{analysis}",
+            data.display(),
+            models
+                .iter()
+                .map(|(n, p)| format!("  - name: {n}\n    path: {}\n", root().join(p).display()))
+                .collect::<String>()
+        )
+    };
+    // A reference that is not a model of the study is refused, naming the key and its line.
+    let s = study(
+        tmp.path(),
+        &yaml("  zero_shot:\n  robustness:\n    reference: basline\n"),
+    );
+    let o = clipflow(&["validate", s.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains("analysis.robustness.reference") && e.contains("did you mean `baseline`"),
+        "{e}"
+    );
+    assert!(
+        e.contains(&format!("study.yaml:{}:5:", yaml("").lines().count() + 3)),
+        "{e}"
+    );
+
+    let s = study(
+        tmp.path(),
+        &yaml(
+            "  zero_shot:\n  retrieval:\n    k: [1, 5]\n  robustness:\n    reference: baseline\n",
+        ),
+    );
+    let out = tmp.path().join("run");
+    let o = clipflow(&["run", s.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for t in [
+        "robustness",
+        "robustness_errors",
+        "robustness_ce",
+        "robustness_mce",
+        "robustness_effective",
+    ] {
+        assert!(out.join(format!("tables/{t}.parquet")).exists(), "{t}");
+    }
+    for p in [
+        "robustness_heatmap_image_texture-clip.png",
+        "robustness_heatmap_image_baseline.svg",
+        "robustness_heatmap_text_clip-copy.png",
+        "robustness_family_image_noise.png",
+        "robustness_family_image_digital.svg",
+        "robustness_family_text_characters.png",
+        "robustness_family_text_words.png",
+    ] {
+        assert!(out.join("plots").join(p).exists(), "{p}");
+    }
+    let err = stderr(&o);
+    assert!(
+        err.contains(
+            "(gaussian-0.1) have their errors in robustness_errors but are left out of CE"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("mCE is the mean over the 3 benchmark corruptions"),
+        "{err}"
+    );
+    let report = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(
+        report.contains("robustness mce") && report.contains("robustness effective"),
+        "report has no mCE or effective robustness table"
+    );
+
+    let check = std::process::Command::new(python())
+        .arg(root().join("scripts/check_robustness.py"))
+        .arg(&out)
+        .args(["--reference", "baseline", "--store"])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {} ({e}); run scripts/setup first", python()));
+    assert!(
+        check.status.success(),
+        "{}\n{}",
+        stdout(&check),
+        stderr(&check)
+    );
+    let said = stdout(&check);
+    assert!(said.contains("robustness ok"), "{said}");
+
+    // Without a reference CE and mCE are not computed, and a note says why; a reference the
+    // store does not have is refused, naming the key and its line.
+    let config = tmp.path().join("analysis.yaml");
+    std::fs::write(&config, "analysis:\n  zero_shot:\n  robustness:\n").unwrap();
+    let an = tmp.path().join("an");
+    let o = clipflow(&[
+        "analyze",
+        out.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        an.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("CE and mCE are not computed: they are relative to a reference model"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!an.join("tables/robustness_ce.parquet").exists());
+    assert!(an.join("tables/robustness_effective.parquet").exists());
+    std::fs::write(
+        &config,
+        "analysis:\n  zero_shot:\n  robustness:\n    reference: nobody\n",
+    )
+    .unwrap();
+    let o = clipflow(&[
+        "analyze",
+        out.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        an.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("analysis.yaml:4:")
+            && stderr(&o).contains("analysis.robustness.reference: no model is named"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+fn python() -> String {
+    std::env::var("CLIPFLOW_PYTHON")
+        .unwrap_or_else(|_| root().join(".venv/bin/python").display().to_string())
+}

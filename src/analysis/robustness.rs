@@ -26,6 +26,11 @@
 
 use super::AnalysisError;
 
+/// Reference sums at or below this are taken as zero. Errors are fractions k/n, so a true sum
+/// is 0 or at least 1/n; float rounding of a sum of equal errors minus the clean error leaves
+/// ~1e-16 instead of 0, which would turn a relative CE into 10^15.
+pub const ZERO_SUM: f64 = 1e-9;
+
 /// One measured error of a model.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SeverityError {
@@ -159,7 +164,7 @@ pub fn corruption_errors(
         let degradation_sum: f64 = curve.iter().map(|(_, e)| e - model.clean).sum();
         let reference_degradation_sum: f64 =
             ref_curve.iter().map(|(_, e)| e - reference.clean).sum();
-        let ce = if reference_error_sum > 0.0 {
+        let ce = if reference_error_sum > ZERO_SUM {
             Some(error_sum / reference_error_sum)
         } else {
             notes.push(format!(
@@ -167,7 +172,7 @@ pub fn corruption_errors(
             ));
             None
         };
-        let relative_ce = if reference_degradation_sum > 0.0 {
+        let relative_ce = if reference_degradation_sum > ZERO_SUM {
             Some(degradation_sum / reference_degradation_sum)
         } else {
             notes.push(format!(

@@ -21,6 +21,21 @@ pub enum Scoring {
 }
 
 impl Scoring {
+    /// The scale of the logits.
+    pub fn logit_scale(&self) -> f64 {
+        match *self {
+            Scoring::Softmax { logit_scale } | Scoring::Sigmoid { logit_scale, .. } => logit_scale,
+        }
+    }
+
+    /// `softmax` or `sigmoid`, as tables name it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Scoring::Softmax { .. } => "softmax",
+            Scoring::Sigmoid { .. } => "sigmoid",
+        }
+    }
+
     /// The logit of one cosine: `scale · cos (+ bias)`.
     pub fn logit(&self, cos: f64) -> f64 {
         match *self {

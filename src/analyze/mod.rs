@@ -26,9 +26,18 @@
 //!
 //! # Table conventions
 //!
-//! A `model` column, a `variant` column (`clean` or the noise variant of the *images*), and for
-//! metric tables `metric`, `k` (null where it does not apply) and `value`. `robustness` repeats
-//! every metric with its clean value and the drop.
+//! A `model` column, a `variant` column (`clean` or the noise variant of the *images*), a
+//! `text_variant` column in the tables of stages that measure texts (`clean` or the text
+//! perturbation, measured against the clean images), and for metric tables `metric`, `k`
+//! (null where it does not apply) and `value`. `robustness` repeats every metric with its
+//! clean value and the drop.
+//!
+//! # Text variants
+//!
+//! After a model's image variants, each of its text variants (perturbed captions and prompts,
+//! same ids and labels as the clean texts) is handed to the stages that measure texts
+//! (retrieval, zero-shot) with the clean images, read once more for the purpose: memory stays
+//! one image set plus the model's clean texts and one text variant.
 
 pub mod blocks;
 mod registry;
@@ -39,6 +48,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use crate::analysis::scoring::Scoring;
 use crate::config::{did_you_mean_among, AnalysisSection, ConfigError, Source};
 use crate::progress::Progress;
 use crate::store::{Catalog, StoreError, StoreFormat};
@@ -249,18 +259,21 @@ pub fn analyze(
         }
         let names: Vec<String> = variants.iter().map(|s| s.variant.clone()).collect();
         let metadata = crate::store::model_metadata(&catalog, model);
-        let logit_scale = plan
-            .common
-            .logit_scale
-            .or_else(|| metadata.get("clipflow.logit_scale")?.parse().ok())
-            .filter(|s: &f64| s.is_finite() && *s > 0.0)
-            .unwrap_or(100.0);
+        let (scoring, recorded) = model_scoring(&metadata, plan.common.logit_scale);
+        if !recorded && (captions.is_some() || prompts.is_some()) {
+            out.note(format!(
+                "{model}: the store records no scoring (clipflow.scoring): probabilities use \
+                 CLIP's softmax at scale {} (analysis.logit_scale sets another)",
+                scoring.logit_scale()
+            ));
+        }
         let m = Model {
             name: model,
             captions: captions.as_ref(),
             prompts: prompts.as_ref(),
             variants: &names,
-            logit_scale,
+            scoring,
+            text_variant: "clean",
         };
         for info in variants {
             let t = Instant::now();
@@ -279,6 +292,50 @@ pub fn analyze(
                     &mut out,
                     &format!("{model} / {}: {}", info.variant, entry.key),
                 )?;
+            }
+        }
+        let text_sets = text_variants(&catalog, model);
+        if !text_sets.is_empty() && stages.iter().any(|(_, p)| p.stage.wants_text_variants()) {
+            // Each text variant against the clean images: the clean set is read again (once
+            // per model) rather than kept through the image variants.
+            match catalog.find(model, "image", "clean") {
+                None => out.note(format!(
+                    "{model}: text variants are not measured: the store has no clean images"
+                )),
+                Some(info) => {
+                    let t = Instant::now();
+                    let images = catalog.load(info)?;
+                    read_seconds += t.elapsed().as_secs_f64();
+                    for text_info in text_sets {
+                        let t = Instant::now();
+                        let texts = catalog.load(text_info)?;
+                        read_seconds += t.elapsed().as_secs_f64();
+                        let (captions, prompts) = split_texts(&texts);
+                        let mt = Model {
+                            captions: captions.as_ref(),
+                            prompts: prompts.as_ref(),
+                            text_variant: &text_info.variant,
+                            ..m
+                        };
+                        let set = Set {
+                            model: &mt,
+                            images: &images,
+                        };
+                        for (i, (entry, parsed)) in stages.iter_mut().enumerate() {
+                            if !parsed.stage.wants_text_variants() {
+                                continue;
+                            }
+                            let t = Instant::now();
+                            let r = parsed.stage.run_text_variant(&cx, &set, &mut out);
+                            *seconds.entry(i).or_default() += t.elapsed().as_secs_f64();
+                            settle(
+                                r,
+                                &mut out,
+                                &format!("{model} / texts {}: {}", text_info.variant, entry.key),
+                            )?;
+                        }
+                    }
+                }
             }
         }
         for (i, (entry, parsed)) in stages.iter_mut().enumerate() {
@@ -363,7 +420,9 @@ pub fn share(
             captions: captions.as_ref(),
             prompts: prompts.as_ref(),
             variants: &names,
-            logit_scale: 100.0,
+            // Ranks do not depend on the scoring.
+            scoring: Scoring::Softmax { logit_scale: 100.0 },
+            text_variant: "clean",
         };
         for info in variants {
             let images = catalog.load(info)?;
@@ -392,6 +451,40 @@ pub fn share(
     Ok(())
 }
 
+/// How a model turns cosines into probabilities: what its embedding parts record
+/// (`clipflow.scoring`, `clipflow.logit_scale`, `clipflow.logit_bias`), the scale replaced by
+/// `analysis.logit_scale` when the study sets one. Without a record (a store another tool
+/// wrote), CLIP's softmax at 100; the flag says whether a record was found.
+fn model_scoring(
+    metadata: &BTreeMap<String, String>,
+    scale_override: Option<f64>,
+) -> (Scoring, bool) {
+    let number = |key: &str| {
+        metadata
+            .get(key)
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|v| v.is_finite())
+    };
+    let recorded_scale = number("clipflow.logit_scale").filter(|s| *s > 0.0);
+    let logit_scale = scale_override.or(recorded_scale).unwrap_or(100.0);
+    match (
+        metadata.get("clipflow.scoring").map(String::as_str),
+        number("clipflow.logit_bias"),
+    ) {
+        (Some("sigmoid"), Some(logit_bias)) => (
+            Scoring::Sigmoid {
+                logit_scale,
+                logit_bias,
+            },
+            true,
+        ),
+        (kind, _) => (
+            Scoring::Softmax { logit_scale },
+            kind.is_some() || recorded_scale.is_some(),
+        ),
+    }
+}
+
 /// A model's caption and prompt rows (prompts are the `prompt:` ids).
 fn model_texts(
     catalog: &Catalog,
@@ -407,12 +500,32 @@ fn model_texts(
         return Ok((None, None));
     };
     let t = catalog.load(info)?;
+    Ok(split_texts(&t))
+}
+
+/// A text set's caption rows and prompt rows (the `prompt:` ids), each when there are any.
+fn split_texts(
+    t: &crate::store::EmbeddingSet,
+) -> (
+    Option<crate::store::EmbeddingSet>,
+    Option<crate::store::EmbeddingSet>,
+) {
     let captions = t.subset(|i| !t.ids[i].starts_with("prompt:"));
     let prompts = t.subset(|i| t.ids[i].starts_with("prompt:"));
-    Ok((
+    (
         (!captions.is_empty()).then_some(captions),
         (!prompts.is_empty()).then_some(prompts),
-    ))
+    )
+}
+
+/// A model's text sets other than the clean one (perturbed captions and prompts), in store
+/// order.
+fn text_variants<'a>(catalog: &'a Catalog, model: &str) -> Vec<&'a crate::store::SetInfo> {
+    catalog
+        .sets()
+        .iter()
+        .filter(|s| s.model == model && s.modality == "text" && s.variant != "clean")
+        .collect()
 }
 
 /// A model's image sets, clean first.
@@ -454,6 +567,7 @@ fn facts_of(catalog: &Catalog) -> Facts {
     Facts {
         items: catalog.find(&model, "image", "clean").map(|s| s.rows),
         variants,
+        models: catalog.models().iter().map(|m| m.to_string()).collect(),
     }
 }
 

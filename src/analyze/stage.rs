@@ -3,7 +3,8 @@
 //! write to).
 //!
 //! The driver hands a stage one (model, image variant) at a time, clean first, with the
-//! model's texts; it never holds two image variants at once. A stage that compares a variant
+//! model's texts, then (to stages that ask) each text variant with the clean images; it never
+//! holds two image variants at once. A stage that compares a variant
 //! with the clean one (probes, topology, projections) keeps what it needs of the clean set
 //! itself, and says so in its docs: that is the only memory it may add.
 
@@ -25,6 +26,8 @@ pub struct Facts {
     pub variants: Vec<String>,
     /// Images in the study, when known.
     pub items: Option<usize>,
+    /// Model names, when known.
+    pub models: Vec<String>,
 }
 
 /// A setting its stage cannot work with: the key under the stage (`perplexities.1`) and why.
@@ -93,6 +96,22 @@ pub trait Stage: Send {
         _cx: &Context<'_>,
         _set: &Set<'_>,
         _blocks: &super::blocks::Blocks<'_>,
+    ) -> Result<(), StageError> {
+        Ok(())
+    }
+    /// Whether the stage measures text variants ([`Stage::run_text_variant`]); the driver
+    /// reads the clean images again for them only when some stage does.
+    fn wants_text_variants(&self) -> bool {
+        false
+    }
+    /// One (model, text variant) against the clean images: `set.model`'s captions and prompts
+    /// are the text variant's rows (same ids and labels as the clean texts), named by
+    /// [`Model::text_variant`]. Called after the model's image variants.
+    fn run_text_variant(
+        &mut self,
+        _cx: &Context<'_>,
+        _set: &Set<'_>,
+        _out: &mut Output,
     ) -> Result<(), StageError> {
         Ok(())
     }
@@ -177,8 +196,12 @@ pub struct Model<'a> {
     pub prompts: Option<&'a EmbeddingSet>,
     /// Image variant names, clean first.
     pub variants: &'a [String],
-    /// The logit scale of softmax over this model's similarities.
-    pub logit_scale: f64,
+    /// How this model turns cosines into probabilities (CLIP's softmax or SigLIP's sigmoid,
+    /// with the model's own scale and bias).
+    pub scoring: crate::analysis::scoring::Scoring,
+    /// The text variant `captions` and `prompts` are (`clean`, or a perturbation such as
+    /// `char_swap-0.1`).
+    pub text_variant: &'a str,
 }
 
 /// One (model, image variant).
@@ -191,8 +214,27 @@ impl Set<'_> {
     pub fn variant(&self) -> &str {
         &self.images.variant
     }
+    /// Whether the images are the clean ones (also when the texts are a text variant).
     pub fn is_clean(&self) -> bool {
         self.images.variant == "clean"
+    }
+    pub fn text_variant(&self) -> &str {
+        self.model.text_variant
+    }
+    /// Clean images with clean texts: where once-per-model notes and pictures belong.
+    pub fn is_all_clean(&self) -> bool {
+        self.is_clean() && self.model.text_variant == "clean"
+    }
+    /// `clean`, the image variant, or `texts <text variant>`: how notes name the set.
+    pub fn label(&self) -> String {
+        if self.model.text_variant == "clean" {
+            self.images.variant.clone()
+        } else {
+            format!(
+                "{} images, texts {}",
+                self.images.variant, self.model.text_variant
+            )
+        }
     }
 }
 
@@ -200,7 +242,10 @@ impl Set<'_> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Metric {
     pub model: String,
+    /// The image variant.
     pub variant: String,
+    /// The text variant (`clean` unless a stage measured perturbed texts).
+    pub text_variant: String,
     pub stage: &'static str,
     /// Sub-kind within the stage: direction for retrieval, method for cluster and probe.
     pub kind: String,
@@ -262,8 +307,8 @@ impl Output {
         &self.notes
     }
 
-    /// The metric table of `stage` (`model`, `variant`, `<kind_name>`, `metric`, `k`,
-    /// `value`), when the stage recorded any.
+    /// The metric table of `stage` (`model`, `variant`, `text_variant`, `<kind_name>`,
+    /// `metric`, `k`, `value`), when the stage recorded any.
     pub fn metric_table(&mut self, stage: &'static str, kind_name: &str) -> Result<(), StoreError> {
         let rows: Vec<&Metric> = self.metrics.iter().filter(|r| r.stage == stage).collect();
         if rows.is_empty() {
@@ -272,6 +317,7 @@ impl Output {
         let t = Table::new(stage)
             .text("model", rows.iter().map(|r| r.model.clone()))
             .text("variant", rows.iter().map(|r| r.variant.clone()))
+            .text("text_variant", rows.iter().map(|r| r.text_variant.clone()))
             .text(kind_name, rows.iter().map(|r| r.kind.clone()))
             .text("metric", rows.iter().map(|r| r.metric.clone()))
             .column("k", Column::Int(rows.iter().map(|r| r.k).collect()))

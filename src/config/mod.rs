@@ -134,10 +134,7 @@ impl Source {
 /// Reads `path`, applies `overrides` (`key.path=value`, in order) and checks the result against
 /// the schema. Nothing on disk besides `path` is looked at: that is [`crate::plan`]'s job.
 pub fn load(path: &Path, overrides: &[String]) -> Result<LoadedConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = read_study_text(path)?;
     let study = parse(path, &text, overrides)?;
     let parsed = overrides
         .iter()
@@ -152,6 +149,33 @@ pub fn load(path: &Path, overrides: &[String]) -> Result<LoadedConfig, ConfigErr
             text,
             overrides: parsed,
         },
+    })
+}
+
+/// Largest study or prompt file read: far above any real one, far below what would hurt.
+const MAX_STUDY_BYTES: u64 = 16 << 20;
+
+/// Reads a small text file (a study, a prompt template file), at most 16 MiB: a path such as
+/// `/dev/zero` (or a huge file given by mistake) is an error, not unbounded memory. Pipes
+/// (`<(envsubst < study.yaml)`) work.
+pub fn read_small_text(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)?;
+    let mut text = String::new();
+    file.take(MAX_STUDY_BYTES + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_STUDY_BYTES {
+        return Err(std::io::Error::other(format!(
+            "larger than {} MiB: not a study or prompt file",
+            MAX_STUDY_BYTES >> 20
+        )));
+    }
+    Ok(text)
+}
+
+fn read_study_text(path: &Path) -> Result<String, ConfigError> {
+    read_small_text(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
     })
 }
 
@@ -201,10 +225,7 @@ pub fn load_analysis(
     path: &Path,
     overrides: &[String],
 ) -> Result<(u64, AnalysisSection, Source), ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = read_study_text(path)?;
     let mut tree: serde_norway::Value = serde_norway::from_str(&text).map_err(|e| {
         check_duplicates(path, &text, &e).unwrap_or_else(|| ConfigError::Syntax {
             path: path.to_path_buf(),
@@ -302,6 +323,25 @@ mod tests {
 
     const MINIMAL: &str =
         "name: t\ndataset:\n  format: folder\n  path: data/x\nmodels:\n  - path: models/m\n";
+
+    #[test]
+    fn an_endless_study_file_is_refused_with_bounded_memory() {
+        // Issue 12, item 3 for the study itself: /dev/zero once grew memory until the OOM killer.
+        let e = load(Path::new("/dev/zero"), &[]).err().unwrap().to_string();
+        assert!(
+            e.contains("/dev/zero") && e.contains("larger than 16 MiB"),
+            "{e}"
+        );
+        let e = load_analysis(Path::new("/dev/zero"), &[])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("larger than 16 MiB"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let ok = dir.path().join("s.yaml");
+        std::fs::write(&ok, MINIMAL).unwrap();
+        assert!(load(&ok, &[]).is_ok());
+    }
 
     fn err(text: &str, sets: &[&str]) -> String {
         let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();

@@ -310,6 +310,17 @@ fn summary(
         let names: Vec<String> = vs.iter().map(|v| text(&v["name"])).collect();
         facts.push(("image variants".into(), names.join(", ")));
     }
+    // Which preprocessing made the tensors: `fast` is not Pillow's pixels, so a reader must
+    // see it beside the numbers.
+    if let Some(mode) = m["preprocess"]["mode"].as_str() {
+        let mode = match mode {
+            "fast" => {
+                "fast (JPEG DCT-domain downscale, then exact resampling; not Pillow's pixels)"
+            }
+            _ => "exact (bit for bit Pillow)",
+        };
+        facts.push(("preprocessing".into(), mode.to_string()));
+    }
     if let Some(cs) = m["counts"]["embeddings"].as_array() {
         for c in cs {
             facts.push((
@@ -464,10 +475,14 @@ fn galleries(table: &Table, thumbnails: &Thumbnails<'_>) -> Vec<Block> {
         return Vec::new();
     };
     let hit_text = table.texts("hit_text");
+    // Clean queries only: perturbed texts (a text variant) against the same images are not
+    // what the galleries show.
+    let text_variant = table.texts("text_variant");
     let rows: Vec<usize> = (0..table.rows())
         .filter(|&i| {
             variant[i].as_deref() == Some("clean")
                 && direction[i].as_deref() == Some("text_to_image")
+                && text_variant.is_none_or(|t| t[i].as_deref().is_none_or(|v| v == "clean"))
         })
         .collect();
     let mut models: Vec<&str> = rows.iter().filter_map(|&i| model[i].as_deref()).collect();

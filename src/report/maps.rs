@@ -357,7 +357,15 @@ impl ZeroShot {
         ) else {
             return z;
         };
+        // Calls made with perturbed prompts (a text variant) are not the map's.
+        let text_variant = t.texts("text_variant");
         for i in 0..t.rows() {
+            if text_variant
+                .as_ref()
+                .is_some_and(|tv| tv[i].as_deref().is_some_and(|v| v != "clean"))
+            {
+                continue;
+            }
             let (Some(mo), Some(va), Some(id), Some(p)) = (
                 model[i].clone(),
                 variant[i].clone(),

@@ -286,6 +286,7 @@ fn plan_checked(config: LoadedConfig, out: Option<&Path>) -> Result<Plan, PlanEr
             let facts = Facts {
                 variants: variants.iter().map(|v| v.name.clone()).collect(),
                 items: dataset.item_count(),
+                models: models.iter().map(|m| m.files.name.clone()).collect(),
             };
             Some(AnalysisPlan::new(section, &config.source, &facts)?)
         }
@@ -358,7 +359,8 @@ fn build_prompts(
 type Templates = (Vec<String>, BTreeMap<String, Vec<String>>);
 
 fn read_template_file(path: &Path) -> Result<Templates, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let text =
+        crate::config::read_small_text(path).map_err(|e| format!("{}: {e}", path.display()))?;
     #[derive(serde::Deserialize)]
     #[serde(untagged)]
     enum TemplateFile {

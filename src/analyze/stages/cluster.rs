@@ -198,6 +198,7 @@ impl Stage for ClusterStage {
                 out.metric(Metric {
                     model: model.to_string(),
                     variant: images.variant.clone(),
+                    text_variant: set.text_variant().to_string(),
                     stage: "cluster",
                     kind: name.to_string(),
                     metric: metric.to_string(),

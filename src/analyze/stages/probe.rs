@@ -415,6 +415,7 @@ impl Stage for ProbeStage {
             out.metric(Metric {
                 model: model.to_string(),
                 variant: set.images.variant.clone(),
+                text_variant: set.text_variant().to_string(),
                 stage: "probe",
                 kind: kind.to_string(),
                 metric: "accuracy".into(),

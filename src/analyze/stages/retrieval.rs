@@ -222,10 +222,24 @@ struct Direction<'a> {
 }
 
 impl Direction<'_> {
-    /// The block group of this direction in a shared run.
-    fn group(&self, settings: &RetrievalSettings, seed: u64, model: &str, variant: &str) -> String {
-        let set = crate::analyze::blocks::group("retrieval", settings, seed, model, variant);
-        format!("{set}/{}", self.name)
+    /// The block group of this direction in a shared run (text variants have their own).
+    fn group(&self, settings: &RetrievalSettings, seed: u64, set: &Set<'_>) -> String {
+        let group = crate::analyze::blocks::group(
+            "retrieval",
+            settings,
+            seed,
+            set.model.name,
+            set.variant(),
+        );
+        if set.text_variant() == "clean" {
+            format!("{group}/{}", self.name)
+        } else {
+            format!(
+                "{group}/t-{}/{}",
+                crate::analyze::stage::slug(set.text_variant()),
+                self.name
+            )
+        }
     }
 
     fn blocks(&self, size: usize) -> usize {
@@ -328,7 +342,7 @@ impl RetrievalStage {
     ) -> Result<retrieval::Ranking, StageError> {
         let shown: Vec<usize> = (0..self.shown(d)).collect();
         if let Some(blocks) = cx.blocks {
-            let group = d.group(&self.settings, cx.seed, set.model.name, set.variant());
+            let group = d.group(&self.settings, cx.seed, set);
             if let Some(tables) = blocks.read(&group, d.blocks(self.settings.block_queries))? {
                 if let Some(r) = from_blocks(&tables, d.measured.len(), &shown) {
                     return Ok(r);
@@ -434,7 +448,7 @@ impl Stage for RetrievalStage {
         };
         for d in &directions {
             let shown = self.shown(d);
-            let group = d.group(&self.settings, cx.seed, set.model.name, set.variant());
+            let group = d.group(&self.settings, cx.seed, set);
             let size = self.settings.block_queries;
             blocks.compute(&group, d.blocks(size), &mut |b| {
                 let start = b * size;
@@ -488,6 +502,7 @@ impl Stage for RetrievalStage {
                 out.metric(Metric {
                     model: model.to_string(),
                     variant: images.variant.clone(),
+                    text_variant: set.text_variant().to_string(),
                     stage: "retrieval",
                     kind: kind.clone(),
                     metric: metric.to_string(),
@@ -532,7 +547,7 @@ impl Stage for RetrievalStage {
                          of {tied} of {} queries; recall@{k} is between {lo:.4} and {hi:.4} \
                          depending on the order of tied items (recall_optimistic / \
                          recall_pessimistic in the retrieval table)",
-                        images.variant,
+                        set.label(),
                         measured.len()
                     ));
                 }
@@ -544,6 +559,7 @@ impl Stage for RetrievalStage {
                 Table::new("retrieval_ranks")
                     .text("model", vec![model.to_string(); n])
                     .text("variant", vec![images.variant.clone(); n])
+                    .text("text_variant", vec![set.text_variant().to_string(); n])
                     .text("direction", vec![direction.to_string(); n])
                     .text("query_id", measured.iter().map(|&i| queries.ids[i].clone()))
                     .column("rank", ints(&r.ranking.ranks))
@@ -567,6 +583,7 @@ impl Stage for RetrievalStage {
                 Table::new("retrieval_galleries")
                     .text("model", vec![model.to_string(); rows])
                     .text("variant", vec![images.variant.clone(); rows])
+                    .text("text_variant", vec![set.text_variant().to_string(); rows])
                     .text("direction", vec![direction.to_string(); rows])
                     .text(
                         "query_id",
@@ -602,6 +619,21 @@ impl Stage for RetrievalStage {
             )?;
         }
         Ok(())
+    }
+
+    fn wants_text_variants(&self) -> bool {
+        true
+    }
+
+    /// A text variant against the clean images: the same measures, the perturbed texts as
+    /// queries (text→image) and as the gallery (image→text).
+    fn run_text_variant(
+        &mut self,
+        cx: &Context<'_>,
+        set: &Set<'_>,
+        out: &mut Output,
+    ) -> Result<(), StageError> {
+        self.run(cx, set, out)
     }
 
     fn finish(&mut self, _: &Context<'_>, out: &mut Output) -> Result<(), StageError> {

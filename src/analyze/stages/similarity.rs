@@ -165,7 +165,11 @@ impl Stage for SimilarityStage {
             Embeddings::new(&img, dim)?,
             Embeddings::new(&text_vectors, dim)?,
         )?;
-        let soft = crate::analysis::softmax(&cos, text_ids.len(), m.logit_scale)?;
+        // CLIP's softmax over the texts at the model's scale, and the model's own scoring
+        // (the same numbers for a CLIP model; SigLIP's sigmoid judges each pair alone).
+        let soft = crate::analysis::softmax(&cos, text_ids.len(), m.scoring.logit_scale())?;
+        let logits = crate::analysis::scoring::logits(&cos, m.scoring)?;
+        let probability = crate::analysis::scoring::probabilities(&cos, text_ids.len(), m.scoring)?;
         let nt = text_ids.len();
         let n = chosen.len() * nt;
         out.table(
@@ -191,7 +195,10 @@ impl Stage for SimilarityStage {
                 )
                 .float("dot", cos.iter().map(|v| *v as f64))
                 .float("cosine", cos.iter().map(|v| *v as f64))
-                .float("softmax", soft.iter().map(|v| *v as f64)),
+                .float("softmax", soft.iter().map(|v| *v as f64))
+                .text("scoring", vec![m.scoring.name(); n])
+                .float("logit", logits.iter().map(|v| *v as f64))
+                .float("probability", probability.iter().map(|v| *v as f64)),
         )?;
         let chosen_ids: Vec<String> = chosen.iter().map(|&i| images.ids[i].clone()).collect();
         let values: Vec<f64> = cos.iter().map(|v| *v as f64).collect();

@@ -65,7 +65,7 @@ impl Stage for ZeroShotStage {
             .map(|(i, n)| (n.as_str(), i))
             .collect();
         let nc = classes.names.len();
-        if set.is_clean() {
+        if set.is_all_clean() {
             same_classes(model, &classes.names, &class_vectors, images.dim, out);
             if nc < 5 {
                 out.note(format!(
@@ -122,6 +122,7 @@ impl Stage for ZeroShotStage {
             out.metric(Metric {
                 model: model.to_string(),
                 variant: images.variant.clone(),
+                text_variant: set.text_variant().to_string(),
                 stage: "zero_shot",
                 kind: "templates".into(),
                 metric: metric.to_string(),
@@ -134,6 +135,7 @@ impl Stage for ZeroShotStage {
         if let Some(t5) = z.top5 {
             push("top5", Some(5), t5);
         }
+        push("images", None, z.n_images as f64);
         push("tied_top1", None, z.tied_top1 as f64);
         if z.tied_top1 > 0 {
             push("top1_optimistic", Some(1), z.top1_optimistic);
@@ -142,13 +144,18 @@ impl Stage for ZeroShotStage {
                 "{model} / {}: zero-shot: {} of {} images have their best score shared by two or \
                  more classes; top-1 is between {:.4} and {:.4} depending on how ties are broken \
                  (clipflow gives a tie to the first class in sorted order)",
-                images.variant, z.tied_top1, z.n_images, z.top1_pessimistic, z.top1_optimistic
+                set.label(),
+                z.tied_top1,
+                z.n_images,
+                z.top1_pessimistic,
+                z.top1_optimistic
             ));
         }
         out.table(
             Table::new("zero_shot_per_class")
                 .text("model", vec![model.to_string(); nc])
                 .text("variant", vec![images.variant.clone(); nc])
+                .text("text_variant", vec![set.text_variant().to_string(); nc])
                 .text("class", classes.names.iter().cloned())
                 .int("support", z.per_class.iter().map(|c| c.support as i64))
                 .int("correct", z.per_class.iter().map(|c| c.correct as i64))
@@ -173,6 +180,7 @@ impl Stage for ZeroShotStage {
             Table::new("zero_shot_confusion")
                 .text("model", vec![model.to_string(); n])
                 .text("variant", vec![images.variant.clone(); n])
+                .text("text_variant", vec![set.text_variant().to_string(); n])
                 .text("true_class", cells.0)
                 .text("predicted_class", cells.1)
                 .int("count", cells.2),
@@ -181,6 +189,10 @@ impl Stage for ZeroShotStage {
             Table::new("zero_shot_predictions")
                 .text("model", vec![model.to_string(); rows.len()])
                 .text("variant", vec![images.variant.clone(); rows.len()])
+                .text(
+                    "text_variant",
+                    vec![set.text_variant().to_string(); rows.len()],
+                )
                 .text("id", rows.iter().map(|&i| images.ids[i].clone()))
                 .text("label", y.iter().map(|&c| classes.names[c].clone()))
                 .text(
@@ -189,7 +201,7 @@ impl Stage for ZeroShotStage {
                 )
                 .int("true_rank", z.true_rank.iter().map(|&r| r as i64)),
         )?;
-        if set.is_clean() {
+        if set.is_all_clean() {
             // Row-normalised confusion of the clean images.
             let mut values: Vec<f64> = z.confusion.iter().map(|&c| c as f64).collect();
             for r in 0..nc {
@@ -211,6 +223,21 @@ impl Stage for ZeroShotStage {
             ));
         }
         Ok(())
+    }
+
+    fn wants_text_variants(&self) -> bool {
+        true
+    }
+
+    /// A text variant against the clean images: the class embeddings are the means of the
+    /// perturbed prompts.
+    fn run_text_variant(
+        &mut self,
+        cx: &Context<'_>,
+        set: &Set<'_>,
+        out: &mut Output,
+    ) -> Result<(), StageError> {
+        self.run(cx, set, out)
     }
 
     fn finish(&mut self, _: &Context<'_>, out: &mut Output) -> Result<(), StageError> {
