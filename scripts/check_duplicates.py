@@ -235,7 +235,9 @@ def check(run: Path, planted_path: Path):
                        f"{model}: probe {r['kind']} all_items vs probe table")
             else:
                 clean_value = [p["value"] for p in retrieval_rows if p["model"] == model
-                               and p["variant"] == "clean" and p["direction"] == r["kind"]
+                               and p["variant"] == "clean"
+                               and p.get("text_variant", "clean") == "clean"
+                               and p["direction"] == r["kind"]
                                and p["metric"] == r["metric"] and p["k"] == r["k"]]
                 expect(clean_value and close(r["all_items"], clean_value[0], 1e-12),
                        f"{model}: retrieval {r['kind']} {r['metric']}@{r['k']} vs retrieval table")

@@ -260,7 +260,7 @@ impl DuplicatesStage {
 
 impl Stage for DuplicatesStage {
     fn run(&mut self, cx: &Context<'_>, set: &Set<'_>, out: &mut Output) -> Result<(), StageError> {
-        if !set.is_clean() {
+        if !set.is_all_clean() {
             return Ok(());
         }
         self.saw_clean = true;
