@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 use clipflow::chart::{heatmap, persistence_diagram, scatter, ScatterGroup};
 use clipflow::report::{
-    write_report, Block, Gallery, GalleryHit, GalleryQuery, Report, ReportError, RunSummary,
-    Section, Thumbnail,
+    write_report, Block, Gallery, GalleryHit, GalleryQuery, ImagePair, PairGallery, PairImage,
+    Report, ReportError, RunSummary, Section, Thumbnail,
 };
 use clipflow::store::{Column, Table};
 
@@ -239,6 +239,34 @@ fn gallery() -> Gallery {
     }
 }
 
+/// Near-duplicate pairs: a leak, a pair within a split, one image without a thumbnail, and a
+/// hostile id.
+fn pairs() -> PairGallery {
+    let side = |label: &str, class: usize, with_picture: bool| PairImage {
+        label: label.to_string(),
+        thumbnail: with_picture.then(|| Thumbnail::jpeg_from_rgb(&picture(class, 0), 160).unwrap()),
+    };
+    PairGallery {
+        title: format!("Most similar image pairs {HOSTILE}"),
+        pairs: vec![
+            ImagePair {
+                cosine: 1.0,
+                leak: true,
+                groups: Some("train · test".into()),
+                a: side("cat_001 [train]", 3, true),
+                b: side("cat_001-copy [test]", 3, true),
+            },
+            ImagePair {
+                cosine: 0.9712,
+                leak: false,
+                groups: Some(format!("train · {HOSTILE}")),
+                a: side(HOSTILE, 8, true),
+                b: side("ship_044", 8, false),
+            },
+        ],
+    }
+}
+
 fn tables() -> (Table, Table, Table) {
     let mut rng = Mix(5);
     let metrics = Table::new("retrieval")
@@ -371,6 +399,7 @@ fn realistic_report(dir: &Path) -> Report {
                         max_rows: 50,
                     },
                     Block::Gallery(gallery()),
+                    Block::Pairs(pairs()),
                 ],
             },
             Section {
@@ -478,7 +507,11 @@ fn report_is_deterministic_and_self_contained() {
         assert!(!html.contains(url), "report mentions {url}");
     }
     let sources = attribute_values(&html, "src");
-    assert_eq!(sources.len(), 3 + 4 * 5 - 1, "3 plots + 19 thumbnails");
+    assert_eq!(
+        sources.len(),
+        3 + 4 * 5 - 1 + 3,
+        "3 plots + 19 gallery thumbnails + 3 of pairs"
+    );
     for src in &sources {
         let (mime, data) = src
             .strip_prefix("data:")
@@ -684,6 +717,18 @@ fn report_refuses_bad_input_with_the_file_named() {
                 }],
             })],
         )]),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("text/html"), "{err}");
+    assert!(!path.exists(), "nothing written on error");
+    let mut bad_pairs = pairs();
+    bad_pairs.pairs[0].b.thumbnail = Some(Thumbnail {
+        mime: "text/html",
+        bytes: b"<script>".to_vec(),
+    });
+    let err = write_report(
+        &path,
+        &with(vec![section("a", vec![Block::Pairs(bad_pairs)])]),
     )
     .unwrap_err();
     assert!(err.to_string().contains("text/html"), "{err}");

@@ -80,4 +80,5 @@ pub static STAGES: &[Entry] = &[
     entry::<stages::subspaces::SubspaceSettings>(),
     entry::<stages::topology::TopologySettings>(),
     entry::<stages::attributes::AttributesSettings>(),
+    entry::<stages::duplicates::DuplicatesSettings>(),
 ];

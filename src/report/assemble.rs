@@ -99,6 +99,14 @@ pub fn write_run_report(
                 pictures.extend(galleries(&table, &thumbnails));
                 continue;
             }
+            // Pair tables: a gallery of the strongest pairs, and the table as a detail.
+            if let Some(what) = pair_gallery_title(&name) {
+                pictures.extend(super::pairs::pair_galleries(
+                    &table,
+                    &|ids| thumbnails.of(ids),
+                    what,
+                ));
+            }
             let leading = leading(&name);
             let block = Block::Table {
                 title: name.replace('_', " "),
@@ -214,7 +222,7 @@ fn read_tables(
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let rows = if name == "retrieval_galleries" {
+        let rows = if name == "retrieval_galleries" || pair_gallery_title(&name).is_some() {
             GALLERY_ROWS
         } else {
             max_rows
@@ -223,6 +231,16 @@ fn read_tables(
         out.insert(name, (t, total));
     }
     Ok(out)
+}
+
+/// The title of the pair gallery drawn from table `name`, for the `duplicates` stage's pair
+/// tables (read whole up to `GALLERY_ROWS`, so every model's strongest pairs are there).
+fn pair_gallery_title(name: &str) -> Option<&'static str> {
+    match name {
+        "duplicate_pairs" => Some("most similar image pairs"),
+        "duplicate_leaks" => Some("strongest pairs across groups"),
+        _ => None,
+    }
 }
 
 /// PNG plots in `dir` as (stem, png, svg if present), sorted by name.

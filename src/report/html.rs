@@ -112,6 +112,8 @@ pub enum Block {
         svg: Option<PathBuf>,
     },
     Gallery(Gallery),
+    /// Image pairs side by side (near-duplicates), a pair across splits marked as a leak.
+    Pairs(PairGallery),
     /// An interactive 2-D map (canvas, pan/zoom, tooltips with thumbnails, selection).
     Map(Box<InteractiveMap>),
 }
@@ -137,6 +139,32 @@ pub struct GalleryHit {
     pub label: String,
     pub score: f64,
     pub correct: bool,
+    pub thumbnail: Option<Thumbnail>,
+}
+
+/// Near-duplicate pairs as pictures, strongest first.
+#[derive(Debug, Clone)]
+pub struct PairGallery {
+    pub title: String,
+    pub pairs: Vec<ImagePair>,
+}
+
+/// Two images and their cosine.
+#[derive(Debug, Clone)]
+pub struct ImagePair {
+    pub cosine: f64,
+    /// The pair crosses groups (splits): a leak, shown red.
+    pub leak: bool,
+    /// What is known of the pair's groups ("train · test"), shown beside the cosine.
+    pub groups: Option<String>,
+    pub a: PairImage,
+    pub b: PairImage,
+}
+
+/// One image of a pair: its id (and group) as a caption, its thumbnail if the dataset is read.
+#[derive(Debug, Clone)]
+pub struct PairImage {
+    pub label: String,
     pub thumbnail: Option<Thumbnail>,
 }
 
@@ -279,6 +307,8 @@ fn render(path: &Path, report: &Report) -> Result<String, ReportError> {
                 }
                 Block::Plot { title, png, svg } => plot(&mut html, report_dir, title, png, svg)?,
                 Block::Gallery(gallery) => gallery_html(&mut html, gallery)
+                    .map_err(|m| invalid(format!("section {}: {m}", section.id)))?,
+                Block::Pairs(pairs) => pairs_html(&mut html, pairs)
                     .map_err(|m| invalid(format!("section {}: {m}", section.id)))?,
                 Block::Map(m) => html.push(
                     &maps
@@ -622,6 +652,62 @@ fn plot(
 
 /// Image types every browser shows inline.
 const EMBEDDABLE: [&str; 4] = ["image/jpeg", "image/png", "image/webp", "image/gif"];
+
+/// An `<img>` of an embeddable thumbnail, or a "no image" placeholder.
+fn thumbnail_html(t: Option<&Thumbnail>, alt: &str, what: &str) -> Result<String, String> {
+    match t {
+        Some(t) => {
+            if !EMBEDDABLE.contains(&t.mime) {
+                return Err(format!(
+                    "{what}: thumbnail type {:?} cannot be embedded",
+                    t.mime
+                ));
+            }
+            Ok(format!(
+                "<img src=\"data:{};base64,{}\" alt=\"{alt}\">",
+                t.mime,
+                base64(&t.bytes)
+            ))
+        }
+        None => Ok("<span class=\"no-image\">no image</span>".to_string()),
+    }
+}
+
+fn pairs_html(html: &mut Html, gallery: &PairGallery) -> Result<(), String> {
+    html.push(&format!(
+        "<div class=\"gallery-block\">\n<h3>{}</h3>\n<div class=\"lazy lazy-gallery\"><template>\n<div class=\"pairs\">\n",
+        escape(&gallery.title)
+    ));
+    let what = format!("pairs {:?}", gallery.title);
+    for p in &gallery.pairs {
+        let (class, verdict) = if p.leak {
+            ("bad", "<span class=\"verdict bad\">leak</span>")
+        } else {
+            ("ok", "")
+        };
+        html.push(&format!(
+            "<article class=\"pair {class}\">\n<div class=\"pair-images\">"
+        ));
+        for side in [&p.a, &p.b] {
+            let label = escape(&side.label);
+            html.push(&format!(
+                "<figure class=\"hit {class}\"><div class=\"thumb\">{}</div>\
+                 <figcaption class=\"hit-label\" title=\"{label}\">{label}</figcaption></figure>",
+                thumbnail_html(side.thumbnail.as_ref(), &label, &what)?
+            ));
+        }
+        html.push(&format!(
+            "</div>\n<p class=\"pair-meta\"><span class=\"score\">cosine {}</span>{}{verdict}</p>\n</article>\n",
+            format_float(p.cosine, 4),
+            p.groups
+                .as_ref()
+                .map(|g| format!("<span class=\"pair-groups\">{}</span>", escape(g)))
+                .unwrap_or_default()
+        ));
+    }
+    html.push("</div>\n</template></div>\n</div>\n");
+    Ok(())
+}
 
 fn gallery_html(html: &mut Html, gallery: &Gallery) -> Result<(), String> {
     html.push(&format!(

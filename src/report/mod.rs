@@ -9,10 +9,11 @@
 mod assemble;
 mod html;
 mod maps;
+mod pairs;
 
 pub use assemble::{write_run_report, Images, RunReportError};
 pub use html::{
-    write_report, Block, Gallery, GalleryHit, GalleryQuery, InteractiveMap, MapPoint, Report,
-    ReportError, RunSummary, Section, Thumbnail, ThumbnailSheet, ThumbnailSheetBuilder, Tile,
-    ZeroShotCall,
+    write_report, Block, Gallery, GalleryHit, GalleryQuery, ImagePair, InteractiveMap, MapPoint,
+    PairGallery, PairImage, Report, ReportError, RunSummary, Section, Thumbnail, ThumbnailSheet,
+    ThumbnailSheetBuilder, Tile, ZeroShotCall,
 };

@@ -4,6 +4,7 @@
 pub mod attributes;
 pub mod cluster;
 pub mod dimension_sweep;
+pub mod duplicates;
 pub mod probe;
 pub mod projection;
 pub mod retrieval;
