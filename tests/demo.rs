@@ -81,7 +81,10 @@ fn demo_study_runs_and_the_trained_model_beats_the_baseline() {
         }
     }
     let md = std::fs::read_to_string(out.join("tables/cluster.md")).unwrap();
-    assert!(md.contains("| texture-clip | clean | dec | ami |"), "{md}");
+    assert!(
+        md.contains("| texture-clip | clean | clean | dec | ami |"),
+        "{md}"
+    );
     let assigned = table("cluster_assignments");
     let count = |method: &str, variant: &str| {
         (0..assigned.texts("id").unwrap().len())
@@ -161,7 +164,7 @@ fn demo_study_runs_and_the_trained_model_beats_the_baseline() {
     }
     let md = std::fs::read_to_string(dir.join("tables/cluster.md")).unwrap();
     assert!(
-        md.contains("| texture-clip | clean | kmeans | ami |"),
+        md.contains("| texture-clip | clean | clean | kmeans | ami |"),
         "{md}"
     );
     assert!(!md.contains("| autoencoder |"), "{md}");
