@@ -179,6 +179,55 @@ fn read_study_text(path: &Path) -> Result<String, ConfigError> {
     })
 }
 
+/// YAML tags (`!name value`) mean nothing in a study. Typed keys would reject them anyway, but
+/// the sections kept as raw YAML (`analysis:`) would carry a tagged key into the manifest,
+/// which JSON cannot hold: so any tag is an error at the first key path that has one.
+fn reject_tags(path: &Path, text: &str, tree: &serde_norway::Value) -> Result<(), ConfigError> {
+    fn find(v: &serde_norway::Value, at: &str) -> Option<String> {
+        use serde_norway::Value;
+        let join = |k: &str| {
+            if at.is_empty() {
+                k.to_string()
+            } else {
+                format!("{at}.{k}")
+            }
+        };
+        match v {
+            Value::Tagged(_) => Some(at.to_string()),
+            Value::Mapping(m) => m.iter().find_map(|(k, v)| {
+                let key = match k {
+                    Value::String(s) => s.clone(),
+                    Value::Number(n) => n.to_string(),
+                    Value::Bool(b) => b.to_string(),
+                    // A tagged (or otherwise structured) key: blame its mapping.
+                    _ => return Some(at.to_string()),
+                };
+                find(v, &join(&key))
+            }),
+            Value::Sequence(items) => items
+                .iter()
+                .enumerate()
+                .find_map(|(i, v)| find(v, &join(&i.to_string()))),
+            _ => None,
+        }
+    }
+    match find(tree, "") {
+        None => Ok(()),
+        Some(key) => Err(ConfigError::Invalid {
+            path: path.to_path_buf(),
+            at: LineCol(locate::locate(text, &key)),
+            key: if key.is_empty() {
+                "(top level)".into()
+            } else {
+                key
+            },
+            message: "a YAML tag (`!name`) here or inside: clipflow's studies use none; remove it"
+                .into(),
+            hint: Hint::default(),
+        }),
+    }
+}
+
 /// serde_norway reports a key given twice at `1:1`: find the second occurrence ourselves.
 fn check_duplicates(path: &Path, text: &str, err: &serde_norway::Error) -> Option<ConfigError> {
     if !err.to_string().contains("duplicate") {
@@ -211,6 +260,7 @@ pub fn parse(path: &Path, text: &str, overrides: &[String]) -> Result<StudyConfi
     for o in &parsed {
         o.apply(&mut tree)?;
     }
+    reject_tags(path, text, &tree)?;
     match serde_path_to_error::deserialize::<_, StudyConfig>(tree) {
         Ok(study) => Ok(study),
         Err(err) => Err(describe(path, text, &parsed, err)),
@@ -240,6 +290,7 @@ pub fn load_analysis(
     for o in &parsed {
         o.apply(&mut tree)?;
     }
+    reject_tags(path, &text, &tree)?;
     let source = Source {
         path: path.to_path_buf(),
         text,
@@ -323,6 +374,25 @@ mod tests {
 
     const MINIMAL: &str =
         "name: t\ndataset:\n  format: folder\n  path: data/x\nmodels:\n  - path: models/m\n";
+
+    #[test]
+    fn yaml_tags_are_refused_at_their_key() {
+        // A fuzz case: a tagged key under `analysis:` reached the manifest, which JSON refused.
+        let text = format!("{MINIMAL}analysis:\n  projection:\n    !tag variants: [clean]\n");
+        let e = err(&text, &[]);
+        assert!(
+            e.starts_with("study.yaml:8:") && e.contains("analysis.projection"),
+            "{e}"
+        );
+        assert!(e.contains("YAML tag"), "{e}");
+        let text = format!("{MINIMAL}analysis:\n  retrieval:\n    k: !big [1]\n");
+        let e = err(&text, &[]);
+        assert!(
+            e.contains("analysis.retrieval.k") && e.contains(":9:"),
+            "{e}"
+        );
+        assert!(err(MINIMAL, &["name=!x y"]).contains("YAML tag"));
+    }
 
     #[test]
     fn an_endless_study_file_is_refused_with_bounded_memory() {
