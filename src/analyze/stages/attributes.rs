@@ -19,7 +19,7 @@ use crate::analysis::{attributes, pca, Embeddings};
 use crate::analyze::stage::{
     Context, Facts, Output, Section, Set, SettingError, Stage, StageConfig, StageError,
 };
-use crate::store::{self, Column, Table};
+use crate::store::{Column, Table};
 
 /// `analysis.attributes`.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -134,25 +134,11 @@ fn attribute_kind(values: &[Option<String>]) -> Option<AttributeKind> {
 impl AttributesStage {
     /// The attribute table: `path`, else `attributes.parquet` beside the store.
     fn load(&mut self, cx: &Context<'_>) -> Result<Option<&(Table, PathBuf)>, StageError> {
-        if self.table.is_none() {
-            let path = match &self.settings.path {
-                Some(p) => PathBuf::from(p),
-                None => {
-                    let base = if cx.store.is_file() {
-                        cx.store.parent().unwrap_or(cx.store)
-                    } else {
-                        cx.store
-                    };
-                    base.join("attributes.parquet")
-                }
-            };
-            self.table = Some(if path.exists() {
-                Some((store::read_table(&path)?, path))
-            } else {
-                None
-            });
-        }
-        Ok(self.table.as_ref().and_then(|t| t.as_ref()))
+        Ok(super::attribute_table(
+            &mut self.table,
+            self.settings.path.as_deref(),
+            cx.store,
+        )?)
     }
 }
 

@@ -33,7 +33,7 @@ use crate::analysis::{AnalysisError, Embeddings};
 use crate::analyze::stage::{
     Context, Facts, Model, Output, Section, Set, SettingError, Stage, StageConfig, StageError,
 };
-use crate::store::{self, Column, EmbeddingSet, Table};
+use crate::store::{Column, EmbeddingSet, Table};
 
 /// `analysis.duplicates`.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -146,25 +146,11 @@ struct Groups {
 
 impl DuplicatesStage {
     fn attributes(&mut self, cx: &Context<'_>) -> Result<Option<&(Table, PathBuf)>, StageError> {
-        if self.table.is_none() {
-            let path = match &self.settings.path {
-                Some(p) => PathBuf::from(p),
-                None => {
-                    let base = if cx.store.is_file() {
-                        cx.store.parent().unwrap_or(cx.store)
-                    } else {
-                        cx.store
-                    };
-                    base.join("attributes.parquet")
-                }
-            };
-            self.table = Some(if path.exists() {
-                Some((store::read_table(&path)?, path))
-            } else {
-                None
-            });
-        }
-        Ok(self.table.as_ref().and_then(|t| t.as_ref()))
+        Ok(super::attribute_table(
+            &mut self.table,
+            self.settings.path.as_deref(),
+            cx.store,
+        )?)
     }
 
     /// The images' groups, or a note saying why there are none.

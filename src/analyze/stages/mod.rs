@@ -160,6 +160,34 @@ pub(crate) fn sample_by_id<'a>(
     rows
 }
 
+/// The attribute table a stage reads (`path`, else `attributes.parquet` beside the store),
+/// read once into `cache`: `None` inside when there is no such file.
+pub(super) fn attribute_table<'c>(
+    cache: &'c mut Option<Option<(crate::store::Table, std::path::PathBuf)>>,
+    path: Option<&str>,
+    store: &std::path::Path,
+) -> Result<Option<&'c (crate::store::Table, std::path::PathBuf)>, crate::store::StoreError> {
+    if cache.is_none() {
+        let path = match path {
+            Some(p) => std::path::PathBuf::from(p),
+            None => {
+                let base = if store.is_file() {
+                    store.parent().unwrap_or(store)
+                } else {
+                    store
+                };
+                base.join("attributes.parquet")
+            }
+        };
+        *cache = Some(if path.exists() {
+            Some((crate::store::read_table(&path)?, path))
+        } else {
+            None
+        });
+    }
+    Ok(cache.as_ref().and_then(|t| t.as_ref()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
