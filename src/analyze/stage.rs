@@ -158,8 +158,8 @@ pub struct Common {
     /// Where noisy images go in image-to-image comparisons (kNN and linear probes).
     #[serde(default)]
     pub noise_on: NoiseTarget,
-    /// The logit scale of softmax over similarities; default the model's own (exported with
-    /// it), else CLIP's 100.
+    /// Replaces the scale of each model's scoring (softmax or sigmoid); default the model's own
+    /// (exported with it), else CLIP's 100.
     #[serde(default)]
     pub logit_scale: Option<f64>,
 }
