@@ -302,3 +302,42 @@ fn embeddings_match_onnxruntime_python_on_every_layout() {
         }
     }
 }
+
+/// Transparent images of every kind (alpha band, palette and colour `tRNS`, 16-bit RGBA, GIF,
+/// WebP; every (value, alpha) pair in `rgba_all.png`) decode to the RGB pixels Pillow gives:
+/// composited over white as transformers 5's `convert_to_rgb` does, or dropped as
+/// `convert("RGB")` does (scripts/gen_transparency_golden.py).
+#[test]
+fn transparency_matches_pillow_composited_or_dropped() {
+    let dir = fixtures().join("golden/transparency");
+    let index = json(&dir.join("index.json"));
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for case in index["images"].as_array().unwrap() {
+        let image = case["image"].as_str().unwrap();
+        let bytes = std::fs::read(dir.join(image)).unwrap();
+        for (rule, golden) in [
+            (Transparency::White, &case["white"]),
+            (Transparency::Drop, &case["drop"]),
+        ] {
+            let want = preprocess::decode(
+                &std::fs::read(dir.join(golden.as_str().unwrap())).unwrap(),
+                u64::MAX,
+            )
+            .unwrap();
+            let got = preprocess::decode_rgbx(&bytes, u64::MAX, rule, |_, _| 8).unwrap();
+            let got = got.image.to_rgb();
+            let differ = got
+                .iter()
+                .zip(want.as_raw())
+                .filter(|(a, b)| a != b)
+                .count();
+            if got.len() != want.as_raw().len() || differ > 0 {
+                failures.push(format!("{image} {rule:?}: {differ} values differ"));
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 18, "only {checked} transparency goldens");
+    assert!(failures.is_empty(), "differ from Pillow: {failures:#?}");
+}

@@ -716,8 +716,9 @@ pub fn decode_rgbx(
 
 /// Pillow's `alpha_composite(white, image).convert("RGB")` on RGBA pixels (the fourth byte
 /// becomes the padding byte, 255). Pillow's integer formula (`ImagingAlphaComposite`, 7 extra
-/// bits) with an opaque white destination has exact coefficients `128·a` and `128·(255 − a)`;
-/// `tests/golden.rs` checks every (value, alpha) pair against Pillow.
+/// bits) with an opaque white destination has exact coefficients `128·a` and `128·(255 − a)`,
+/// and then equals `(v·a + 255·(255 − a)) / 255` rounded to nearest; `tests/golden.rs` checks
+/// every (value, alpha) pair against Pillow.
 fn over_white(mut image: Rgbx) -> Rgbx {
     for p in image.data.chunks_exact_mut(4) {
         let a = p[3] as u32;
