@@ -100,7 +100,7 @@ FIXTURE_CASES = {
     "bert-tiny-optimum": "bert-tiny/optimum",
     "resnet-tiny": "resnet-tiny/tf5",
 }
-FIXTURE_IMAGES = ["portrait.jpg", "rgba.png", "palette.png", "odd_offset_wide.png"]
+FIXTURE_IMAGES = ["portrait.jpg", "rgba.png", "palette.png", "odd_offset_wide.png", "landscape.jpg", "palette_trns.png"]
 FIXTURE_TEXTS = ["plain", "curly_quotes", "cjk", "empty", "long_caption", "bang_is_id_0"]
 
 
