@@ -176,7 +176,8 @@ enum Inspect {
         from the stream of (--seed, --id, variant): a study's seed and an item's id give that \
         item's variant exactly.")]
     Preprocess {
-        /// The model folder (its preprocessor_config.json is used).
+        /// The model folder: its preprocessor_config.json, with the crop and transparency rules
+        /// its clipflow.json records (else transformers' rules for a Hugging Face config).
         #[arg(long, value_name = "DIR")]
         model: PathBuf,
         /// The image file.
