@@ -403,13 +403,14 @@ pub fn rank(
 /// Query rows of every score product (a last, short block is zero-padded).
 const QUERY_ROWS: usize = 256;
 
-/// Gallery rows of every score product: as many as `budget` bytes of `f32` scores hold for
-/// [`QUERY_ROWS`] queries, never more than the gallery, and never one (a one-column product
-/// takes gemm's matrix-vector path, whose summation order differs).
+/// Gallery rows of every score product: the gallery split into the fewest chunks whose
+/// `f32` scores for [`QUERY_ROWS`] queries fit in `budget` bytes, in chunks of equal size
+/// (so a last chunk is not mostly padding), rounded up to whole SIMD tiles; never one row
+/// (a one-column product takes gemm's matrix-vector path, whose summation order differs).
 fn gallery_rows(ng: usize, budget: usize) -> usize {
-    rows_per_block(QUERY_ROWS, 4, budget, usize::MAX)
-        .max(2)
-        .min(ng)
+    let most = rows_per_block(QUERY_ROWS, 4, budget, usize::MAX).max(2);
+    let chunks = ng.div_ceil(most).max(1);
+    ng.div_ceil(chunks).next_multiple_of(8).min(most).max(2)
 }
 
 /// The one shape of every score product of a ranking: `queries × gallery` scores over `dim`.
@@ -492,50 +493,45 @@ impl BlockWork {
         self.queries[..rows.len()].copy_from_slice(rows);
         self.queries[rows.len()..].fill(0.0);
 
-        // Pass 1: each query's positives, scored through gathered chunks of their union. A
-        // gallery item has one key, so the union is at most the gallery, whatever the lists.
+        // Pass 1: each query's best-placed positive. A gallery of one chunk is scored once,
+        // here; a larger one through gathered chunks of the union of the block's positives
+        // (a gallery item has one key, so the union is at most the gallery).
         let lists: Vec<PositiveList<'_>> = (0..real).map(|i| lookup.positives(first + i)).collect();
-        let mut union: Vec<usize> = if matches!(lookup, PositiveLookup::Paired) {
-            (first..first + real).collect()
-        } else {
-            let mut keys: Vec<&[usize]> = lists.iter().map(PositiveList::as_slice).collect();
-            keys.sort_unstable_by_key(|l| l.first().copied());
-            keys.dedup();
-            keys.concat()
-        };
-        union.sort_unstable();
-        // Where each query's walk through its (ascending) list stands, and its best so far.
-        let mut cursor = vec![0usize; real];
         let mut best: Vec<Option<Counting>> = vec![None; real];
-        for part in union.chunks(g) {
-            for (slot, &j) in part.iter().enumerate() {
-                self.chunk[slot * dim..(slot + 1) * dim]
-                    .copy_from_slice(&gallery[j * dim..(j + 1) * dim]);
-            }
-            self.chunk[part.len() * dim..].fill(0.0);
-            matmul_nt_f32(&self.queries, &self.chunk, dim, &mut self.scores);
-            let last = part[part.len() - 1];
+        let single = ng <= g;
+        if single {
+            self.product(gallery);
             for (i, list) in lists.iter().enumerate() {
-                let list = list.as_slice();
-                while let Some(&p) = list.get(cursor[i]).filter(|&&p| p <= last) {
-                    cursor[i] += 1;
-                    let slot = part.binary_search(&p).unwrap_or(0);
-                    let s = self.scores[i * g + slot];
-                    // Ascending indices: a later positive only wins with a strictly higher
-                    // score; one tied with the best after it is not a negative.
-                    match &mut best[i] {
-                        Some(b) if s < b.score => {}
-                        Some(b) if s == b.score => b.positive_ties_after += 1,
-                        b => {
-                            *b = Some(Counting {
-                                positive: p,
-                                score: s,
-                                greater: 0,
-                                equal_before: 0,
-                                equal_after: 0,
-                                positive_ties_after: 0,
-                            })
-                        }
+                for &p in list.as_slice() {
+                    take_positive(&mut best[i], p, self.scores[i * g + p]);
+                }
+            }
+        } else {
+            let mut union: Vec<usize> = if matches!(lookup, PositiveLookup::Paired) {
+                (first..first + real).collect()
+            } else {
+                let mut keys: Vec<&[usize]> = lists.iter().map(PositiveList::as_slice).collect();
+                keys.sort_unstable_by_key(|l| l.first().copied());
+                keys.dedup();
+                keys.concat()
+            };
+            union.sort_unstable();
+            // Where each query's walk through its (ascending) list stands.
+            let mut cursor = vec![0usize; real];
+            for part in union.chunks(g) {
+                for (slot, &j) in part.iter().enumerate() {
+                    self.chunk[slot * dim..(slot + 1) * dim]
+                        .copy_from_slice(&gallery[j * dim..(j + 1) * dim]);
+                }
+                self.chunk[part.len() * dim..].fill(0.0);
+                matmul_nt_f32(&self.queries, &self.chunk, dim, &mut self.scores);
+                let last = part[part.len() - 1];
+                for (i, list) in lists.iter().enumerate() {
+                    let list = list.as_slice();
+                    while let Some(&p) = list.get(cursor[i]).filter(|&&p| p <= last) {
+                        cursor[i] += 1;
+                        let slot = part.binary_search(&p).unwrap_or(0);
+                        take_positive(&mut best[i], p, self.scores[i * g + slot]);
                     }
                 }
             }
@@ -546,7 +542,9 @@ impl BlockWork {
         let mut tops: Vec<Vec<(usize, f32)>> = vec![Vec::new(); wanted.len()];
         for c0 in (0..ng).step_by(g) {
             let c1 = (c0 + g).min(ng);
-            self.product(&gallery[c0 * dim..c1 * dim]);
+            if !single {
+                self.product(&gallery[c0 * dim..c1 * dim]);
+            }
             let len = c1 - c0;
             for (i, count) in counts.iter_mut().enumerate() {
                 let Some(count) = count else { continue };
@@ -593,6 +591,26 @@ impl BlockWork {
             })
             .collect();
         (ranks, top)
+    }
+}
+
+/// Offers positive `p` with score `s` as a query's best-placed positive. Positives come in
+/// ascending index order, so a later one only wins with a strictly higher score, and one tied
+/// with the best after it is not a negative.
+fn take_positive(best: &mut Option<Counting>, p: usize, s: f32) {
+    match best {
+        Some(b) if s < b.score => {}
+        Some(b) if s == b.score => b.positive_ties_after += 1,
+        b => {
+            *b = Some(Counting {
+                positive: p,
+                score: s,
+                greater: 0,
+                equal_before: 0,
+                equal_after: 0,
+                positive_ties_after: 0,
+            })
+        }
     }
 }
 
@@ -979,7 +997,7 @@ mod tests {
     fn gathered_scores_equal_streamed_scores() {
         // The first pass scores positives gathered in any order; the second streams the
         // gallery in order. Both must give an entry the same bits for ties to compare.
-        let (d, g) = (96, 40);
+        let (d, g) = (96, 37);
         let mut r = noise(11);
         let shape = BlockShape {
             queries: QUERY_ROWS,
