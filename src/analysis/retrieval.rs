@@ -63,7 +63,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use super::linalg::{matmul_nt_f32, non_empty, rows_per_block, same_dim};
+use super::linalg::{non_empty, same_dim};
+use super::scan::{merge_top, ScoreBlock, Shape};
 use super::{check_unit_norm, AnalysisError, Embeddings};
 
 /// Which gallery items are positives for each query.
@@ -239,23 +240,6 @@ impl PositiveLookup<'_> {
     }
 }
 
-/// The `k` best gallery indices of `row`: decreasing score, ties by increasing index.
-fn top_k_of_row(row: &[f32], k: usize) -> Vec<usize> {
-    let cmp = |a: &usize, b: &usize| {
-        row[*b]
-            .partial_cmp(&row[*a])
-            .unwrap_or(std::cmp::Ordering::Equal)
-            .then(a.cmp(b))
-    };
-    let mut idx: Vec<usize> = (0..row.len()).collect();
-    if k < idx.len() {
-        idx.select_nth_unstable_by(k - 1, cmp);
-        idx.truncate(k);
-    }
-    idx.sort_by(cmp);
-    idx
-}
-
 /// Ranks the gallery for every query (see the module docs for the definitions and tie rule).
 pub fn rank(
     queries: Embeddings<'_>,
@@ -334,11 +318,7 @@ pub fn rank(
     }
 
     let threads = rayon::current_num_threads().max(1);
-    let shape = BlockShape {
-        queries: QUERY_ROWS,
-        gallery: gallery_rows(ng, opts.memory_budget),
-        dim,
-    };
+    let shape = Shape::for_gallery(ng, dim, opts.memory_budget);
     let n_blocks = nq.div_ceil(shape.queries);
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<RowRank>>> = Mutex::new(vec![None; nq]);
@@ -355,7 +335,7 @@ pub fn rank(
     rayon::scope(|s| {
         for _ in 0..threads.min(n_blocks) {
             s.spawn(|_| {
-                let mut work = BlockWork::new(shape);
+                let mut work = ScoreBlock::new(shape);
                 loop {
                     let b = next.fetch_add(1, Ordering::Relaxed);
                     if b >= n_blocks {
@@ -365,7 +345,8 @@ pub fn rank(
                     let end = (start + shape.queries).min(nq);
                     let lo = wanted.partition_point(|&(q, _)| q < start);
                     let hi = wanted.partition_point(|&(q, _)| q < end);
-                    let (ranks, top) = work.rank_block(
+                    let (ranks, top) = rank_block(
+                        &mut work,
                         queries.slice_rows(start, end),
                         start,
                         gallery.data(),
@@ -400,36 +381,6 @@ pub fn rank(
     })
 }
 
-/// Query rows of every score product (a last, short block is zero-padded).
-const QUERY_ROWS: usize = 256;
-
-/// Gallery rows of every score product: the gallery split into the fewest chunks whose
-/// `f32` scores for [`QUERY_ROWS`] queries fit in `budget` bytes, in chunks of equal size
-/// (so a last chunk is not mostly padding), rounded up to whole SIMD tiles; never one row
-/// (a one-column product takes gemm's matrix-vector path, whose summation order differs).
-fn gallery_rows(ng: usize, budget: usize) -> usize {
-    let most = rows_per_block(QUERY_ROWS, 4, budget, usize::MAX).max(2);
-    let chunks = ng.div_ceil(most).max(1);
-    ng.div_ceil(chunks).next_multiple_of(8).min(most).max(2)
-}
-
-/// The one shape of every score product of a ranking: `queries × gallery` scores over `dim`.
-#[derive(Debug, Clone, Copy)]
-struct BlockShape {
-    queries: usize,
-    gallery: usize,
-    dim: usize,
-}
-
-/// One worker's buffers, reused across query blocks: the (padded) queries, a padded or
-/// gathered gallery chunk, and the scores of one product.
-struct BlockWork {
-    shape: BlockShape,
-    queries: Vec<f32>,
-    chunk: Vec<f32>,
-    scores: Vec<f32>,
-}
-
 /// A query's best-placed positive and its score, while its row is being counted.
 #[derive(Debug, Clone, Copy)]
 struct Counting {
@@ -441,157 +392,115 @@ struct Counting {
     positive_ties_after: usize,
 }
 
-impl BlockWork {
-    fn new(shape: BlockShape) -> BlockWork {
-        BlockWork {
-            shape,
-            queries: vec![0.0; shape.queries * shape.dim],
-            chunk: vec![0.0; shape.gallery * shape.dim],
-            scores: vec![0.0; shape.queries * shape.gallery],
-        }
-    }
+/// Ranks one block of queries (`rows`, the first being query `first`) against the whole
+/// gallery, chunk by chunk, and keeps the top `top_k` hits of the `wanted` queries
+/// (`(query, position)` pairs inside the block).
+///
+/// Two passes over products of the block's one shape: the first scores each query against
+/// its positives, gathered into chunks, to find its best-placed positive `p` and score `s`;
+/// the second streams the gallery and counts, per query, the items above `s` and those equal
+/// to it before and after `p`. A gallery row's scores have the same bits wherever it sits in
+/// a chunk (see [`scan`](super::scan)), so `s` compares exactly with the streamed scores.
+fn rank_block(
+    work: &mut ScoreBlock,
+    rows: &[f32],
+    first: usize,
+    gallery: &[f32],
+    lookup: &PositiveLookup<'_>,
+    wanted: &[(usize, usize)],
+    top_k: usize,
+) -> (Vec<Option<RowRank>>, Vec<(usize, TopHits)>) {
+    let Shape {
+        gallery: g, dim, ..
+    } = work.shape();
+    let ng = gallery.len() / dim;
+    let real = rows.len() / dim;
+    work.set_queries(rows);
 
-    /// Scores of the block's queries against `rows` gallery rows (at most one chunk, padded
-    /// with zero rows to the fixed shape); row `i` of the result is `scores[i·G..][..rows]`.
-    fn product(&mut self, gallery: &[f32]) {
-        let (g, dim) = (self.shape.gallery, self.shape.dim);
-        let b = if gallery.len() == g * dim {
-            gallery
+    // Pass 1: each query's best-placed positive. A gallery of one chunk is scored once,
+    // here; a larger one through gathered chunks of the union of the block's positives (a
+    // gallery item has one key, so the union is at most the gallery).
+    let lists: Vec<PositiveList<'_>> = (0..real).map(|i| lookup.positives(first + i)).collect();
+    let mut best: Vec<Option<Counting>> = vec![None; real];
+    let single = ng <= g;
+    if single {
+        work.product(gallery);
+        for (i, list) in lists.iter().enumerate() {
+            for &p in list.as_slice() {
+                take_positive(&mut best[i], p, work.row(i)[p]);
+            }
+        }
+    } else {
+        let mut union: Vec<usize> = if matches!(lookup, PositiveLookup::Paired) {
+            (first..first + real).collect()
         } else {
-            self.chunk[..gallery.len()].copy_from_slice(gallery);
-            self.chunk[gallery.len()..].fill(0.0);
-            &self.chunk
+            let mut keys: Vec<&[usize]> = lists.iter().map(PositiveList::as_slice).collect();
+            keys.sort_unstable_by_key(|l| l.first().copied());
+            keys.dedup();
+            keys.concat()
         };
-        matmul_nt_f32(&self.queries, b, dim, &mut self.scores);
-    }
-
-    /// Ranks one block of queries (`rows`, the first being query `first`) against the whole
-    /// gallery, chunk by chunk, and keeps the top `top_k` hits of the `wanted` queries
-    /// (`(query, position)` pairs inside the block).
-    ///
-    /// Two passes, both over products of the one fixed shape: the first scores each query
-    /// against its positives, gathered into chunks, to find its best-placed positive `p` and
-    /// score `s`; the second streams the gallery and counts, per query, the items above `s`
-    /// and those equal to it before and after `p`. A gemm product gives an entry the same
-    /// bits wherever its gallery row sits in a chunk of one shape (every entry is the same
-    /// sequence of fused multiply-adds), so `s` compares exactly with the streamed scores;
-    /// `gathered_scores_equal_streamed_scores` checks it.
-    fn rank_block(
-        &mut self,
-        rows: &[f32],
-        first: usize,
-        gallery: &[f32],
-        lookup: &PositiveLookup<'_>,
-        wanted: &[(usize, usize)],
-        top_k: usize,
-    ) -> (Vec<Option<RowRank>>, Vec<(usize, TopHits)>) {
-        let BlockShape {
-            gallery: g, dim, ..
-        } = self.shape;
-        let ng = gallery.len() / dim;
-        let real = rows.len() / dim;
-        self.queries[..rows.len()].copy_from_slice(rows);
-        self.queries[rows.len()..].fill(0.0);
-
-        // Pass 1: each query's best-placed positive. A gallery of one chunk is scored once,
-        // here; a larger one through gathered chunks of the union of the block's positives
-        // (a gallery item has one key, so the union is at most the gallery).
-        let lists: Vec<PositiveList<'_>> = (0..real).map(|i| lookup.positives(first + i)).collect();
-        let mut best: Vec<Option<Counting>> = vec![None; real];
-        let single = ng <= g;
-        if single {
-            self.product(gallery);
+        union.sort_unstable();
+        // Where each query's walk through its (ascending) list stands.
+        let mut cursor = vec![0usize; real];
+        for part in union.chunks(g) {
+            work.gathered_product(gallery, part);
+            let last = part[part.len() - 1];
             for (i, list) in lists.iter().enumerate() {
-                for &p in list.as_slice() {
-                    take_positive(&mut best[i], p, self.scores[i * g + p]);
-                }
-            }
-        } else {
-            let mut union: Vec<usize> = if matches!(lookup, PositiveLookup::Paired) {
-                (first..first + real).collect()
-            } else {
-                let mut keys: Vec<&[usize]> = lists.iter().map(PositiveList::as_slice).collect();
-                keys.sort_unstable_by_key(|l| l.first().copied());
-                keys.dedup();
-                keys.concat()
-            };
-            union.sort_unstable();
-            // Where each query's walk through its (ascending) list stands.
-            let mut cursor = vec![0usize; real];
-            for part in union.chunks(g) {
-                for (slot, &j) in part.iter().enumerate() {
-                    self.chunk[slot * dim..(slot + 1) * dim]
-                        .copy_from_slice(&gallery[j * dim..(j + 1) * dim]);
-                }
-                self.chunk[part.len() * dim..].fill(0.0);
-                matmul_nt_f32(&self.queries, &self.chunk, dim, &mut self.scores);
-                let last = part[part.len() - 1];
-                for (i, list) in lists.iter().enumerate() {
-                    let list = list.as_slice();
-                    while let Some(&p) = list.get(cursor[i]).filter(|&&p| p <= last) {
-                        cursor[i] += 1;
-                        let slot = part.binary_search(&p).unwrap_or(0);
-                        take_positive(&mut best[i], p, self.scores[i * g + slot]);
-                    }
+                let list = list.as_slice();
+                while let Some(&p) = list.get(cursor[i]).filter(|&&p| p <= last) {
+                    cursor[i] += 1;
+                    let slot = part.binary_search(&p).unwrap_or(0);
+                    take_positive(&mut best[i], p, work.row(i)[slot]);
                 }
             }
         }
-        let mut counts = best;
-
-        // Pass 2: stream the gallery, counting and keeping the wanted top lists.
-        let mut tops: Vec<Vec<(usize, f32)>> = vec![Vec::new(); wanted.len()];
-        for c0 in (0..ng).step_by(g) {
-            let c1 = (c0 + g).min(ng);
-            if !single {
-                self.product(&gallery[c0 * dim..c1 * dim]);
-            }
-            let len = c1 - c0;
-            for (i, count) in counts.iter_mut().enumerate() {
-                let Some(count) = count else { continue };
-                let row = &self.scores[i * g..][..len];
-                count_chunk(row, c0, count);
-            }
-            for (w, &(q, _)) in wanted.iter().enumerate() {
-                let row = &self.scores[(q - first) * g..][..len];
-                let mut merged = std::mem::take(&mut tops[w]);
-                merged.extend(
-                    top_k_of_row(row, top_k)
-                        .into_iter()
-                        .map(|j| (c0 + j, row[j])),
-                );
-                tops[w] = best_of(merged, top_k);
-            }
-        }
-
-        let ranks = counts
-            .into_iter()
-            .map(|c| {
-                c.map(|c| RowRank {
-                    rank: 1 + c.greater + c.equal_before,
-                    positive: c.positive,
-                    optimistic: 1 + c.greater,
-                    pessimistic: 1 + c.greater + c.equal_before + c.equal_after
-                        - c.positive_ties_after,
-                })
-            })
-            .collect();
-        let top = wanted
-            .iter()
-            .zip(tops)
-            .map(|(&(q, pos), list)| {
-                let hits = list
-                    .into_iter()
-                    .map(|(j, score)| Hit {
-                        gallery: j,
-                        score,
-                        positive: lookup.is_positive(q, j),
-                    })
-                    .collect();
-                (pos, TopHits { query: q, hits })
-            })
-            .collect();
-        (ranks, top)
     }
+    let mut counts = best;
+
+    // Pass 2: stream the gallery, counting and keeping the wanted top lists.
+    let mut tops: Vec<Vec<(usize, f32)>> = vec![Vec::new(); wanted.len()];
+    for c0 in (0..ng).step_by(g) {
+        let c1 = (c0 + g).min(ng);
+        if !single {
+            work.product(&gallery[c0 * dim..c1 * dim]);
+        }
+        let len = c1 - c0;
+        for (i, count) in counts.iter_mut().enumerate() {
+            let Some(count) = count else { continue };
+            count_chunk(&work.row(i)[..len], c0, count);
+        }
+        for (w, &(q, _)) in wanted.iter().enumerate() {
+            merge_top(&mut tops[w], &work.row(q - first)[..len], c0, top_k);
+        }
+    }
+
+    let ranks = counts
+        .into_iter()
+        .map(|c| {
+            c.map(|c| RowRank {
+                rank: 1 + c.greater + c.equal_before,
+                positive: c.positive,
+                optimistic: 1 + c.greater,
+                pessimistic: 1 + c.greater + c.equal_before + c.equal_after - c.positive_ties_after,
+            })
+        })
+        .collect();
+    let top = wanted
+        .iter()
+        .zip(tops)
+        .map(|(&(q, pos), list)| {
+            let hits = list
+                .into_iter()
+                .map(|(j, score)| Hit {
+                    gallery: j,
+                    score,
+                    positive: lookup.is_positive(q, j),
+                })
+                .collect();
+            (pos, TopHits { query: q, hits })
+        })
+        .collect();
+    (ranks, top)
 }
 
 /// Offers positive `p` with score `s` as a query's best-placed positive. Positives come in
@@ -637,17 +546,6 @@ fn count_chunk(row: &[f32], c0: usize, count: &mut Counting) {
     let (gt, eq) = tally(after);
     count.greater += gt;
     count.equal_after += eq;
-}
-
-/// The `k` best of `(gallery index, score)` pairs: decreasing score, ties by increasing index.
-fn best_of(mut list: Vec<(usize, f32)>, k: usize) -> Vec<(usize, f32)> {
-    list.sort_by(|a, b| {
-        b.1.partial_cmp(&a.1)
-            .unwrap_or(std::cmp::Ordering::Equal)
-            .then(a.0.cmp(&b.0))
-    });
-    list.truncate(k);
-    list
 }
 
 /// recall@K for each K in `ks`, mean and median rank, and MRR, from per-query ranks.
@@ -991,40 +889,6 @@ mod tests {
                 c.iter().map(move |a| a / n).collect::<Vec<_>>()
             })
             .collect()
-    }
-
-    #[test]
-    fn gathered_scores_equal_streamed_scores() {
-        // The first pass scores positives gathered in any order; the second streams the
-        // gallery in order. Both must give an entry the same bits for ties to compare.
-        let (d, g) = (96, 37);
-        let mut r = noise(11);
-        let shape = BlockShape {
-            queries: QUERY_ROWS,
-            gallery: g,
-            dim: d,
-        };
-        let q = unit_rows((0..QUERY_ROWS * d).map(|_| r()).collect(), d);
-        let gal = unit_rows((0..g * d).map(|_| r()).collect(), d);
-        let mut work = BlockWork::new(shape);
-        work.queries.copy_from_slice(&q);
-        work.product(&gal);
-        let streamed = work.scores.clone();
-        let order: Vec<usize> = (0..g).map(|j| (j * 17 + 5) % g).collect();
-        let gathered: Vec<f32> = order
-            .iter()
-            .flat_map(|&j| gal[j * d..(j + 1) * d].iter().copied())
-            .collect();
-        work.product(&gathered[..(g - 3) * d]);
-        for i in 0..QUERY_ROWS {
-            for (slot, &j) in order[..g - 3].iter().enumerate() {
-                assert_eq!(
-                    work.scores[i * g + slot].to_bits(),
-                    streamed[i * g + j].to_bits(),
-                    "query {i}, gallery {j}"
-                );
-            }
-        }
     }
 
     /// Ranks and bounds by the definitions, from a full sort of each row (the numpy
