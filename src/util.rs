@@ -32,6 +32,53 @@ pub fn commit_temp(temp: &Path, path: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// A temporary file beside its final path, removed when dropped unless committed: a writer
+/// that fails half-way (a full disk, a broken pipe, a panic) leaves nothing behind, while a
+/// process killed outright leaves one the next run removes (its name carries the dead pid).
+#[derive(Debug)]
+pub struct TempFile {
+    path: PathBuf,
+    committed: bool,
+}
+
+impl TempFile {
+    /// The temporary for `path` ([`temp_path`]); nothing is created yet.
+    pub fn beside(path: &Path) -> TempFile {
+        TempFile {
+            path: temp_path(path),
+            committed: false,
+        }
+    }
+
+    /// Moves the finished temporary into place ([`commit_temp`]).
+    pub fn commit(mut self, path: &Path) -> io::Result<()> {
+        commit_temp(&self.path, path)?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for TempFile {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl AsRef<Path> for TempFile {
+    fn as_ref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
 /// Writes `bytes` to `path` atomically, creating parent folders. On failure (a full disk) the
 /// temporary file is removed: nothing is left but what was there before.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {

@@ -58,6 +58,7 @@ pub mod probe;
 pub mod retrieval;
 mod rng;
 pub mod robustness;
+mod scan;
 pub mod scoring;
 pub mod subspace;
 pub mod trustworthiness;

@@ -18,10 +18,9 @@
 
 use rayon::prelude::*;
 
-use super::linalg::{
-    matmul_nt_f32, matmul_nt_f64, matmul_tn_acc_f64, non_empty, rows_per_block, same_dim,
-};
+use super::linalg::{matmul_nt_f64, matmul_tn_acc_f64, non_empty, same_dim};
 use super::rng::Rng;
+use super::scan::{merge_top, ScoreBlock, Shape};
 use super::{check_finite, check_unit_norm, AnalysisError, Embeddings};
 
 /// Indices of the training and test samples, each ascending.
@@ -126,52 +125,46 @@ pub fn knn_predict(
             of: "training samples",
         });
     }
-    // One product shape for every chunk (the last one zero-padded): a test row's similarities,
-    // and so its prediction, are the same bits however the test rows are split into chunks,
-    // threads, or blocks of a cluster array (as in `retrieval`).
-    let block = rows_per_block(ntr, 4, 64 << 20, 1024);
+    // Test rows in blocks against chunks of the training set, all products of one shape (see
+    // `scan`): a test row's similarities, and so its prediction, are the same bits however
+    // the test rows are split into blocks, threads, or blocks of a cluster array, and memory
+    // stays at one block of scores whatever the training set's size.
+    let shape = Shape::for_gallery(ntr, dim, 8 << 20);
     let preds = test
         .data()
-        .par_chunks(block * dim)
-        .flat_map_iter(|rows| {
-            let m = rows.len() / dim;
-            let mut s = vec![0.0f32; block * ntr];
-            if m == block {
-                matmul_nt_f32(rows, train.data(), dim, &mut s);
-            } else {
-                let mut padded = rows.to_vec();
-                padded.resize(block * dim, 0.0);
-                matmul_nt_f32(&padded, train.data(), dim, &mut s);
-            }
-            s.truncate(m * ntr);
-            let mut idx: Vec<usize> = Vec::with_capacity(ntr);
-            let mut out = Vec::with_capacity(m);
-            for row in s.chunks_exact(ntr) {
-                let cmp = |a: &usize, b: &usize| {
-                    row[*b]
-                        .partial_cmp(&row[*a])
-                        .unwrap_or(std::cmp::Ordering::Equal)
-                        .then(a.cmp(b))
-                };
-                idx.clear();
-                idx.extend(0..ntr);
-                if k < ntr {
-                    idx.select_nth_unstable_by(k - 1, cmp);
-                }
-                let mut votes: Vec<usize> = idx[..k].iter().map(|&j| train_labels[j]).collect();
-                votes.sort_unstable();
-                // Runs of equal labels in ascending order: the first longest run wins.
-                let (mut best, mut best_n) = (votes[0], 0);
-                for run in votes.chunk_by(|a, b| a == b) {
-                    if run.len() > best_n {
-                        best = run[0];
-                        best_n = run.len();
+        .par_chunks(shape.queries * dim)
+        .map_init(
+            || ScoreBlock::new(shape),
+            |block, rows| {
+                let m = rows.len() / dim;
+                block.set_queries(rows);
+                let mut tops: Vec<Vec<(usize, f32)>> = vec![Vec::with_capacity(2 * k); m];
+                for c0 in (0..ntr).step_by(shape.gallery) {
+                    let c1 = (c0 + shape.gallery).min(ntr);
+                    block.product(&train.data()[c0 * dim..c1 * dim]);
+                    for (i, top) in tops.iter_mut().enumerate() {
+                        merge_top(top, &block.row(i)[..c1 - c0], c0, k);
                     }
                 }
-                out.push(best);
-            }
-            out
-        })
+                tops.into_iter()
+                    .map(|top| {
+                        let mut votes: Vec<usize> =
+                            top.iter().map(|&(j, _)| train_labels[j]).collect();
+                        votes.sort_unstable();
+                        // Runs of equal labels in ascending order: the first longest run wins.
+                        let (mut best, mut best_n) = (votes[0], 0);
+                        for run in votes.chunk_by(|a, b| a == b) {
+                            if run.len() > best_n {
+                                best = run[0];
+                                best_n = run.len();
+                            }
+                        }
+                        best
+                    })
+                    .collect::<Vec<usize>>()
+            },
+        )
+        .flatten_iter()
         .collect();
     Ok(preds)
 }

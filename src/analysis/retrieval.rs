@@ -37,23 +37,34 @@
 //! positive after every tied negative). When they differ the recall depends on the order of
 //! the gallery, and the analysis says so.
 //!
-//! # Memory and determinism
+//! # Memory, speed and determinism
 //!
-//! Scores are computed for blocks of queries against the whole gallery, one block per worker
-//! thread at a time, each block at most [`RankOptions::memory_budget`] bytes (64 MiB by
-//! default): 100k × 100k never materialises.
+//! Scores are computed for blocks of 256 queries against chunks of the gallery, so one
+//! worker holds one `256 × chunk` block of scores (at most [`RankOptions::memory_budget`]
+//! bytes, 8 MiB by default) whatever the gallery size: 10k queries against a million images
+//! never materialise a query's whole row. Each block takes two passes over products of that
+//! one shape. The first scores every query against its positives (gathered into chunks) to
+//! find its best-placed positive and that score; the second streams the gallery and counts,
+//! per query, the items above it and those tied with it, and keeps the top-K lists the
+//! report shows in a bounded merge. A product over a chunk costs a pack of the chunk and of
+//! the queries; both stay small next to its `256 × chunk × dim` multiply-adds, where one
+//! product per query block against the whole gallery spent most of its time packing the
+//! gallery for a few query rows.
 //!
-//! The block height depends on the gallery size and the budget only, never on the number of
-//! threads or queries, and a last, short block is padded with zero rows: every matrix product
-//! then has the same shape. That matters because the gemm kernels pick different code paths
-//! (and summation orders) for different row counts, so a score's last bits would otherwise
-//! depend on the thread count, or on which block of a cluster array ranked the query; with one
-//! shape, a query's scores and rank are the same bits however the queries are split.
+//! Every product has the same shape (a last, short block of queries or chunk of gallery is
+//! padded with zero rows), and its shape depends on the gallery size and the budget only,
+//! never on the number of threads or queries. That matters because the gemm kernels pick
+//! different code paths (and summation orders) for different shapes, so a score's last bits
+//! would otherwise depend on the thread count, or on which block of a cluster array ranked
+//! the query; with one shape, a query's scores and rank are the same bits however the
+//! queries are split, and a positive's score from the gathered pass equals its score in the
+//! streamed pass.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use super::linalg::{matmul_nt_f32, non_empty, rows_per_block, same_dim};
+use super::linalg::{non_empty, same_dim};
+use super::scan::{merge_top, ScoreBlock, Shape};
 use super::{check_unit_norm, AnalysisError, Embeddings};
 
 /// Which gallery items are positives for each query.
@@ -90,7 +101,7 @@ impl Default for RankOptions<'_> {
         RankOptions {
             top_k_queries: &[],
             top_k: 10,
-            memory_budget: 64 << 20,
+            memory_budget: 8 << 20,
         }
     }
 }
@@ -188,6 +199,21 @@ enum PositiveLookup<'a> {
     Keys { query: &'a [usize], index: KeyIndex },
 }
 
+/// A query's positives, ascending: its own index when paired, its key's group otherwise.
+enum PositiveList<'a> {
+    One([usize; 1]),
+    Many(&'a [usize]),
+}
+
+impl PositiveList<'_> {
+    fn as_slice(&self) -> &[usize] {
+        match self {
+            PositiveList::One(one) => one,
+            PositiveList::Many(many) => many,
+        }
+    }
+}
+
 /// Where a query's best-placed positive lands in its score row.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct RowRank {
@@ -198,11 +224,11 @@ struct RowRank {
 }
 
 impl PositiveLookup<'_> {
-    /// Rank and index of query `q`'s best-placed positive in its score row.
-    fn rank(&self, row: &[f32], q: usize) -> Option<RowRank> {
+    /// Query `q`'s positives.
+    fn positives(&self, q: usize) -> PositiveList<'_> {
         match self {
-            PositiveLookup::Paired => rank_in_row(row, &[q]),
-            PositiveLookup::Keys { query, index } => rank_in_row(row, index.get(query[q])),
+            PositiveLookup::Paired => PositiveList::One([q]),
+            PositiveLookup::Keys { query, index } => PositiveList::Many(index.get(query[q])),
         }
     }
 
@@ -212,59 +238,6 @@ impl PositiveLookup<'_> {
             PositiveLookup::Keys { query, index } => index.get(query[q]).binary_search(&j).is_ok(),
         }
     }
-}
-
-/// The 1-based rank and gallery index of the best-placed positive in `row`, under the stable
-/// decreasing-score order, with its optimistic and pessimistic bounds. `positives` must be
-/// ascending.
-fn rank_in_row(row: &[f32], positives: &[usize]) -> Option<RowRank> {
-    let mut best: Option<(usize, f32)> = None;
-    for &p in positives {
-        let s = row[p];
-        // Ascending indices: a later positive only wins with a strictly higher score.
-        if best.is_none_or(|(_, bs)| s > bs) {
-            best = Some((p, s));
-        }
-    }
-    let (p, s) = best?;
-    let (mut greater, mut equal_before, mut equal_after) = (0usize, 0usize, 0usize);
-    for (j, &v) in row.iter().enumerate() {
-        if v > s {
-            greater += 1;
-        } else if v == s {
-            if j < p {
-                equal_before += 1;
-            } else if j > p {
-                equal_after += 1;
-            }
-        }
-    }
-    // Items tied with p before it are negatives (p is the first positive at its score); after
-    // it, the other positives at that score are not negatives.
-    let positive_ties_after = positives.iter().filter(|&&j| j > p && row[j] == s).count();
-    Some(RowRank {
-        rank: 1 + greater + equal_before,
-        positive: p,
-        optimistic: 1 + greater,
-        pessimistic: 1 + greater + equal_before + equal_after - positive_ties_after,
-    })
-}
-
-/// The `k` best gallery indices of `row`: decreasing score, ties by increasing index.
-fn top_k_of_row(row: &[f32], k: usize) -> Vec<usize> {
-    let cmp = |a: &usize, b: &usize| {
-        row[*b]
-            .partial_cmp(&row[*a])
-            .unwrap_or(std::cmp::Ordering::Equal)
-            .then(a.cmp(b))
-    };
-    let mut idx: Vec<usize> = (0..row.len()).collect();
-    if k < idx.len() {
-        idx.select_nth_unstable_by(k - 1, cmp);
-        idx.truncate(k);
-    }
-    idx.sort_by(cmp);
-    idx
 }
 
 /// Ranks the gallery for every query (see the module docs for the definitions and tie rule).
@@ -345,13 +318,10 @@ pub fn rank(
     }
 
     let threads = rayon::current_num_threads().max(1);
-    // Never one row: a single-row product takes gemm's matrix-vector path (see module docs).
-    let block = rows_per_block(ng, 4, opts.memory_budget, 4096).max(2);
-    let n_blocks = nq.div_ceil(block);
+    let shape = Shape::for_gallery(ng, dim, opts.memory_budget);
+    let n_blocks = nq.div_ceil(shape.queries);
     let next = AtomicUsize::new(0);
-    let ranks = Mutex::new(vec![None; nq]);
-    let firsts = Mutex::new(vec![None; nq]);
-    let bounds: Mutex<Vec<Option<(usize, usize)>>> = Mutex::new(vec![None; nq]);
+    let results: Mutex<Vec<Option<RowRank>>> = Mutex::new(vec![None; nq]);
     let tops: Mutex<Vec<Option<TopHits>>> = Mutex::new(vec![None; opts.top_k_queries.len()]);
     // Positions in `top_k_queries` of each query wanting a top-K list, sorted by query.
     let mut wanted: Vec<(usize, usize)> = opts
@@ -365,70 +335,43 @@ pub fn rank(
     rayon::scope(|s| {
         for _ in 0..threads.min(n_blocks) {
             s.spawn(|_| {
-                let mut scores = vec![0.0f32; block * ng];
-                let mut padded: Vec<f32> = Vec::new();
+                let mut work = ScoreBlock::new(shape);
                 loop {
                     let b = next.fetch_add(1, Ordering::Relaxed);
                     if b >= n_blocks {
                         break;
                     }
-                    let start = b * block;
-                    let end = (start + block).min(nq);
-                    let rows = queries.slice_rows(start, end);
-                    let a = if end - start == block {
-                        rows
-                    } else {
-                        padded.clear();
-                        padded.extend_from_slice(rows);
-                        padded.resize(block * dim, 0.0);
-                        &padded
-                    };
-                    matmul_nt_f32(a, gallery.data(), dim, &mut scores);
-                    let out = &scores[..(end - start) * ng];
-                    let r: Vec<Option<RowRank>> = out
-                        .chunks_exact(ng)
-                        .enumerate()
-                        .map(|(i, row)| lookup.rank(row, start + i))
-                        .collect();
+                    let start = b * shape.queries;
+                    let end = (start + shape.queries).min(nq);
                     let lo = wanted.partition_point(|&(q, _)| q < start);
                     let hi = wanted.partition_point(|&(q, _)| q < end);
-                    let mut t = Vec::new();
-                    for &(q, pos) in &wanted[lo..hi] {
-                        let row = &out[(q - start) * ng..(q - start + 1) * ng];
-                        let hits = top_k_of_row(row, opts.top_k)
-                            .into_iter()
-                            .map(|j| Hit {
-                                gallery: j,
-                                score: row[j],
-                                positive: lookup.is_positive(q, j),
-                            })
-                            .collect();
-                        t.push((pos, TopHits { query: q, hits }));
-                    }
+                    let (ranks, top) = rank_block(
+                        &mut work,
+                        queries.slice_rows(start, end),
+                        start,
+                        gallery.data(),
+                        &lookup,
+                        &wanted[lo..hi],
+                        opts.top_k,
+                    );
                     {
-                        let mut ranks = ranks.lock().unwrap_or_else(|e| e.into_inner());
-                        let mut firsts = firsts.lock().unwrap_or_else(|e| e.into_inner());
-                        let mut bounds = bounds.lock().unwrap_or_else(|e| e.into_inner());
-                        for (i, f) in r.into_iter().enumerate() {
-                            ranks[start + i] = f.map(|r| r.rank);
-                            firsts[start + i] = f.map(|r| r.positive);
-                            bounds[start + i] = f.map(|r| (r.optimistic, r.pessimistic));
-                        }
+                        let mut results = results.lock().unwrap_or_else(|e| e.into_inner());
+                        results[start..end].copy_from_slice(&ranks);
                     }
                     let mut tops = tops.lock().unwrap_or_else(|e| e.into_inner());
-                    for (pos, th) in t {
+                    for (pos, th) in top {
                         tops[pos] = Some(th);
                     }
                 }
             });
         }
     });
-    let bounds = bounds.into_inner().unwrap_or_else(|e| e.into_inner());
+    let results = results.into_inner().unwrap_or_else(|e| e.into_inner());
     Ok(Ranking {
-        ranks: ranks.into_inner().unwrap_or_else(|e| e.into_inner()),
-        first_positive: firsts.into_inner().unwrap_or_else(|e| e.into_inner()),
-        optimistic: bounds.iter().map(|b| b.map(|b| b.0)).collect(),
-        pessimistic: bounds.iter().map(|b| b.map(|b| b.1)).collect(),
+        ranks: results.iter().map(|r| r.map(|r| r.rank)).collect(),
+        first_positive: results.iter().map(|r| r.map(|r| r.positive)).collect(),
+        optimistic: results.iter().map(|r| r.map(|r| r.optimistic)).collect(),
+        pessimistic: results.iter().map(|r| r.map(|r| r.pessimistic)).collect(),
         top: tops
             .into_inner()
             .unwrap_or_else(|e| e.into_inner())
@@ -436,6 +379,173 @@ pub fn rank(
             .flatten()
             .collect(),
     })
+}
+
+/// A query's best-placed positive and its score, while its row is being counted.
+#[derive(Debug, Clone, Copy)]
+struct Counting {
+    positive: usize,
+    score: f32,
+    greater: usize,
+    equal_before: usize,
+    equal_after: usize,
+    positive_ties_after: usize,
+}
+
+/// Ranks one block of queries (`rows`, the first being query `first`) against the whole
+/// gallery, chunk by chunk, and keeps the top `top_k` hits of the `wanted` queries
+/// (`(query, position)` pairs inside the block).
+///
+/// Two passes over products of the block's one shape: the first scores each query against
+/// its positives, gathered into chunks, to find its best-placed positive `p` and score `s`;
+/// the second streams the gallery and counts, per query, the items above `s` and those equal
+/// to it before and after `p`. A gallery row's scores have the same bits wherever it sits in
+/// a chunk (see [`scan`](super::scan)), so `s` compares exactly with the streamed scores.
+fn rank_block(
+    work: &mut ScoreBlock,
+    rows: &[f32],
+    first: usize,
+    gallery: &[f32],
+    lookup: &PositiveLookup<'_>,
+    wanted: &[(usize, usize)],
+    top_k: usize,
+) -> (Vec<Option<RowRank>>, Vec<(usize, TopHits)>) {
+    let Shape {
+        gallery: g, dim, ..
+    } = work.shape();
+    let ng = gallery.len() / dim;
+    let real = rows.len() / dim;
+    work.set_queries(rows);
+
+    // Pass 1: each query's best-placed positive. A gallery of one chunk is scored once,
+    // here; a larger one through gathered chunks of the union of the block's positives (a
+    // gallery item has one key, so the union is at most the gallery).
+    let lists: Vec<PositiveList<'_>> = (0..real).map(|i| lookup.positives(first + i)).collect();
+    let mut best: Vec<Option<Counting>> = vec![None; real];
+    let single = ng <= g;
+    if single {
+        work.product(gallery);
+        for (i, list) in lists.iter().enumerate() {
+            for &p in list.as_slice() {
+                take_positive(&mut best[i], p, work.row(i)[p]);
+            }
+        }
+    } else {
+        let mut union: Vec<usize> = if matches!(lookup, PositiveLookup::Paired) {
+            (first..first + real).collect()
+        } else {
+            let mut keys: Vec<&[usize]> = lists.iter().map(PositiveList::as_slice).collect();
+            keys.sort_unstable_by_key(|l| l.first().copied());
+            keys.dedup();
+            keys.concat()
+        };
+        union.sort_unstable();
+        // Where each query's walk through its (ascending) list stands.
+        let mut cursor = vec![0usize; real];
+        for part in union.chunks(g) {
+            work.gathered_product(gallery, part);
+            let last = part[part.len() - 1];
+            for (i, list) in lists.iter().enumerate() {
+                let list = list.as_slice();
+                while let Some(&p) = list.get(cursor[i]).filter(|&&p| p <= last) {
+                    cursor[i] += 1;
+                    let slot = part.binary_search(&p).unwrap_or(0);
+                    take_positive(&mut best[i], p, work.row(i)[slot]);
+                }
+            }
+        }
+    }
+    let mut counts = best;
+
+    // Pass 2: stream the gallery, counting and keeping the wanted top lists.
+    let mut tops: Vec<Vec<(usize, f32)>> = vec![Vec::new(); wanted.len()];
+    for c0 in (0..ng).step_by(g) {
+        let c1 = (c0 + g).min(ng);
+        if !single {
+            work.product(&gallery[c0 * dim..c1 * dim]);
+        }
+        let len = c1 - c0;
+        for (i, count) in counts.iter_mut().enumerate() {
+            let Some(count) = count else { continue };
+            count_chunk(&work.row(i)[..len], c0, count);
+        }
+        for (w, &(q, _)) in wanted.iter().enumerate() {
+            merge_top(&mut tops[w], &work.row(q - first)[..len], c0, top_k);
+        }
+    }
+
+    let ranks = counts
+        .into_iter()
+        .map(|c| {
+            c.map(|c| RowRank {
+                rank: 1 + c.greater + c.equal_before,
+                positive: c.positive,
+                optimistic: 1 + c.greater,
+                pessimistic: 1 + c.greater + c.equal_before + c.equal_after - c.positive_ties_after,
+            })
+        })
+        .collect();
+    let top = wanted
+        .iter()
+        .zip(tops)
+        .map(|(&(q, pos), list)| {
+            let hits = list
+                .into_iter()
+                .map(|(j, score)| Hit {
+                    gallery: j,
+                    score,
+                    positive: lookup.is_positive(q, j),
+                })
+                .collect();
+            (pos, TopHits { query: q, hits })
+        })
+        .collect();
+    (ranks, top)
+}
+
+/// Offers positive `p` with score `s` as a query's best-placed positive. Positives come in
+/// ascending index order, so a later one only wins with a strictly higher score, and one tied
+/// with the best after it is not a negative.
+fn take_positive(best: &mut Option<Counting>, p: usize, s: f32) {
+    match best {
+        Some(b) if s < b.score => {}
+        Some(b) if s == b.score => b.positive_ties_after += 1,
+        b => {
+            *b = Some(Counting {
+                positive: p,
+                score: s,
+                greater: 0,
+                equal_before: 0,
+                equal_after: 0,
+                positive_ties_after: 0,
+            })
+        }
+    }
+}
+
+/// Adds one chunk's scores (gallery items `c0..`) to a query's counts: items scoring above
+/// the positive, and those tied with it before and after it (the positive itself excluded).
+fn count_chunk(row: &[f32], c0: usize, count: &mut Counting) {
+    let s = count.score;
+    let split = count.positive.saturating_sub(c0).min(row.len());
+    let (before, rest) = row.split_at(split);
+    // The positive's own entry, when it is in this chunk, is skipped.
+    let after = if count.positive >= c0 && split < row.len() {
+        &rest[1..]
+    } else {
+        rest
+    };
+    let tally = |part: &[f32]| {
+        part.iter().fold((0usize, 0usize), |(gt, eq), &v| {
+            (gt + usize::from(v > s), eq + usize::from(v == s))
+        })
+    };
+    let (gt, eq) = tally(before);
+    count.greater += gt;
+    count.equal_before += eq;
+    let (gt, eq) = tally(after);
+    count.greater += gt;
+    count.equal_after += eq;
 }
 
 /// recall@K for each K in `ks`, mean and median rank, and MRR, from per-query ranks.
@@ -758,6 +868,76 @@ mod tests {
                 .unwrap();
             let other = pool.install(|| rank(e(&q, d), e(&g, d), &pos, &opts).unwrap());
             assert_eq!(other, full, "{threads} threads");
+        }
+    }
+
+    /// A xorshift stream of values in [-0.5, 0.5).
+    fn noise(seed: u64) -> impl FnMut() -> f32 {
+        let mut x = seed;
+        move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 11) as f32 / (1u64 << 53) as f32 - 0.5
+        }
+    }
+
+    fn unit_rows(v: Vec<f32>, d: usize) -> Vec<f32> {
+        v.chunks(d)
+            .flat_map(|c| {
+                let n = c.iter().map(|a| a * a).sum::<f32>().sqrt();
+                c.iter().map(move |a| a / n).collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// Ranks and bounds by the definitions, from a full sort of each row (the numpy
+    /// reference's `argsort(-scores, kind="stable")`), with scores from `rank`'s own top
+    /// lists so that the comparison is about the counting, not the products.
+    #[test]
+    fn chunked_counts_equal_a_full_stable_sort() {
+        // Quantised vectors make many exact ties; keys give several positives per query.
+        let (d, nq, ng) = (8, 300, 90);
+        let mut r = noise(5);
+        let quant = |v: f32| (v * 4.0).round() / 4.0 + 0.01;
+        let q = unit_rows((0..nq * d).map(|_| quant(r())).collect(), d);
+        let g = unit_rows((0..ng * d).map(|_| quant(r())).collect(), d);
+        let qk: Vec<usize> = (0..nq).map(|i| (i * 7) % 31).collect();
+        let gk: Vec<usize> = (0..ng).map(|j| (j * 5) % 37).collect();
+        let everything: Vec<usize> = (0..nq).collect();
+        for budget in [1usize, 4 << 10, 8 << 20] {
+            let opts = RankOptions {
+                top_k_queries: &everything,
+                top_k: ng,
+                memory_budget: budget,
+            };
+            let pos = Positives::SharedKey {
+                query: &qk,
+                gallery: &gk,
+            };
+            let got = rank(e(&q, d), e(&g, d), &pos, &opts).unwrap();
+            for (i, &key) in qk.iter().enumerate() {
+                let mut row = vec![0.0f32; ng];
+                for h in &got.top[i].hits {
+                    row[h.gallery] = h.score;
+                }
+                let mut order: Vec<usize> = (0..ng).collect();
+                order.sort_by(|&a, &b| row[b].partial_cmp(&row[a]).unwrap());
+                let positives: Vec<usize> = (0..ng).filter(|&j| gk[j] == key).collect();
+                let at = order.iter().position(|j| positives.contains(j));
+                let want = at.map(|p| p + 1);
+                assert_eq!(got.ranks[i], want, "query {i}, budget {budget}");
+                assert_eq!(got.first_positive[i], at.map(|p| order[p]));
+                if let Some(p) = at {
+                    let s = row[order[p]];
+                    let greater = row.iter().filter(|&&v| v > s).count();
+                    let tied_negatives = (0..ng).filter(|&j| row[j] == s && gk[j] != key).count();
+                    assert_eq!(got.optimistic[i], Some(1 + greater));
+                    assert_eq!(got.pessimistic[i], Some(1 + greater + tied_negatives));
+                }
+                let sorted: Vec<usize> = got.top[i].hits.iter().map(|h| h.gallery).collect();
+                assert_eq!(sorted, order, "top list of query {i}");
+            }
         }
     }
 }

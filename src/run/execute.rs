@@ -389,7 +389,9 @@ pub fn execute(
             if missing.is_empty() || !worker.others_cover(&missing) {
                 break;
             }
-            std::thread::sleep(Duration::from_millis(500));
+            // Short: the first worker to see the store complete starts on the analysis
+            // blocks at once, and the others should join it before it has taken them all.
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
     let missing = all_parts.iter().filter(|p| !part_file(p).exists()).count();

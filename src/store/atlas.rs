@@ -35,7 +35,7 @@ use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 
 use super::StoreError;
-use crate::util::{commit_temp, temp_path};
+use crate::util::TempFile;
 
 /// Rows per row group: bounds memory at one group's image bytes.
 pub const ROW_GROUP_ROWS: usize = 256;
@@ -59,7 +59,7 @@ pub struct AtlasRow<'a> {
 /// Streams rows into one embedding-atlas file; [`AtlasWriter::finish`] makes it visible.
 pub struct AtlasWriter {
     path: PathBuf,
-    temp: PathBuf,
+    temp: TempFile,
     writer: ArrowWriter<File>,
     schema: SchemaRef,
     images: bool,
@@ -144,7 +144,7 @@ impl AtlasWriter {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
         }
         let schema = atlas_schema(images);
-        let temp = temp_path(path);
+        let temp = TempFile::beside(path);
         let file = File::create(&temp).map_err(|e| StoreError::io(&temp, e))?;
         // Images are already compressed: zstd only helps the other columns.
         let props = WriterProperties::builder()
@@ -274,7 +274,9 @@ impl AtlasWriter {
         self.writer
             .close()
             .map_err(|e| StoreError::parquet(&self.temp, e))?;
-        commit_temp(&self.temp, &self.path).map_err(|e| StoreError::io(&self.path, e))?;
+        self.temp
+            .commit(&self.path)
+            .map_err(|e| StoreError::io(&self.path, e))?;
         Ok(self.rows)
     }
 }

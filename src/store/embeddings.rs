@@ -27,7 +27,7 @@ use parquet::schema::types::ColumnPath;
 
 use super::StoreError;
 use crate::encode::Scoring;
-use crate::util::{commit_temp, temp_path};
+use crate::util::TempFile;
 
 /// Rows buffered before a row group is flushed: bounds memory at about
 /// `ROW_GROUP_ROWS × D × 4` bytes per open part.
@@ -59,7 +59,7 @@ pub fn caption_id(item_id: &str, k: usize, count: usize) -> std::borrow::Cow<'_,
 /// Streams rows into one part file; [`PartWriter::finish`] makes it visible.
 pub struct PartWriter {
     path: PathBuf,
-    temp: PathBuf,
+    temp: TempFile,
     writer: ArrowWriter<File>,
     schema: SchemaRef,
     model: String,
@@ -140,7 +140,7 @@ impl PartWriter {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
         }
-        let temp = temp_path(path);
+        let temp = TempFile::beside(path);
         let file = File::create(&temp).map_err(|e| StoreError::io(&temp, e))?;
         let schema = schema(dim, model, scoring);
         // Vectors do not compress or dictionary-encode usefully; the text columns do.
@@ -270,7 +270,9 @@ impl PartWriter {
         self.writer
             .close()
             .map_err(|e| StoreError::parquet(&self.temp, e))?;
-        commit_temp(&self.temp, &self.path).map_err(|e| StoreError::io(&self.path, e))?;
+        self.temp
+            .commit(&self.path)
+            .map_err(|e| StoreError::io(&self.path, e))?;
         Ok(self.rows)
     }
 }
@@ -287,6 +289,32 @@ pub fn read_part_rows(path: &Path) -> Result<usize, StoreError> {
 mod tests {
     use super::*;
     use arrow_array::{cast::AsArray, types::Float32Type, Array};
+
+    #[test]
+    fn an_unfinished_part_leaves_no_temporary() {
+        // A writer abandoned half-way (its caller failed on a write error) removes its file.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("part-00000.parquet");
+        let mut w = PartWriter::create(&path, "m", "image", 2).unwrap();
+        let row = EmbeddingRow {
+            id: "a",
+            variant: "clean",
+            label: None,
+            text: None,
+            noise: "none",
+            noise_level: 0.0,
+            item_id: None,
+        };
+        w.push(&row, &[1.0, 0.0]).unwrap();
+        w.flush().unwrap();
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "the temporary"
+        );
+        drop(w);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
 
     #[test]
     fn part_round_trips_with_fixed_size_list_and_metadata() {

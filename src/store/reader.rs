@@ -261,47 +261,52 @@ impl Catalog {
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let file = File::open(path).map_err(|e| StoreError::io(path, e))?;
-            let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-                .map_err(|e| StoreError::parquet(path, e))?;
-            if builder.schema().index_of(&cols.embedding).is_err() {
-                return Err(StoreError::parquet(
-                    path,
-                    format!(
-                        "no embedding column `{}` (columns: {})",
-                        cols.embedding,
-                        column_names(builder.schema())
-                    ),
-                ));
-            }
-            let key_cols = key_columns(builder.schema(), &cols);
-            let mask =
-                ProjectionMask::roots(builder.parquet_schema(), key_cols.iter().flatten().copied());
-            let reader = builder
-                .with_projection(mask)
-                .build()
-                .map_err(|e| StoreError::parquet(path, e))?;
-            let mut here: Vec<usize> = Vec::new();
-            for batch in reader {
-                let batch = batch.map_err(|e| StoreError::parquet(path, e))?;
-                let keys = batch_keys(&batch, &cols, &stem, path)?;
-                for key in keys {
-                    let i = *index.entry(key.clone()).or_insert_with(|| {
-                        sets.push(SetInfo {
-                            model: key.0,
-                            modality: key.1,
-                            variant: key.2,
-                            rows: 0,
+            guarded(path, || {
+                let file = File::open(path).map_err(|e| StoreError::io(path, e))?;
+                let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+                    .map_err(|e| StoreError::parquet(path, e))?;
+                if builder.schema().index_of(&cols.embedding).is_err() {
+                    return Err(StoreError::parquet(
+                        path,
+                        format!(
+                            "no embedding column `{}` (columns: {})",
+                            cols.embedding,
+                            column_names(builder.schema())
+                        ),
+                    ));
+                }
+                let key_cols = key_columns(builder.schema(), &cols);
+                let mask = ProjectionMask::roots(
+                    builder.parquet_schema(),
+                    key_cols.iter().flatten().copied(),
+                );
+                let reader = builder
+                    .with_projection(mask)
+                    .build()
+                    .map_err(|e| StoreError::parquet(path, e))?;
+                let mut here: Vec<usize> = Vec::new();
+                for batch in reader {
+                    let batch = batch.map_err(|e| StoreError::parquet(path, e))?;
+                    let keys = batch_keys(&batch, &cols, &stem, path)?;
+                    for key in keys {
+                        let i = *index.entry(key.clone()).or_insert_with(|| {
+                            sets.push(SetInfo {
+                                model: key.0,
+                                modality: key.1,
+                                variant: key.2,
+                                rows: 0,
+                            });
+                            sets.len() - 1
                         });
-                        sets.len() - 1
-                    });
-                    sets[i].rows += 1;
-                    if !here.contains(&i) {
-                        here.push(i);
+                        sets[i].rows += 1;
+                        if !here.contains(&i) {
+                            here.push(i);
+                        }
                     }
                 }
-            }
-            listed.push((path.clone(), stem, here));
+                listed.push((path.clone(), stem.clone(), here));
+                Ok(())
+            })?;
         }
         Ok(Catalog {
             sets,
@@ -418,72 +423,103 @@ fn load_parquet(
         if !here.contains(&index) {
             continue;
         }
-        let file = File::open(path).map_err(|e| StoreError::io(path, e))?;
-        let mut builder = ParquetRecordBatchReaderBuilder::try_new(file)
-            .map_err(|e| StoreError::parquet(path, e))?;
-        // Only the rows of this set are decoded: a filter on the key columns runs first, and
-        // the vectors of the other variants are skipped, not read and dropped.
-        if here.len() > 1 {
-            let key_cols: Vec<usize> = key_columns(builder.schema(), cols)
-                .into_iter()
-                .flatten()
-                .collect();
-            let mask = ProjectionMask::roots(builder.parquet_schema(), key_cols);
-            let (want, cols2, stem2, path2) =
-                (info.clone(), cols.clone(), stem.clone(), path.clone());
-            let predicate = ArrowPredicateFn::new(mask, move |batch: RecordBatch| {
-                let keys = batch_keys(&batch, &cols2, &stem2, &path2)
-                    .map_err(|e| arrow_schema::ArrowError::ExternalError(Box::new(e)))?;
-                Ok(BooleanArray::from_iter(keys.iter().map(|k| {
-                    Some(k.0 == want.model && k.1 == want.modality && k.2 == want.variant)
-                })))
-            });
-            builder = builder.with_row_filter(RowFilter::new(vec![Box::new(predicate)]));
-        }
-        let schema = builder.schema().clone();
-        let wanted: Vec<usize> = [
-            Some(&cols.embedding),
-            cols.id.as_ref(),
-            cols.label.as_ref(),
-            cols.text.as_ref(),
-            cols.item_id.as_ref(),
-        ]
-        .into_iter()
-        .flatten()
-        .filter_map(|n| schema.index_of(n).ok())
-        .collect();
-        let mask = ProjectionMask::roots(builder.parquet_schema(), wanted);
-        let reader = builder
-            .with_projection(mask)
-            .build()
-            .map_err(|e| StoreError::parquet(path, e))?;
-        for batch in reader {
-            let batch = batch.map_err(|e| StoreError::parquet(path, e))?;
-            let emb = batch.column_by_name(&cols.embedding).ok_or_else(|| {
-                StoreError::parquet(path, format!("no embedding column `{}`", cols.embedding))
-            })?;
-            if set.vectors.capacity() == 0 && batch.num_rows() > 0 {
-                let dim = first_dim(emb);
-                set.vectors.reserve_exact(info.rows * dim);
+        guarded(path, || {
+            let file = File::open(path).map_err(|e| StoreError::io(path, e))?;
+            let mut builder = ParquetRecordBatchReaderBuilder::try_new(file)
+                .map_err(|e| StoreError::parquet(path, e))?;
+            // Only the rows of this set are decoded: a filter on the key columns runs first, and
+            // the vectors of the other variants are skipped, not read and dropped.
+            if here.len() > 1 {
+                let key_cols: Vec<usize> = key_columns(builder.schema(), cols)
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                let mask = ProjectionMask::roots(builder.parquet_schema(), key_cols);
+                let (want, cols2, stem2, path2) =
+                    (info.clone(), cols.clone(), stem.clone(), path.clone());
+                let predicate = ArrowPredicateFn::new(mask, move |batch: RecordBatch| {
+                    let keys = batch_keys(&batch, &cols2, &stem2, &path2)
+                        .map_err(|e| arrow_schema::ArrowError::ExternalError(Box::new(e)))?;
+                    Ok(BooleanArray::from_iter(keys.iter().map(|k| {
+                        Some(k.0 == want.model && k.1 == want.modality && k.2 == want.variant)
+                    })))
+                });
+                builder = builder.with_row_filter(RowFilter::new(vec![Box::new(predicate)]));
             }
-            let dim = append_vectors(emb, path, row, &mut set.vectors, set.dim)?;
-            set.dim = dim;
-            let ids = text_column(&batch, cols.id.as_deref(), path)?;
-            let labels = text_column(&batch, cols.label.as_deref(), path)?;
-            let texts = text_column(&batch, cols.text.as_deref(), path)?;
-            let items = text_column(&batch, cols.item_id.as_deref(), path)?;
-            for i in 0..batch.num_rows() {
-                set.ids
-                    .push(value(&ids, i).unwrap_or_else(|| format!("row:{}", row + i)));
-                set.labels.push(value(&labels, i));
-                set.texts.push(value(&texts, i));
-                set.item_ids.push(value(&items, i));
+            let schema = builder.schema().clone();
+            let wanted: Vec<usize> = [
+                Some(&cols.embedding),
+                cols.id.as_ref(),
+                cols.label.as_ref(),
+                cols.text.as_ref(),
+                cols.item_id.as_ref(),
+            ]
+            .into_iter()
+            .flatten()
+            .filter_map(|n| schema.index_of(n).ok())
+            .collect();
+            let mask = ProjectionMask::roots(builder.parquet_schema(), wanted);
+            let reader = builder
+                .with_projection(mask)
+                .build()
+                .map_err(|e| StoreError::parquet(path, e))?;
+            for batch in reader {
+                let batch = batch.map_err(|e| StoreError::parquet(path, e))?;
+                let emb = batch.column_by_name(&cols.embedding).ok_or_else(|| {
+                    StoreError::parquet(path, format!("no embedding column `{}`", cols.embedding))
+                })?;
+                if set.vectors.capacity() == 0 && batch.num_rows() > 0 {
+                    let dim = first_dim(emb).min(MAX_DIM);
+                    // The whole set at once (no doubling on the way), or a clear error when
+                    // the machine cannot hold it.
+                    set.vectors
+                        .try_reserve_exact(info.rows.saturating_mul(dim))
+                        .map_err(|e| {
+                            StoreError::parquet(
+                                path,
+                                format!(
+                                    "cannot hold {} vectors of {dim} values in memory ({e})",
+                                    info.rows
+                                ),
+                            )
+                        })?;
+                }
+                let dim = append_vectors(emb, path, row, &mut set.vectors, set.dim)?;
+                set.dim = dim;
+                let ids = text_column(&batch, cols.id.as_deref(), path)?;
+                let labels = text_column(&batch, cols.label.as_deref(), path)?;
+                let texts = text_column(&batch, cols.text.as_deref(), path)?;
+                let items = text_column(&batch, cols.item_id.as_deref(), path)?;
+                for i in 0..batch.num_rows() {
+                    set.ids
+                        .push(value(&ids, i).unwrap_or_else(|| format!("row:{}", row + i)));
+                    set.labels.push(value(&labels, i));
+                    set.texts.push(value(&texts, i));
+                    set.item_ids.push(value(&items, i));
+                }
+                row += batch.num_rows();
             }
-            row += batch.num_rows();
-        }
+            Ok(())
+        })?;
     }
     Ok(set)
 }
+
+/// Runs the reading of one file, turning a panic of the Parquet or Arrow crates (which some
+/// malformed files trigger) into an error naming the file, as any other unreadable file.
+fn guarded(path: &Path, read: impl FnOnce() -> Result<(), StoreError>) -> Result<(), StoreError> {
+    crate::util::catch_panic(read).unwrap_or_else(|msg| {
+        Err(StoreError::parquet(
+            path,
+            format!("the Parquet reader failed on this file ({msg})"),
+        ))
+    })
+}
+
+/// The most values an embedding may have: far above any image or text encoder's (a few
+/// thousand), and a bound on what a malformed or hostile store can make the reader allocate
+/// per row.
+const MAX_DIM: usize = 1 << 16;
 
 /// Values per row of the first row of an embedding column (0 when unknown).
 fn first_dim(col: &ArrayRef) -> usize {
@@ -571,6 +607,15 @@ fn append_vectors(
         let (a, b) = (offsets[i], offsets[i + 1]);
         let n = b - a;
         if dim == 0 {
+            if n > MAX_DIM {
+                return Err(StoreError::parquet(
+                    path,
+                    format!(
+                        "row {}: embedding has {n} values, more than clipflow's limit of {MAX_DIM}",
+                        first_row + i
+                    ),
+                ));
+            }
             dim = n;
         } else if n != dim {
             return Err(StoreError::parquet(
@@ -923,6 +968,44 @@ mod tests {
             bytes.extend(v.to_le_bytes());
         }
         bytes
+    }
+
+    #[test]
+    fn a_huge_embedding_is_refused_and_a_reader_panic_names_its_file() {
+        use crate::store::embeddings::{EmbeddingRow, PartWriter};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("embeddings/m/image/part-00000.parquet");
+        // A vector of 70,000 zeros compresses to almost nothing: the file is small, the
+        // allocation it asks for is not.
+        let dim = MAX_DIM + 4464;
+        let mut w = PartWriter::create(&path, "m", "image", dim).unwrap();
+        let row = EmbeddingRow {
+            id: "a",
+            variant: "clean",
+            label: None,
+            text: None,
+            noise: "none",
+            noise_level: 0.0,
+            item_id: None,
+        };
+        let mut v = vec![0.0f32; dim];
+        v[0] = 1.0;
+        w.push(&row, &v).unwrap();
+        w.finish().unwrap();
+        let catalog = Catalog::open(dir.path(), &StoreFormat::Clipflow).unwrap();
+        let err = catalog.load(&catalog.sets()[0]).unwrap_err().to_string();
+        assert!(
+            err.contains("limit of 65536") && err.contains("part-00000"),
+            "{err}"
+        );
+
+        let err = guarded(&path, || panic!("index out of bounds"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("part-00000.parquet") && err.contains("index out of bounds"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::ArrowWriter;
 
 use super::StoreError;
-use crate::util::{commit_temp, temp_path, write_atomic};
+use crate::util::{write_atomic, TempFile};
 
 /// One column of a table.
 #[derive(Debug, Clone, PartialEq)]
@@ -244,13 +244,13 @@ fn to_batch(path: &Path, table: &Table) -> Result<RecordBatch, StoreError> {
 /// attributes, which may have millions of rows).
 pub fn write_parquet_table(path: &Path, table: &Table) -> Result<(), StoreError> {
     let batch = to_batch(path, table)?;
-    let temp = temp_path(path);
+    let temp = TempFile::beside(path);
     let file = File::create(&temp).map_err(|e| StoreError::io(&temp, e))?;
     let mut w = ArrowWriter::try_new(file, batch.schema(), None)
         .map_err(|e| StoreError::parquet(&temp, e))?;
     w.write(&batch).map_err(|e| StoreError::parquet(&temp, e))?;
     w.close().map_err(|e| StoreError::parquet(&temp, e))?;
-    commit_temp(&temp, path).map_err(|e| StoreError::io(path, e))
+    temp.commit(path).map_err(|e| StoreError::io(path, e))
 }
 
 /// Reads a Parquet table back: text columns (and booleans, as `true`/`false`) become text,
@@ -348,7 +348,7 @@ pub struct TableSink {
 }
 
 struct OpenTable {
-    temp: PathBuf,
+    temp: TempFile,
     path: PathBuf,
     writer: ArrowWriter<File>,
     /// Column names and kinds of the first chunk: every later chunk must match.
@@ -379,7 +379,7 @@ impl TableSink {
         if !self.open.contains_key(&table.name) {
             std::fs::create_dir_all(&self.dir).map_err(|e| StoreError::io(&self.dir, e))?;
             let path = self.dir.join(format!("{}.parquet", table.name));
-            let temp = temp_path(&path);
+            let temp = TempFile::beside(&path);
             let batch = to_batch(&path, &table)?;
             let file = File::create(&temp).map_err(|e| StoreError::io(&temp, e))?;
             let props = parquet::file::properties::WriterProperties::builder()
@@ -439,7 +439,9 @@ impl TableSink {
             t.writer
                 .close()
                 .map_err(|e| StoreError::parquet(&t.temp, e))?;
-            commit_temp(&t.temp, &t.path).map_err(|e| StoreError::io(&t.path, e))?;
+            t.temp
+                .commit(&t.path)
+                .map_err(|e| StoreError::io(&t.path, e))?;
             let md = self.dir.join(format!("{name}.md"));
             let mut text = format!("# {name}\n\n{}", t.head.to_markdown());
             if t.rows > t.head.rows() {
