@@ -1,7 +1,9 @@
 """Generate the preprocessing test images and their reference tensors.
 
-Why: clipflow must feed the vision model exactly what OpenAI's CLIP preprocessing gives (DESIGN.md,
-"Model directories"). This script writes deterministic, photo-like test images covering the awkward
+Why: clipflow must feed the vision model exactly what its reference library's preprocessing gives
+(README, Models); these goldens are OpenAI CLIP's (the fixture model tests/fixtures/models/xenova
+records that provenance in its clipflow.json), the pattern goldens below transformers' image
+processors'. This script writes deterministic, photo-like test images covering the awkward
 cases (sizes, aspect ratios, crop rounding, colour modes, file formats) to `tests/fixtures/images/`, and
 for each the float32 tensor [1,3,224,224] the reference produces to
 `tests/fixtures/golden/preprocess/<stem>.npy`, plus `index.json` describing them.
