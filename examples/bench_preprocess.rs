@@ -76,7 +76,7 @@ fn time_mode(pre: &Preprocess, files: &[Vec<u8>], mode: Mode, tensor: &mut [f32]
     let (mut dec, mut prep) = (0.0, 0.0);
     for bytes in files {
         let t0 = cpu_now();
-        let img = decode_rgbx(bytes, u64::MAX, |w, h| match mode {
+        let img = decode_rgbx(bytes, u64::MAX, pre.rules.transparency, |w, h| match mode {
             Mode::Exact => 8,
             Mode::Fast => {
                 let (tw, th) = pre.resized_size(w, h);
@@ -117,12 +117,14 @@ fn main() {
         0,
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let pre = Preprocess::from_file(files.preprocessor_config.as_ref().expect("an image model"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let pre = files
+        .preprocess()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .expect("an image model");
     let paths = jpegs(&args[2], limit);
     assert!(!paths.is_empty(), "no JPEGs under {}", args[2]);
     let bytes: Vec<Vec<u8>> = paths.iter().map(|p| std::fs::read(p).unwrap()).collect();
-    let first = decode_rgbx(&bytes[0], u64::MAX, |_, _| 8).unwrap();
+    let first = decode_rgbx(&bytes[0], u64::MAX, pre.rules.transparency, |_, _| 8).unwrap();
     let (oh, ow) = pre
         .output_size()
         .map(|(h, w)| (h as usize, w as usize))

@@ -23,10 +23,15 @@ the same after centring both on the reference mean (random weights make all inpu
 raw cosines are near 1 anyway; centred ones are not), and how many texts tokenize identically.
 Targets: pixels <= 1e-5, 1 - cos <= 1e-5.
 
-References: Hugging Face models are preprocessed by their own image processor (Pillow backend) and,
-for OpenAI's vocabulary, tokenized by open_clip's tokenizer (OpenAI's clean-up included) padded
-with the model tokenizer's pad id; other tokenizers by the model's own fast tokenizer. open_clip
-models by open_clip's transforms and tokenizer.
+References: Hugging Face models are preprocessed by their own image processor (the Pillow backend:
+`use_fast=False` in 4.x, `backend="pil"` in 5.x), given each image as `Image.open` returns it when the
+processor converts to RGB itself (`do_convert_rgb`), else after Pillow's `convert("RGB")` (what a caller
+of a processor that does not convert must do); and, for OpenAI's vocabulary, tokenized by open_clip's
+tokenizer (OpenAI's clean-up included) padded with the model tokenizer's pad id; other tokenizers by the
+model's own fast tokenizer. open_clip models by open_clip's transforms (on `convert("RGB")`'d images, as
+its data loaders and CLIP_benchmark give them) and tokenizer. clipflow follows each model's rules for
+the center crop and transparency (the `rules` column: what the export recorded in clipflow.json, else
+transformers' rule for a bare Hugging Face config).
 
 Install (a developer machine, not CI: torch's Linux wheel on PyPI is the CUDA build, ~2.8 GB with
 its nvidia packages, and runs on the CPU; each venv is ~6 GB on disk):
@@ -95,7 +100,7 @@ FIXTURE_CASES = {
     "bert-tiny-optimum": "bert-tiny/optimum",
     "resnet-tiny": "resnet-tiny/tf5",
 }
-FIXTURE_IMAGES = ["portrait.jpg", "rgba.png", "palette.png", "odd_offset_wide.png"]
+FIXTURE_IMAGES = ["portrait.jpg", "rgba.png", "palette.png", "odd_offset_wide.png", "landscape.jpg", "palette_trns.png"]
 FIXTURE_TEXTS = ["plain", "curly_quotes", "cjk", "empty", "long_caption", "bang_is_id_0"]
 
 
@@ -234,14 +239,29 @@ def pil_rgb(name: str):
         return im.convert("RGB")
 
 
+def pil_opened(name: str):
+    """The image as `Image.open` gives it (mode and transparency as in the file), loaded."""
+    from PIL import Image
+
+    im = Image.open(IMAGES / name)
+    im.load()
+    return im
+
+
 def hf_image_processor(path: Path):
     """The Pillow-backed image processor (transformers 5 defaults to a torchvision one)."""
+    import transformers
     from transformers import AutoImageProcessor
 
-    try:
-        return AutoImageProcessor.from_pretrained(path, use_fast=False)
-    except (TypeError, ValueError):
-        return AutoImageProcessor.from_pretrained(path)
+    if int(transformers.__version__.split(".")[0]) >= 5:
+        return AutoImageProcessor.from_pretrained(path, backend="pil")
+    return AutoImageProcessor.from_pretrained(path, use_fast=False)
+
+
+def hf_input(proc, name: str):
+    """What a user hands the processor: the opened file when it converts to RGB itself (transformers
+    5 then composites transparency over white), else Pillow's convert("RGB")."""
+    return pil_opened(name) if getattr(proc, "do_convert_rgb", None) else pil_rgb(name)
 
 
 def openai_ids(text_list, pad_id: int, length: int = 77, meta: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -319,7 +339,8 @@ def worker(case: str, work: Path, image_names: list[str], text_items: list[tuple
                       "resnet_tiny": "image", "bert_tiny": "text"}[kind]
             if towers in ("both", "image"):
                 proc = hf_image_processor(src)
-                pixels = proc(images=[pil_rgb(n) for n in image_names], return_tensors="pt")["pixel_values"]
+                pixels = proc(images=[hf_input(proc, n) for n in image_names], return_tensors="pt")["pixel_values"]
+                meta["processor"] = f"{type(proc).__name__} (do_convert_rgb={getattr(proc, 'do_convert_rgb', None)})"
                 ref["pixels"] = pixels.numpy()
                 if kind in ("clip_tiny", "clip_b32", "siglip_tiny"):
                     out = model.get_image_features(pixel_values=pixels)
@@ -491,6 +512,9 @@ def compare(case: str, root: Path, clipflow: Path, dataset: Path, image_names, t
         wn = want / np.linalg.norm(want, axis=1, keepdims=True)
         row[f"{modality}_centred"] = float(1 - cosines(gn - centre, wn - centre).min())
     manifest = json.loads((run_dir / "manifest.json").read_text())
+    pre = manifest["models"][0].get("preprocess") or {}
+    if pre:
+        row["rules"] = f"{pre.get('crop_rounding')}/{pre.get('transparency')}"
     scoring = manifest["models"][0].get("scoring", {})
     if "scoring" in meta and CASES[case][2] == "optimum":
         # optimum's graphs carry no scale: clipflow falls back to CLIP's 100 unless the study
@@ -509,15 +533,15 @@ def table(rows: list[dict]) -> str:
     def f(v):
         return "—" if v is None else f"{v:.1e}"
 
-    lines = ["| model / exporter | transformers | pixels max diff | 1−cos image | 1−cos text | centred image | centred text | token ids | scoring | within targets |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| model / exporter | transformers | rules (crop/alpha) | pixels max diff | 1−cos image | 1−cos text | centred image | centred text | token ids | scoring | within targets |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['case']} | {r.get('transformers', '')} | error: {r['error'][:200]} | | | | | | | no |")
+            lines.append(f"| {r['case']} | {r.get('transformers', '')} | | error: {r['error'][:200]} | | | | | | | no |")
             continue
         ok = within(r)
         lines.append(
-            f"| {r['case']} | {r['transformers']} | {f(r.get('pixels'))} | {f(r.get('image_cos'))} | {f(r.get('text_cos'))} "
+            f"| {r['case']} | {r['transformers']} | {r.get('rules', '—')} | {f(r.get('pixels'))} | {f(r.get('image_cos'))} | {f(r.get('text_cos'))} "
             f"| {f(r.get('image_centred'))} | {f(r.get('text_centred'))} | {r.get('tokens', '—')} "
             f"| {r.get('scoring', '—')}{'' if r.get('scoring_ok', True) else ' (MISMATCH)'} | {'yes' if ok else 'NO'} |")
     notes = [f"- {r['case']}: pixels beyond the target on " + ", ".join(r["pixel_outliers"])

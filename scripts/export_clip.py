@@ -20,8 +20,22 @@ transformers 5's processor_config.json), and clipflow.json:
 
     {"format": "clipflow-export/1",
      "scoring": {"kind": "softmax" | "sigmoid", "logit_scale": s, "logit_bias": b},
+     "preprocess": {"crop_rounding": "half_even" | "floor", "transparency": "drop" | "white",
+                    "reference": "<library version and processor>", "probe": {...}},
      "towers": {"image": {"outputs": [...], "pooling": ...}, ...}, "source": {...},
      "check": {...what the self-check measured...}}
+
+"preprocess" holds the two rules the reference libraries disagree on, measured on the library this
+export was made with (what a user comparing with it in Python gets; clipflow follows them): where
+the center crop starts when its margin is odd (torchvision's CenterCrop, used by open_clip and
+OpenAI, rounds half to even; transformers' image processors floor) and what becomes of transparency
+(Pillow's convert("RGB") drops it; transformers 5's convert_to_rgb composites it over white). The
+probe runs the library's own center crop on a 7x7 image cropped to 4 (margin 3) and a 1x1 image
+padded to 4 (margin -3), and its whole preprocessing on a fully transparent black image; a result
+that matches neither rule exits 1. For transformers the probe uses the Pillow-based processor
+(`use_fast=False` in 4.x, `backend="pil"` in 5.x; transformers 5's default torchvision backend
+crops and composites the same way but resizes with torch's arithmetic, which clipflow does not
+reproduce).
 
 The scoring (exp of the model's learned logit_scale, and SigLIP's logit_bias) is also written into
 each graph's ONNX metadata (`clipflow.scoring`, `clipflow.logit_scale`, `clipflow.logit_bias`), so
@@ -242,7 +256,7 @@ def from_transformers(name: str, out: Path, classifier: bool):
                     "logits_per_image": o.logits_per_image.numpy()}
 
         return dict(specs=specs, size=(height, width), tokenizer=tokenizer, length=length, scoring=scoring,
-                    source=source, reference=reference, model=model)
+                    source=source, reference=reference, model=model, rules=transformers_rules(out))
 
     # One tower: a vision model takes pixel_values, a text model input_ids.
     main_input = None
@@ -272,7 +286,7 @@ def from_transformers(name: str, out: Path, classifier: bool):
             fn = lambda p: tuple(getattr(model(pixel_values=p), o) for o in outs)  # noqa: E731
             spec = Spec("image", graph(fn, model), ["pixel_values"], outs, pooling="pooling: cls")
         return dict(specs=[spec], size=(height, width), tokenizer=None, length=None, scoring=None, source=source,
-                    reference=None, model=model)
+                    reference=None, model=model, rules=transformers_rules(out))
     if main_input != "input_ids":
         raise ExportError(f"{name}: model_type {kind} takes {main_input}; clipflow feeds pixel_values or input_ids")
     tokenizer = transformers.AutoTokenizer.from_pretrained(name)
@@ -291,13 +305,13 @@ def from_transformers(name: str, out: Path, classifier: bool):
     length = min(getattr(tokenizer, "model_max_length", 512) or 512, config.max_position_embeddings
                  if hasattr(config, "max_position_embeddings") else 512)
     return dict(specs=[spec], size=None, tokenizer=tokenizer, length=length, scoring=None, source=source,
-                reference=None, model=model)
+                reference=None, model=model, rules=None)
 
 
 def from_open_clip(arch: str, pretrained: str | None, out: Path):
     import open_clip
 
-    model, _, _ = open_clip.create_model_and_transforms(arch, pretrained=pretrained)
+    model, _, transform = open_clip.create_model_and_transforms(arch, pretrained=pretrained)
     model.eval()
     tokenizer = open_clip.get_tokenizer(arch)
     if type(tokenizer).__name__ != "SimpleTokenizer":
@@ -327,7 +341,8 @@ def from_open_clip(arch: str, pretrained: str | None, out: Path):
 
     return dict(specs=specs, size=(size, size), tokenizer=None, open_clip_tokenizer=tokenizer, length=length,
                 scoring=scoring, source={"library": f"open_clip {oc.__version__}", "model": arch,
-                                         "pretrained": pretrained}, reference=None, model=model)
+                                         "pretrained": pretrained}, reference=None, model=model,
+                rules=torchvision_rules(transform, f"open_clip {oc.__version__}"))
 
 
 def from_torchvision(name: str, weights: str | None, out: Path):
@@ -335,11 +350,15 @@ def from_torchvision(name: str, weights: str | None, out: Path):
 
     model = torchvision.models.get_model(name, weights=weights).eval()
     resize, crop, resample = 256, 224, 2
+    t = None
     if weights:
         t = torchvision.models.get_model_weights(name)[weights].transforms() if weights != "DEFAULT" else \
             torchvision.models.get_model_weights(name).DEFAULT.transforms()
         resize, crop = t.resize_size[0], t.crop_size[0]
         resample = {"bilinear": 2, "bicubic": 3, "nearest": 0}.get(str(t.interpolation.value), 2)
+    if t is None:  # what the weights' transforms do, for random weights
+        T = torchvision.transforms
+        t = T.Compose([T.Resize(resize), T.CenterCrop(crop), T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
     pre = {"size": {"shortest_edge": resize}, "crop_size": {"height": crop, "width": crop}, "do_center_crop": True,
            "do_resize": True, "do_normalize": True, "image_mean": IMAGENET_MEAN, "image_std": IMAGENET_STD,
            "resample": resample}
@@ -358,7 +377,114 @@ def from_torchvision(name: str, weights: str | None, out: Path):
 
     return dict(specs=[spec], size=(crop, crop), tokenizer=None, length=None, scoring=None,
                 source={"library": f"torchvision {tv.__version__}", "model": name, "weights": weights},
-                reference=None, model=model)
+                reference=None, model=model, rules=torchvision_rules(t, f"torchvision {tv.__version__}"))
+
+
+# ------------------------------------------------------------------------------------------------
+# Preprocessing rules
+
+
+def probe_crop(crop) -> tuple[str, dict]:
+    """The library's center-crop rule: `crop(uint8 HxWx3 array, c)` -> the c x c crop (zeros where a
+    larger crop pads). Pixel (y, x) of the probe holds x and y, so the crop's first pixel is its
+    offset."""
+    arr = np.zeros((7, 7, 3), np.uint8)
+    arr[..., 0] = np.arange(7)[None, :] * 20 + 10
+    arr[..., 1] = np.arange(7)[:, None] * 20 + 10
+    out = np.asarray(crop(arr, 4))
+    odd = ((int(out[0, 0, 1]) - 10) // 20, (int(out[0, 0, 0]) - 10) // 20)
+    small = np.full((1, 1, 3), 200, np.uint8)
+    out = np.asarray(crop(small, 4))
+    ys, xs = np.nonzero(out[..., 0])
+    padded = (-int(ys[0]), -int(xs[0])) if len(ys) == 1 else None
+    probe = {"margin_3_offset": list(odd), "margin_minus_3_offset": list(padded) if padded else None}
+    # torchvision: round(1.5) = 2, a larger crop pads (4 - 1) // 2 = 1 before; transformers: 3 // 2
+    # = 1, and -3 // 2 = -2.
+    rules = {((2, 2), (-1, -1)): "half_even", ((1, 1), (-2, -2)): "floor"}
+    rule = rules.get((odd, padded))
+    if rule is None:
+        raise ExportError(f"the library's center crop matches no rule clipflow knows: {probe}")
+    return rule, probe
+
+
+def probe_transparency(preprocess) -> tuple[str, dict]:
+    """Whether the library's whole preprocessing (`preprocess(PIL image)` -> float array) drops
+    transparency or composites it over white: a fully transparent black image (RGBA, and a palette
+    image with a transparent index) against opaque black and white ones."""
+    from PIL import Image
+
+    def run(img):
+        try:
+            out = np.asarray(preprocess(img), dtype=np.float64)
+        except Exception as e:  # noqa: BLE001 - a processor that takes RGB images only
+            return f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"
+        return out if out.ndim == 3 and out.shape[0] == 3 else f"output shape {out.shape}"
+
+    black, white = run(Image.new("RGB", (8, 8), (0, 0, 0))), run(Image.new("RGB", (8, 8), (255, 255, 255)))
+    rgba = Image.new("RGBA", (8, 8), (0, 0, 0, 0))
+    palette = Image.new("P", (8, 8), 0)
+    palette.putpalette([0, 0, 0, 255, 255, 255])
+    palette.info["transparency"] = 0
+    found, probe = set(), {}
+    for name, img in (("rgba", rgba), ("palette_trns", palette)):
+        out = run(img)
+        if isinstance(out, str):
+            # The processor does not convert: callers pass RGB (Pillow's convert("RGB") drops).
+            found.add("drop")
+            probe[name] = f"not taken ({out}): callers convert with Pillow"
+        elif np.allclose(out, white):
+            found.add("white")
+            probe[name] = "white"
+        elif np.allclose(out, black):
+            found.add("drop")
+            probe[name] = "black (dropped)"
+        else:
+            raise ExportError(f"transparency probe ({name}): neither dropped nor composited over white")
+    if len(found) != 1:
+        raise ExportError(f"the library treats alpha and palette transparency differently: {probe}")
+    return found.pop(), probe
+
+
+def transformers_rules(folder: Path) -> dict:
+    """The rules of transformers' Pillow-based image processor for the exported folder."""
+    import transformers
+    from transformers import AutoImageProcessor
+
+    major = int(transformers.__version__.split(".")[0])
+    if major >= 5:
+        proc = AutoImageProcessor.from_pretrained(folder, backend="pil")
+    else:
+        proc = AutoImageProcessor.from_pretrained(folder, use_fast=False)
+
+    def crop(arr, c):
+        if major >= 5:
+            from transformers.image_utils import SizeDict
+
+            return np.moveaxis(proc.center_crop(np.moveaxis(arr, -1, 0), SizeDict(height=c, width=c)), 0, -1)
+        return proc.center_crop(arr, {"height": c, "width": c}, input_data_format="channels_last")
+
+    crop_rule, crop_probe = probe_crop(crop)
+    transparency, t_probe = probe_transparency(lambda img: proc(images=img, return_tensors="np")["pixel_values"][0])
+    return {"crop_rounding": crop_rule, "transparency": transparency,
+            "reference": f"transformers {transformers.__version__} {type(proc).__name__}",
+            "probe": {"center_crop": crop_probe, "transparency": t_probe}}
+
+
+def torchvision_rules(transform, library: str) -> dict:
+    """The rules of a torchvision-style pipeline (open_clip's, torchvision's): its CenterCrop class
+    (torchvision's, or open_clip's CenterCropOrPad), and the whole `transform` for transparency."""
+    import torchvision
+    from PIL import Image
+
+    crop_cls = torchvision.transforms.CenterCrop
+    for t in getattr(transform, "transforms", []):
+        if type(t).__name__ in ("CenterCrop", "CenterCropOrPad"):
+            crop_cls = type(t)
+    crop_rule, crop_probe = probe_crop(lambda arr, c: np.asarray(crop_cls(c)(Image.fromarray(arr))))
+    transparency, t_probe = probe_transparency(lambda img: transform(img).numpy())
+    return {"crop_rounding": crop_rule, "transparency": transparency,
+            "reference": f"{library} ({crop_cls.__module__}.{crop_cls.__name__})",
+            "probe": {"center_crop": crop_probe, "transparency": t_probe}}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -518,6 +644,8 @@ def main(argv=None) -> int:
         "source": source["source"],
         "check": report,
     }
+    if source.get("rules") is not None:
+        info["preprocess"] = source["rules"]
     if scoring is None:
         del info["scoring"]
     (a.out / "clipflow.json").write_text(json.dumps(info, indent=2) + "\n")
@@ -526,6 +654,10 @@ def main(argv=None) -> int:
     for s in source["specs"]:
         if s.pooling:
             snippet.append(f"    {s.tower}: {{{s.pooling}}}")
+    rules = source.get("rules")
+    if rules is not None:
+        print(f"preprocessing rules ({rules['reference']}): crop_rounding {rules['crop_rounding']}, "
+              f"transparency {rules['transparency']}")
     print("use it in a study as:\nmodels:\n" + "\n".join(snippet))
     return 0
 

@@ -1,9 +1,13 @@
 """Write `tests/fixtures/golden/model_outputs.json`: what the fixture models output for fixture inputs.
 
-Why: end-to-end tests of clipflow's encode stage. For a few fixture images (through the reference
-preprocessing tensors in tests/fixtures/golden/preprocess/*.npy) and a few texts (through the reference
-token ids in tests/fixtures/golden/tokens.json) this records, for each model layout in
+Why: end-to-end tests of clipflow's encode stage. For a few fixture images and a few texts (through the
+reference token ids in tests/fixtures/golden/tokens.json) this records, for each model layout in
 tests/fixtures/models/, the raw model output and the L2-normalised embedding clipflow should store.
+Images go through the preprocessing each folder's rules give: OpenAI CLIP's for xenova/ and
+fastembed/, which record it in their clipflow.json (the reference tensors in
+tests/fixtures/golden/preprocess/*.npy), transformers' for optimum/, a bare Hugging Face folder
+(the same Pillow pipeline with the center crop at floor((size - crop) / 2), from
+scripts/gen_preprocess_golden.py).
 A Rust test that runs image file -> preprocess -> ORT -> normalise (or text -> tokens -> ORT ->
 normalise) can compare with these to ~1e-5.
 
@@ -14,7 +18,7 @@ embedding from the "hf_ids" is recorded as well.
 
 Rerun from the repo root, after gen_preprocess_golden.py, gen_token_golden.py, make_fixture_models.py:
   .venv/bin/python scripts/gen_model_golden.py
-Needs numpy + onnxruntime only. Deterministic (no randomness; CPU provider, one thread).
+Needs numpy, Pillow and onnxruntime (requirements-test.txt). Deterministic (no randomness; CPU provider, one thread).
 """
 
 from __future__ import annotations
@@ -33,11 +37,31 @@ OUT = GOLDEN / "model_outputs.json"
 IMAGES = ["landscape.jpg", "portrait.jpg", "rgba.png", "odd_offset_wide.png", "gray.jpg"]
 TEXTS = ["plain", "bang_is_id_0", "curly_quotes", "fullwidth", "long_caption", "empty"]
 
+# crop: "half_even" (OpenAI, recorded in the folder's clipflow.json) or "floor" (transformers' rule).
 LAYOUTS = {
-    "xenova": {"vision": "xenova/onnx/vision_model.onnx", "text": "xenova/onnx/text_model.onnx", "normalised": False},
-    "optimum": {"vision": "optimum/model.onnx", "text": "optimum/model.onnx", "normalised": True},
-    "fastembed": {"vision": "fastembed/vision/model.onnx", "text": "fastembed/text/model.onnx", "normalised": False},
+    "xenova": {"vision": "xenova/onnx/vision_model.onnx", "text": "xenova/onnx/text_model.onnx", "normalised": False,
+               "crop": "half_even"},
+    "optimum": {"vision": "optimum/model.onnx", "text": "optimum/model.onnx", "normalised": True, "crop": "floor"},
+    "fastembed": {"vision": "fastembed/vision/model.onnx", "text": "fastembed/text/model.onnx", "normalised": False,
+                  "crop": "half_even"},
 }
+
+
+def floor_crop_pixels() -> np.ndarray:
+    """The images as transformers' image processors preprocess them for these configs."""
+    import sys
+
+    from PIL import Image
+
+    sys.path.insert(0, str(REPO / "scripts"))
+    import gen_preprocess_golden as ref
+
+    out = []
+    for name in IMAGES:
+        with Image.open(REPO / "tests" / "fixtures" / "images" / name) as img:
+            img.load()
+            out.append(ref.preprocess(img, floor_crop=True))
+    return np.concatenate(out)
 
 
 def session(rel: str) -> ort.InferenceSession:
@@ -89,14 +113,16 @@ def main() -> None:
         "texts": [{"name": n, "source": s, "attention_len": a} for n, s, _, a in text_rows],
         "layouts": {},
     }
+    pixels = {"half_even": pix, "floor": floor_crop_pixels()}
     for layout, spec in LAYOUTS.items():
-        v = run(session(spec["vision"]), "image_embeds", {"pixel_values": pix})
+        v = run(session(spec["vision"]), "image_embeds", {"pixel_values": pixels[spec["crop"]]})
         t = run(session(spec["text"]), "text_embeds", {"input_ids": ids, "attention_mask": mask})
         if spec["normalised"]:
             assert np.allclose(np.linalg.norm(v, axis=1), 1, atol=1e-5)
             assert np.allclose(np.linalg.norm(t, axis=1), 1, atol=1e-5)
         result["layouts"][layout] = {
             "model_outputs_normalised": spec["normalised"],
+            "crop_rounding": spec["crop"],
             "image": [
                 {"image": name, "raw": raw, "embedding": emb}
                 for name, raw, emb in zip(IMAGES, rounded(v), rounded(normalise(v)))

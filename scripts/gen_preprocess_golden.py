@@ -1,7 +1,9 @@
 """Generate the preprocessing test images and their reference tensors.
 
-Why: clipflow must feed the vision model exactly what OpenAI's CLIP preprocessing gives (DESIGN.md,
-"Model directories"). This script writes deterministic, photo-like test images covering the awkward
+Why: clipflow must feed the vision model exactly what its reference library's preprocessing gives
+(README, Models); these goldens are OpenAI CLIP's (the fixture model tests/fixtures/models/xenova
+records that provenance in its clipflow.json), the pattern goldens below transformers' image
+processors'. This script writes deterministic, photo-like test images covering the awkward
 cases (sizes, aspect ratios, crop rounding, colour modes, file formats) to `tests/fixtures/images/`, and
 for each the float32 tensor [1,3,224,224] the reference produces to
 `tests/fixtures/golden/preprocess/<stem>.npy`, plus `index.json` describing them.
@@ -363,7 +365,8 @@ PAT_CASES = [
 def hf_resize_crop(img: Image.Image, cfg: dict) -> tuple[Image.Image, tuple[int, int]]:
     """What transformers' (slow, PIL) image processors do before rescale/normalize: resize with PIL
     (reducing_gap None) to shortest_edge (longer side int(size*long/short)) or to {height, width},
-    then torchvision's center crop. Returns the image and the resize target."""
+    then transformers' center crop (image_transforms.center_crop: offset (size - crop) // 2, which
+    clipflow follows for a Hugging Face config). Returns the image and the resize target."""
     w, h = img.size
     size = cfg["size"]
     if isinstance(size, int):
@@ -373,9 +376,36 @@ def hf_resize_crop(img: Image.Image, cfg: dict) -> tuple[Image.Image, tuple[int,
     out = img.resize((tw, th), cfg.get("resample", 3))
     if cfg.get("do_center_crop", True):
         c = cfg["crop_size"]
-        left, top = int(round((tw - c) / 2.0)), int(round((th - c) / 2.0))
+        left, top = (tw - c) // 2, (th - c) // 2
         out = out.crop((left, top, left + c, top + c))
     return out, (tw, th)
+
+
+def transformers_version() -> str:
+    import transformers
+
+    return f"transformers {transformers.__version__} CLIPImageProcessor (Pillow backend), every case"
+
+
+def transformers_pixels(img: Image.Image, cfg: dict):
+    """The uint8 pixels transformers' own Pillow-backed image processor gives for `cfg` (before
+    rescale/normalize), or None when transformers is not installed (it is not a test
+    requirement; the README's model venv has it)."""
+    try:
+        import transformers
+    except ImportError:
+        return None
+    kw = dict(cfg)
+    if isinstance(kw["size"], int):
+        kw["size"] = {"shortest_edge": kw["size"]}
+    if isinstance(kw.get("crop_size"), int):
+        kw["crop_size"] = {"height": kw["crop_size"], "width": kw["crop_size"]}
+    cls = transformers.CLIPImageProcessor
+    if int(transformers.__version__.split(".")[0]) >= 5:
+        from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil as cls
+    proc = cls(**kw, do_rescale=False, do_normalize=False)
+    out = proc(images=img, return_tensors="np")["pixel_values"][0]
+    return np.clip(np.round(out), 0, 255).astype(np.uint8).transpose(1, 2, 0)
 
 
 # Pillow's fixed-point resampling in numpy, with the pass order as a parameter: the generator checks
@@ -440,12 +470,16 @@ def make_pattern_goldens(write_images: bool) -> None:
                 save_jpeg(img, PAT_IMG_DIR / name, quality=92, subsampling=2)
             else:
                 img.save(PAT_IMG_DIR / name, optimize=True)
-    cases = []
+    cases, checked = [], []
     for stem, cfg_name in PAT_CASES:
         cfg = PAT_CONFIGS[cfg_name]
         with Image.open(PAT_IMG_DIR / files[stem]) as im:
             img = im.convert("RGB")
         out, (tw, th) = hf_resize_crop(img, cfg)
+        theirs = transformers_pixels(img, cfg)
+        if theirs is not None and not np.array_equal(theirs, np.asarray(out)):
+            raise SystemExit(f"{stem} {cfg_name}: transformers' image processor gives other pixels")
+        checked.append(theirs is not None)
         gold = f"{stem}__{cfg_name}.png"
         out.save(PAT_GOLD_DIR / gold, optimize=True)
         w, h = img.size
@@ -465,9 +499,10 @@ def make_pattern_goldens(write_images: bool) -> None:
         cases.append(entry)
     index = {
         "reference": "transformers-style PIL preprocessing: open, convert('RGB'), Image.resize(target, resample) "
-        "(shortest_edge: longer side int(size*long/short); {height,width}: exact), torchvision center crop; "
-        "goldens are the uint8 RGB result as PNG",
+        "(shortest_edge: longer side int(size*long/short); {height,width}: exact), transformers' center crop "
+        "(offset (size - crop) // 2); goldens are the uint8 RGB result as PNG",
         "pillow": Image.__version__,
+        "equal_to": transformers_version() if checked and all(checked) else None,
         "configs": PAT_CONFIGS,
         "cases": cases,
     }

@@ -24,6 +24,13 @@ Layouts written under tests/fixtures/models/ (each seed distinct, so the layouts
   fastembed/  vision/model.onnx (+ preprocessor_config.json), text/model.onnx (+ tokenizer.json).
 Every folder that has a text model gets a copy of data/clip/tokenizer.json.
 
+Preprocessing rules: the goldens of these models' images (tests/fixtures/golden/preprocess/*.npy, and
+model_outputs.json for xenova and fastembed) follow OpenAI CLIP's preprocessing, whose center crop
+rounds half to even and whose convert("RGB") drops transparency, so xenova/ and fastembed/ record that
+provenance in a clipflow.json as scripts/export_clip.py does for an open_clip export. optimum/ stays
+as optimum writes a folder (no clipflow.json): clipflow gives it transformers' rule (floor crop), which
+model_outputs.json's optimum entries follow (scripts/gen_model_golden.py).
+
 Rerun from the repo root (after build_clip_tokenizer.py):
   .venv/bin/python scripts/make_fixture_models.py
 Needs onnx + onnxruntime (requirements-dev.txt); runs each model once in onnxruntime as a check.
@@ -53,6 +60,16 @@ MEAN = [0.48145466, 0.4578275, 0.40821073]
 STD = [0.26862954, 0.26130258, 0.27577711]
 
 SEEDS = {"xenova": 101, "optimum": 202, "fastembed": 303}
+
+OPENAI_RULES = {
+    "format": "clipflow-export/1",
+    "preprocess": {
+        "crop_rounding": "half_even",
+        "transparency": "drop",
+        "reference": "OpenAI CLIP's _transform (torchvision CenterCrop, Pillow convert('RGB')), "
+        "the reference of these fixtures' goldens",
+    },
+}
 
 LEGACY_PREPROCESSOR = {
     "crop_size": 224,
@@ -247,7 +264,7 @@ def smoke_test(root: Path) -> None:
         ids[i, :n] = rng.integers(1, 49406, n)
         ids[i, 0], ids[i, n - 1] = 49406, 49407
     mask = (np.arange(CONTEXT)[None] < np.array([[5], [9], [77]])).astype(np.int64)
-    for path in sorted(root.rglob("*.onnx")):
+    for path in sorted(p for layout in SEEDS for p in (root / layout).rglob("*.onnx")):
         sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         names = {i.name for i in sess.get_inputs()}
         feed = {}
@@ -274,13 +291,15 @@ def smoke_test(root: Path) -> None:
 def main() -> None:
     if not TOKENIZER.exists():
         raise SystemExit(f"{TOKENIZER} missing: run scripts/build_clip_tokenizer.py first")
-    if OUT.exists():
-        shutil.rmtree(OUT)
+    for layout in SEEDS:  # only this script's folders: real/ is check_exports.py's
+        if (OUT / layout).exists():
+            shutil.rmtree(OUT / layout)
 
     x = OUT / "xenova"
     save(vision_model(SEEDS["xenova"], with_hidden=True), x / "onnx" / "vision_model.onnx")
     save(text_model(SEEDS["xenova"] + 1, with_hidden=True), x / "onnx" / "text_model.onnx")
     write_json(x / "preprocessor_config.json", LEGACY_PREPROCESSOR)
+    write_json(x / "clipflow.json", OPENAI_RULES)
     shutil.copyfile(TOKENIZER, x / "tokenizer.json")
 
     o = OUT / "optimum"
@@ -293,11 +312,12 @@ def main() -> None:
     write_json(f / "vision" / "preprocessor_config.json", NEW_PREPROCESSOR)
     save(text_model(SEEDS["fastembed"] + 1, with_hidden=False), f / "text" / "model.onnx")
     shutil.copyfile(TOKENIZER, f / "text" / "tokenizer.json")
+    write_json(f / "clipflow.json", OPENAI_RULES)
 
     print(f"wrote models under {OUT}")
     smoke_test(OUT)
-    total = sum(p.stat().st_size for p in OUT.rglob("*") if p.is_file())
-    print(f"total size of {OUT.relative_to(REPO)}: {total / 1e6:.2f} MB")
+    total = sum(p.stat().st_size for layout in SEEDS for p in (OUT / layout).rglob("*") if p.is_file())
+    print(f"total size of the {len(SEEDS)} layouts: {total / 1e6:.2f} MB")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ clipflow loads it through exactly the code a real CLIP export uses:
                                                -> text_embeds f32 [batch,128]
   models/texture-clip/tokenizer.json           copy of data/clip/tokenizer.json (real CLIP BPE)
   models/texture-clip/preprocessor_config.json size 64, crop 64, bicubic, OpenAI mean/std
+  models/texture-clip/clipflow.json            the training pipeline's crop rounding (half to even,
+                                               texture_clip_common.resize_crop) and transparency (dropped)
   models/texture-clip/training.json            arguments, seeds, vocabulary, loss curve, timing
 and the same architecture with its random initialisation (no training) as models/texture-baseline/.
 
@@ -400,11 +402,24 @@ PREPROCESSOR = {
 }
 
 
+# The rules the preprocessor config alone does not fix (clipflow would give a bare Hugging Face config
+# transformers' floor crop): those of texture_clip_common.resize_crop, which the model was trained with.
+CLIPFLOW_INFO = {
+    "format": "clipflow-export/1",
+    "preprocess": {
+        "crop_rounding": "half_even",
+        "transparency": "drop",
+        "reference": "scripts/texture_clip_common.py resize_crop (convert('RGB'), round-half-even center crop)",
+    },
+}
+
+
 def write_model_dir(p: dict, table: np.ndarray, out: Path, tokenizer: Path, extra: dict) -> None:
     out.mkdir(parents=True, exist_ok=True)
     export_onnx(p, table, out / "onnx")
     shutil.copyfile(tokenizer, out / "tokenizer.json")
     write_json(out / "preprocessor_config.json", PREPROCESSOR)
+    write_json(out / "clipflow.json", CLIPFLOW_INFO)
     write_json(out / "training.json", extra)
 
 

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 
-use clipflow::encode::{self, Preprocess, TextTokenizer, CLIP_CONTEXT};
+use clipflow::encode::{self, TextTokenizer, CLIP_CONTEXT};
 use clipflow::progress::Progress;
 use clipflow::run::{self, RunOptions};
 use clipflow::{augment, config, synth};
@@ -176,7 +176,8 @@ enum Inspect {
         from the stream of (--seed, --id, variant): a study's seed and an item's id give that \
         item's variant exactly.")]
     Preprocess {
-        /// The model folder (its preprocessor_config.json is used).
+        /// The model folder: its preprocessor_config.json, with the crop and transparency rules
+        /// its clipflow.json records (else transformers' rules for a Hugging Face config).
         #[arg(long, value_name = "DIR")]
         model: PathBuf,
         /// The image file.
@@ -605,14 +606,14 @@ fn cmd_preprocess(
         Ok(f) => f,
         Err(code) => return code,
     };
-    let Some(pre_path) = &files.preprocessor_config else {
-        return fail(
-            USAGE,
-            &format!("{}: the model has no image tower", model.display()),
-        );
-    };
-    let pre = match Preprocess::from_file(pre_path) {
-        Ok(p) => p,
+    let pre = match files.preprocess() {
+        Ok(Some(p)) => p,
+        Ok(None) => {
+            return fail(
+                USAGE,
+                &format!("{}: the model has no image tower", model.display()),
+            )
+        }
         Err(e) => return fail(USAGE, &e),
     };
     let frost = noise

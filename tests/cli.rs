@@ -128,7 +128,22 @@ fn folder_study_writes_the_run_directory_contract() {
     assert_eq!(manifest["counts"]["errors"], 3);
     // The manifest says which preprocessing made the tensors (the report too: tests/demo.rs).
     assert_eq!(manifest["preprocess"]["mode"], "exact");
-    assert_eq!(manifest["models"][0]["files"].as_array().unwrap().len(), 4);
+    // ...and the rules the reference libraries disagree on, with whose they are (the fixture's
+    // clipflow.json records OpenAI's).
+    let pre = &manifest["models"][0]["preprocess"];
+    assert_eq!(
+        (&pre["crop_rounding"], &pre["transparency"]),
+        (&serde_json::json!("half_even"), &serde_json::json!("drop"))
+    );
+    assert!(
+        pre["crop_rounding_from"]
+            .as_str()
+            .unwrap()
+            .starts_with("clipflow.json: OpenAI"),
+        "{pre}"
+    );
+    // Two graphs, the preprocessor config, the tokenizer and clipflow.json.
+    assert_eq!(manifest["models"][0]["files"].as_array().unwrap().len(), 5);
     assert!(
         manifest["models"][0]["files"][0]["sha256"]
             .as_str()

@@ -102,6 +102,61 @@ fn every_key_error_names_its_line() {
         assert_eq!(o.status.code(), Some(2), "{to}: {e}");
         assert!(e.contains(want), "{to}: expected {want} in: {e}");
     }
+    // (line 11) a preprocessing rule no reference library uses, and a rule for a model whose
+    // image tower the study does not use.
+    let with_rules = |rules: &str| {
+        good.replacen(
+            &format!("  - path: {model}\n"),
+            &format!("  - path: {model}\n    preprocess: {rules}\n"),
+            1,
+        )
+    };
+    std::fs::write(
+        &s,
+        with_rules("{crop_rounding: floor, transparency: white}"),
+    )
+    .unwrap();
+    let o = clipflow(&["validate", s.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for (rules, want) in [
+        (
+            "{crop_rounding: ceil}",
+            "models.0.preprocess.crop_rounding: unknown variant `ceil`, expected `half_even` or \
+             `floor`",
+        ),
+        (
+            "{transparency: black}",
+            "models.0.preprocess.transparency: unknown variant `black`, expected `drop` or `white`",
+        ),
+        (
+            "{crop: floor}",
+            "models.0.preprocess.crop: unknown field `crop`, expected `crop_rounding` or \
+             `transparency`; did you mean `crop_rounding`?",
+        ),
+    ] {
+        std::fs::write(&s, with_rules(rules)).unwrap();
+        let o = clipflow(&["validate", s.to_str().unwrap()]);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{rules}: {e}");
+        assert!(
+            e.contains("study.yaml:11:") && e.contains(want),
+            "{rules}: expected line 11 and {want} in: {e}"
+        );
+    }
+    std::fs::write(&s, with_rules("{crop_rounding: floor}")).unwrap();
+    let e = stderr(&clipflow(&[
+        "validate",
+        s.to_str().unwrap(),
+        "--set",
+        "models.0.towers=[text]",
+    ]));
+    assert!(
+        e.contains("study.yaml:11:")
+            && e.contains("models.0.preprocess")
+            && e.contains("no image tower"),
+        "{e}"
+    );
+
     // An empty model list points at `models:`.
     let empty = good.replace(&format!("models:\n  - path: {model}\n"), "models: []\n");
     std::fs::write(&s, empty).unwrap();

@@ -49,6 +49,10 @@ fn demo_study_runs_and_the_trained_model_beats_the_baseline() {
         report.contains("exact (bit for bit Pillow)"),
         "the report names the preprocessing"
     );
+    assert!(
+        report.contains("crop rounding") && report.contains("half_even (clipflow.json"),
+        "the report names each model's preprocessing rules"
+    );
 
     // The demo's cluster table: autoencoder and DEC beside k-means on the clean images, scored
     // by the same metrics; their labels in cluster_assignments; their training in

@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use clipflow::encode::preprocess::{CropRounding, ModelPreprocessConfig, Transparency};
 use clipflow::encode::{self, preprocess, Encoder, Preprocess, SessionSettings, TextTokenizer};
 
 fn fixtures() -> PathBuf {
@@ -28,8 +29,19 @@ fn read_npy(path: &Path) -> Vec<f32> {
         .collect()
 }
 
+fn model_files(layout: &str, rules: Option<ModelPreprocessConfig>) -> encode::ModelFiles {
+    let cfg = clipflow::config::ModelConfig {
+        path: fixtures().join("models").join(layout).display().to_string(),
+        preprocess: rules,
+        ..Default::default()
+    };
+    encode::locate(&cfg, 0).unwrap()
+}
+
+/// The xenova fixture's preprocessing: its clipflow.json records OpenAI's rules, the
+/// reference of the preprocess goldens.
 fn xenova_preprocess() -> Preprocess {
-    Preprocess::from_file(&fixtures().join("models/xenova/preprocessor_config.json")).unwrap()
+    model_files("xenova", None).preprocess().unwrap().unwrap()
 }
 
 fn tensor_of(pre: &Preprocess, image: &Path) -> Vec<f32> {
@@ -96,6 +108,54 @@ fn fine_patterns_match_pillow_bit_for_bit() {
     assert!(checked >= 40, "only {checked} pattern goldens");
     assert!(vertical_first >= 15 && checked - vertical_first >= 15);
     assert!(failures.is_empty(), "differ from Pillow: {failures:#?}");
+}
+
+/// A bare Hugging Face folder gets transformers' rules, a clipflow.json's record wins over them,
+/// and the study's `models[].preprocess` over both, rule by rule.
+#[test]
+fn preprocessing_rules_follow_the_folder_the_export_and_the_study() {
+    let rules = |layout: &str, study: Option<ModelPreprocessConfig>| {
+        let r = model_files(layout, study)
+            .preprocess()
+            .unwrap()
+            .unwrap()
+            .rules;
+        (r.crop_rounding, r.transparency, r.crop_rounding_from)
+    };
+    let (crop, transparency, from) = rules("optimum", None);
+    assert_eq!(
+        (crop, transparency),
+        (CropRounding::Floor, Transparency::Drop)
+    );
+    assert!(from.contains("transformers"), "{from}");
+    let (crop, _, from) = rules("xenova", None);
+    assert_eq!(crop, CropRounding::HalfEven);
+    assert!(from.starts_with("clipflow.json"), "{from}");
+    let study = ModelPreprocessConfig {
+        crop_rounding: Some(CropRounding::Floor),
+        transparency: None,
+    };
+    let (crop, transparency, from) = rules("xenova", Some(study));
+    assert_eq!(
+        (crop, transparency),
+        (CropRounding::Floor, Transparency::Drop)
+    );
+    assert!(from.contains("models[].preprocess"), "{from}");
+    // The odd margin of odd_offset_wide.png (resized to 231 wide) moves the crop by a pixel.
+    let image = fixtures().join("images/odd_offset_wide.png");
+    let study = ModelPreprocessConfig {
+        crop_rounding: Some(CropRounding::Floor),
+        transparency: None,
+    };
+    let floor = model_files("xenova", Some(study))
+        .preprocess()
+        .unwrap()
+        .unwrap();
+    let half_even = tensor_of(&xenova_preprocess(), &image);
+    let floor = tensor_of(&floor, &image);
+    // Row 0: floor's column c is half-even's column c - 1.
+    assert_eq!(&floor[1..224], &half_even[..223]);
+    assert_ne!(floor[0], half_even[0]);
 }
 
 #[test]
@@ -203,6 +263,14 @@ fn embeddings_match_onnxruntime_python_on_every_layout() {
             intra_threads: 1,
         };
         let mut enc = Encoder::load(&files, settings, &|_| {}).unwrap();
+        // Each folder's rule (clipflow.json's, else transformers' for the bare optimum folder)
+        // is the one its golden was made with.
+        let rounding = &enc.preprocess.as_ref().unwrap().rules.crop_rounding;
+        assert_eq!(
+            serde_json::to_value(rounding).unwrap(),
+            expected["crop_rounding"],
+            "{layout}"
+        );
         for case in expected["image"].as_array().unwrap() {
             let image = case["image"].as_str().unwrap();
             let t = tensor_of(
@@ -233,4 +301,43 @@ fn embeddings_match_onnxruntime_python_on_every_layout() {
             assert!(diff < 1e-5, "{layout} text {name}: max diff {diff}");
         }
     }
+}
+
+/// Transparent images of every kind (alpha band, palette and colour `tRNS`, 16-bit RGBA, GIF,
+/// WebP; every (value, alpha) pair in `rgba_all.png`) decode to the RGB pixels Pillow gives:
+/// composited over white as transformers 5's `convert_to_rgb` does, or dropped as
+/// `convert("RGB")` does (scripts/gen_transparency_golden.py).
+#[test]
+fn transparency_matches_pillow_composited_or_dropped() {
+    let dir = fixtures().join("golden/transparency");
+    let index = json(&dir.join("index.json"));
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for case in index["images"].as_array().unwrap() {
+        let image = case["image"].as_str().unwrap();
+        let bytes = std::fs::read(dir.join(image)).unwrap();
+        for (rule, golden) in [
+            (Transparency::White, &case["white"]),
+            (Transparency::Drop, &case["drop"]),
+        ] {
+            let want = preprocess::decode(
+                &std::fs::read(dir.join(golden.as_str().unwrap())).unwrap(),
+                u64::MAX,
+            )
+            .unwrap();
+            let got = preprocess::decode_rgbx(&bytes, u64::MAX, rule, |_, _| 8).unwrap();
+            let got = got.image.to_rgb();
+            let differ = got
+                .iter()
+                .zip(want.as_raw())
+                .filter(|(a, b)| a != b)
+                .count();
+            if got.len() != want.as_raw().len() || differ > 0 {
+                failures.push(format!("{image} {rule:?}: {differ} values differ"));
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 18, "only {checked} transparency goldens");
+    assert!(failures.is_empty(), "differ from Pillow: {failures:#?}");
 }

@@ -3,8 +3,10 @@
 //! against what PyTorch computed for the same inputs (tests/fixtures/golden/real_exports.json,
 //! both written by `scripts/check_exports.py --write-fixtures`).
 //!
-//! Pixels come from the reference preprocessing (the golden tensors), so these tests pin the
-//! graphs, pooling, projection, tokenizers and scoring; preprocessing has its own goldens.
+//! The graphs are fed the reference preprocessing's pixels (the golden tensors), so these tests
+//! pin the graphs, pooling, projection, tokenizers and scoring on their own; clipflow's own
+//! preprocessing of the same image files, with the rules each export's clipflow.json recorded
+//! (transformers' floor crop, transformers 5's white compositing), must give those pixels too.
 
 mod common;
 
@@ -70,6 +72,20 @@ fn check_model(name: &str, entry: &Value) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
     let mut images = Vec::new();
     for case in entry["images"].as_array().unwrap() {
         let pixels = floats(&case["pixels"]);
+        let image = case["image"].as_str().unwrap();
+        let bytes = std::fs::read(common::fixture(&format!("images/{image}"))).unwrap();
+        let pre = enc.preprocess.as_ref().unwrap();
+        let crop = pre
+            .load(&bytes, u64::MAX, encode::preprocess::Mode::Exact)
+            .unwrap();
+        let mut ours = vec![0.0f32; pixels.len()];
+        pre.normalize_rgbx_into(&crop, &mut ours);
+        let worst = ours
+            .iter()
+            .zip(&pixels)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst <= 1e-5, "{name} {image}: pixels differ by {worst}");
         let got = enc.embed_pixels(&pixels, 1).unwrap();
         let d = one_minus_cos(&got, &floats(&case["embedding"]));
         assert!(d <= 1e-5, "{name} image {}: 1 - cos = {d:e}", case["image"]);

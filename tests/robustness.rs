@@ -266,7 +266,16 @@ fn inspect_preprocess_writes_the_corrupted_tensor() {
     let tmp = tempfile::tempdir().unwrap();
     let model = fixture("models/xenova");
     let image = fixture("images/landscape.jpg");
-    let pre = Preprocess::from_file(&model.join("preprocessor_config.json")).unwrap();
+    // The model's own rules (its clipflow.json), as `inspect preprocess --model` reads them.
+    let cfg = clipflow::config::ModelConfig {
+        path: model.display().to_string(),
+        ..Default::default()
+    };
+    let pre: Preprocess = encode::locate(&cfg, 0)
+        .unwrap()
+        .preprocess()
+        .unwrap()
+        .unwrap();
     let base: PixelImage = pre
         .to_pixels(&encode::preprocess::decode(&std::fs::read(&image).unwrap(), u64::MAX).unwrap())
         .unwrap();

@@ -375,6 +375,48 @@ pub struct ModelConfig {
     /// CLIP's softmax at scale 100.
     #[serde(default)]
     pub scoring: Option<ScoringConfig>,
+    /// Where the reference libraries disagree on image preprocessing, which one to follow for
+    /// this model; default: what the export recorded (`clipflow.json`), else transformers' rule
+    /// for a Hugging Face preprocessor config.
+    #[serde(default)]
+    pub preprocess: Option<ModelPreprocessConfig>,
+}
+
+/// `models[].preprocess`: overrides the preprocessing rules the export recorded. The reference
+/// implementations agree on everything else clipflow reproduces (README, Models).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModelPreprocessConfig {
+    /// Where the center crop starts when the margin is odd.
+    #[serde(default)]
+    pub crop_rounding: Option<CropRounding>,
+    /// What becomes of transparent pixels (alpha channel, palette or colour `tRNS`).
+    #[serde(default)]
+    pub transparency: Option<Transparency>,
+}
+
+/// The center crop's offset `(size - crop) / 2` when it is not whole.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CropRounding {
+    /// torchvision's `CenterCrop` (OpenAI CLIP, open_clip): rounded half to even; a crop larger
+    /// than the image pads `floor((crop - size) / 2)` zeros before it.
+    HalfEven,
+    /// transformers' image processors (`image_transforms.center_crop`): `floor` of the signed
+    /// offset, on both sides of zero.
+    Floor,
+}
+
+/// How a transparent image becomes RGB.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Transparency {
+    /// Pillow's `convert("RGB")`: the colour channels as they are (OpenAI CLIP, open_clip,
+    /// transformers 4).
+    Drop,
+    /// Composited over opaque white with Pillow's `alpha_composite` (transformers 5's
+    /// `convert_to_rgb`).
+    White,
 }
 
 /// A model's towers.

@@ -150,12 +150,10 @@ impl Encoder {
             _ => None,
         };
 
-        let preprocess = files
-            .preprocessor_config
-            .as_ref()
-            .filter(|_| image.is_some())
-            .map(|p| Preprocess::from_file(p))
-            .transpose()?;
+        let preprocess = match image {
+            Some(_) => files.preprocess()?,
+            None => None,
+        };
         // A combined graph wants pixels even for texts: its fixed size, else the preprocessing's.
         let pixel_role = image
             .as_ref()

@@ -9,6 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::preprocess::{ModelPreprocessConfig, Preprocess};
 use super::EncodeError;
 use crate::config::{ModelConfig, Pooling, ScoringConfig, Tower, TowerConfig};
 
@@ -62,6 +63,8 @@ pub struct ModelFiles {
     pub context_length: Option<usize>,
     /// `models[].scoring`.
     pub scoring: Option<ScoringConfig>,
+    /// `models[].preprocess`.
+    pub preprocess: Option<ModelPreprocessConfig>,
 }
 
 impl ModelFiles {
@@ -91,6 +94,35 @@ impl ModelFiles {
             t.push(Tower::Text);
         }
         t
+    }
+
+    /// The image preprocessing, when the image tower is used: the preprocessor config, with the
+    /// rules `clipflow.json` recorded and then the study's `models[].preprocess` applied.
+    pub fn preprocess(&self) -> Result<Option<Preprocess>, EncodeError> {
+        let Some(path) = self
+            .preprocessor_config
+            .as_ref()
+            .filter(|_| self.image.is_some())
+        else {
+            return Ok(None);
+        };
+        let pre = Preprocess::from_file(path)?;
+        let recorded = match &self.export_info {
+            None => None,
+            Some(info) => {
+                let bad = |message: String| EncodeError::Model {
+                    path: info.clone(),
+                    message,
+                };
+                let text = std::fs::read_to_string(info).map_err(|e| bad(e.to_string()))?;
+                let v: serde_json::Value =
+                    serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+                Some(Preprocess::recorded_rules(&v).map_err(bad)?)
+            }
+        };
+        Ok(Some(
+            pre.with_rules(recorded.as_ref(), self.preprocess.as_ref()),
+        ))
     }
 
     /// Whether the study encodes this model's `tower`.
@@ -316,6 +348,12 @@ pub fn locate(config: &ModelConfig, index: usize) -> Result<ModelFiles, EncodeEr
             )
         })?),
     };
+    if config.preprocess.is_some() && image.is_none() {
+        return Err(err(
+            "preprocess",
+            "sets image preprocessing, but the study uses no image tower of this model".into(),
+        ));
+    }
     let tokenizer_config = tokenizer
         .as_ref()
         .and_then(|t| t.parent())
@@ -334,6 +372,7 @@ pub fn locate(config: &ModelConfig, index: usize) -> Result<ModelFiles, EncodeEr
         export_info,
         context_length: config.context_length,
         scoring: config.scoring.clone(),
+        preprocess: config.preprocess.clone(),
     })
 }
 

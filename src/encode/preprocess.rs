@@ -1,13 +1,21 @@
-//! Image preprocessing equal to Hugging Face's image processors on Pillow (OpenAI CLIP's
-//! reference is the same pipeline): convert to RGB; resize (shorter side to `size` with the
-//! longer side `int(size·long/short)`, or to an exact `{height, width}` for SigLIP-style
-//! processors) with Pillow's resampling, reproduced bit for bit in [`super::resample`]; center
-//! crop with torchvision's round-half-even offsets; scale by `rescale_factor`; normalise by
-//! mean/std.
+//! Image preprocessing equal to the reference library a model's preprocessing belongs to:
+//! transformers' Pillow-based image processors for a Hugging Face preprocessor config, OpenAI
+//! CLIP / open_clip (torchvision transforms on Pillow images) for their exports. Convert to RGB;
+//! resize (shorter side to `size` with the longer side `int(size·long/short)`, or to an exact
+//! `{height, width}` for SigLIP-style processors) with Pillow's resampling, reproduced bit for
+//! bit in [`super::resample`]; center crop; scale by `rescale_factor`; normalise by mean/std.
 //!
-//! Decoding follows Pillow too: no EXIF rotation, alpha dropped (not composited), palette and
-//! grayscale expanded, 16-bit RGB reduced to its high byte, CMYK JPEGs inverted and converted
-//! with Pillow's integer formula. Truncated files are errors, as in Pillow's default.
+//! The references agree on all of it but two rules ([`Rules`]), which follow the library the
+//! model's preprocessing config belongs to (what a user comparing with that library in Python
+//! gets): where an odd-margin center crop starts ([`CropRounding`]: torchvision rounds half to
+//! even, transformers floors), and what becomes of transparency ([`Transparency`]: Pillow's
+//! `convert("RGB")` drops it, transformers 5 composites it over white). `scripts/export_clip.py`
+//! probes the library it exports with and records both in `clipflow.json`; without that
+//! record a Hugging Face config gets transformers' rules; `models[].preprocess` overrides both.
+//!
+//! Decoding follows Pillow too: no EXIF rotation, palette and grayscale expanded, 16-bit RGB
+//! reduced to its high byte, CMYK JPEGs inverted and converted with Pillow's integer formula.
+//! Truncated files are errors, as in Pillow's default.
 //!
 //! Two modes ([`Mode`]): `exact` gives Pillow's pixels; `fast` lets libjpeg-turbo shrink a JPEG
 //! by 1/2, 1/4 or 1/8 in the DCT domain (while the result stays at least the resize target)
@@ -22,6 +30,7 @@ use super::resample::{self, Kernel, Rgbx, Window};
 use super::EncodeError;
 use crate::augment::PixelImage;
 pub use crate::config::PreprocessMode as Mode;
+pub use crate::config::{CropRounding, ModelPreprocessConfig, Transparency};
 
 /// OpenAI CLIP's normalisation constants, the default when a config omits them.
 #[allow(clippy::excessive_precision)] // the values exactly as OpenAI publishes them
@@ -55,7 +64,7 @@ pub enum Filter {
     Lanczos,
 }
 
-/// A parsed `preprocessor_config.json`.
+/// A parsed `preprocessor_config.json`, with the rules of the library it belongs to.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Preprocess {
     pub resize: Resize,
@@ -65,6 +74,32 @@ pub struct Preprocess {
     pub rescale: f32,
     pub mean: [f32; 3],
     pub std: [f32; 3],
+    /// Where the reference libraries differ: which one this model follows, and why.
+    #[serde(flatten)]
+    pub rules: Rules,
+    /// transformers 5's nested `processor_config.json` with `do_convert_rgb`: the layout that
+    /// says which transformers wrote the file, hence which transparency rule it applies.
+    #[serde(skip)]
+    transformers5_converts_rgb: bool,
+}
+
+/// The two preprocessing rules the reference libraries disagree on, each with where it came
+/// from (the manifest records both).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Rules {
+    pub crop_rounding: CropRounding,
+    pub crop_rounding_from: String,
+    pub transparency: Transparency,
+    pub transparency_from: String,
+}
+
+/// What an export's `clipflow.json` says about the preprocessing rules.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RecordedRules {
+    pub crop_rounding: Option<CropRounding>,
+    pub transparency: Option<Transparency>,
+    /// Which library the rules are those of, for the manifest.
+    pub from: String,
 }
 
 /// Why one image could not be turned into a tensor.
@@ -89,13 +124,14 @@ impl Preprocess {
 
     pub fn from_json(v: &serde_json::Value) -> Result<Preprocess, String> {
         // transformers 5 saves a processor's parts in one `processor_config.json`.
-        let v = match v.get("image_processor") {
-            Some(nested) if nested.is_object() => nested,
-            _ => v,
+        let (v, nested) = match v.get("image_processor") {
+            Some(inner) if inner.is_object() => (inner, true),
+            _ => (v, false),
         };
         let converted = convnext_crop_pct(v)?;
         let v = converted.as_ref().unwrap_or(v);
         let flag = |k: &str, default: bool| v.get(k).and_then(|x| x.as_bool()).unwrap_or(default);
+        let transformers5_converts_rgb = nested && flag("do_convert_rgb", false);
         let dim = |x: &serde_json::Value, what: &str| -> Result<u32, String> {
             x.as_u64()
                 .filter(|n| (1..=16384).contains(n))
@@ -207,6 +243,96 @@ impl Preprocess {
             rescale,
             mean,
             std,
+            rules: Rules::of_transformers(transformers5_converts_rgb),
+            transformers5_converts_rgb,
+        })
+    }
+
+    /// Applies the rules an export recorded, then the study's overrides (each rule on its own:
+    /// the study may set one and leave the other to the export).
+    pub fn with_rules(
+        mut self,
+        recorded: Option<&RecordedRules>,
+        study: Option<&ModelPreprocessConfig>,
+    ) -> Preprocess {
+        if let Some(r) = recorded {
+            if let Some(c) = r.crop_rounding {
+                self.rules.crop_rounding = c;
+                self.rules.crop_rounding_from = r.from.clone();
+            }
+            if let Some(t) = r.transparency {
+                self.rules.transparency = t;
+                self.rules.transparency_from = r.from.clone();
+            }
+        }
+        if let Some(s) = study {
+            if let Some(c) = s.crop_rounding {
+                self.rules.crop_rounding = c;
+                self.rules.crop_rounding_from = "study (models[].preprocess)".into();
+            }
+            if let Some(t) = s.transparency {
+                self.rules.transparency = t;
+                self.rules.transparency_from = "study (models[].preprocess)".into();
+            }
+        }
+        self
+    }
+
+    /// Reads the preprocessing rules of an export's `clipflow.json`: its `preprocess` entry
+    /// (what `scripts/export_clip.py` measured on the library it exported with), else, for a
+    /// file written before the entry existed, the rules of the library its `source` names.
+    pub fn recorded_rules(info: &serde_json::Value) -> Result<RecordedRules, String> {
+        if let Some(p) = info.get("preprocess").filter(|p| !p.is_null()) {
+            let Some(p) = p.as_object() else {
+                return Err(format!("preprocess: {p} is not an object"));
+            };
+            let parse = |k: &str, allowed: &str| -> Result<Option<serde_json::Value>, String> {
+                match p.get(k) {
+                    None | Some(serde_json::Value::Null) => Ok(None),
+                    Some(x) if x.is_string() => Ok(Some(x.clone())),
+                    Some(x) => Err(format!("preprocess.{k}: {x} is not one of {allowed}")),
+                }
+            };
+            let crop_rounding = parse("crop_rounding", "half_even, floor")?
+                .map(|x| {
+                    serde_json::from_value(x.clone()).map_err(|_| {
+                        format!("preprocess.crop_rounding: {x} is not half_even or floor")
+                    })
+                })
+                .transpose()?;
+            let transparency = parse("transparency", "drop, white")?
+                .map(|x| {
+                    serde_json::from_value(x.clone())
+                        .map_err(|_| format!("preprocess.transparency: {x} is not drop or white"))
+                })
+                .transpose()?;
+            let reference = p
+                .get("reference")
+                .and_then(|r| r.as_str())
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default();
+            return Ok(RecordedRules {
+                crop_rounding,
+                transparency,
+                from: format!("clipflow.json{reference}"),
+            });
+        }
+        let library = info
+            .get("source")
+            .and_then(|s| s.get("library"))
+            .and_then(|l| l.as_str())
+            .unwrap_or_default();
+        let name = library.split_whitespace().next().unwrap_or_default();
+        let from = format!("clipflow.json source: {library}");
+        Ok(match name {
+            // torchvision's CenterCrop and Pillow's convert("RGB").
+            "open_clip" | "torchvision" => RecordedRules {
+                crop_rounding: Some(CropRounding::HalfEven),
+                transparency: Some(Transparency::Drop),
+                from,
+            },
+            // transformers' own rules follow from the config file (from_json).
+            _ => RecordedRules::default(),
         })
     }
 
@@ -238,13 +364,18 @@ impl Preprocess {
     /// Decodes `bytes` and resizes and crops them to the model's input, as 8-bit RGBX.
     /// `max_pixels` bounds the decoded size (checked on the header, before any allocation).
     pub fn load(&self, bytes: &[u8], max_pixels: u64, mode: Mode) -> Result<Rgbx, DecodeFailure> {
-        let img = decode_rgbx(bytes, max_pixels, |w, h| match mode {
-            Mode::Exact => 8,
-            Mode::Fast => {
-                let (tw, th) = self.resized_size(w, h);
-                dct_scale(w, h, tw, th)
-            }
-        })?;
+        let img = decode_rgbx(
+            bytes,
+            max_pixels,
+            self.rules.transparency,
+            |w, h| match mode {
+                Mode::Exact => 8,
+                Mode::Fast => {
+                    let (tw, th) = self.resized_size(w, h);
+                    dct_scale(w, h, tw, th)
+                }
+            },
+        )?;
         self.resize_crop(&img.image, (img.width, img.height))
     }
 
@@ -271,10 +402,11 @@ impl Preprocess {
             .crop
             .map(|(h, w)| (h as usize, w as usize))
             .unwrap_or((th, tw));
-        let top = crop_offset(th as i64, ch as i64);
-        let left = crop_offset(tw as i64, cw as i64);
-        // The part of the crop that lies on the resized image (torchvision pads the rest with
-        // zeros when the crop is larger).
+        let rounding = self.rules.crop_rounding;
+        let top = crop_offset(th as i64, ch as i64, rounding);
+        let left = crop_offset(tw as i64, cw as i64, rounding);
+        // The part of the crop that lies on the resized image (both references pad the rest
+        // with zeros when the crop is larger).
         let x0 = left.max(0) as usize;
         let y0 = top.max(0) as usize;
         let x1 = ((left + cw as i64).min(tw as i64)).max(x0 as i64) as usize;
@@ -419,18 +551,56 @@ pub fn dct_scale(w: usize, h: usize, tw: usize, th: usize) -> u8 {
     8
 }
 
-/// torchvision's center-crop offset: `int(round((size - crop) / 2))` with Python's
-/// round-half-to-even, and `-((crop - size) // 2)` when the crop is larger (zero padding).
-fn crop_offset(size: i64, crop: i64) -> i64 {
-    if crop > size {
-        return -((crop - size) / 2);
-    }
+/// Where a center crop of `crop` pixels starts on a side of `size` pixels (negative: the crop
+/// is larger and starts that far before the image, the gap being zeros).
+///
+/// - `HalfEven`, torchvision's `center_crop` (OpenAI CLIP, open_clip): `int(round((size -
+///   crop) / 2))` with Python's round-half-to-even; a larger crop first pads
+///   `(crop - size) // 2` zeros before the image, so the offset is `-((crop - size) // 2)`.
+/// - `Floor`, transformers' `image_transforms.center_crop` (every Pillow-based image processor
+///   of transformers 4 and 5): `(size - crop) // 2`, Python's floor division, on both sides of
+///   zero (a larger crop pads `ceil((crop - size) / 2)` zeros before the image).
+fn crop_offset(size: i64, crop: i64, rounding: CropRounding) -> i64 {
     let d = size - crop;
-    let half = d / 2;
-    if d % 2 == 0 || half % 2 == 0 {
-        half
-    } else {
-        half + 1
+    match rounding {
+        CropRounding::Floor => d.div_euclid(2),
+        CropRounding::HalfEven if d < 0 => -((-d) / 2),
+        CropRounding::HalfEven => {
+            let half = d / 2;
+            if d % 2 == 0 || half % 2 == 0 {
+                half
+            } else {
+                half + 1
+            }
+        }
+    }
+}
+
+impl Rules {
+    /// transformers' rules for a Hugging Face preprocessor config: its image processors crop at
+    /// the floor in both major versions. transformers 5's `convert_to_rgb` composites
+    /// transparency over white, 4's is Pillow's `convert("RGB")`; a flat
+    /// `preprocessor_config.json` does not say which wrote it (both write the same keys), and
+    /// the tools that make such folders without `clipflow.json` (optimum, which pins
+    /// transformers 4; transformers.js) drop it, so only transformers 5's nested
+    /// `processor_config.json` with `do_convert_rgb` gets white.
+    fn of_transformers(transformers5_converts_rgb: bool) -> Rules {
+        Rules {
+            crop_rounding: CropRounding::Floor,
+            crop_rounding_from: "transformers' rule for a Hugging Face preprocessor config".into(),
+            transparency: if transformers5_converts_rgb {
+                Transparency::White
+            } else {
+                Transparency::Drop
+            },
+            transparency_from: if transformers5_converts_rgb {
+                "transformers 5's rule (processor_config.json with do_convert_rgb)".into()
+            } else {
+                "Pillow's convert(\"RGB\") (transformers 4; a preprocessor_config.json does not \
+                 say which transformers wrote it)"
+                    .into()
+            },
+        }
     }
 }
 
@@ -442,9 +612,10 @@ pub struct Decoded {
     pub height: usize,
 }
 
-/// Decodes image bytes to 8-bit RGB the way Pillow's `Image.open(...).convert("RGB")` does.
+/// Decodes image bytes to 8-bit RGB the way Pillow's `Image.open(...).convert("RGB")` does
+/// (transparency dropped).
 pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, DecodeFailure> {
-    let d = decode_rgbx(bytes, max_pixels, |_, _| 8)?;
+    let d = decode_rgbx(bytes, max_pixels, Transparency::Drop, |_, _| 8)?;
     RgbImage::from_raw(
         d.image.width as u32,
         d.image.height as u32,
@@ -456,13 +627,15 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, DecodeFailure> 
     })
 }
 
-/// Decodes image bytes to 8-bit RGBX as Pillow's `convert("RGB")` would give them.
-/// `jpeg_scale(w, h)` picks the DCT scale numerator (8 = full size) of a JPEG from its
-/// header's size. Nothing is allocated for the pixels before the header's size has passed
-/// `max_pixels`.
+/// Decodes image bytes to 8-bit RGBX as Pillow's `convert("RGB")` would give them, or, with
+/// `Transparency::White`, as transformers 5's `convert_to_rgb` does: `convert("RGBA")`, then
+/// `alpha_composite` over opaque white. `jpeg_scale(w, h)` picks the DCT scale numerator (8 =
+/// full size) of a JPEG from its header's size. Nothing is allocated for the pixels before the
+/// header's size has passed `max_pixels`.
 pub fn decode_rgbx(
     bytes: &[u8],
     max_pixels: u64,
+    transparency: Transparency,
     jpeg_scale: impl Fn(usize, usize) -> u8,
 ) -> Result<Decoded, DecodeFailure> {
     let fail = |reason: String| DecodeFailure {
@@ -501,6 +674,9 @@ pub fn decode_rgbx(
         .decode()
         .map_err(|e| fail(format!("cannot decode {format:?}: {e}")))?;
     let (w, h) = (img.width() as usize, img.height() as usize);
+    // The decoder expands palettes and `tRNS` chunks to an alpha channel, as Pillow's
+    // convert("RGBA") does: that alpha is what white compositing reads.
+    let white = transparency == Transparency::White && img.color().has_alpha();
     let image = match img {
         // Pillow opens 16-bit RGB(A) PNGs as 8-bit RGB(A) holding the high byte of each value
         // (v >> 8); image's own conversion rounds v / 257, one level apart on ~half the values.
@@ -517,16 +693,53 @@ pub fn decode_rgbx(
             height: h,
             data: b
                 .pixels()
-                .flat_map(|p| [(p[0] >> 8) as u8, (p[1] >> 8) as u8, (p[2] >> 8) as u8, 255])
+                .flat_map(|p| {
+                    let a = if white { (p[3] >> 8) as u8 } else { 255 };
+                    [(p[0] >> 8) as u8, (p[1] >> 8) as u8, (p[2] >> 8) as u8, a]
+                })
                 .collect(),
+        },
+        other if white => Rgbx {
+            width: w,
+            height: h,
+            data: other.to_rgba8().into_raw(),
         },
         other => Rgbx::from_rgb(w, h, other.to_rgb8().as_raw()),
     };
+    let image = if white { over_white(image) } else { image };
     Ok(Decoded {
         image,
         width: w,
         height: h,
     })
+}
+
+/// Pillow's `alpha_composite(white, image).convert("RGB")` on RGBA pixels (the fourth byte
+/// becomes the padding byte, 255). Pillow's integer formula (`ImagingAlphaComposite`, 7 extra
+/// bits) with an opaque white destination has exact coefficients `128·a` and `128·(255 − a)`,
+/// and then equals `(v·a + 255·(255 − a)) / 255` rounded to nearest; `tests/golden.rs` checks
+/// every (value, alpha) pair against Pillow.
+fn over_white(mut image: Rgbx) -> Rgbx {
+    for p in image.data.chunks_exact_mut(4) {
+        let a = p[3] as u32;
+        if a != 255 {
+            for v in &mut p[..3] {
+                *v = composite_over_white(*v, a);
+            }
+        }
+        p[3] = 255;
+    }
+    image
+}
+
+/// One channel of [`over_white`]: `(t + 0x80·128)`, divided by 255 with Pillow's
+/// `SHIFTFORDIV255`, then by 128.
+fn composite_over_white(v: u8, a: u32) -> u8 {
+    if a == 0 {
+        return 255;
+    }
+    let t = 128 * (v as u32 * a + 255 * (255 - a)) + (0x80 << 7);
+    ((((t >> 8) + t) >> 8) >> 7) as u8
 }
 
 fn check_pixels(w: u64, h: u64, max_pixels: u64) -> Result<(), String> {
@@ -627,14 +840,129 @@ mod tests {
     use super::*;
 
     #[test]
-    fn crop_offsets_follow_torchvision_rounding() {
-        assert_eq!(crop_offset(224, 224), 0);
-        assert_eq!(crop_offset(225, 224), 0); // round(0.5) = 0
-        assert_eq!(crop_offset(227, 224), 2); // round(1.5) = 2
-        assert_eq!(crop_offset(229, 224), 2); // round(2.5) = 2
-        assert_eq!(crop_offset(231, 224), 4); // round(3.5) = 4
-        assert_eq!(crop_offset(300, 224), 38);
-        assert_eq!(crop_offset(200, 224), -12);
+    fn crop_offsets_follow_each_reference() {
+        use CropRounding::{Floor, HalfEven};
+        // (size, crop, torchvision's offset, transformers'), each worked out from their code:
+        // torchvision int(round((size - crop) / 2.0)) after padding (crop - size) // 2 zeros
+        // before a larger crop; transformers (size - crop) // 2.
+        let cases = [
+            (224, 224, 0, 0),
+            (225, 224, 0, 0),   // 0.5: round 0, floor 0
+            (226, 224, 1, 1),   // even margin: both 1
+            (227, 224, 2, 1),   // 1.5: round 2, floor 1
+            (229, 224, 2, 2),   // 2.5: round 2, floor 2
+            (231, 224, 4, 3),   // 3.5: round 4, floor 3
+            (300, 224, 38, 38), // even
+            (47, 32, 8, 7),     // 7.5: a CLIP at 32 px on a 3:2 landscape
+            (200, 224, -12, -12),
+            (201, 224, -11, -12), // 23 more: torchvision pads 11 before, transformers 12
+            (223, 224, 0, -1),    // 1 more: torchvision pads 0 before, transformers 1
+            (1, 4, -1, -2),
+        ];
+        for (size, crop, half_even, floor) in cases {
+            assert_eq!(
+                crop_offset(size, crop, HalfEven),
+                half_even,
+                "{size} {crop}"
+            );
+            assert_eq!(crop_offset(size, crop, Floor), floor, "{size} {crop}");
+        }
+    }
+
+    #[test]
+    fn crop_rounding_moves_the_crop_of_an_odd_margin() {
+        // A 7x4 image whose pixels hold their column, cropped to 4x4 without resizing: margin 3.
+        let img = RgbImage::from_fn(7, 4, |x, _| image::Rgb([x as u8 * 10, 0, 0]));
+        let mut p = Preprocess::from_json(&serde_json::json!({
+            "do_resize": false, "crop_size": 4, "do_rescale": false}))
+        .unwrap();
+        assert_eq!(p.rules.crop_rounding, CropRounding::Floor);
+        assert_eq!(p.to_pixels(&img).unwrap().data[0], 10.0); // floor(1.5) = 1
+        p.rules.crop_rounding = CropRounding::HalfEven;
+        assert_eq!(p.to_pixels(&img).unwrap().data[0], 20.0); // round(1.5) = 2
+                                                              // A crop larger than the image: 2x1 in a 4x4 crop, zeros around it.
+        let small = RgbImage::from_fn(1, 2, |_, y| image::Rgb([100 + y as u8, 0, 0]));
+        let first_row_with_pixels = |p: &Preprocess| {
+            let px = p.to_pixels(&small).unwrap();
+            (0..4).find(|y| px.data[(y * 4 + 1) * 3] != 0.0 || px.data[(y * 4 + 2) * 3] != 0.0)
+        };
+        // Width 1 in 4: torchvision pads 1 before (column 1), transformers 2 (column 2); the
+        // rows (2 in 4, an even margin) start at 1 for both.
+        let col = |p: &Preprocess| {
+            let px = p.to_pixels(&small).unwrap();
+            (0..4).find(|x| px.data[(4 + x) * 3] != 0.0)
+        };
+        assert_eq!((col(&p), first_row_with_pixels(&p)), (Some(1), Some(1)));
+        p.rules.crop_rounding = CropRounding::Floor;
+        assert_eq!((col(&p), first_row_with_pixels(&p)), (Some(2), Some(1)));
+    }
+
+    #[test]
+    fn rules_follow_the_config_then_clipflow_json_then_the_study() {
+        // A flat preprocessor_config.json: transformers' floor, transparency dropped.
+        let flat = serde_json::json!({"image_processor_type": "CLIPImageProcessor",
+            "do_convert_rgb": true, "size": {"shortest_edge": 224}, "crop_size": 224});
+        let p = Preprocess::from_json(&flat).unwrap();
+        assert_eq!(
+            (p.rules.crop_rounding, p.rules.transparency),
+            (CropRounding::Floor, Transparency::Drop)
+        );
+        // transformers 5's nested processor_config.json converting to RGB: white.
+        let nested = serde_json::json!({"image_processor": flat.clone()});
+        let p = Preprocess::from_json(&nested).unwrap();
+        assert_eq!(p.rules.transparency, Transparency::White);
+        assert!(p.rules.transparency_from.contains("transformers 5"));
+        // clipflow.json's record wins over the config's default...
+        let info = serde_json::json!({"preprocess": {"crop_rounding": "half_even",
+            "transparency": "drop", "reference": "open_clip 3.3.0"}});
+        let recorded = Preprocess::recorded_rules(&info).unwrap();
+        let p = Preprocess::from_json(&nested)
+            .unwrap()
+            .with_rules(Some(&recorded), None);
+        assert_eq!(
+            (p.rules.crop_rounding, p.rules.transparency),
+            (CropRounding::HalfEven, Transparency::Drop)
+        );
+        assert_eq!(p.rules.crop_rounding_from, "clipflow.json: open_clip 3.3.0");
+        // ...and the study's wins over both, rule by rule.
+        let study = ModelPreprocessConfig {
+            crop_rounding: None,
+            transparency: Some(Transparency::White),
+        };
+        let p = p.with_rules(None, Some(&study));
+        assert_eq!(
+            (p.rules.crop_rounding, p.rules.transparency),
+            (CropRounding::HalfEven, Transparency::White)
+        );
+        assert!(p.rules.transparency_from.contains("models[].preprocess"));
+        // A clipflow.json from before the record: the rules of the library it names.
+        let legacy = serde_json::json!({"source": {"library": "open_clip 3.3.0"}});
+        let r = Preprocess::recorded_rules(&legacy).unwrap();
+        assert_eq!(r.crop_rounding, Some(CropRounding::HalfEven));
+        let legacy = serde_json::json!({"source": {"library": "transformers 4.57.6"}});
+        assert_eq!(
+            Preprocess::recorded_rules(&legacy).unwrap(),
+            RecordedRules::default()
+        );
+        // Bad records name their key.
+        let bad = serde_json::json!({"preprocess": {"crop_rounding": "ceil"}});
+        let e = Preprocess::recorded_rules(&bad).unwrap_err();
+        assert!(
+            e.contains("preprocess.crop_rounding") && e.contains("ceil"),
+            "{e}"
+        );
+        let bad = serde_json::json!({"preprocess": {"transparency": 3}});
+        assert!(Preprocess::recorded_rules(&bad)
+            .unwrap_err()
+            .contains("preprocess.transparency"));
+    }
+
+    #[test]
+    fn white_compositing_is_pillows_formula_at_the_ends() {
+        for v in [0u8, 1, 127, 254, 255] {
+            assert_eq!(composite_over_white(v, 0), 255);
+            assert_eq!(composite_over_white(v, 255), v);
+        }
     }
 
     #[test]

@@ -356,6 +356,16 @@ fn summary(
                         };
                         kv.push((key.replace('_', " "), value));
                     }
+                    // The rules the reference libraries disagree on, and whose they are.
+                    for (key, from) in [
+                        ("crop_rounding", "crop_rounding_from"),
+                        ("transparency", "transparency_from"),
+                    ] {
+                        if let Some(rule) = model["preprocess"][key].as_str() {
+                            let from = model["preprocess"][from].as_str().unwrap_or("–");
+                            kv.push((key.replace('_', " "), format!("{rule} ({from})")));
+                        }
+                    }
                     if !model["device"].is_null() {
                         kv.push(("device".into(), text(&model["device"]["device"])));
                         if let Some(r) = model["device"]["fallback_reason"].as_str() {

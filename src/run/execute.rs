@@ -811,13 +811,37 @@ fn study_identity(
         obj.remove("analysis");
         obj.remove("report");
     }
-    let model_hashes: Vec<&serde_json::Value> = models.iter().map(|m| &m["files"]).collect();
+    let models_hash = models_hash(models);
     json!({
         "config_hash": util::sha256_hex(content.to_string().as_bytes()),
-        "models_hash": util::sha256_hex(serde_json::to_string(&model_hashes).unwrap_or_default().as_bytes()),
+        "models_hash": models_hash,
         "dataset_fingerprint": plan.dataset.fingerprint,
         "part_size": plan.study().runtime.part_size,
     })
+}
+
+/// The models' part of a run's identity: each model's files, and its crop and transparency
+/// rules where they are not the ones every clipflow before them applied (half to even,
+/// dropped), so a run an older clipflow began resumes exactly when its pixels would be the
+/// same, and never mixes the two.
+fn models_hash(models: &[serde_json::Value]) -> String {
+    let entries: Vec<serde_json::Value> = models
+        .iter()
+        .map(|m| {
+            let pre = &m["preprocess"];
+            let rules = [&pre["crop_rounding"], &pre["transparency"]];
+            if pre.is_null() || rules == [&json!("half_even"), &json!("drop")] {
+                m["files"].clone()
+            } else {
+                json!({"files": m["files"], "preprocess": rules})
+            }
+        })
+        .collect();
+    util::sha256_hex(
+        serde_json::to_string(&entries)
+            .unwrap_or_default()
+            .as_bytes(),
+    )
 }
 
 fn check_identity(run_dir: &Path, identity: &serde_json::Value) -> Result<(), RunError> {
@@ -860,6 +884,21 @@ fn chrono_now() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::Shard;
+
+    #[test]
+    fn models_hash_changes_with_the_rules_only_where_they_changed_the_pixels() {
+        use serde_json::json;
+        let files = json!([{"path": "m/model.onnx", "sha256": "ab"}]);
+        let model = |crop: &str, alpha: &str| {
+            json!({"files": files,
+                   "preprocess": {"crop_rounding": crop, "transparency": alpha}})
+        };
+        let before = super::models_hash(&[json!({"files": files})]);
+        assert_eq!(super::models_hash(&[model("half_even", "drop")]), before);
+        let floor = super::models_hash(&[model("floor", "drop")]);
+        let white = super::models_hash(&[model("half_even", "white")]);
+        assert!(floor != before && white != before && floor != white);
+    }
 
     #[test]
     fn shard_parsing() {

@@ -236,13 +236,12 @@ fn plan_checked(config: LoadedConfig, out: Option<&Path>) -> Result<Plan, PlanEr
                 "must be at least 1".into(),
             ));
         }
-        // Read the preprocessing now: a malformed preprocessor_config.json is a config error.
-        if let Some(pre) = &files.preprocessor_config {
-            encode::Preprocess::from_file(pre).map_err(|source| PlanError::Model {
-                path: path.clone(),
-                source,
-            })?;
-        }
+        // Read the preprocessing now: a malformed preprocessor_config.json (or clipflow.json
+        // record) is a config error.
+        files.preprocess().map_err(|source| PlanError::Model {
+            path: path.clone(),
+            source,
+        })?;
         models.push(PlannedModel {
             files,
             batch_size: m.batch_size.unwrap_or(rt.batch_size),
