@@ -375,6 +375,18 @@ impl Labels {
     }
 }
 
+/// A xorshift stream of values in [-0.5, 0.5), for tests that need unstructured data.
+#[cfg(test)]
+pub(crate) fn test_noise(seed: u64) -> impl FnMut() -> f32 {
+    let mut x = seed;
+    move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x >> 11) as f32 / (1u64 << 53) as f32 - 0.5
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

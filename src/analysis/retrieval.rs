@@ -871,17 +871,6 @@ mod tests {
         }
     }
 
-    /// A xorshift stream of values in [-0.5, 0.5).
-    fn noise(seed: u64) -> impl FnMut() -> f32 {
-        let mut x = seed;
-        move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 11) as f32 / (1u64 << 53) as f32 - 0.5
-        }
-    }
-
     fn unit_rows(v: Vec<f32>, d: usize) -> Vec<f32> {
         v.chunks(d)
             .flat_map(|c| {
@@ -898,7 +887,7 @@ mod tests {
     fn chunked_counts_equal_a_full_stable_sort() {
         // Quantised vectors make many exact ties; keys give several positives per query.
         let (d, nq, ng) = (8, 300, 90);
-        let mut r = noise(5);
+        let mut r = crate::analysis::test_noise(5);
         let quant = |v: f32| (v * 4.0).round() / 4.0 + 0.01;
         let q = unit_rows((0..nq * d).map(|_| quant(r())).collect(), d);
         let g = unit_rows((0..ng * d).map(|_| quant(r())).collect(), d);

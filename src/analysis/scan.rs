@@ -146,21 +146,11 @@ pub(crate) fn merge_top(list: &mut Vec<(usize, f32)>, row: &[f32], first: usize,
 mod tests {
     use super::*;
 
-    fn noise(seed: u64) -> impl FnMut() -> f32 {
-        let mut x = seed;
-        move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 11) as f32 / (1u64 << 53) as f32 - 0.5
-        }
-    }
-
     #[test]
     fn gathered_rows_score_as_streamed_rows() {
         // An odd chunk height, so rows land on SIMD tile edges in one product and not the other.
         let (d, g) = (96, 37);
-        let mut r = noise(11);
+        let mut r = crate::analysis::test_noise(11);
         let shape = Shape {
             queries: QUERY_ROWS,
             gallery: g,

@@ -46,6 +46,22 @@ pub struct EmbeddingRow<'a> {
     pub item_id: Option<&'a str>,
 }
 
+#[cfg(test)]
+impl<'a> EmbeddingRow<'a> {
+    /// A clean row with no label, caption or item: what store tests write.
+    pub(crate) fn clean(id: &'a str) -> EmbeddingRow<'a> {
+        EmbeddingRow {
+            id,
+            variant: "clean",
+            label: None,
+            text: None,
+            noise: "none",
+            noise_level: 0.0,
+            item_id: None,
+        }
+    }
+}
+
 /// The `id` of caption `k` of an item with `count` captions: the item id when it has one
 /// caption, `<item id>#<k>` when it has several.
 pub fn caption_id(item_id: &str, k: usize, count: usize) -> std::borrow::Cow<'_, str> {
@@ -296,15 +312,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("part-00000.parquet");
         let mut w = PartWriter::create(&path, "m", "image", 2).unwrap();
-        let row = EmbeddingRow {
-            id: "a",
-            variant: "clean",
-            label: None,
-            text: None,
-            noise: "none",
-            noise_level: 0.0,
-            item_id: None,
-        };
+        let row = EmbeddingRow::clean("a");
         w.push(&row, &[1.0, 0.0]).unwrap();
         w.flush().unwrap();
         assert_eq!(

@@ -979,15 +979,7 @@ mod tests {
         // allocation it asks for is not.
         let dim = MAX_DIM + 4464;
         let mut w = PartWriter::create(&path, "m", "image", dim).unwrap();
-        let row = EmbeddingRow {
-            id: "a",
-            variant: "clean",
-            label: None,
-            text: None,
-            noise: "none",
-            noise_level: 0.0,
-            item_id: None,
-        };
+        let row = EmbeddingRow::clean("a");
         let mut v = vec![0.0f32; dim];
         v[0] = 1.0;
         w.push(&row, &v).unwrap();

@@ -131,15 +131,7 @@ mod tests {
     fn write_part(run: &Path, model: &str, modality: &str, scoring: Option<&Scoring>) {
         let path = crate::store::part_path(run, model, modality, 0);
         let mut w = PartWriter::create_scored(&path, model, modality, 2, scoring).unwrap();
-        let row = EmbeddingRow {
-            id: "a",
-            variant: "clean",
-            label: None,
-            text: None,
-            noise: "none",
-            noise_level: 0.0,
-            item_id: None,
-        };
+        let row = EmbeddingRow::clean("a");
         w.push(&row, &[1.0, 0.0]).unwrap();
         w.finish().unwrap();
     }
