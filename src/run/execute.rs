@@ -382,16 +382,19 @@ pub fn execute(
     // A part no live worker may take needs a worker yet to come, so it leaves.
     let sharing = options.shard.is_some() && plan.analysis.is_some();
     if sharing {
+        // Only the parts still missing are looked at again: a part, once written, stays.
+        let mut missing: Vec<usize> = (0..all_parts.len()).collect();
         loop {
-            let missing: Vec<usize> = (0..all_parts.len())
-                .filter(|&i| !part_file(&all_parts[i]).exists())
-                .collect();
+            missing.retain(|&i| !part_file(&all_parts[i]).exists());
             if missing.is_empty() || !worker.others_cover(&missing) {
                 break;
             }
-            // Short: the first worker to see the store complete starts on the analysis
-            // blocks at once, and the others should join it before it has taken them all.
-            std::thread::sleep(Duration::from_millis(50));
+            // Short once only the last parts are in flight: the first worker to see the store
+            // complete starts on the analysis blocks at once, and the others should join it
+            // before it has taken them all. Longer while many are missing, so that a large
+            // array does not flood a shared file system with lookups.
+            let pause = if missing.len() <= 16 { 50 } else { 500 };
+            std::thread::sleep(Duration::from_millis(pause));
         }
     }
     let missing = all_parts.iter().filter(|p| !part_file(p).exists()).count();
