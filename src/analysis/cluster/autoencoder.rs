@@ -62,10 +62,9 @@
 //! row blocks and sums run in sample order ([`super::mlp`]), so the same seed gives the same
 //! bits whatever the number of threads.
 
-use super::super::linalg::non_empty;
 use super::super::rng::Rng;
-use super::super::{check_finite, AnalysisError, Embeddings};
-use super::kmeans::{kmeans, KMeansOptions};
+use super::super::{AnalysisError, Embeddings};
+use super::kmeans::{check_input, kmeans, KMeansOptions};
 use super::mlp::{all_finite, dropout_mask, Activation, Dense, Mlp, NetState, Optimizer, Real};
 
 /// Options of [`autoencoder`]; [`Default`] is the paper's configuration with clipflow's
@@ -222,24 +221,6 @@ pub(crate) fn check_options(opts: &AutoencoderOptions, dim: usize) -> Result<(),
     }
     if opts.kmeans_restarts == 0 {
         return Err(invalid("kmeans_restarts", 0, "must be at least 1"));
-    }
-    Ok(())
-}
-
-/// Checks the samples and `k` (shared with DEC).
-pub(crate) fn check_samples(x: Embeddings<'_>, k: usize) -> Result<(), AnalysisError> {
-    non_empty("samples", x)?;
-    check_finite("samples", x)?;
-    if k == 0 {
-        return Err(invalid("k", 0, "must be at least 1"));
-    }
-    if k > x.rows() {
-        return Err(AnalysisError::TooLarge {
-            what: "k",
-            k,
-            n: x.rows(),
-            of: "samples",
-        });
     }
     Ok(())
 }
@@ -508,7 +489,7 @@ pub fn autoencoder(
     k: usize,
     opts: &AutoencoderOptions,
 ) -> Result<AutoencoderClustering, AnalysisError> {
-    check_samples(x, k)?;
+    check_input(x, k)?;
     check_options(opts, x.dim())?;
     let scale = input_scale(x)?;
     let xs: Vec<f32> = scaled(x, scale);

@@ -57,7 +57,8 @@ use rayon::prelude::*;
 
 use super::super::rng::Rng;
 use super::super::{AnalysisError, Embeddings};
-use super::autoencoder::{check_samples, scaled, AutoencoderClustering};
+use super::autoencoder::{scaled, AutoencoderClustering};
+use super::kmeans::check_input;
 use super::mlp::{all_finite, LayerGrad, Mlp, NetState, OptState, Optimizer, Real};
 
 /// Options of [`dec`]; [`Default`] is the paper's configuration.
@@ -350,7 +351,7 @@ pub fn dec(
     opts: &DecOptions,
 ) -> Result<Dec, AnalysisError> {
     let k = init.centroids.len() / init.code_dim;
-    check_samples(x, k)?;
+    check_input(x, k)?;
     check_options(opts)?;
     if x.dim() != init.input_dim() {
         return Err(AnalysisError::DimMismatch {

@@ -82,7 +82,9 @@ const REDUCE_ROWS: usize = 2048;
 /// Rows per matrix product inside a work item.
 const GEMM_ROWS: usize = 256;
 
-fn check_input(x: Embeddings<'_>, k: usize) -> Result<(), AnalysisError> {
+/// Samples to cluster into `k` groups: non-empty, finite, and at least `k` of them (k-means,
+/// and the autoencoder and DEC that start from it).
+pub(crate) fn check_input(x: Embeddings<'_>, k: usize) -> Result<(), AnalysisError> {
     non_empty("samples", x)?;
     check_finite("samples", x)?;
     if k == 0 {
