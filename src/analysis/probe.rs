@@ -138,7 +138,7 @@ pub fn knn_predict(
             |block, rows| {
                 let m = rows.len() / dim;
                 block.set_queries(rows);
-                let mut tops: Vec<Vec<(usize, f32)>> = vec![Vec::with_capacity(2 * k); m];
+                let mut tops: Vec<Vec<(usize, f32)>> = vec![Vec::new(); m];
                 for c0 in (0..ntr).step_by(shape.gallery) {
                     let c1 = (c0 + shape.gallery).min(ntr);
                     block.product(&train.data()[c0 * dim..c1 * dim]);
