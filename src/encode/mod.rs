@@ -116,6 +116,14 @@ impl Encoder {
                 message: "the model has no tower to encode with".into(),
             });
         }
+        // The tokenizer parses on its own thread while the sessions open (each ~50 ms for a
+        // small model, the larger part of a short run's start-up). A failed session returns
+        // first and the detached parse is dropped.
+        let parsing = files
+            .text
+            .as_ref()
+            .and(files.tokenizer.clone())
+            .map(|path| std::thread::spawn(move || text::parse(&path)));
         let mut sessions: Vec<Session> = Vec::new();
         let mut graphs: Vec<PathBuf> = Vec::new();
         let mut placement = None;
@@ -215,7 +223,14 @@ impl Encoder {
                     (None, Some(c)) => c,
                     (None, None) => from_files().unwrap_or(CLIP_CONTEXT),
                 };
-                Some(TextTokenizer::from_files(
+                let parsed = match parsing {
+                    Some(handle) => handle
+                        .join()
+                        .unwrap_or_else(|_| Err("the tokenizer parser panicked".into())),
+                    None => text::parse(tok_path),
+                };
+                Some(TextTokenizer::from_parsed(
+                    parsed,
                     tok_path,
                     files.tokenizer_config.as_deref(),
                     context,
