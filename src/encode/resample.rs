@@ -18,7 +18,12 @@
 //! so `madd_epi16` (16 products per AVX2 instruction) computes the two partial sums and
 //! `(hi << 11) + lo` rebuilds Pillow's 32-bit sum. Integer addition is exact modulo 2³², and the
 //! true sum fits in 32 bits (Pillow's own accumulator), so no step rounds. AVX2 is used when
-//! the CPU has it, AVX-512BW when it has that; tests check every path against the scalar one.
+//! the CPU has it, AVX-512BW for the vertical pass when it has that; tests check every path
+//! against the scalar one. Both passes have the same shape: one weight broadcast over a vector
+//! of pixels that all take it. The vertical pass has that shape already (a weight per input
+//! row); the horizontal pass gets it by transposing eight rows at a time, so that a vector
+//! holds one column of eight pixels (a dot product per output pixel, with its horizontal
+//! reduction, was 1.7× slower).
 //! Coefficients are computed once per (input size, output size, filter) and shared
 //! ([`coefficients`]); both passes compute only the pixels the center crop keeps.
 //!
@@ -117,17 +122,11 @@ fn sinc(x: f64) -> f64 {
 }
 
 /// The fixed-point filter of one axis: per output pixel, the first input index, the tap count
-/// and `ksize` weights; plus the same weights split for the SIMD horizontal pass.
+/// and `ksize` weights.
 pub struct Coefficients {
     ksize: usize,
     bounds: Vec<(usize, usize)>,
     weights: Vec<i32>,
-    /// Per output pixel, `groups` blocks of 16 i16 holding four taps for `madd_epi16`: lanes
-    /// 0–3 are (k₀, k₁) pairs, lanes 4–7 (k₂, k₃), one pair per colour channel. `hi` holds
-    /// `k >> 11`, `lo` holds `k & 2047`.
-    hi: Vec<i16>,
-    lo: Vec<i16>,
-    groups: usize,
 }
 
 impl Coefficients {
@@ -172,29 +171,10 @@ fn compute_coefficients(in_size: usize, out_size: usize, kernel: Kernel) -> Coef
         }
         bounds.push((xmin, taps));
     }
-    // Whole 8-tap blocks (two 4-tap groups), so the AVX-512 path reads the same table.
-    let groups = ksize.div_ceil(8) * 2;
-    let mut hi = vec![0i16; out_size * groups * 16];
-    let mut lo = vec![0i16; out_size * groups * 16];
-    for xx in 0..out_size {
-        let n = bounds[xx].1;
-        for t in 0..n {
-            let w = weights[xx * ksize + t];
-            let (g, within) = (t / 4, t % 4);
-            let base = (xx * groups + g) * 16 + (within / 2) * 8 + within % 2;
-            for c in 0..4 {
-                hi[base + 2 * c] = (w >> SPLIT_BITS) as i16;
-                lo[base + 2 * c] = (w & ((1 << SPLIT_BITS) - 1)) as i16;
-            }
-        }
-    }
     Coefficients {
         ksize,
         bounds,
         weights,
-        hi,
-        lo,
-        groups,
     }
 }
 
@@ -463,21 +443,17 @@ fn horizontal_shifted(
     isa: Isa,
 ) {
     let out_w = cols.len();
+    #[cfg(target_arch = "x86_64")]
+    if matches!(isa, Isa::Avx2 | Isa::Avx512) {
+        // SAFETY: `Isa::Avx2`/`Avx512` are only produced when the CPU has AVX2.
+        unsafe { x86::horizontal_strips_avx2(src, rows, c, cols, shift, out) };
+        return;
+    }
     for (i, y) in rows.enumerate() {
         let line = src.row(y);
         let dst = &mut out[i * out_w * 4..(i + 1) * out_w * 4];
-        match isa {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: `Isa::Avx2`/`Avx512` are only produced when the CPU has those features.
-            Isa::Avx2 => unsafe { x86::horizontal_row_avx2(line, c, cols.clone(), shift, dst) },
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: as above.
-            Isa::Avx512 => unsafe { x86::horizontal_row_avx512(line, c, cols.clone(), shift, dst) },
-            _ => {
-                for (o, xx) in cols.clone().enumerate() {
-                    horizontal_pixel(line, c, xx, shift, &mut dst[o * 4..o * 4 + 4]);
-                }
-            }
+        for (o, xx) in cols.clone().enumerate() {
+            horizontal_pixel(line, c, xx, shift, &mut dst[o * 4..o * 4 + 4]);
         }
     }
 }
@@ -592,129 +568,182 @@ pub fn nearest_window(src: &Rgbx, tw: usize, th: usize, window: Window) -> Rgbx 
 mod x86 {
     //! The AVX2 and AVX-512 passes. Each computes exactly the scalar sums (see the module docs
     //! of `resample`); pixels whose taps would read past the row end go to the scalar code.
-    use super::{Coefficients, HALF, PRECISION_BITS, SPLIT_BITS};
+    use super::{Coefficients, View, HALF, PRECISION_BITS, SPLIT_BITS};
     use std::arch::x86_64::*;
 
-    /// Pairs of pixels as 16-bit lanes for `madd_epi16`: in each 128-bit lane, (R₀,R₁, G₀,G₁,
-    /// B₀,B₁, X₀,X₁) from pixels 0,1 (first mask) or 2,3 (second mask) of 16 loaded bytes.
-    const PAIR01: [i8; 16] = [0, -1, 4, -1, 1, -1, 5, -1, 2, -1, 6, -1, 3, -1, 7, -1];
-    const PAIR23: [i8; 16] = [8, -1, 12, -1, 9, -1, 13, -1, 10, -1, 14, -1, 11, -1, 15, -1];
-
-    #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn horizontal_row_avx2(
-        line: &[u8],
-        c: &Coefficients,
-        cols: std::ops::Range<usize>,
-        shift: usize,
-        dst: &mut [u8],
-    ) {
-        let in_w = line.len() / 4;
-        let mut m = [0i8; 32];
-        m[..16].copy_from_slice(&PAIR01);
-        m[16..].copy_from_slice(&PAIR23);
-        let mask = _mm256_loadu_si256(m.as_ptr() as *const __m256i);
-        let half = _mm_set1_epi32(HALF);
-        for (o, xx) in cols.enumerate() {
-            let (first, n) = c.bounds[xx];
-            let first = first - shift;
-            let groups = n.div_ceil(4);
-            if first + groups * 4 > in_w {
-                super::horizontal_pixel(line, c, xx, shift, &mut dst[o * 4..o * 4 + 4]);
-                continue;
-            }
-            let mut acc_hi = _mm256_setzero_si256();
-            let mut acc_lo = _mm256_setzero_si256();
-            let kbase = xx * c.groups * 16;
-            for g in 0..groups {
-                // SAFETY: first + 4g + 4 <= in_w, checked above.
-                let px = _mm_loadu_si128(line.as_ptr().add((first + 4 * g) * 4) as *const __m128i);
-                let v = _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(px), mask);
-                let kh = _mm256_loadu_si256(c.hi.as_ptr().add(kbase + g * 16) as *const __m256i);
-                let kl = _mm256_loadu_si256(c.lo.as_ptr().add(kbase + g * 16) as *const __m256i);
-                acc_hi = _mm256_add_epi32(acc_hi, _mm256_madd_epi16(v, kh));
-                acc_lo = _mm256_add_epi32(acc_lo, _mm256_madd_epi16(v, kl));
-            }
-            let total = _mm256_add_epi32(_mm256_slli_epi32(acc_hi, SPLIT_BITS as i32), acc_lo);
-            let s = _mm_add_epi32(
-                _mm_add_epi32(
-                    _mm256_castsi256_si128(total),
-                    _mm256_extracti128_si256(total, 1),
-                ),
-                half,
-            );
-            store_pixel(s, &mut dst[o * 4..o * 4 + 4]);
-        }
-    }
-
-    #[target_feature(enable = "avx512f,avx512bw")]
-    pub(super) unsafe fn horizontal_row_avx512(
-        line: &[u8],
-        c: &Coefficients,
-        cols: std::ops::Range<usize>,
-        shift: usize,
-        dst: &mut [u8],
-    ) {
-        let in_w = line.len() / 4;
-        let mut m = [0i8; 64];
-        m[..16].copy_from_slice(&PAIR01);
-        m[16..32].copy_from_slice(&PAIR23);
-        m[32..48].copy_from_slice(&PAIR01);
-        m[48..].copy_from_slice(&PAIR23);
-        let mask = _mm512_loadu_si512(m.as_ptr() as *const __m512i);
-        let half = _mm_set1_epi32(HALF);
-        for (o, xx) in cols.enumerate() {
-            let (first, n) = c.bounds[xx];
-            let first = first - shift;
-            let blocks = n.div_ceil(8);
-            if first + blocks * 8 > in_w {
-                super::horizontal_pixel(line, c, xx, shift, &mut dst[o * 4..o * 4 + 4]);
-                continue;
-            }
-            let mut acc_hi = _mm512_setzero_si512();
-            let mut acc_lo = _mm512_setzero_si512();
-            let kbase = xx * c.groups * 16;
-            for b in 0..blocks {
-                // SAFETY: first + 8b + 8 <= in_w, checked above.
-                let px =
-                    _mm256_loadu_si256(line.as_ptr().add((first + 8 * b) * 4) as *const __m256i);
-                // 128-bit lanes [A, A, B, B]: pixels 0–3 twice, then 4–7 twice.
-                let wide = _mm512_castsi256_si512(px);
-                let v = _mm512_shuffle_epi8(_mm512_shuffle_i64x2(wide, wide, 0x50), mask);
-                let kh = _mm512_loadu_si512(c.hi.as_ptr().add(kbase + b * 32) as *const __m512i);
-                let kl = _mm512_loadu_si512(c.lo.as_ptr().add(kbase + b * 32) as *const __m512i);
-                acc_hi = _mm512_add_epi32(acc_hi, _mm512_madd_epi16(v, kh));
-                acc_lo = _mm512_add_epi32(acc_lo, _mm512_madd_epi16(v, kl));
-            }
-            let total = _mm512_add_epi32(_mm512_slli_epi32(acc_hi, SPLIT_BITS), acc_lo);
-            let t256 = _mm256_add_epi32(
-                _mm512_castsi512_si256(total),
-                _mm512_extracti64x4_epi64(total, 1),
-            );
-            let s = _mm_add_epi32(
-                _mm_add_epi32(
-                    _mm256_castsi256_si128(t256),
-                    _mm256_extracti128_si256(t256, 1),
-                ),
-                half,
-            );
-            store_pixel(s, &mut dst[o * 4..o * 4 + 4]);
-        }
-    }
-
-    /// Four channel sums (rounding already added) to one clipped RGBX pixel.
+    /// An 8×8 block of 32-bit pixels transposed: `r[i]` holds pixels `(i, 0..8)` on entry,
+    /// and the result's `[j]` holds pixels `(0..8, j)`.
     #[inline]
     #[target_feature(enable = "avx2")]
-    unsafe fn store_pixel(s: __m128i, dst: &mut [u8]) {
-        let s = _mm_srai_epi32(s, PRECISION_BITS as i32);
-        let p = _mm_packus_epi16(_mm_packs_epi32(s, s), _mm_setzero_si128());
-        let v = (_mm_cvtsi128_si32(p) as u32).to_le_bytes();
-        dst[..3].copy_from_slice(&v[..3]);
-        dst[3] = 255;
+    unsafe fn transpose8(r: [__m256i; 8]) -> [__m256i; 8] {
+        let t0 = _mm256_unpacklo_epi32(r[0], r[1]);
+        let t1 = _mm256_unpackhi_epi32(r[0], r[1]);
+        let t2 = _mm256_unpacklo_epi32(r[2], r[3]);
+        let t3 = _mm256_unpackhi_epi32(r[2], r[3]);
+        let t4 = _mm256_unpacklo_epi32(r[4], r[5]);
+        let t5 = _mm256_unpackhi_epi32(r[4], r[5]);
+        let t6 = _mm256_unpacklo_epi32(r[6], r[7]);
+        let t7 = _mm256_unpackhi_epi32(r[6], r[7]);
+        let u0 = _mm256_unpacklo_epi64(t0, t2);
+        let u1 = _mm256_unpackhi_epi64(t0, t2);
+        let u2 = _mm256_unpacklo_epi64(t1, t3);
+        let u3 = _mm256_unpackhi_epi64(t1, t3);
+        let u4 = _mm256_unpacklo_epi64(t4, t6);
+        let u5 = _mm256_unpackhi_epi64(t4, t6);
+        let u6 = _mm256_unpacklo_epi64(t5, t7);
+        let u7 = _mm256_unpackhi_epi64(t5, t7);
+        [
+            _mm256_permute2x128_si256(u0, u4, 0x20),
+            _mm256_permute2x128_si256(u1, u5, 0x20),
+            _mm256_permute2x128_si256(u2, u6, 0x20),
+            _mm256_permute2x128_si256(u3, u7, 0x20),
+            _mm256_permute2x128_si256(u0, u4, 0x31),
+            _mm256_permute2x128_si256(u1, u5, 0x31),
+            _mm256_permute2x128_si256(u2, u6, 0x31),
+            _mm256_permute2x128_si256(u3, u7, 0x31),
+        ]
+    }
+
+    /// The horizontal pass eight rows at a time. The strip's input columns are transposed so
+    /// that one column of eight pixels is one vector; an output column is then a weighted sum
+    /// of whole vectors with broadcast weights, as in the vertical pass, and no per-pixel
+    /// horizontal reduction is left. The result is transposed back into `out`. Same sums as
+    /// the scalar pass (see the module docs); rows past the end of a last, short strip repeat
+    /// its last row and are not written.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn horizontal_strips_avx2(
+        src: &View<'_>,
+        rows: std::ops::Range<usize>,
+        c: &Coefficients,
+        cols: std::ops::Range<usize>,
+        shift: usize,
+        out: &mut [u8],
+    ) {
+        let out_w = cols.len();
+        if out_w == 0 || rows.is_empty() {
+            return;
+        }
+        // The input columns (of `src`) the kept output columns read.
+        let band0 = cols.clone().map(|x| c.bounds[x].0).min().unwrap_or(0) - shift;
+        let band1 = cols
+            .clone()
+            .map(|x| c.bounds[x].0 + c.bounds[x].1)
+            .max()
+            .unwrap_or(0)
+            - shift;
+        let band_w = band1 - band0;
+        assert!(band1 <= src.width && out.len() >= rows.len() * out_w * 4);
+        // Per output column, its taps in pairs: the byte offsets of the two strip columns
+        // read and their (hi, lo) weights. An odd last tap pairs with a zero weight on the
+        // same column.
+        let mut pairs: Vec<(usize, usize, i32, i32)> = Vec::with_capacity(out_w * c.ksize);
+        let mut starts = Vec::with_capacity(out_w + 1);
+        starts.push(0);
+        for xx in cols {
+            let (first, _, k) = c.taps(xx);
+            let f = first - shift - band0;
+            for (j, p) in k.chunks(2).enumerate() {
+                let a = f + 2 * j;
+                let (kb, b) = match p.get(1) {
+                    Some(&kb) => (kb, a + 1),
+                    None => (0, a),
+                };
+                let (hi, lo) = pair(p[0], kb);
+                pairs.push((a * 32, b * 32, hi, lo));
+            }
+            starts.push(pairs.len());
+        }
+        let mut strip = vec![0u8; band_w * 32];
+        let mut done = vec![0u8; out_w * 32];
+        let zero = _mm256_setzero_si256();
+        let half = _mm256_set1_epi32(HALF);
+        let opaque = _mm256_set1_epi32(0xFF00_0000u32 as i32);
+        let (r0, r1) = (rows.start, rows.end);
+        let mut y = r0;
+        while y < r1 {
+            let n = (r1 - y).min(8);
+            let lines: [&[u8]; 8] = std::array::from_fn(|r| {
+                let line = src.row(y + r.min(n - 1));
+                &line[band0 * 4..band1 * 4]
+            });
+            let mut x = 0;
+            while x + 8 <= band_w {
+                // SAFETY: x + 8 <= band_w, the length of every line in pixels.
+                let block = std::array::from_fn(|r| {
+                    _mm256_loadu_si256(lines[r].as_ptr().add(x * 4) as *const __m256i)
+                });
+                for (i, v) in transpose8(block).into_iter().enumerate() {
+                    _mm256_storeu_si256(strip.as_mut_ptr().add((x + i) * 32) as *mut __m256i, v);
+                }
+                x += 8;
+            }
+            for x in x..band_w {
+                for (r, line) in lines.iter().enumerate() {
+                    strip[x * 32 + r * 4..x * 32 + r * 4 + 4]
+                        .copy_from_slice(&line[x * 4..x * 4 + 4]);
+                }
+            }
+            for o in 0..out_w {
+                let mut h = [zero; 4];
+                let mut l = [zero; 4];
+                for &(a, b, kh, kl) in &pairs[starts[o]..starts[o + 1]] {
+                    let (kh, kl) = (_mm256_set1_epi32(kh), _mm256_set1_epi32(kl));
+                    // SAFETY: a and b are offsets of columns below band_w.
+                    let a = _mm256_loadu_si256(strip.as_ptr().add(a) as *const __m256i);
+                    let b = _mm256_loadu_si256(strip.as_ptr().add(b) as *const __m256i);
+                    let (alo, ahi) = (_mm256_unpacklo_epi8(a, zero), _mm256_unpackhi_epi8(a, zero));
+                    let (blo, bhi) = (_mm256_unpacklo_epi8(b, zero), _mm256_unpackhi_epi8(b, zero));
+                    let p = [
+                        _mm256_unpacklo_epi16(alo, blo),
+                        _mm256_unpackhi_epi16(alo, blo),
+                        _mm256_unpacklo_epi16(ahi, bhi),
+                        _mm256_unpackhi_epi16(ahi, bhi),
+                    ];
+                    for q in 0..4 {
+                        h[q] = _mm256_add_epi32(h[q], _mm256_madd_epi16(p[q], kh));
+                        l[q] = _mm256_add_epi32(l[q], _mm256_madd_epi16(p[q], kl));
+                    }
+                }
+                let mut t = [zero; 4];
+                for q in 0..4 {
+                    let s = _mm256_add_epi32(_mm256_slli_epi32(h[q], SPLIT_BITS as i32), l[q]);
+                    t[q] = _mm256_srai_epi32(_mm256_add_epi32(s, half), PRECISION_BITS as i32);
+                }
+                let v = _mm256_packus_epi16(
+                    _mm256_packs_epi32(t[0], t[1]),
+                    _mm256_packs_epi32(t[2], t[3]),
+                );
+                let v = _mm256_or_si256(v, opaque);
+                // SAFETY: o < out_w, and `done` holds out_w vectors.
+                _mm256_storeu_si256(done.as_mut_ptr().add(o * 32) as *mut __m256i, v);
+            }
+            let base = (y - r0) * out_w * 4;
+            let mut o = 0;
+            while o + 8 <= out_w {
+                // SAFETY: o + 8 <= out_w.
+                let block = std::array::from_fn(|i| {
+                    _mm256_loadu_si256(done.as_ptr().add((o + i) * 32) as *const __m256i)
+                });
+                for (r, v) in transpose8(block).into_iter().enumerate().take(n) {
+                    let at = base + (r * out_w + o) * 4;
+                    // SAFETY: row y + r < r1 and o + 8 <= out_w: inside `out` (asserted).
+                    _mm256_storeu_si256(out.as_mut_ptr().add(at) as *mut __m256i, v);
+                }
+                o += 8;
+            }
+            for o in o..out_w {
+                for r in 0..n {
+                    let at = base + (r * out_w + o) * 4;
+                    out[at..at + 4].copy_from_slice(&done[o * 32 + r * 4..o * 32 + r * 4 + 4]);
+                }
+            }
+            y += 8;
+        }
     }
 
     /// (k_a, k_b) as one 32-bit lane of two i16, high and low halves of the split.
     #[inline]
-    fn pair(a: i32, b: i32) -> (i32, i32) {
+    pub(super) fn pair(a: i32, b: i32) -> (i32, i32) {
         let lo_mask = (1 << SPLIT_BITS) - 1;
         let hi =
             ((a >> SPLIT_BITS) as u16 as u32 | (((b >> SPLIT_BITS) as u16 as u32) << 16)) as i32;
@@ -901,16 +930,20 @@ mod tests {
         }
     }
 
+    #[cfg(target_arch = "x86_64")]
     #[test]
     fn split_coefficients_rebuild_the_weights() {
-        let c = compute_coefficients(1000, 37, Kernel::Lanczos);
-        for xx in 0..37 {
-            let (_, n, k) = c.taps(xx);
-            for (t, &w) in k.iter().enumerate().take(n) {
-                let i = (xx * c.groups + t / 4) * 16 + (t % 4 / 2) * 8 + t % 2;
-                for ch in 0..4 {
-                    let (hi, lo) = (c.hi[i + 2 * ch] as i32, c.lo[i + 2 * ch] as i32);
-                    assert_eq!((hi << SPLIT_BITS) + lo, w);
+        for kernel in [Kernel::Lanczos, Kernel::Bicubic, Kernel::Box] {
+            let c = compute_coefficients(1000, 37, kernel);
+            for xx in 0..37 {
+                let (_, _, k) = c.taps(xx);
+                for p in k.chunks(2) {
+                    let b = p.get(1).copied().unwrap_or(0);
+                    let (hi, lo) = x86::pair(p[0], b);
+                    let halves = |v: i32| [v as i16 as i32, v >> 16];
+                    let (h, l) = (halves(hi), halves(lo));
+                    assert_eq!((h[0] << SPLIT_BITS) + l[0], p[0]);
+                    assert_eq!((h[1] << SPLIT_BITS) + l[1], b);
                 }
             }
         }
@@ -933,6 +966,9 @@ mod tests {
             (100, 100, 300, 40),
             (9, 9, 8, 3),
             (2000, 3, 17, 1),
+            (640, 480, 298, 224),
+            (17, 33, 9, 15),
+            (8, 16, 24, 8),
         ];
         for (i, &(w, h, tw, th)) in cases.iter().enumerate() {
             let src = noise_image(w, h, i as u64);
