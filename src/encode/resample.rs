@@ -18,12 +18,13 @@
 //! so `madd_epi16` (16 products per AVX2 instruction) computes the two partial sums and
 //! `(hi << 11) + lo` rebuilds Pillow's 32-bit sum. Integer addition is exact modulo 2³², and the
 //! true sum fits in 32 bits (Pillow's own accumulator), so no step rounds. AVX2 is used when
-//! the CPU has it, AVX-512BW for the vertical pass when it has that; tests check every path
-//! against the scalar one. Both passes have the same shape: one weight broadcast over a vector
-//! of pixels that all take it. The vertical pass has that shape already (a weight per input
-//! row); the horizontal pass gets it by transposing eight rows at a time, so that a vector
-//! holds one column of eight pixels (a dot product per output pixel, with its horizontal
-//! reduction, was 1.7× slower).
+//! the CPU has it, AVX-512BW for the vertical pass and AVX-512 VNNI's fused multiply-add for
+//! the horizontal one when it has those; tests check every path against the scalar one.
+//!
+//! Both passes have the same shape: one weight broadcast over a vector of pixels that all take
+//! it. The vertical pass has that shape already (a weight per input row); the horizontal pass
+//! gets it by transposing eight rows at a time, so that a vector holds one column of eight
+//! pixels (a dot product per output pixel, with its horizontal reduction, was 1.7× slower).
 //! Coefficients are computed once per (input size, output size, filter) and shared
 //! ([`coefficients`]); both passes compute only the pixels the center crop keeps.
 //!
@@ -228,6 +229,21 @@ impl Isa {
                 _ => best,
             }
         })
+    }
+
+    /// Whether the CPU has AVX-512 VNNI (and VL), which the `Avx512` horizontal pass uses when
+    /// it is there.
+    pub fn has_vnni() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            static VNNI: OnceLock<bool> = OnceLock::new();
+            *VNNI.get_or_init(|| {
+                std::is_x86_feature_detected!("avx512vnni")
+                    && std::is_x86_feature_detected!("avx512vl")
+            })
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        false
     }
 
     /// Every path this CPU can run, slowest first.
@@ -445,8 +461,13 @@ fn horizontal_shifted(
     let out_w = cols.len();
     #[cfg(target_arch = "x86_64")]
     if matches!(isa, Isa::Avx2 | Isa::Avx512) {
-        // SAFETY: `Isa::Avx2`/`Avx512` are only produced when the CPU has AVX2.
-        unsafe { x86::horizontal_strips_avx2(src, rows, c, cols, shift, out) };
+        if isa == Isa::Avx512 && Isa::has_vnni() {
+            // SAFETY: `has_vnni` checked the CPU for AVX-512 VNNI and VL; Avx512 implies AVX2.
+            unsafe { x86::horizontal_strips_vnni(src, rows, c, cols, shift, out) };
+        } else {
+            // SAFETY: `Isa::Avx2`/`Avx512` are only produced when the CPU has AVX2.
+            unsafe { x86::horizontal_strips_avx2(src, rows, c, cols, shift, out) };
+        }
         return;
     }
     for (i, y) in rows.enumerate() {
@@ -604,142 +625,177 @@ mod x86 {
         ]
     }
 
-    /// The horizontal pass eight rows at a time. The strip's input columns are transposed so
-    /// that one column of eight pixels is one vector; an output column is then a weighted sum
-    /// of whole vectors with broadcast weights, as in the vertical pass, and no per-pixel
-    /// horizontal reduction is left. The result is transposed back into `out`. Same sums as
-    /// the scalar pass (see the module docs); rows past the end of a last, short strip repeat
-    /// its last row and are not written.
+    /// `acc + madd_epi16(p, k)`: two instructions.
+    #[inline]
     #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn horizontal_strips_avx2(
-        src: &View<'_>,
-        rows: std::ops::Range<usize>,
-        c: &Coefficients,
-        cols: std::ops::Range<usize>,
-        shift: usize,
-        out: &mut [u8],
-    ) {
-        let out_w = cols.len();
-        if out_w == 0 || rows.is_empty() {
-            return;
-        }
-        // The input columns (of `src`) the kept output columns read.
-        let band0 = cols.clone().map(|x| c.bounds[x].0).min().unwrap_or(0) - shift;
-        let band1 = cols
-            .clone()
-            .map(|x| c.bounds[x].0 + c.bounds[x].1)
-            .max()
-            .unwrap_or(0)
-            - shift;
-        let band_w = band1 - band0;
-        assert!(band1 <= src.width && out.len() >= rows.len() * out_w * 4);
-        // Per output column, its taps in pairs: the byte offsets of the two strip columns
-        // read and their (hi, lo) weights. An odd last tap pairs with a zero weight on the
-        // same column.
-        let mut pairs: Vec<(usize, usize, i32, i32)> = Vec::with_capacity(out_w * c.ksize);
-        let mut starts = Vec::with_capacity(out_w + 1);
-        starts.push(0);
-        for xx in cols {
-            let (first, _, k) = c.taps(xx);
-            let f = first - shift - band0;
-            for (j, p) in k.chunks(2).enumerate() {
-                let a = f + 2 * j;
-                let (kb, b) = match p.get(1) {
-                    Some(&kb) => (kb, a + 1),
-                    None => (0, a),
-                };
-                let (hi, lo) = pair(p[0], kb);
-                pairs.push((a * 32, b * 32, hi, lo));
-            }
-            starts.push(pairs.len());
-        }
-        let mut strip = vec![0u8; band_w * 32];
-        let mut done = vec![0u8; out_w * 32];
-        let zero = _mm256_setzero_si256();
-        let half = _mm256_set1_epi32(HALF);
-        let opaque = _mm256_set1_epi32(0xFF00_0000u32 as i32);
-        let (r0, r1) = (rows.start, rows.end);
-        let mut y = r0;
-        while y < r1 {
-            let n = (r1 - y).min(8);
-            let lines: [&[u8]; 8] = std::array::from_fn(|r| {
-                let line = src.row(y + r.min(n - 1));
-                &line[band0 * 4..band1 * 4]
-            });
-            let mut x = 0;
-            while x + 8 <= band_w {
-                // SAFETY: x + 8 <= band_w, the length of every line in pixels.
-                let block = std::array::from_fn(|r| {
-                    _mm256_loadu_si256(lines[r].as_ptr().add(x * 4) as *const __m256i)
-                });
-                for (i, v) in transpose8(block).into_iter().enumerate() {
-                    _mm256_storeu_si256(strip.as_mut_ptr().add((x + i) * 32) as *mut __m256i, v);
-                }
-                x += 8;
-            }
-            for x in x..band_w {
-                for (r, line) in lines.iter().enumerate() {
-                    strip[x * 32 + r * 4..x * 32 + r * 4 + 4]
-                        .copy_from_slice(&line[x * 4..x * 4 + 4]);
-                }
-            }
-            for o in 0..out_w {
-                let mut h = [zero; 4];
-                let mut l = [zero; 4];
-                for &(a, b, kh, kl) in &pairs[starts[o]..starts[o + 1]] {
-                    let (kh, kl) = (_mm256_set1_epi32(kh), _mm256_set1_epi32(kl));
-                    // SAFETY: a and b are offsets of columns below band_w.
-                    let a = _mm256_loadu_si256(strip.as_ptr().add(a) as *const __m256i);
-                    let b = _mm256_loadu_si256(strip.as_ptr().add(b) as *const __m256i);
-                    let (alo, ahi) = (_mm256_unpacklo_epi8(a, zero), _mm256_unpackhi_epi8(a, zero));
-                    let (blo, bhi) = (_mm256_unpacklo_epi8(b, zero), _mm256_unpackhi_epi8(b, zero));
-                    let p = [
-                        _mm256_unpacklo_epi16(alo, blo),
-                        _mm256_unpackhi_epi16(alo, blo),
-                        _mm256_unpacklo_epi16(ahi, bhi),
-                        _mm256_unpackhi_epi16(ahi, bhi),
-                    ];
-                    for q in 0..4 {
-                        h[q] = _mm256_add_epi32(h[q], _mm256_madd_epi16(p[q], kh));
-                        l[q] = _mm256_add_epi32(l[q], _mm256_madd_epi16(p[q], kl));
-                    }
-                }
-                let mut t = [zero; 4];
-                for q in 0..4 {
-                    let s = _mm256_add_epi32(_mm256_slli_epi32(h[q], SPLIT_BITS as i32), l[q]);
-                    t[q] = _mm256_srai_epi32(_mm256_add_epi32(s, half), PRECISION_BITS as i32);
-                }
-                let v = _mm256_packus_epi16(
-                    _mm256_packs_epi32(t[0], t[1]),
-                    _mm256_packs_epi32(t[2], t[3]),
-                );
-                let v = _mm256_or_si256(v, opaque);
-                // SAFETY: o < out_w, and `done` holds out_w vectors.
-                _mm256_storeu_si256(done.as_mut_ptr().add(o * 32) as *mut __m256i, v);
-            }
-            let base = (y - r0) * out_w * 4;
-            let mut o = 0;
-            while o + 8 <= out_w {
-                // SAFETY: o + 8 <= out_w.
-                let block = std::array::from_fn(|i| {
-                    _mm256_loadu_si256(done.as_ptr().add((o + i) * 32) as *const __m256i)
-                });
-                for (r, v) in transpose8(block).into_iter().enumerate().take(n) {
-                    let at = base + (r * out_w + o) * 4;
-                    // SAFETY: row y + r < r1 and o + 8 <= out_w: inside `out` (asserted).
-                    _mm256_storeu_si256(out.as_mut_ptr().add(at) as *mut __m256i, v);
-                }
-                o += 8;
-            }
-            for o in o..out_w {
-                for r in 0..n {
-                    let at = base + (r * out_w + o) * 4;
-                    out[at..at + 4].copy_from_slice(&done[o * 32 + r * 4..o * 32 + r * 4 + 4]);
-                }
-            }
-            y += 8;
-        }
+    unsafe fn madd_add(acc: __m256i, p: __m256i, k: __m256i) -> __m256i {
+        _mm256_add_epi32(acc, _mm256_madd_epi16(p, k))
     }
+
+    /// The same sum in one instruction (AVX-512 VNNI's `vpdpwssd`), ~20% faster.
+    #[inline]
+    #[target_feature(enable = "avx2,avx512vnni,avx512vl")]
+    unsafe fn madd_add_vnni(acc: __m256i, p: __m256i, k: __m256i) -> __m256i {
+        _mm256_dpwssd_epi32(acc, p, k)
+    }
+
+    /// Defines the strip pass for one instruction set (`$madd_add` accumulates products).
+    macro_rules! horizontal_strips {
+        ($name:ident, $features:literal, $madd_add:ident) => {
+            /// The horizontal pass eight rows at a time. The strip's input columns are
+            /// transposed so that one column of eight pixels is one vector; an output column
+            /// is then a weighted sum of whole vectors with broadcast weights, as in the
+            /// vertical pass, and no per-pixel horizontal reduction is left. The result is
+            /// transposed back into `out`. Same sums as the scalar pass (see the module docs);
+            /// rows past the end of a last, short strip repeat its last row and are not
+            /// written.
+            #[target_feature(enable = $features)]
+            pub(super) unsafe fn $name(
+                src: &View<'_>,
+                rows: std::ops::Range<usize>,
+                c: &Coefficients,
+                cols: std::ops::Range<usize>,
+                shift: usize,
+                out: &mut [u8],
+            ) {
+                let out_w = cols.len();
+                if out_w == 0 || rows.is_empty() {
+                    return;
+                }
+                // The input columns (of `src`) the kept output columns read.
+                let band0 = cols.clone().map(|x| c.bounds[x].0).min().unwrap_or(0) - shift;
+                let band1 = cols
+                    .clone()
+                    .map(|x| c.bounds[x].0 + c.bounds[x].1)
+                    .max()
+                    .unwrap_or(0)
+                    - shift;
+                let band_w = band1 - band0;
+                assert!(band1 <= src.width && out.len() >= rows.len() * out_w * 4);
+                // Per output column, its taps in pairs: the byte offsets of the two strip columns
+                // read and their (hi, lo) weights. An odd last tap pairs with a zero weight on the
+                // same column.
+                let mut pairs: Vec<(usize, usize, i32, i32)> = Vec::with_capacity(out_w * c.ksize);
+                let mut starts = Vec::with_capacity(out_w + 1);
+                starts.push(0);
+                for xx in cols {
+                    let (first, _, k) = c.taps(xx);
+                    let f = first - shift - band0;
+                    for (j, p) in k.chunks(2).enumerate() {
+                        let a = f + 2 * j;
+                        let (kb, b) = match p.get(1) {
+                            Some(&kb) => (kb, a + 1),
+                            None => (0, a),
+                        };
+                        let (hi, lo) = pair(p[0], kb);
+                        pairs.push((a * 32, b * 32, hi, lo));
+                    }
+                    starts.push(pairs.len());
+                }
+                let mut strip = vec![0u8; band_w * 32];
+                let mut done = vec![0u8; out_w * 32];
+                let zero = _mm256_setzero_si256();
+                let half = _mm256_set1_epi32(HALF);
+                let opaque = _mm256_set1_epi32(0xFF00_0000u32 as i32);
+                let (r0, r1) = (rows.start, rows.end);
+                let mut y = r0;
+                while y < r1 {
+                    let n = (r1 - y).min(8);
+                    let lines: [&[u8]; 8] = std::array::from_fn(|r| {
+                        let line = src.row(y + r.min(n - 1));
+                        &line[band0 * 4..band1 * 4]
+                    });
+                    let mut x = 0;
+                    while x + 8 <= band_w {
+                        // SAFETY: x + 8 <= band_w, the length of every line in pixels.
+                        let block = std::array::from_fn(|r| {
+                            _mm256_loadu_si256(lines[r].as_ptr().add(x * 4) as *const __m256i)
+                        });
+                        for (i, v) in transpose8(block).into_iter().enumerate() {
+                            _mm256_storeu_si256(
+                                strip.as_mut_ptr().add((x + i) * 32) as *mut __m256i,
+                                v,
+                            );
+                        }
+                        x += 8;
+                    }
+                    for x in x..band_w {
+                        for (r, line) in lines.iter().enumerate() {
+                            strip[x * 32 + r * 4..x * 32 + r * 4 + 4]
+                                .copy_from_slice(&line[x * 4..x * 4 + 4]);
+                        }
+                    }
+                    for o in 0..out_w {
+                        let mut h = [zero; 4];
+                        let mut l = [zero; 4];
+                        for &(a, b, kh, kl) in &pairs[starts[o]..starts[o + 1]] {
+                            let (kh, kl) = (_mm256_set1_epi32(kh), _mm256_set1_epi32(kl));
+                            // SAFETY: a and b are offsets of columns below band_w.
+                            let a = _mm256_loadu_si256(strip.as_ptr().add(a) as *const __m256i);
+                            let b = _mm256_loadu_si256(strip.as_ptr().add(b) as *const __m256i);
+                            let (alo, ahi) =
+                                (_mm256_unpacklo_epi8(a, zero), _mm256_unpackhi_epi8(a, zero));
+                            let (blo, bhi) =
+                                (_mm256_unpacklo_epi8(b, zero), _mm256_unpackhi_epi8(b, zero));
+                            let p = [
+                                _mm256_unpacklo_epi16(alo, blo),
+                                _mm256_unpackhi_epi16(alo, blo),
+                                _mm256_unpacklo_epi16(ahi, bhi),
+                                _mm256_unpackhi_epi16(ahi, bhi),
+                            ];
+                            for q in 0..4 {
+                                h[q] = $madd_add(h[q], p[q], kh);
+                                l[q] = $madd_add(l[q], p[q], kl);
+                            }
+                        }
+                        let mut t = [zero; 4];
+                        for q in 0..4 {
+                            let s =
+                                _mm256_add_epi32(_mm256_slli_epi32(h[q], SPLIT_BITS as i32), l[q]);
+                            t[q] =
+                                _mm256_srai_epi32(_mm256_add_epi32(s, half), PRECISION_BITS as i32);
+                        }
+                        let v = _mm256_packus_epi16(
+                            _mm256_packs_epi32(t[0], t[1]),
+                            _mm256_packs_epi32(t[2], t[3]),
+                        );
+                        let v = _mm256_or_si256(v, opaque);
+                        // SAFETY: o < out_w, and `done` holds out_w vectors.
+                        _mm256_storeu_si256(done.as_mut_ptr().add(o * 32) as *mut __m256i, v);
+                    }
+                    let base = (y - r0) * out_w * 4;
+                    let mut o = 0;
+                    while o + 8 <= out_w {
+                        // SAFETY: o + 8 <= out_w.
+                        let block = std::array::from_fn(|i| {
+                            _mm256_loadu_si256(done.as_ptr().add((o + i) * 32) as *const __m256i)
+                        });
+                        for (r, v) in transpose8(block).into_iter().enumerate().take(n) {
+                            let at = base + (r * out_w + o) * 4;
+                            // SAFETY: row y + r < r1 and o + 8 <= out_w: inside `out` (asserted).
+                            _mm256_storeu_si256(out.as_mut_ptr().add(at) as *mut __m256i, v);
+                        }
+                        o += 8;
+                    }
+                    for o in o..out_w {
+                        for r in 0..n {
+                            let at = base + (r * out_w + o) * 4;
+                            out[at..at + 4]
+                                .copy_from_slice(&done[o * 32 + r * 4..o * 32 + r * 4 + 4]);
+                        }
+                    }
+                    y += 8;
+                }
+            }
+        };
+    }
+
+    horizontal_strips!(horizontal_strips_avx2, "avx2", madd_add);
+    horizontal_strips!(
+        horizontal_strips_vnni,
+        "avx2,avx512vnni,avx512vl",
+        madd_add_vnni
+    );
 
     /// (k_a, k_b) as one 32-bit lane of two i16, high and low halves of the split.
     #[inline]
