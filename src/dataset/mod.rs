@@ -305,13 +305,18 @@ impl Dataset {
     /// The items of the part `range` (from [`Dataset::part_ranges`]).
     pub fn read_part(&self, range: Range<usize>) -> Result<PartItems, DatasetError> {
         match &self.listing {
+            // Ranges are clamped, not filtered: `0..usize::MAX` means "all" and must not
+            // count to usize::MAX.
             Listing::Items(t) => Ok(PartItems {
-                items: range.filter(|&i| i < t.len()).map(|i| t.item(i)).collect(),
+                items: (range.start.min(t.len())..range.end.min(t.len()))
+                    .map(|i| t.item(i))
+                    .collect(),
                 problems: Vec::new(),
             }),
             Listing::Shards(s) => {
                 let mut out = PartItems::default();
-                for shard in range.filter(|&k| k < s.files.len()) {
+                let n = s.files.len();
+                for shard in range.start.min(n)..range.end.min(n) {
                     let listed = s.list(shard)?;
                     out.items.extend(listed.items);
                     out.problems.extend(listed.problems);
@@ -624,4 +629,26 @@ fn fingerprint(items: &ItemTable, files: &[ParquetSource]) -> String {
         }
     });
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn part_ranges_past_the_end_are_clamped() {
+        let dir = tempfile::tempdir().unwrap();
+        let class = dir.path().join("cats");
+        std::fs::create_dir(&class).unwrap();
+        for i in 0..3 {
+            std::fs::write(class.join(format!("{i}.png")), b"not read here").unwrap();
+        }
+        let yaml = format!("format: folder\npath: {}\n", dir.path().display());
+        let config: DatasetConfig = serde_norway::from_str(&yaml).unwrap();
+        let d = open(&config, 0).unwrap();
+        // `0..usize::MAX` is "everything", at once (it used to count to usize::MAX).
+        assert_eq!(d.read_part(0..usize::MAX).unwrap().items.len(), 3);
+        assert_eq!(d.read_part(1..usize::MAX).unwrap().items.len(), 2);
+        assert_eq!(d.read_part(5..9).unwrap().items.len(), 0);
+    }
 }
