@@ -13,7 +13,7 @@
 use std::path::PathBuf;
 
 use clipflow::config::ModelConfig;
-use clipflow::encode::preprocess::{dct_scale, decode_rgbx, Mode, Preprocess};
+use clipflow::encode::preprocess::{decode_rgbx, Mode, Preprocess};
 use clipflow::encode::resample::{self, Isa, Kernel, Window};
 use clipflow::encode::{self, DeviceRequest, Encoder, SessionSettings};
 
@@ -76,18 +76,9 @@ fn time_mode(pre: &Preprocess, files: &[Vec<u8>], mode: Mode, tensor: &mut [f32]
     let (mut dec, mut prep) = (0.0, 0.0);
     for bytes in files {
         let t0 = cpu_now();
-        let img = decode_rgbx(bytes, u64::MAX, pre.rules.transparency, |w, h| match mode {
-            Mode::Exact => 8,
-            Mode::Fast => {
-                let (tw, th) = pre.resized_size(w, h);
-                dct_scale(w, h, tw, th)
-            }
-        })
-        .unwrap();
+        let img = pre.decode(bytes, u64::MAX, mode).unwrap();
         let t1 = cpu_now();
-        let crop = pre
-            .resize_crop(&img.image, (img.width, img.height))
-            .unwrap();
+        let crop = pre.resize_crop(&img).unwrap();
         pre.normalize_rgbx_into(&crop, tensor);
         let t2 = cpu_now();
         dec += t1 - t0;
@@ -124,7 +115,14 @@ fn main() {
     let paths = jpegs(&args[2], limit);
     assert!(!paths.is_empty(), "no JPEGs under {}", args[2]);
     let bytes: Vec<Vec<u8>> = paths.iter().map(|p| std::fs::read(p).unwrap()).collect();
-    let first = decode_rgbx(&bytes[0], u64::MAX, pre.rules.transparency, |_, _| 8).unwrap();
+    let first = decode_rgbx(
+        &bytes[0],
+        u64::MAX,
+        pre.rules.transparency,
+        |_, _| 8,
+        &|_, _, _, _| None,
+    )
+    .unwrap();
     let (oh, ow) = pre
         .output_size()
         .map(|(h, w)| (h as usize, w as usize))

@@ -1,5 +1,5 @@
 """Writes N photo-sized JPEGs (640x480 and 480x640, smooth colour fields with edges and noise,
-quality 90) for scripts/bench_encode. Deterministic for a seed.
+quality 90 unless --quality says otherwise) for scripts/bench_encode. Deterministic for a seed.
 
     .venv/bin/python scripts/make_bench_images.py --out target/bench/images-1k --count 1000
 """
@@ -15,6 +15,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--count", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--quality", type=int, default=90)
     a = ap.parse_args()
     rng = np.random.default_rng(a.seed)
     cls = a.out / "photos"
@@ -32,7 +33,7 @@ def main() -> None:
         img = Image.fromarray(np.clip(base, 0, 255).astype(np.uint8))
         if i % 2:
             img = img.transpose(Image.Transpose.ROTATE_90)
-        img.save(path, quality=90)
+        img.save(path, quality=a.quality)
 
 
 if __name__ == "__main__":

@@ -325,7 +325,8 @@ fn transparency_matches_pillow_composited_or_dropped() {
                 u64::MAX,
             )
             .unwrap();
-            let got = preprocess::decode_rgbx(&bytes, u64::MAX, rule, |_, _| 8).unwrap();
+            let got = preprocess::decode_rgbx(&bytes, u64::MAX, rule, |_, _| 8, &|_, _, _, _| None)
+                .unwrap();
             let got = got.image.to_rgb();
             let differ = got
                 .iter()

@@ -8,6 +8,7 @@
 //! A tower's graph output goes through [`pooling`] (when it is per token) and an optional
 //! [`projection`] before normalisation.
 
+pub mod jpeg;
 pub mod model;
 mod pipeline;
 pub mod pooling;

@@ -26,6 +26,7 @@ use std::path::Path;
 
 use image::{DynamicImage, ImageFormat, ImageReader, RgbImage};
 
+use super::jpeg;
 use super::resample::{self, Kernel, Rgbx, Window};
 use super::EncodeError;
 use crate::augment::PixelImage;
@@ -364,7 +365,19 @@ impl Preprocess {
     /// Decodes `bytes` and resizes and crops them to the model's input, as 8-bit RGBX.
     /// `max_pixels` bounds the decoded size (checked on the header, before any allocation).
     pub fn load(&self, bytes: &[u8], max_pixels: u64, mode: Mode) -> Result<Rgbx, DecodeFailure> {
-        let img = decode_rgbx(
+        let img = self.decode(bytes, max_pixels, mode)?;
+        self.resize_crop(&img)
+    }
+
+    /// Decodes `bytes` for [`Self::resize_crop`]: a JPEG at fast mode's DCT scale, and only
+    /// where the resize reads (see [`super::jpeg`]); other formats whole.
+    pub fn decode(
+        &self,
+        bytes: &[u8],
+        max_pixels: u64,
+        mode: Mode,
+    ) -> Result<Decoded, DecodeFailure> {
+        decode_rgbx(
             bytes,
             max_pixels,
             self.rules.transparency,
@@ -375,28 +388,33 @@ impl Preprocess {
                     dct_scale(w, h, tw, th)
                 }
             },
-        )?;
-        self.resize_crop(&img.image, (img.width, img.height))
+            &|sw, sh, w, h| {
+                let g = self.geometry((sw, sh), (w, h));
+                match self.filter {
+                    Filter::Nearest => None,
+                    f => Some(resample::input_window(
+                        sw,
+                        sh,
+                        g.tw,
+                        g.th,
+                        g.window,
+                        kernel(f),
+                    )),
+                }
+            },
+        )
     }
 
-    /// Resizes and crops an image whose full-size dimensions are `original` (a JPEG decoded at
-    /// 1/2, 1/4 or 1/8 is resized to the size its full decode would be).
-    pub fn resize_crop(&self, img: &Rgbx, original: (usize, usize)) -> Result<Rgbx, DecodeFailure> {
-        if img.width == 0 || img.height == 0 {
-            return Err(DecodeFailure {
-                stage: "decode",
-                reason: "image has no pixels".into(),
-            });
-        }
-        let (tw, th) = if img.width == original.0 && img.height == original.1 {
-            self.resized_size(img.width, img.height)
+    /// Where an image decoded at `scaled` (its full size `original`; they differ for a JPEG
+    /// decoded at a DCT scale, which is resized to the size its full decode would be) is
+    /// resized to, and what of that the crop keeps.
+    fn geometry(&self, scaled: (usize, usize), original: (usize, usize)) -> Geometry {
+        let (tw, th) = if scaled == original {
+            self.resized_size(scaled.0, scaled.1)
+        } else if matches!(self.resize, Resize::None) {
+            scaled
         } else {
-            let (tw, th) = self.resized_size(original.0, original.1);
-            if matches!(self.resize, Resize::None) {
-                (img.width, img.height)
-            } else {
-                (tw, th)
-            }
+            self.resized_size(original.0, original.1)
         };
         let (ch, cw) = self
             .crop
@@ -411,15 +429,44 @@ impl Preprocess {
         let y0 = top.max(0) as usize;
         let x1 = ((left + cw as i64).min(tw as i64)).max(x0 as i64) as usize;
         let y1 = ((top + ch as i64).min(th as i64)).max(y0 as i64) as usize;
-        let window = Window {
-            left: x0,
-            top: y0,
-            width: x1 - x0,
-            height: y1 - y0,
-        };
+        Geometry {
+            tw,
+            th,
+            crop: (cw, ch),
+            pad: ((x0 as i64 - left) as usize, (y0 as i64 - top) as usize),
+            window: Window {
+                left: x0,
+                top: y0,
+                width: x1 - x0,
+                height: y1 - y0,
+            },
+        }
+    }
+
+    /// Resizes and crops a decoded image (or the part of it [`Self::decode`] decoded).
+    pub fn resize_crop(&self, img: &Decoded) -> Result<Rgbx, DecodeFailure> {
+        if img.image.width == 0 || img.image.height == 0 {
+            return Err(DecodeFailure {
+                stage: "decode",
+                reason: "image has no pixels".into(),
+            });
+        }
+        let g = self.geometry(img.scaled, (img.width, img.height));
+        let (cw, ch) = g.crop;
+        let window = g.window;
         let inner = match self.filter {
-            Filter::Nearest => resample::nearest_window(img, tw, th, window),
-            f => resample::resize_window(img, tw, th, window, kernel(f)),
+            Filter::Nearest => {
+                debug_assert!(img.image.width == img.scaled.0 && img.image.height == img.scaled.1);
+                resample::nearest_window(&img.image, g.tw, g.th, window)
+            }
+            f => resample::resize_placed(
+                img.placed(),
+                g.tw,
+                g.th,
+                window,
+                kernel(f),
+                resample::Isa::detected(),
+            ),
         };
         if window.width == cw && window.height == ch {
             return Ok(inner);
@@ -429,7 +476,7 @@ impl Preprocess {
             height: ch,
             data: vec![0u8; cw * ch * 4],
         };
-        let (dx, dy) = ((x0 as i64 - left) as usize, (y0 as i64 - top) as usize);
+        let (dx, dy) = g.pad;
         for y in 0..window.height {
             let s = y * window.width * 4;
             let d = ((y + dy) * cw + dx) * 4;
@@ -442,7 +489,7 @@ impl Preprocess {
     /// space pixel noise is applied in.
     pub fn to_pixels(&self, rgb: &RgbImage) -> Result<PixelImage, DecodeFailure> {
         let img = Rgbx::from_rgb(rgb.width() as usize, rgb.height() as usize, rgb.as_raw());
-        let crop = self.resize_crop(&img, (img.width, img.height))?;
+        let crop = self.resize_crop(&Decoded::whole(img))?;
         Ok(self.pixels_of(&crop))
     }
 
@@ -604,18 +651,67 @@ impl Rules {
     }
 }
 
-/// A decoded image and the size it has at full scale (different when a JPEG was decoded at a
-/// DCT scale).
+/// How [`Preprocess::geometry`] places the resize and the crop.
+struct Geometry {
+    /// The resized size.
+    tw: usize,
+    th: usize,
+    /// The crop's (width, height).
+    crop: (usize, usize),
+    /// Zero columns and rows before the window, where the crop is larger than the image.
+    pad: (usize, usize),
+    /// The crop's part of the resized image.
+    window: Window,
+}
+
+/// A decoded image, or the part of it a resize reads.
 pub struct Decoded {
+    /// The pixels of the window at (`left`, `top`) of the decoded image.
     pub image: Rgbx,
+    pub left: usize,
+    pub top: usize,
+    /// The decoded image's size (a JPEG at a DCT scale is smaller than the file's).
+    pub scaled: (usize, usize),
+    /// The file's size.
     pub width: usize,
     pub height: usize,
+}
+
+impl Decoded {
+    /// All of an image decoded at its full size.
+    pub fn whole(image: Rgbx) -> Decoded {
+        let (w, h) = (image.width, image.height);
+        Decoded {
+            image,
+            left: 0,
+            top: 0,
+            scaled: (w, h),
+            width: w,
+            height: h,
+        }
+    }
+
+    fn placed(&self) -> resample::Placed<'_> {
+        resample::Placed {
+            image: &self.image,
+            left: self.left,
+            top: self.top,
+            full_width: self.scaled.0,
+            full_height: self.scaled.1,
+        }
+    }
 }
 
 /// Decodes image bytes to 8-bit RGB the way Pillow's `Image.open(...).convert("RGB")` does
 /// (transparency dropped).
 pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, DecodeFailure> {
-    let d = decode_rgbx(bytes, max_pixels, Transparency::Drop, |_, _| 8)?;
+    let d = decode_rgbx(
+        bytes,
+        max_pixels,
+        Transparency::Drop,
+        |_, _| 8,
+        &|_, _, _, _| None,
+    )?;
     RgbImage::from_raw(
         d.image.width as u32,
         d.image.height as u32,
@@ -630,13 +726,15 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, DecodeFailure> 
 /// Decodes image bytes to 8-bit RGBX as Pillow's `convert("RGB")` would give them, or, with
 /// `Transparency::White`, as transformers 5's `convert_to_rgb` does: `convert("RGBA")`, then
 /// `alpha_composite` over opaque white. `jpeg_scale(w, h)` picks the DCT scale numerator (8 =
-/// full size) of a JPEG from its header's size. Nothing is allocated for the pixels before the
-/// header's size has passed `max_pixels`.
+/// full size) of a JPEG from its header's size, `jpeg_region(scaled_w, scaled_h, w, h)` the
+/// part of it to decode (`None`: all). Nothing is allocated for the pixels before the header's
+/// size has passed `max_pixels`.
 pub fn decode_rgbx(
     bytes: &[u8],
     max_pixels: u64,
     transparency: Transparency,
     jpeg_scale: impl Fn(usize, usize) -> u8,
+    jpeg_region: &dyn Fn(usize, usize, usize, usize) -> Option<Window>,
 ) -> Result<Decoded, DecodeFailure> {
     let fail = |reason: String| DecodeFailure {
         stage: "decode",
@@ -657,7 +755,24 @@ pub fn decode_rgbx(
                 "truncated JPEG (no end-of-image marker after the last scan)".into(),
             ));
         }
-        return decode_jpeg_like_pillow(bytes, max_pixels, &jpeg_scale).map_err(fail);
+        let plan = |w: usize, h: usize| {
+            check_pixels(w as u64, h as u64, max_pixels)?;
+            Ok(jpeg_scale(w, h))
+        };
+        let d = jpeg::decode(bytes, &plan, jpeg_region)
+            .map_err(|e| fail(format!("cannot decode Jpeg: {e}")))?;
+        return Ok(Decoded {
+            image: Rgbx {
+                width: d.region.width,
+                height: d.region.height,
+                data: d.data,
+            },
+            left: d.region.left,
+            top: d.region.top,
+            scaled: d.scaled,
+            width: d.full.0,
+            height: d.full.1,
+        });
     }
     let (w, h) = ImageReader::with_format(Cursor::new(bytes), format)
         .into_dimensions()
@@ -707,11 +822,7 @@ pub fn decode_rgbx(
         other => Rgbx::from_rgb(w, h, other.to_rgb8().as_raw()),
     };
     let image = if white { over_white(image) } else { image };
-    Ok(Decoded {
-        image,
-        width: w,
-        height: h,
-    })
+    Ok(Decoded::whole(image))
 }
 
 /// Pillow's `alpha_composite(white, image).convert("RGB")` on RGBA pixels (the fourth byte
@@ -754,70 +865,6 @@ fn check_pixels(w: u64, h: u64, max_pixels: u64) -> Result<(), String> {
         return Err(format!("{w}x{h}: the image has no pixels"));
     }
     Ok(())
-}
-
-/// Decodes a JPEG with libjpeg-turbo's algorithms (islow IDCT, fancy upsampling; SIMD where the
-/// build found nasm, which gives the same bits), as Pillow does. CMYK and YCCK files are decoded
-/// to CMYK, inverted (Pillow's "CMYK;I": Adobe's convention) and converted as Pillow's
-/// `cmyk2rgb` does.
-fn decode_jpeg_like_pillow(
-    bytes: &[u8],
-    max_pixels: u64,
-    jpeg_scale: &dyn Fn(usize, usize) -> u8,
-) -> Result<Decoded, String> {
-    use mozjpeg::ColorSpace;
-    let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(
-        || -> Result<Decoded, String> {
-            let mut d = mozjpeg::Decompress::new_mem(bytes).map_err(|e| e.to_string())?;
-            let (w, h) = (d.width(), d.height());
-            check_pixels(w as u64, h as u64, max_pixels)?;
-            let scale = jpeg_scale(w, h);
-            if scale != 8 {
-                d.scale(scale);
-            }
-            let cmyk = matches!(d.color_space(), ColorSpace::JCS_CMYK | ColorSpace::JCS_YCCK);
-            let space = if cmyk {
-                ColorSpace::JCS_CMYK
-            } else {
-                ColorSpace::JCS_EXT_RGBX
-            };
-            let mut started = d.to_colorspace(space).map_err(|e| e.to_string())?;
-            let (sw, sh) = (started.width(), started.height());
-            let mut data: Vec<u8> = started.read_scanlines().map_err(|e| e.to_string())?;
-            if data.len() != sw * sh * 4 {
-                return Err(format!("{} of {} bytes decoded", data.len(), sw * sh * 4));
-            }
-            started.finish().map_err(|e| e.to_string())?;
-            if cmyk {
-                for p in data.chunks_exact_mut(4) {
-                    let (c, m, y, k) = (255 - p[0], 255 - p[1], 255 - p[2], 255 - p[3]);
-                    let nk = 255 - k as i32;
-                    let conv = |v: u8| {
-                        let tmp = v as i32 * nk + 128;
-                        (nk - (((tmp >> 8) + tmp) >> 8)).clamp(0, 255) as u8
-                    };
-                    p[0] = conv(c);
-                    p[1] = conv(m);
-                    p[2] = conv(y);
-                    p[3] = 255;
-                }
-            }
-            Ok(Decoded {
-                image: Rgbx {
-                    width: sw,
-                    height: sh,
-                    data,
-                },
-                width: w,
-                height: h,
-            })
-        },
-    ));
-    match decoded {
-        Ok(Ok(d)) => Ok(d),
-        Ok(Err(e)) => Err(format!("cannot decode Jpeg: {e}")),
-        Err(_) => Err("cannot decode Jpeg: libjpeg rejected the data".to_string()),
-    }
 }
 
 /// In entropy-coded JPEG data every 0xFF is followed by 0x00 or a restart marker, so an

@@ -297,7 +297,8 @@ impl Rgbx {
     }
 }
 
-/// A rectangle of the resized image: what the center crop keeps.
+/// A rectangle of an image: what the center crop keeps of the resized image, or what a resize
+/// reads of its input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Window {
     pub left: usize,
@@ -306,10 +307,77 @@ pub struct Window {
     pub height: usize,
 }
 
+/// The pixels of part of an image: `image` holds the `Window` at (`left`, `top`) of a
+/// `full_width × full_height` image (a JPEG decoded only where a resize reads; see
+/// [`input_window`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Placed<'a> {
+    pub image: &'a Rgbx,
+    pub left: usize,
+    pub top: usize,
+    pub full_width: usize,
+    pub full_height: usize,
+}
+
+impl<'a> Placed<'a> {
+    /// A whole image.
+    pub fn whole(image: &'a Rgbx) -> Placed<'a> {
+        Placed {
+            image,
+            left: 0,
+            top: 0,
+            full_width: image.width,
+            full_height: image.height,
+        }
+    }
+
+    fn covers(&self, w: Window) -> bool {
+        w.left >= self.left
+            && w.top >= self.top
+            && w.left + w.width <= self.left + self.image.width
+            && w.top + w.height <= self.top + self.image.height
+    }
+}
+
+/// The input pixels that resizing a `w×h` image to `tw×th` and keeping `window` reads: the
+/// kept columns' and rows' kernel windows (both pass orders read the same rectangle).
+pub fn input_window(
+    w: usize,
+    h: usize,
+    tw: usize,
+    th: usize,
+    window: Window,
+    kernel: Kernel,
+) -> Window {
+    let reach = |size: usize, target: usize, start: usize, len: usize| -> (usize, usize) {
+        if size == target || len == 0 {
+            return (start, len);
+        }
+        let c = coefficients(size, target, kernel);
+        let first = (start..start + len)
+            .map(|x| c.bounds[x].0)
+            .min()
+            .unwrap_or(0);
+        let last = (start..start + len)
+            .map(|x| c.bounds[x].0 + c.bounds[x].1)
+            .max()
+            .unwrap_or(first);
+        (first, last - first)
+    };
+    let (left, width) = reach(w, tw, window.left, window.width);
+    let (top, height) = reach(h, th, window.top, window.height);
+    Window {
+        left,
+        top,
+        width,
+        height,
+    }
+}
+
 /// Resizes `src` to `tw×th` as Pillow's `Image.resize(..., kernel)` does, and returns only the
 /// pixels inside `window` (which must lie inside `tw×th`).
 pub fn resize_window(src: &Rgbx, tw: usize, th: usize, window: Window, kernel: Kernel) -> Rgbx {
-    resize_window_with(src, tw, th, window, kernel, Isa::detected())
+    resize_placed(Placed::whole(src), tw, th, window, kernel, Isa::detected())
 }
 
 /// [`resize_window`] on a chosen instruction set (the tests compare them).
@@ -321,17 +389,35 @@ pub fn resize_window_with(
     kernel: Kernel,
     isa: Isa,
 ) -> Rgbx {
-    let (w, h) = (src.width, src.height);
+    resize_placed(Placed::whole(src), tw, th, window, kernel, isa)
+}
+
+/// [`resize_window`] of an image of which `src` holds at least the [`input_window`].
+pub fn resize_placed(
+    src: Placed<'_>,
+    tw: usize,
+    th: usize,
+    window: Window,
+    kernel: Kernel,
+    isa: Isa,
+) -> Rgbx {
+    let (w, h) = (src.full_width, src.full_height);
     debug_assert!(window.left + window.width <= tw && window.top + window.height <= th);
+    assert!(
+        src.covers(input_window(w, h, tw, th, window, kernel)),
+        "the decoded part of the image misses pixels the resize reads"
+    );
     let cols = window.left..window.left + window.width;
     let rows = window.top..window.top + window.height;
     let need_h = tw != w;
     let need_v = th != h;
+    let img = src.image;
     let view = View {
-        data: &src.data,
-        stride: w,
+        data: &img.data,
+        stride: img.width,
         col0: 0,
-        width: w,
+        width: img.width,
+        row0: src.top,
     };
     let mut out = Rgbx {
         width: window.width,
@@ -344,22 +430,22 @@ pub fn resize_window_with(
     match (need_h, need_v) {
         (false, false) => {
             for (y, line) in out.data.chunks_exact_mut(window.width * 4).enumerate() {
-                let s = ((y + window.top) * w + window.left) * 4;
-                line.copy_from_slice(&src.data[s..s + window.width * 4]);
+                let s = ((y + window.top - src.top) * img.width + window.left - src.left) * 4;
+                line.copy_from_slice(&img.data[s..s + window.width * 4]);
             }
         }
         (true, false) => {
             let hc = coefficients(w, tw, kernel);
-            horizontal(&view, rows, &hc, cols, &mut out.data, isa);
+            horizontal(&view, rows, &hc, cols, src.left, &mut out.data, isa);
         }
         (false, true) => {
             let vc = coefficients(h, th, kernel);
             let cropped = View {
-                col0: window.left,
+                col0: window.left - src.left,
                 width: window.width,
                 ..view
             };
-            vertical(&cropped, 0, &vc, rows, &mut out.data, isa);
+            vertical(&cropped, &vc, rows, &mut out.data, isa);
         }
         (true, true) if vertical_first(w, h, tw, th) => {
             let hc = coefficients(w, tw, kernel);
@@ -373,18 +459,19 @@ pub fn resize_window_with(
             let mid_w = c1.saturating_sub(c0).max(1);
             let mut mid = vec![0u8; mid_w * window.height * 4];
             let band = View {
-                col0: c0,
-                width: mid_w.min(w - c0),
+                col0: c0 - src.left,
+                width: mid_w.min(src.left + img.width - c0),
                 ..view
             };
-            vertical(&band, 0, &vc, rows, &mut mid, isa);
+            vertical(&band, &vc, rows, &mut mid, isa);
             let mid_view = View {
                 data: &mid,
                 stride: mid_w,
                 col0: 0,
                 width: mid_w,
+                row0: 0,
             };
-            horizontal_shifted(
+            horizontal(
                 &mid_view,
                 0..window.height,
                 &hc,
@@ -406,50 +493,42 @@ pub fn resize_window_with(
                 .unwrap_or(r0);
             let mid_h = r1.saturating_sub(r0);
             let mut mid = vec![0u8; window.width * mid_h * 4];
-            horizontal(&view, r0..r1, &hc, cols, &mut mid, isa);
+            horizontal(&view, r0..r1, &hc, cols, src.left, &mut mid, isa);
             let mid_view = View {
                 data: &mid,
                 stride: window.width,
                 col0: 0,
                 width: window.width,
+                row0: r0,
             };
-            vertical(&mid_view, r0, &vc, rows, &mut out.data, isa);
+            vertical(&mid_view, &vc, rows, &mut out.data, isa);
         }
     }
     out
 }
 
-/// Columns `col0..col0+width` of an RGBX buffer whose rows are `stride` pixels long.
+/// Columns `col0..col0+width` of an RGBX buffer whose rows are `stride` pixels long and whose
+/// first row is input row `row0`.
 #[derive(Clone, Copy)]
 struct View<'a> {
     data: &'a [u8],
     stride: usize,
     col0: usize,
     width: usize,
+    row0: usize,
 }
 
 impl View<'_> {
+    /// Input row `y`.
     fn row(&self, y: usize) -> &[u8] {
-        let s = (y * self.stride + self.col0) * 4;
+        let s = ((y - self.row0) * self.stride + self.col0) * 4;
         &self.data[s..s + self.width * 4]
     }
 }
 
-/// Horizontal pass: input rows `rows` of `src` (whose column 0 is input column 0), output
-/// columns `cols`, into `out` (one row per input row, `cols.len()` pixels each).
+/// Horizontal pass: input rows `rows` of `src`, whose column 0 is input column `shift`,
+/// output columns `cols`, into `out` (one row per input row, `cols.len()` pixels each).
 fn horizontal(
-    src: &View<'_>,
-    rows: std::ops::Range<usize>,
-    c: &Coefficients,
-    cols: std::ops::Range<usize>,
-    out: &mut [u8],
-    isa: Isa,
-) {
-    horizontal_shifted(src, rows, c, cols, 0, out, isa)
-}
-
-/// As [`horizontal`], where `src`'s column 0 is input column `shift`.
-fn horizontal_shifted(
     src: &View<'_>,
     rows: std::ops::Range<usize>,
     c: &Coefficients,
@@ -496,11 +575,10 @@ fn horizontal_pixel(line: &[u8], c: &Coefficients, xx: usize, shift: usize, dst:
     dst[3] = 255;
 }
 
-/// Vertical pass: output rows `rows` from `src`, whose row 0 is input row `row0`, into `out`
-/// (`rows.len()` rows of `src.width` pixels).
+/// Vertical pass: output rows `rows` from `src` into `out` (`rows.len()` rows of `src.width`
+/// pixels).
 fn vertical(
     src: &View<'_>,
-    row0: usize,
     c: &Coefficients,
     rows: std::ops::Range<usize>,
     out: &mut [u8],
@@ -511,7 +589,7 @@ fn vertical(
     for (i, yy) in rows.enumerate() {
         let (first, _, k) = c.taps(yy);
         let dst = &mut out[i * row_len..(i + 1) * row_len];
-        let line = |t: usize| src.row(first + t - row0);
+        let line = |t: usize| src.row(first + t);
         let done = match isa {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `Isa::Avx2`/`Avx512` are only produced when the CPU has those features.
@@ -1053,12 +1131,43 @@ mod tests {
                         let s = ((y + window.top) * tw + window.left) * 4;
                         assert_eq!(a, &whole.data[s..s + window.width * 4]);
                     }
+                    // Only the input window (and a margin of 0 or 2), placed: the same bytes.
+                    let iw = input_window(w, h, tw, th, window, kernel);
+                    let margin = 2 * (i % 2);
+                    let (x0, y0) = (
+                        iw.left.saturating_sub(margin),
+                        iw.top.saturating_sub(margin),
+                    );
+                    let x1 = (iw.left + iw.width + margin).min(w);
+                    let y1 = (iw.top + iw.height + margin).min(h);
+                    let mut part = Rgbx {
+                        width: x1 - x0,
+                        height: y1 - y0,
+                        data: Vec::new(),
+                    };
+                    for y in y0..y1 {
+                        part.data
+                            .extend_from_slice(&src.data[(y * w + x0) * 4..(y * w + x1) * 4]);
+                    }
+                    let placed = Placed {
+                        image: &part,
+                        left: x0,
+                        top: y0,
+                        full_width: w,
+                        full_height: h,
+                    };
                     for &isa in &isas {
                         let got = resize_window_with(&src, tw, th, window, kernel, isa);
                         assert_eq!(
                             got.to_rgb(),
                             want.to_rgb(),
                             "{w}x{h}->{tw}x{th} {kernel:?} {window:?} {isa:?}"
+                        );
+                        let got = resize_placed(placed, tw, th, window, kernel, isa);
+                        assert_eq!(
+                            got.to_rgb(),
+                            want.to_rgb(),
+                            "placed {w}x{h}->{tw}x{th} {kernel:?} {window:?} {isa:?}"
                         );
                     }
                 }
