@@ -181,8 +181,8 @@ fn main() {
         for (i, &isa) in isas.iter().enumerate() {
             let t = cpu_now();
             for _ in 0..reps {
-                std::hint::black_box(resample::resize_window_with(
-                    &first.image,
+                std::hint::black_box(resample::resize_placed(
+                    resample::Placed::whole(&first.image),
                     tw,
                     th,
                     window,

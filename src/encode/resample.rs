@@ -380,19 +380,8 @@ pub fn resize_window(src: &Rgbx, tw: usize, th: usize, window: Window, kernel: K
     resize_placed(Placed::whole(src), tw, th, window, kernel, Isa::detected())
 }
 
-/// [`resize_window`] on a chosen instruction set (the tests compare them).
-pub fn resize_window_with(
-    src: &Rgbx,
-    tw: usize,
-    th: usize,
-    window: Window,
-    kernel: Kernel,
-    isa: Isa,
-) -> Rgbx {
-    resize_placed(Placed::whole(src), tw, th, window, kernel, isa)
-}
-
-/// [`resize_window`] of an image of which `src` holds at least the [`input_window`].
+/// [`resize_window`] of an image of which `src` holds at least the [`input_window`], on a
+/// chosen instruction set (the tests compare them).
 pub fn resize_placed(
     src: Placed<'_>,
     tw: usize,
@@ -703,6 +692,38 @@ mod x86 {
         ]
     }
 
+    /// Two vectors of 32 bytes as the four vectors of 16-bit `(a, b)` pairs `madd_epi16`
+    /// multiplies by a pair of weights (interleaved within 128-bit lanes; [`finish`] undoes it).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn interleave(a: __m256i, b: __m256i) -> [__m256i; 4] {
+        let zero = _mm256_setzero_si256();
+        let (alo, ahi) = (_mm256_unpacklo_epi8(a, zero), _mm256_unpackhi_epi8(a, zero));
+        let (blo, bhi) = (_mm256_unpacklo_epi8(b, zero), _mm256_unpackhi_epi8(b, zero));
+        [
+            _mm256_unpacklo_epi16(alo, blo),
+            _mm256_unpackhi_epi16(alo, blo),
+            _mm256_unpacklo_epi16(ahi, bhi),
+            _mm256_unpackhi_epi16(ahi, bhi),
+        ]
+    }
+
+    /// The four pairs of (high, low) partial sums of [`interleave`]'s vectors to 32 clipped
+    /// bytes, in the input's order: `((h << 11) + l + HALF) >> 22`, saturated to 0..=255.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn finish(h: [__m256i; 4], l: [__m256i; 4]) -> __m256i {
+        let half = _mm256_set1_epi32(HALF);
+        let t: [__m256i; 4] = std::array::from_fn(|q| {
+            let s = _mm256_add_epi32(_mm256_slli_epi32(h[q], SPLIT_BITS as i32), l[q]);
+            _mm256_srai_epi32(_mm256_add_epi32(s, half), PRECISION_BITS as i32)
+        });
+        _mm256_packus_epi16(
+            _mm256_packs_epi32(t[0], t[1]),
+            _mm256_packs_epi32(t[2], t[3]),
+        )
+    }
+
     /// `acc + madd_epi16(p, k)`: two instructions.
     #[inline]
     #[target_feature(enable = "avx2")]
@@ -773,7 +794,6 @@ mod x86 {
                 let mut strip = vec![0u8; band_w * 32];
                 let mut done = vec![0u8; out_w * 32];
                 let zero = _mm256_setzero_si256();
-                let half = _mm256_set1_epi32(HALF);
                 let opaque = _mm256_set1_epi32(0xFF00_0000u32 as i32);
                 let (r0, r1) = (rows.start, rows.end);
                 let mut y = r0;
@@ -811,32 +831,13 @@ mod x86 {
                             // SAFETY: a and b are offsets of columns below band_w.
                             let a = _mm256_loadu_si256(strip.as_ptr().add(a) as *const __m256i);
                             let b = _mm256_loadu_si256(strip.as_ptr().add(b) as *const __m256i);
-                            let (alo, ahi) =
-                                (_mm256_unpacklo_epi8(a, zero), _mm256_unpackhi_epi8(a, zero));
-                            let (blo, bhi) =
-                                (_mm256_unpacklo_epi8(b, zero), _mm256_unpackhi_epi8(b, zero));
-                            let p = [
-                                _mm256_unpacklo_epi16(alo, blo),
-                                _mm256_unpackhi_epi16(alo, blo),
-                                _mm256_unpacklo_epi16(ahi, bhi),
-                                _mm256_unpackhi_epi16(ahi, bhi),
-                            ];
+                            let p = interleave(a, b);
                             for q in 0..4 {
                                 h[q] = $madd_add(h[q], p[q], kh);
                                 l[q] = $madd_add(l[q], p[q], kl);
                             }
                         }
-                        let mut t = [zero; 4];
-                        for q in 0..4 {
-                            let s =
-                                _mm256_add_epi32(_mm256_slli_epi32(h[q], SPLIT_BITS as i32), l[q]);
-                            t[q] =
-                                _mm256_srai_epi32(_mm256_add_epi32(s, half), PRECISION_BITS as i32);
-                        }
-                        let v = _mm256_packus_epi16(
-                            _mm256_packs_epi32(t[0], t[1]),
-                            _mm256_packs_epi32(t[2], t[3]),
-                        );
+                        let v = finish(h, l);
                         let v = _mm256_or_si256(v, opaque);
                         // SAFETY: o < out_w, and `done` holds out_w vectors.
                         _mm256_storeu_si256(done.as_mut_ptr().add(o * 32) as *mut __m256i, v);
@@ -895,7 +896,6 @@ mod x86 {
     ) -> usize {
         let len = dst.len() / 32 * 32;
         let zero = _mm256_setzero_si256();
-        let half = _mm256_set1_epi32(HALF);
         let rows: Vec<&[u8]> = (0..k.len()).map(line).collect();
         let pairs: Vec<(__m256i, __m256i)> = k
             .chunks(2)
@@ -915,29 +915,13 @@ mod x86 {
                     Some(r) => _mm256_loadu_si256(r.as_ptr().add(off) as *const __m256i),
                     None => zero,
                 };
-                let (alo, ahi) = (_mm256_unpacklo_epi8(a, zero), _mm256_unpackhi_epi8(a, zero));
-                let (blo, bhi) = (_mm256_unpacklo_epi8(b, zero), _mm256_unpackhi_epi8(b, zero));
-                let p = [
-                    _mm256_unpacklo_epi16(alo, blo),
-                    _mm256_unpackhi_epi16(alo, blo),
-                    _mm256_unpacklo_epi16(ahi, bhi),
-                    _mm256_unpackhi_epi16(ahi, bhi),
-                ];
+                let p = interleave(a, b);
                 for q in 0..4 {
-                    h[q] = _mm256_add_epi32(h[q], _mm256_madd_epi16(p[q], kh));
-                    l[q] = _mm256_add_epi32(l[q], _mm256_madd_epi16(p[q], kl));
+                    h[q] = madd_add(h[q], p[q], kh);
+                    l[q] = madd_add(l[q], p[q], kl);
                 }
             }
-            let mut t = [zero; 4];
-            for q in 0..4 {
-                let s = _mm256_add_epi32(_mm256_slli_epi32(h[q], SPLIT_BITS as i32), l[q]);
-                t[q] = _mm256_srai_epi32(_mm256_add_epi32(s, half), PRECISION_BITS as i32);
-            }
-            // The unpacks interleaved within 128-bit lanes; the packs undo it in order.
-            let v = _mm256_packus_epi16(
-                _mm256_packs_epi32(t[0], t[1]),
-                _mm256_packs_epi32(t[2], t[3]),
-            );
+            let v = finish(h, l);
             _mm256_storeu_si256(dst.as_mut_ptr().add(off) as *mut __m256i, v);
             off += 32;
         }
@@ -1123,8 +1107,16 @@ mod tests {
                     },
                 ];
                 for window in windows {
-                    let want = resize_window_with(&src, tw, th, window, kernel, Isa::Scalar);
-                    let whole = resize_window_with(&src, tw, th, full(tw, th), kernel, Isa::Scalar);
+                    let want =
+                        resize_placed(Placed::whole(&src), tw, th, window, kernel, Isa::Scalar);
+                    let whole = resize_placed(
+                        Placed::whole(&src),
+                        tw,
+                        th,
+                        full(tw, th),
+                        kernel,
+                        Isa::Scalar,
+                    );
                     // The window is the same pixels as a crop of the whole result.
                     for y in 0..window.height {
                         let a = &want.data[y * window.width * 4..(y + 1) * window.width * 4];
@@ -1157,7 +1149,7 @@ mod tests {
                         full_height: h,
                     };
                     for &isa in &isas {
-                        let got = resize_window_with(&src, tw, th, window, kernel, isa);
+                        let got = resize_placed(Placed::whole(&src), tw, th, window, kernel, isa);
                         assert_eq!(
                             got.to_rgb(),
                             want.to_rgb(),
