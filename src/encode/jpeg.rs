@@ -8,7 +8,7 @@
 //!
 //! Measured (release, one core): a 3000×4000 photo resized and cropped to 224 decodes in
 //! 24.9 ms instead of 29.7 (exact mode) and 9.3 instead of 9.9 (fast mode); on 640×480 files
-//! of ~110 KB the time is the same, because Huffman decoding, which no region can skip, is
+//! of ~100 KB the time is the same, because Huffman decoding, which no region can skip, is
 //! ~70% of it, and the column crop saves next to nothing (libjpeg-turbo still upsamples and
 //! converts whole iMCU columns). The region's buffer is also smaller than the image's.
 //!
