@@ -170,7 +170,26 @@ fn preprocessing_matches_pillow_exactly() {
         if PILLOW_QUIRKS.contains(&image) {
             continue;
         }
-        let ours = tensor_of(&pre, &fixtures().join("images").join(image));
+        let path = fixtures().join("images").join(image);
+        let ours = tensor_of(&pre, &path);
+        // The encoder's path (a JPEG decoded only where the resize reads, the placed resize,
+        // the table normalisation) gives the same floats as the whole-image path above.
+        let crop = pre
+            .load(
+                &std::fs::read(&path).unwrap(),
+                u64::MAX,
+                preprocess::Mode::Exact,
+            )
+            .unwrap();
+        let mut direct = vec![0.0; ours.len()];
+        pre.normalize_rgbx_into(&crop, &mut direct);
+        assert!(
+            direct
+                .iter()
+                .zip(&ours)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "{image}: the encoder's path differs from decode + to_pixels"
+        );
         let reference = read_npy(
             &fixtures()
                 .join("golden/preprocess")
