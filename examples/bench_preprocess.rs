@@ -3,8 +3,8 @@
 //!
 //! Rounds are interleaved (each round times every mode on the same images, in turn), and the
 //! figures printed are medians over rounds, so a shared machine's drift hits all modes alike.
-//! Prints, per mode: decode ms/image, resize+crop+normalise ms/image, their sum; then the
-//! resampler alone on each instruction set this CPU has; then, with `--embed`, fast mode's
+//! Prints, per mode: decode ms/image, resize+crop+normalise ms/image, their sum, and the decode
+//! of the whole image instead of only the region the resize reads; then the resampler alone on each instruction set this CPU has; then, with `--embed`, fast mode's
 //! distance from exact: mean |Δ| of the tensors, of the pixels (uint8 levels), and the cosine
 //! between the two embeddings of each image under the model.
 //!
@@ -13,7 +13,7 @@
 use std::path::PathBuf;
 
 use clipflow::config::ModelConfig;
-use clipflow::encode::preprocess::{decode_rgbx, Mode, Preprocess};
+use clipflow::encode::preprocess::{dct_scale, decode_rgbx, Mode, Preprocess};
 use clipflow::encode::resample::{self, Isa, Kernel, Window};
 use clipflow::encode::{self, DeviceRequest, Encoder, SessionSettings};
 
@@ -69,6 +69,30 @@ fn cpu_now() -> f64 {
     // SAFETY: clock_gettime writes one timespec, which outlives the call.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
+/// Seconds of CPU time to decode every image whole (at the mode's DCT scale), one thread: what
+/// [`Preprocess::decode`] costs without its region.
+fn time_whole_decode(pre: &Preprocess, files: &[Vec<u8>], mode: Mode) -> f64 {
+    let t0 = cpu_now();
+    for bytes in files {
+        let scale = |w, h| match mode {
+            Mode::Exact => 8,
+            Mode::Fast => {
+                let (tw, th) = pre.resized_size(w, h);
+                dct_scale(w, h, tw, th)
+            }
+        };
+        let img = decode_rgbx(
+            bytes,
+            u64::MAX,
+            pre.rules.transparency,
+            scale,
+            &|_, _, _, _| None,
+        );
+        std::hint::black_box(img.unwrap());
+    }
+    cpu_now() - t0
 }
 
 /// (decode seconds, preprocess seconds) of CPU time for every image, one thread.
@@ -142,27 +166,34 @@ fn main() {
     // Warm-up: page in the files, fill the coefficient cache.
     time_mode(&pre, &bytes, Mode::Exact, &mut tensor);
     let n = bytes.len() as f64;
-    let mut per = vec![Vec::new(); 6]; // exact dec, exact pre, exact total, fast dec, fast pre, fast total
+    // Per mode: decode, preprocess, total, whole-image decode.
+    let mut per = vec![Vec::new(); 8];
+    let mut whole_cpu = 0.0;
     let wall = std::time::Instant::now();
     for _ in 0..rounds {
         for (m, mode) in [Mode::Exact, Mode::Fast].into_iter().enumerate() {
             let (d, p) = time_mode(&pre, &bytes, mode, &mut tensor);
-            per[m * 3].push(d * 1e3 / n);
-            per[m * 3 + 1].push(p * 1e3 / n);
-            per[m * 3 + 2].push((d + p) * 1e3 / n);
+            per[m * 4].push(d * 1e3 / n);
+            per[m * 4 + 1].push(p * 1e3 / n);
+            per[m * 4 + 2].push((d + p) * 1e3 / n);
+            let w = time_whole_decode(&pre, &bytes, mode);
+            per[m * 4 + 3].push(w * 1e3 / n);
+            whole_cpu += w;
         }
     }
-    let cpu_total: f64 = per[2].iter().chain(&per[5]).sum::<f64>() * n / 1e3;
+    let cpu_total: f64 = per[2].iter().chain(&per[6]).sum::<f64>() * n / 1e3 + whole_cpu;
     println!(
         "CPU time / wall time of the timed loop: {:.2} (1.00 = this thread had a core to itself)",
         cpu_total / wall.elapsed().as_secs_f64()
     );
     for (m, name) in ["exact", "fast"].iter().enumerate() {
         println!(
-            "{name:<5} mode: decode {:.3} ms/image/core, preprocess {:.3}, total {:.3} (median of {rounds})",
-            median(&mut per[m * 3]),
-            median(&mut per[m * 3 + 1]),
-            median(&mut per[m * 3 + 2]),
+            "{name:<5} mode: decode {:.3} ms/image/core, preprocess {:.3}, total {:.3} (median of {rounds}); \
+             decoding the whole image instead of the region read: {:.3}",
+            median(&mut per[m * 4]),
+            median(&mut per[m * 4 + 1]),
+            median(&mut per[m * 4 + 2]),
+            median(&mut per[m * 4 + 3]),
         );
     }
 

@@ -1,5 +1,6 @@
-"""Writes N photo-sized JPEGs (640x480 and 480x640, smooth colour fields with edges and noise,
-quality 90 unless --quality says otherwise) for scripts/bench_encode. Deterministic for a seed.
+"""Writes N photo-sized JPEGs (640x480 and 480x640 unless --size says otherwise, half of them
+turned; smooth colour fields with edges and noise; quality 90 unless --quality says otherwise)
+for scripts/bench_encode and scripts/bench_preprocess. Deterministic for a seed.
 
     .venv/bin/python scripts/make_bench_images.py --out target/bench/images-1k --count 1000
 """
@@ -16,11 +17,13 @@ def main() -> None:
     ap.add_argument("--count", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quality", type=int, default=90)
+    ap.add_argument("--size", default="640x480", help="WxH of the landscape images")
     a = ap.parse_args()
     rng = np.random.default_rng(a.seed)
     cls = a.out / "photos"
     cls.mkdir(parents=True, exist_ok=True)
-    yy, xx = np.mgrid[0:480, 0:640].astype(np.float32)
+    width, height = (int(v) for v in a.size.split("x"))
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     for i in range(a.count):
         path = cls / f"{i:06d}.jpg"
         if path.exists():
