@@ -392,7 +392,9 @@ pub fn resize_placed(
 ) -> Rgbx {
     let (w, h) = (src.full_width, src.full_height);
     debug_assert!(window.left + window.width <= tw && window.top + window.height <= th);
-    assert!(
+    // Checked in tests and debug builds only: it costs two coefficient lookups per image, and a
+    // release build reading outside `src` would stop at a slice bound anyway.
+    debug_assert!(
         src.covers(input_window(w, h, tw, th, window, kernel)),
         "the decoded part of the image misses pixels the resize reads"
     );
@@ -655,7 +657,7 @@ pub fn nearest_window(src: &Rgbx, tw: usize, th: usize, window: Window) -> Rgbx 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     //! The AVX2 and AVX-512 passes. Each computes exactly the scalar sums (see the module docs
-    //! of `resample`); pixels whose taps would read past the row end go to the scalar code.
+    //! of `resample`); the vertical passes leave a row's last partial vector to the scalar code.
     use super::{Coefficients, View, HALF, PRECISION_BITS, SPLIT_BITS};
     use std::arch::x86_64::*;
 
