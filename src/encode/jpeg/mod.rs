@@ -26,6 +26,19 @@ use mozjpeg_sys as ffi;
 
 use super::resample::Window;
 
+mod huffman;
+
+/// Which Huffman decoder reads sequential JPEGs: both give the same coefficients, so the same
+/// pixels (the tests compare them on clean and damaged files); the choice exists for those
+/// tests and for `examples/bench_preprocess`, which prints what clipflow's saves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntropyDecoder {
+    /// [`huffman`]'s: one lookup per coefficient, eight bytes per refill.
+    Clipflow,
+    /// libjpeg-turbo's own `jdhuff.c`.
+    Libjpeg,
+}
+
 /// Pixels decoded beyond the requested region on each side (an iMCU of a 4:2:0 file at full
 /// scale; fancy upsampling reaches one chroma sample, two pixels, past a cut).
 pub const MARGIN: usize = 16;
@@ -44,6 +57,9 @@ pub struct JpegRegion {
     pub scaled: (usize, usize),
     /// The header's size.
     pub full: (usize, usize),
+    /// The Huffman decoder that read the file (libjpeg's for the scans clipflow's does not
+    /// read: progressive, arithmetic-coded, multi-scan).
+    pub entropy: EntropyDecoder,
 }
 
 /// Decodes `bytes`. `plan(width, height)` sees the header's size before anything is allocated
@@ -54,9 +70,40 @@ pub fn decode(
     plan: &dyn Fn(usize, usize) -> Result<u8, String>,
     region: &dyn Fn(usize, usize, usize, usize) -> Option<Window>,
 ) -> Result<JpegRegion, String> {
+    decode_with(bytes, plan, region, EntropyDecoder::Clipflow)
+}
+
+/// [`decode`] with a choice of Huffman decoder.
+pub fn decode_with(
+    bytes: &[u8],
+    plan: &dyn Fn(usize, usize) -> Result<u8, String>,
+    region: &dyn Fn(usize, usize, usize, usize) -> Option<Window>,
+    entropy: EntropyDecoder,
+) -> Result<JpegRegion, String> {
+    decode_from(bytes, plan, region, entropy, Source::Memory)
+}
+
+/// How libjpeg is handed the bytes.
+#[derive(Clone, Copy)]
+enum Source {
+    /// All at once (`jpeg_mem_src`).
+    Memory,
+    /// A few bytes per `fill_input_buffer` call, which keeps libjpeg's `jdhuff.c` on its slow
+    /// path (it takes the fast one only with 512 bytes per block in the buffer).
+    #[cfg(test)]
+    Chunks(usize),
+}
+
+fn decode_from(
+    bytes: &[u8],
+    plan: &dyn Fn(usize, usize) -> Result<u8, String>,
+    region: &dyn Fn(usize, usize, usize, usize) -> Option<Window>,
+    entropy: EntropyDecoder,
+    source: Source,
+) -> Result<JpegRegion, String> {
     // libjpeg reports fatal errors through `error_exit`, which unwinds (see `unwind`) to here.
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        decode_unguarded(bytes, plan, region)
+        decode_unguarded(bytes, plan, region, entropy, source)
     })) {
         Ok(result) => result,
         Err(payload) => Err(payload
@@ -70,10 +117,15 @@ pub fn decode(
 struct Decompressor {
     cinfo: Box<ffi::jpeg_decompress_struct>,
     _err: Box<ffi::jpeg_error_mgr>,
+    /// In libjpeg's entropy slot when set: dropped after `jpeg_destroy_decompress` (`Drop`
+    /// runs before the fields are dropped).
+    entropy: Option<Box<huffman::Decoder>>,
+    #[cfg(test)]
+    _chunks: Option<Box<tests::ChunkSource>>,
 }
 
 impl Decompressor {
-    fn new(bytes: &[u8]) -> Decompressor {
+    fn new(bytes: &[u8], source: Source) -> Decompressor {
         // SAFETY: both structs are plain C data that libjpeg initialises (jpeg_std_error, then
         // jpeg_create_decompress); they are boxed, so the pointer from cinfo to err stays valid
         // while both live, and the source manager reads `bytes`, which outlives this value
@@ -86,8 +138,25 @@ impl Decompressor {
             let mut cinfo: Box<ffi::jpeg_decompress_struct> = Box::new(mem::zeroed());
             cinfo.common.err = &mut *err;
             ffi::jpeg_create_decompress(&mut *cinfo);
-            ffi::jpeg_mem_src(&mut cinfo, bytes.as_ptr(), bytes.len() as c_ulong);
-            Decompressor { cinfo, _err: err }
+            #[cfg(test)]
+            let mut chunks = None;
+            match source {
+                Source::Memory => {
+                    ffi::jpeg_mem_src(&mut cinfo, bytes.as_ptr(), bytes.len() as c_ulong)
+                }
+                #[cfg(test)]
+                Source::Chunks(n) => {
+                    let c = chunks.insert(tests::ChunkSource::new(bytes, n));
+                    cinfo.src = &mut c.manager;
+                }
+            }
+            Decompressor {
+                cinfo,
+                _err: err,
+                entropy: None,
+                #[cfg(test)]
+                _chunks: chunks,
+            }
         }
     }
 }
@@ -130,8 +199,10 @@ fn decode_unguarded(
     bytes: &[u8],
     plan: &dyn Fn(usize, usize) -> Result<u8, String>,
     region: &dyn Fn(usize, usize, usize, usize) -> Option<Window>,
+    entropy: EntropyDecoder,
+    source: Source,
 ) -> Result<JpegRegion, String> {
-    let mut d = Decompressor::new(bytes);
+    let mut d = Decompressor::new(bytes, source);
     let cinfo = &mut *d.cinfo;
     // SAFETY (this block and the ones below): cinfo is a live decompressor over `bytes`, used
     // in libjpeg's documented call order; fatal errors unwind out of these calls to `decode`.
@@ -158,6 +229,11 @@ fn decode_unguarded(
             "libjpeg gives {} components per pixel, not 4",
             cinfo.output_components
         ));
+    }
+    if entropy == EntropyDecoder::Clipflow {
+        // SAFETY: cinfo has started decompressing and decoded nothing yet; the decoder is
+        // kept in `d`, which destroys cinfo before dropping it; client_data is unused here.
+        d.entropy = unsafe { huffman::install(cinfo) };
     }
     let scaled = (cinfo.output_width as usize, cinfo.output_height as usize);
     let whole = Window {
@@ -224,6 +300,11 @@ fn decode_unguarded(
         region: area,
         scaled,
         full,
+        entropy: if d.entropy.is_some() {
+            EntropyDecoder::Clipflow
+        } else {
+            EntropyDecoder::Libjpeg
+        },
     })
 }
 
@@ -388,5 +469,304 @@ mod tests {
             .err()
             .unwrap();
         assert_eq!(e, "too big");
+    }
+
+    /// A source manager that hands libjpeg `chunk` bytes at a time.
+    #[repr(C)]
+    pub(super) struct ChunkSource {
+        pub(super) manager: ffi::jpeg_source_mgr,
+        data: *const u8,
+        len: usize,
+        pos: usize,
+        chunk: usize,
+    }
+
+    impl ChunkSource {
+        pub(super) fn new(bytes: &[u8], chunk: usize) -> Box<ChunkSource> {
+            Box::new(ChunkSource {
+                manager: ffi::jpeg_source_mgr {
+                    next_input_byte: std::ptr::null(),
+                    bytes_in_buffer: 0,
+                    init_source: Some(chunk_init),
+                    fill_input_buffer: Some(chunk_fill),
+                    skip_input_data: Some(chunk_skip),
+                    resync_to_restart: Some(ffi::jpeg_resync_to_restart),
+                    term_source: Some(chunk_init),
+                },
+                data: bytes.as_ptr(),
+                len: bytes.len(),
+                pos: 0,
+                chunk,
+            })
+        }
+    }
+
+    unsafe extern "C-unwind" fn chunk_init(_cinfo: &mut ffi::jpeg_decompress_struct) {}
+
+    /// As `jpeg_mem_src`'s: the next chunk, or a fake end marker past the end.
+    unsafe extern "C-unwind" fn chunk_fill(
+        cinfo: &mut ffi::jpeg_decompress_struct,
+    ) -> ffi::boolean {
+        static EOI: [u8; 2] = [0xFF, 0xD9];
+        // SAFETY: cinfo.src is the manager at the head of a live ChunkSource.
+        let s = unsafe { &mut *(cinfo.src as *mut ChunkSource) };
+        if s.pos >= s.len {
+            s.manager.next_input_byte = EOI.as_ptr();
+            s.manager.bytes_in_buffer = 2;
+        } else {
+            let n = s.chunk.min(s.len - s.pos);
+            // SAFETY: pos + n <= len bytes of the borrowed input.
+            s.manager.next_input_byte = unsafe { s.data.add(s.pos) };
+            s.manager.bytes_in_buffer = n;
+            s.pos += n;
+        }
+        1
+    }
+
+    unsafe extern "C-unwind" fn chunk_skip(
+        cinfo: &mut ffi::jpeg_decompress_struct,
+        num_bytes: std::ffi::c_long,
+    ) {
+        let mut n = num_bytes.max(0) as usize;
+        // SAFETY: as in chunk_fill.
+        let s = unsafe { &mut *(cinfo.src as *mut ChunkSource) };
+        while n > s.manager.bytes_in_buffer {
+            n -= s.manager.bytes_in_buffer;
+            // SAFETY: as above.
+            unsafe { chunk_fill(cinfo) };
+        }
+        let s = unsafe { &mut *(cinfo.src as *mut ChunkSource) };
+        s.manager.next_input_byte = unsafe { s.manager.next_input_byte.add(n) };
+        s.manager.bytes_in_buffer -= n;
+    }
+
+    /// A JPEG written by libjpeg directly, for what the `mozjpeg` wrapper does not set:
+    /// restart intervals, grayscale, Huffman tables optimised or standard.
+    fn jpeg_raw(
+        w: usize,
+        h: usize,
+        components: usize,
+        quality: i32,
+        restart_blocks: u32,
+        optimize: bool,
+    ) -> Vec<u8> {
+        let pixels = jpeg_pixels(w, h, components);
+        // SAFETY: the compressor is created, used in libjpeg's documented order and destroyed
+        // here; the output buffer is libjpeg's (malloc), copied then freed.
+        unsafe {
+            let mut err: ffi::jpeg_error_mgr = mem::zeroed();
+            ffi::jpeg_std_error(&mut err);
+            err.error_exit = Some(unwind);
+            let mut c: ffi::jpeg_compress_struct = mem::zeroed();
+            c.common.err = &mut err;
+            ffi::jpeg_create_compress(&mut c);
+            let mut out: *mut u8 = std::ptr::null_mut();
+            let mut size: c_ulong = 0;
+            ffi::jpeg_mem_dest(&mut c, &mut out, &mut size);
+            c.image_width = w as ffi::JDIMENSION;
+            c.image_height = h as ffi::JDIMENSION;
+            c.input_components = components as c_int;
+            c.in_color_space = if components == 1 {
+                ffi::J_COLOR_SPACE::JCS_GRAYSCALE
+            } else {
+                ffi::J_COLOR_SPACE::JCS_RGB
+            };
+            ffi::jpeg_set_defaults(&mut c);
+            ffi::jpeg_set_quality(&mut c, quality, 1);
+            // mozjpeg defaults to progressive and optimised tables; a baseline file here.
+            c.num_scans = 0;
+            c.scan_info = std::ptr::null();
+            c.optimize_coding = optimize as ffi::boolean;
+            c.restart_interval = restart_blocks;
+            ffi::jpeg_start_compress(&mut c, 1);
+            let stride = w * components;
+            while (c.next_scanline as usize) < h {
+                let row = pixels[c.next_scanline as usize * stride..].as_ptr();
+                ffi::jpeg_write_scanlines(&mut c, &row, 1);
+            }
+            ffi::jpeg_finish_compress(&mut c);
+            let bytes = std::slice::from_raw_parts(out, size as usize).to_vec();
+            ffi::jpeg_destroy_compress(&mut c);
+            libc_free(out as *mut std::ffi::c_void);
+            bytes
+        }
+    }
+
+    extern "C" {
+        #[link_name = "free"]
+        fn libc_free(p: *mut std::ffi::c_void);
+    }
+
+    fn jpeg_pixels(w: usize, h: usize, ch: usize) -> Vec<u8> {
+        let mut s = 98765u64;
+        (0..w * h * ch)
+            .map(|i| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let (x, y, c) = ((i / ch) % w, (i / ch) / w, i % ch);
+                let base = ((x * 3 + y * 5 + c * 40) % 256) as i32 / 2
+                    + if (x / 3 + y / 2) % 2 == 0 { 60 } else { 0 };
+                (base + ((s >> 58) as i32) - 32).clamp(0, 255) as u8
+            })
+            .collect()
+    }
+
+    /// clipflow's Huffman decoder on `bytes` at every DCT scale, whole and in a region, fed
+    /// all at once and in chunks, against libjpeg's slow path (libjpeg fed in chunks) and, if
+    /// `libjpeg_fast`, libjpeg fed all at once: the same pixels, or the same error.
+    fn same_as_libjpeg(bytes: &[u8], what: &str, libjpeg_fast: bool) {
+        for scale in [8u8, 4, 2, 1] {
+            let regions: [&dyn Fn(usize, usize, usize, usize) -> Option<Window>; 2] =
+                [&|_, _, _, _| None, &|w, h, _, _| {
+                    Some(Window {
+                        left: w / 3,
+                        top: h / 4,
+                        width: (w / 3).max(1),
+                        height: (h / 2).max(1),
+                    })
+                }];
+            for region in regions {
+                let run = |entropy, source| {
+                    decode_from(bytes, &|_, _| Ok(scale), region, entropy, source)
+                };
+                let ours = run(EntropyDecoder::Clipflow, Source::Memory);
+                let mut pairs = vec![
+                    (
+                        "libjpeg slow path",
+                        run(EntropyDecoder::Libjpeg, Source::Chunks(100)),
+                    ),
+                    (
+                        "clipflow fed in chunks",
+                        run(EntropyDecoder::Clipflow, Source::Chunks(37)),
+                    ),
+                ];
+                if libjpeg_fast {
+                    pairs.push(("libjpeg", run(EntropyDecoder::Libjpeg, Source::Memory)));
+                }
+                for (name, theirs) in pairs {
+                    match (&ours, theirs) {
+                        (Ok(a), Ok(b)) => {
+                            assert_eq!(a.entropy, EntropyDecoder::Clipflow, "{what}");
+                            assert_eq!(a.region, b.region, "{what} scale {scale}, {name}");
+                            if a.data != b.data {
+                                let first = a
+                                    .data
+                                    .iter()
+                                    .zip(&b.data)
+                                    .position(|(x, y)| x != y)
+                                    .unwrap()
+                                    / 4;
+                                panic!(
+                                    "{what} scale {scale}: pixels differ from {name} at {} {} w {}",
+                                    first % a.region.width,
+                                    first / a.region.width,
+                                    a.region.width
+                                );
+                            }
+                        }
+                        (Err(a), Err(b)) => assert_eq!(a, &b, "{what} scale {scale}, {name}"),
+                        (a, b) => panic!(
+                            "{what} scale {scale}: clipflow {:?}, {name} {:?}",
+                            a.as_ref().map(|_| ()),
+                            b.map(|_| ())
+                        ),
+                    }
+                }
+            }
+        }
+    }
+
+    fn clean_files() -> Vec<(String, Vec<u8>)> {
+        let mut files = Vec::new();
+        for (w, h, sampling) in [
+            (640, 480, (2, 2)),
+            (333, 251, (2, 1)),
+            (250, 250, (1, 1)),
+            (77, 300, (1, 2)),
+            (9, 7, (2, 2)),
+        ] {
+            files.push((
+                format!("{w}x{h} {sampling:?}"),
+                jpeg(w, h, sampling, false, false),
+            ));
+        }
+        files.push(("cmyk".into(), jpeg(301, 97, (1, 1), false, true)));
+        for (w, h, ch, q, restart, optimize) in [
+            (200, 150, 3, 95, 0, false),
+            (200, 150, 3, 100, 0, true),
+            (200, 150, 3, 20, 0, true),
+            (200, 150, 3, 2, 0, false),
+            (123, 77, 1, 90, 0, false),
+            (200, 150, 3, 90, 1, false),
+            (200, 150, 3, 75, 7, true),
+            (123, 77, 1, 85, 3, false),
+            (640, 480, 3, 90, 40, false),
+        ] {
+            files.push((
+                format!("{w}x{h}x{ch} q{q} restart {restart} optimize {optimize}"),
+                jpeg_raw(w, h, ch, q, restart, optimize),
+            ));
+        }
+        files
+    }
+
+    #[test]
+    fn both_huffman_decoders_give_the_same_pixels() {
+        for (what, bytes) in clean_files() {
+            same_as_libjpeg(&bytes, &what, true);
+        }
+        // Progressive files stay with libjpeg's decoder.
+        let progressive = jpeg(64, 48, (2, 2), true, false);
+        let r = decode(&progressive, &|_, _| Ok(8), &|_, _, _, _| None).unwrap();
+        assert_eq!(r.entropy, EntropyDecoder::Libjpeg);
+    }
+
+    #[test]
+    fn both_huffman_decoders_agree_on_damaged_files() {
+        let mut s = 424242u64;
+        let mut next = |n: usize| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (s >> 33) as usize % n
+        };
+        for (what, bytes) in clean_files() {
+            // Where the entropy data starts: after the SOS marker's header.
+            let sos = bytes.windows(2).position(|w| w == [0xFF, 0xDA]).unwrap();
+            let data = sos + 2 + ((bytes[sos + 2] as usize) << 8 | bytes[sos + 3] as usize);
+            for cut in [
+                data + 1,
+                data + 7,
+                (data + bytes.len()) / 2,
+                bytes.len() - 3,
+            ] {
+                same_as_libjpeg(&bytes[..cut], &format!("{what} cut at {cut}"), true);
+            }
+            for trial in 0..15 {
+                let mut damaged = bytes.clone();
+                for _ in 0..1 + trial % 3 {
+                    let at = data + next(bytes.len() - 3 - data);
+                    match trial % 5 {
+                        0 => damaged[at] ^= 1 << next(8),
+                        1 => damaged[at] = 0xFF,
+                        2 => {
+                            damaged[at] = 0xFF;
+                            damaged[at + 1] = [0x00, 0xD0 + next(8) as u8, 0xFF, 0xC4][next(4)];
+                        }
+                        3 => damaged[at] = next(256) as u8,
+                        // Fill bytes before a stuffed zero: one 0xFF data byte to
+                        // jdhuff.c's slow path, a marker to its fast path.
+                        _ => damaged[at..at + 3].copy_from_slice(&[0xFF, 0xFF, 0x00]),
+                    }
+                }
+                let fill_run = trial % 5 == 4;
+                same_as_libjpeg(
+                    &damaged,
+                    &format!("{what} damaged, trial {trial}"),
+                    !fill_run,
+                );
+            }
+        }
     }
 }

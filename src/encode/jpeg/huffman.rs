@@ -1,0 +1,746 @@
+//! A faster Huffman decoder for libjpeg-turbo's sequential JPEG path, giving the very
+//! coefficients (and so the very pixels) libjpeg's own `jdhuff.c` gives.
+//!
+//! Why: on a typical 640×480 photo two thirds of a decode is entropy decoding (`decode_mcu`),
+//! which no DCT scaling or crop skips; it bounds fast mode, and exact mode's share of a core
+//! beside the model. The IDCT, upsampling and colour conversion stay libjpeg-turbo's (SIMD,
+//! Pillow's algorithms): this module only replaces the one step whose output, the quantised
+//! coefficients, is fixed by the standard whatever decoder computes it.
+//!
+//! How it is faster than `jdhuff.c` on the same data:
+//! - one table lookup decodes a whole coefficient (code, run and extended value) when the code
+//!   and its value bits fit in [`LOOKAHEAD`] bits, as most do; `jdhuff.c` looks up the code,
+//!   then reads and extends the value;
+//! - the bit buffer refills eight bytes at a time when none of them is 0xFF (one test for the
+//!   eight), where `jdhuff.c` tests and shifts in one byte at a time.
+//!
+//! Where the data is not clean it reads as `jdhuff.c`'s slow path reads, step for step: an
+//! MCU whose fast decode meets a marker or the end of the buffer is decoded again, from zeroed
+//! blocks, by [`Slow`], a transcription of that path (zero bits after a marker,
+//! `insufficient_data`, restart markers, the same warnings), and both read a 0xFF 0xFF … 0x00
+//! run as one 0xFF data byte. So cut and damaged
+//! files give libjpeg's pixels too (the tests compare the decoders on such files), with one
+//! exception, which is libjpeg's and not the data's: the standard forbids that 0xFF run inside
+//! entropy data, `jdhuff.c`'s own fast path reads it as a marker, and when its fast attempt at
+//! an MCU fails its slow path rewrites the MCU over what the attempt left. Which MCUs keep such
+//! leftovers depends on libjpeg's buffer schedule and on how the caller feeds it data (Pillow
+//! feeds it in chunks), so there is no one libjpeg answer to match there; clipflow gives the
+//! slow path's, which the tests compare with libjpeg fed through a small buffer (slow path
+//! only).
+//!
+//! The decoder plugs into libjpeg's `cinfo->entropy` slot after `jpeg_start_decompress`
+//! (`scan.c` reads the fields the Rust binding keeps private); progressive, arithmetic-coded
+//! and multi-scan files keep libjpeg's decoders.
+
+use std::ffi::{c_int, c_uint, c_void};
+
+use mozjpeg_sys as ffi;
+
+/// Bits of lookahead of the code tables: a code and its value bits up to this long decode in
+/// one lookup (4 KB per table, four tables in L1).
+const LOOKAHEAD: u32 = 10;
+
+/// `jdhuff.c`'s `MIN_GET_BITS` for a 64-bit buffer: the slow path fills up to this many.
+const MIN_GET_BITS: u32 = 57;
+
+/// Blocks per MCU, at most (`D_MAX_BLOCKS_IN_MCU`).
+const MAX_BLOCKS: usize = 10;
+
+/// Zigzag position to natural position, with 16 extra entries for runs that corrupt data
+/// pushes past the end (`jpeg_natural_order`'s own guard).
+const NATURAL_ORDER: [u8; 80] = [
+    0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48, 41, 34, 27, 20,
+    13, 6, 7, 14, 21, 28, 35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51, 58, 59,
+    52, 45, 38, 31, 39, 46, 53, 60, 61, 54, 47, 55, 62, 63, 63, 63, 63, 63, 63, 63, 63, 63, 63, 63,
+    63, 63, 63, 63, 63, 63,
+];
+
+/// What `scan.c` reports about the scan (its `clipflow_scan_info`).
+#[repr(C)]
+struct ScanInfo {
+    blocks_in_mcu: c_int,
+    comps_in_scan: c_int,
+    restart_interval: c_uint,
+    block_component: [c_int; MAX_BLOCKS],
+    dc_table: [*const ffi::JHUFF_TBL; MAX_BLOCKS],
+    ac_table: [*const ffi::JHUFF_TBL; MAX_BLOCKS],
+    dc_needed: [c_int; MAX_BLOCKS],
+    ac_needed: [c_int; MAX_BLOCKS],
+    unread_marker: *mut c_int,
+}
+
+type Cinfo = ffi::jpeg_decompress_struct;
+type Block = [i16; 64];
+
+extern "C-unwind" {
+    fn clipflow_jpeg_scan_info(cinfo: *mut Cinfo, out: *mut ScanInfo) -> c_int;
+    fn clipflow_jpeg_set_entropy(cinfo: *mut Cinfo, decoder: *mut Header) -> *mut Header;
+    fn clipflow_jpeg_read_restart(cinfo: *mut Cinfo, unused_bytes: c_int) -> ffi::boolean;
+    fn clipflow_jpeg_warn_hit_marker(cinfo: *mut Cinfo);
+    fn clipflow_jpeg_warn_bad_code(cinfo: *mut Cinfo);
+}
+
+/// libjpeg's `struct jpeg_entropy_decoder` (`scan.c` asserts the layout).
+#[repr(C)]
+struct Header {
+    start_pass: Option<unsafe extern "C-unwind" fn(*mut Cinfo)>,
+    decode_mcu: Option<unsafe extern "C-unwind" fn(*mut Cinfo, *mut *mut Block) -> ffi::boolean>,
+    insufficient_data: ffi::boolean,
+}
+
+/// A Huffman table, as `jdhuff.c`'s `d_derived_tbl` plus the one-lookup entries.
+struct Table {
+    /// Indexed by the next [`LOOKAHEAD`] bits; 0 when the code is longer. Otherwise bits 0–4:
+    /// bits consumed; 5–8: the code's length; 9: [`WITH_VALUE`]; 12–19: the symbol; 20–31:
+    /// the extended value (signed) when [`WITH_VALUE`] is set.
+    lookup: [u32; 1 << LOOKAHEAD],
+    /// Largest code of each length, -1 if none (index 17 is a sentinel).
+    maxcode: [i32; 18],
+    /// `huffval` index of the first code of each length, less that code.
+    valoffset: [i32; 18],
+    huffval: [u8; 256],
+}
+
+/// The entry holds the coefficient's value: its bits were consumed with the code.
+const WITH_VALUE: u32 = 1 << 9;
+
+impl Table {
+    /// `jpeg_make_d_derived_tbl`, which libjpeg has already run on the same table when it
+    /// started the scan, so the table is known to be valid (counts fit, codes fit, DC symbols
+    /// 0..15); the checks here only keep a bad table from indexing out of bounds.
+    fn new(table: &ffi::JHUFF_TBL) -> Table {
+        let mut t = Table {
+            lookup: [0; 1 << LOOKAHEAD],
+            maxcode: [-1; 18],
+            valoffset: [0; 18],
+            huffval: table.huffval,
+        };
+        // Figure C.1 and C.2: the codes, in order of length.
+        let mut sizes = Vec::with_capacity(256);
+        for l in 1..=16usize {
+            for _ in 0..table.bits[l] {
+                if sizes.len() < 256 {
+                    sizes.push(l as u32);
+                }
+            }
+        }
+        let mut codes = Vec::with_capacity(sizes.len());
+        let mut code = 0u32;
+        let mut si = sizes.first().copied().unwrap_or(0);
+        let mut p = 0;
+        while p < sizes.len() {
+            while p < sizes.len() && sizes[p] == si {
+                codes.push(code);
+                code += 1;
+                p += 1;
+            }
+            code <<= 1;
+            si += 1;
+        }
+        // Figure F.15.
+        let mut p = 0usize;
+        for l in 1..=16usize {
+            let n = table.bits[l] as usize;
+            if n > 0 && p + n <= codes.len() {
+                t.valoffset[l] = p as i32 - codes[p] as i32;
+                p += n;
+                t.maxcode[l] = codes[p - 1] as i32;
+            }
+        }
+        t.maxcode[17] = 0xFFFFF;
+        for (p, (&l, &code)) in sizes.iter().zip(&codes).enumerate() {
+            if l > LOOKAHEAD {
+                break;
+            }
+            let symbol = table.huffval[p] as u32;
+            let size = symbol & 15;
+            let first = (code << (LOOKAHEAD - l)) as usize;
+            for (i, entry) in t.lookup[first..first + (1 << (LOOKAHEAD - l))]
+                .iter_mut()
+                .enumerate()
+            {
+                *entry = if size == 0 || l + size <= LOOKAHEAD {
+                    let value = if size == 0 {
+                        0
+                    } else {
+                        // The value bits follow the code within the lookahead.
+                        let raw = (i as u32 >> (LOOKAHEAD - l - size)) & ((1 << size) - 1);
+                        extend(raw, size)
+                    };
+                    (l + size) | l << 5 | WITH_VALUE | symbol << 12 | (value as u32) << 20
+                } else {
+                    l | l << 5 | symbol << 12
+                };
+            }
+        }
+        t
+    }
+}
+
+/// `HUFF_EXTEND`: the `size`-bit value `raw` as the signed coefficient it codes.
+#[inline(always)]
+fn extend(raw: u32, size: u32) -> i32 {
+    let raw = raw as i32;
+    if raw < 1 << (size - 1) {
+        raw - (1 << size) + 1
+    } else {
+        raw
+    }
+}
+
+/// The bit reader's position: a buffer whose top `bits` bits are the next ones (the bits
+/// below are zero), and the source's next byte.
+#[derive(Clone, Copy)]
+struct Bits {
+    buffer: u64,
+    bits: u32,
+    next: *const u8,
+    left: usize,
+    /// The fast path met a marker or the end of the buffer (it reads zeros from there).
+    stuck: bool,
+}
+
+impl Bits {
+    #[inline(always)]
+    fn peek(&self, n: u32) -> u32 {
+        (self.buffer >> (64 - n)) as u32
+    }
+
+    #[inline(always)]
+    fn consume(&mut self, n: u32) {
+        self.buffer <<= n;
+        self.bits = self.bits.wrapping_sub(n);
+    }
+}
+
+/// The decoder in libjpeg's entropy slot. `header` comes first, where libjpeg looks.
+#[repr(C)]
+pub struct Decoder {
+    header: Header,
+    /// libjpeg's own decoder, put back if a later scan is not one this module reads.
+    libjpeg: *mut Header,
+    cinfo: *mut Cinfo,
+    scan: ScanInfo,
+    /// The scan's distinct tables, and which of them each block of an MCU uses.
+    tables: Vec<Table>,
+    dc_table: [usize; MAX_BLOCKS],
+    ac_table: [usize; MAX_BLOCKS],
+    buffer: u64,
+    bits: u32,
+    last_dc: [i32; 4],
+    restarts_to_go: u32,
+}
+
+/// Puts a [`Decoder`] in place of libjpeg's for the scan `cinfo` is about to decode (call
+/// after `jpeg_start_decompress`, before any row is read or skipped). `None`: the scan is not
+/// a sequential Huffman one, and libjpeg keeps it. The decoder must outlive every libjpeg
+/// call on `cinfo` (drop it after `jpeg_destroy_decompress`).
+///
+/// # Safety
+/// `cinfo` is a live decompressor in its scanning state whose `client_data` is unused.
+pub unsafe fn install(cinfo: *mut Cinfo) -> Option<Box<Decoder>> {
+    let mut decoder = Box::new(Decoder {
+        header: Header {
+            start_pass: Some(start_pass),
+            decode_mcu: Some(decode_mcu),
+            insufficient_data: 0,
+        },
+        libjpeg: std::ptr::null_mut(),
+        cinfo,
+        // SAFETY: plain C data, filled by scan.c below.
+        scan: unsafe { std::mem::zeroed() },
+        tables: Vec::new(),
+        dc_table: [0; MAX_BLOCKS],
+        ac_table: [0; MAX_BLOCKS],
+        buffer: 0,
+        bits: 0,
+        last_dc: [0; 4],
+        restarts_to_go: 0,
+    });
+    // SAFETY: cinfo is live (the caller's contract); scan.c only reads it.
+    if !unsafe { decoder.setup() } {
+        return None;
+    }
+    // SAFETY: as above; the box's address is stable while libjpeg holds it.
+    unsafe {
+        (*cinfo).common.client_data = &mut *decoder as *mut Decoder as *mut c_void;
+        decoder.libjpeg = clipflow_jpeg_set_entropy(cinfo, &mut decoder.header);
+    }
+    Some(decoder)
+}
+
+impl Decoder {
+    /// `start_pass_huff_decoder`: reads the scan and builds the tables.
+    unsafe fn setup(&mut self) -> bool {
+        // SAFETY: self.cinfo is live (install's contract).
+        if unsafe { clipflow_jpeg_scan_info(self.cinfo, &mut self.scan) } == 0 {
+            return false;
+        }
+        self.tables.clear();
+        let mut sources: Vec<*const ffi::JHUFF_TBL> = Vec::new();
+        for b in 0..self.scan.blocks_in_mcu as usize {
+            for (index, source) in [
+                (&mut self.dc_table[b], self.scan.dc_table[b]),
+                (&mut self.ac_table[b], self.scan.ac_table[b]),
+            ] {
+                *index = match sources.iter().position(|&t| t == source) {
+                    Some(i) => i,
+                    None => {
+                        sources.push(source);
+                        // SAFETY: scan.c returned a non-null table of this scan.
+                        self.tables.push(Table::new(unsafe { &*source }));
+                        self.tables.len() - 1
+                    }
+                };
+            }
+        }
+        self.buffer = 0;
+        self.bits = 0;
+        self.last_dc = [0; 4];
+        self.header.insufficient_data = 0;
+        self.restarts_to_go = self.scan.restart_interval;
+        true
+    }
+}
+
+/// libjpeg's `start_pass` (a new scan): read it, or hand it back to libjpeg's decoder.
+unsafe extern "C-unwind" fn start_pass(cinfo: *mut Cinfo) {
+    // SAFETY: client_data was set to this decoder by `install`, which outlives cinfo's use.
+    let decoder = unsafe { &mut *((*cinfo).common.client_data as *mut Decoder) };
+    // SAFETY: cinfo is live (libjpeg is calling us).
+    if !unsafe { decoder.setup() } {
+        unsafe {
+            clipflow_jpeg_set_entropy(cinfo, decoder.libjpeg);
+            if let Some(start) = (*decoder.libjpeg).start_pass {
+                start(cinfo);
+            }
+        }
+    }
+}
+
+/// libjpeg's `decode_mcu`: one MCU into `mcu` (zeroed by the caller), or decoded and dropped
+/// when `mcu` is null (`jpeg_skip_scanlines`).
+unsafe extern "C-unwind" fn decode_mcu(cinfo: *mut Cinfo, mcu: *mut *mut Block) -> ffi::boolean {
+    // SAFETY: as in `start_pass`; libjpeg passes `blocks_in_mcu` block pointers or null.
+    unsafe {
+        let d = &mut *((*cinfo).common.client_data as *mut Decoder);
+        let restart_interval = d.scan.restart_interval;
+        if restart_interval != 0 && d.restarts_to_go == 0 {
+            // process_restart
+            let unused = (d.bits / 8) as c_int;
+            d.bits = 0;
+            d.buffer = 0;
+            if clipflow_jpeg_read_restart(cinfo, unused) == 0 {
+                return 0;
+            }
+            d.last_dc = [0; 4];
+            d.restarts_to_go = restart_interval;
+            if *d.scan.unread_marker == 0 {
+                d.header.insufficient_data = 0;
+            }
+        }
+        if d.header.insufficient_data == 0 {
+            let src = &mut *(*cinfo).src;
+            let blocks = d.scan.blocks_in_mcu as usize;
+            let start = Bits {
+                buffer: d.buffer,
+                bits: d.bits,
+                next: src.next_input_byte,
+                left: src.bytes_in_buffer,
+                stuck: false,
+            };
+            let mut done = false;
+            if *d.scan.unread_marker == 0 {
+                let mut bits = start;
+                let mut last_dc = d.last_dc;
+                if d.decode_fast(&mut bits, &mut last_dc, mcu) {
+                    d.buffer = bits.buffer;
+                    d.bits = bits.bits;
+                    d.last_dc = last_dc;
+                    src.next_input_byte = bits.next;
+                    src.bytes_in_buffer = bits.left;
+                    done = true;
+                } else if !mcu.is_null() {
+                    // The slow path starts from zeroed blocks, as libjpeg's caller leaves them.
+                    for b in 0..blocks {
+                        **mcu.add(b) = [0; 64];
+                    }
+                }
+            }
+            if !done {
+                let mut slow = Slow {
+                    bits: start,
+                    cinfo,
+                    insufficient: &mut d.header.insufficient_data,
+                    unread_marker: d.scan.unread_marker,
+                };
+                let mut last_dc = d.last_dc;
+                for b in 0..blocks {
+                    let block = if mcu.is_null() {
+                        None
+                    } else {
+                        Some(&mut **mcu.add(b))
+                    };
+                    let (dc, ac) = (&d.tables[d.dc_table[b]], &d.tables[d.ac_table[b]]);
+                    slow.block(
+                        dc,
+                        ac,
+                        block,
+                        d.scan.dc_needed[b] != 0,
+                        d.scan.ac_needed[b] != 0,
+                        &mut last_dc[d.scan.block_component[b] as usize & 3],
+                    );
+                }
+                let bits = slow.bits;
+                d.buffer = bits.buffer;
+                d.bits = bits.bits;
+                d.last_dc = last_dc;
+                let src = &mut *(*cinfo).src;
+                src.next_input_byte = bits.next;
+                src.bytes_in_buffer = bits.left;
+            }
+        }
+        if restart_interval != 0 {
+            d.restarts_to_go = d.restarts_to_go.wrapping_sub(1);
+        }
+        1
+    }
+}
+
+impl Decoder {
+    /// One MCU on plain data. False if a marker, a 0xFF 0xFF pair or the end of the buffer
+    /// came up (the bits after it read as zeros, as in `jdhuff.c`'s fast path).
+    #[inline(always)]
+    unsafe fn decode_fast(
+        &self,
+        state: &mut Bits,
+        last_dc: &mut [i32; 4],
+        mcu: *mut *mut Block,
+    ) -> bool {
+        // A local copy, kept in registers (the cold refill takes and returns it by value).
+        let mut local = *state;
+        let bits = &mut local;
+        for b in 0..self.scan.blocks_in_mcu as usize {
+            let (dc, ac) = (
+                &self.tables[self.dc_table[b]],
+                &self.tables[self.ac_table[b]],
+            );
+            // SAFETY: libjpeg passes blocks_in_mcu block pointers, or null.
+            let block = if mcu.is_null() {
+                std::ptr::null_mut()
+            } else {
+                unsafe { *mcu.add(b) }
+            };
+            // DC.
+            refill(bits);
+            let e = dc.lookup[bits.peek(LOOKAHEAD) as usize];
+            let diff = if e & WITH_VALUE != 0 {
+                bits.consume(e & 31);
+                (e as i32) >> 20
+            } else {
+                let size = decode_long(bits, dc, e, self.cinfo) & 15;
+                if size != 0 {
+                    let raw = bits.peek(size);
+                    bits.consume(size);
+                    extend(raw, size)
+                } else {
+                    0
+                }
+            };
+            if self.scan.dc_needed[b] != 0 {
+                let last = &mut last_dc[self.scan.block_component[b] as usize & 3];
+                *last = last.wrapping_add(diff);
+                if !block.is_null() {
+                    // SAFETY: a live block of the MCU.
+                    unsafe { (*block)[0] = *last as i16 };
+                }
+            }
+            // AC.
+            if self.scan.ac_needed[b] != 0 && !block.is_null() {
+                // SAFETY: as above.
+                ac_coefficients::<true>(bits, ac, unsafe { &mut *block }, self.cinfo);
+            } else {
+                let mut sink = [0i16; 64];
+                ac_coefficients::<false>(bits, ac, &mut sink, self.cinfo);
+            }
+        }
+        *state = local;
+        !state.stuck
+    }
+}
+
+/// The AC coefficients of one block (into `block` if `STORE`), on the fast path.
+#[inline(always)]
+fn ac_coefficients<const STORE: bool>(
+    bits: &mut Bits,
+    ac: &Table,
+    block: &mut Block,
+    cinfo: *mut Cinfo,
+) {
+    let mut k = 1usize;
+    while k < 64 {
+        refill(bits);
+        let e = ac.lookup[bits.peek(LOOKAHEAD) as usize];
+        let (run, size, value);
+        if e & WITH_VALUE != 0 {
+            bits.consume(e & 31);
+            run = (e >> 16) & 15;
+            size = (e >> 12) & 15;
+            value = (e as i32) >> 20;
+        } else {
+            let symbol = decode_long(bits, ac, e, cinfo);
+            run = symbol >> 4;
+            size = symbol & 15;
+            value = if size != 0 {
+                let raw = bits.peek(size);
+                bits.consume(size);
+                extend(raw, size)
+            } else {
+                0
+            };
+        }
+        if size != 0 {
+            k += run as usize;
+            if STORE {
+                block[NATURAL_ORDER[k] as usize] = value as i16;
+            }
+        } else if run == 15 {
+            k += 15;
+        } else {
+            break;
+        }
+        k += 1;
+    }
+}
+
+/// A code the one-lookup entry does not finish: its symbol, with the code's bits consumed
+/// (not the value's). `e` is the lookup entry (0: longer than [`LOOKAHEAD`]). The buffer
+/// holds at least 32 bits (real or, once stuck, zeros).
+#[inline(always)]
+fn decode_long(bits: &mut Bits, t: &Table, e: u32, cinfo: *mut Cinfo) -> u32 {
+    if e != 0 {
+        bits.consume((e >> 5) & 15);
+        return (e >> 12) & 255;
+    }
+    let mut l = LOOKAHEAD + 1;
+    while l <= 16 && bits.peek(l) as i32 > t.maxcode[l as usize] {
+        l += 1;
+    }
+    if l > 16 {
+        // No table holds the code: 17 bits consumed and a zero, as in jdhuff.c.
+        bits.consume(17);
+        // SAFETY: cinfo is live; a warning returns.
+        unsafe { clipflow_jpeg_warn_bad_code(cinfo) };
+        return 0;
+    }
+    let code = bits.peek(l);
+    bits.consume(l);
+    t.huffval[(code as i32 + t.valoffset[l as usize]) as usize & 255] as u32
+}
+
+/// Tops the buffer up to at least 57 bits, eight bytes at once when none is 0xFF. At a
+/// marker or the end of the buffer, sets `stuck` and reads zeros from there.
+#[inline(always)]
+fn refill(bits: &mut Bits) {
+    if bits.bits >= 32 {
+        return;
+    }
+    if bits.left >= 8 {
+        // SAFETY: eight bytes remain at `next`.
+        let v =
+            u64::from_be_bytes(unsafe { std::ptr::read_unaligned(bits.next as *const [u8; 8]) });
+        // A byte of v is 0xFF iff the same byte of !v is zero.
+        let inv = !v;
+        if inv.wrapping_sub(0x0101_0101_0101_0101) & !inv & 0x8080_8080_8080_8080 == 0 {
+            let take = (63 - bits.bits) >> 3;
+            bits.buffer |= (v >> (64 - 8 * take)) << (64 - bits.bits - 8 * take);
+            bits.bits += 8 * take;
+            // SAFETY: take <= 7 < 8 bytes remain.
+            bits.next = unsafe { bits.next.add(take as usize) };
+            bits.left -= take as usize;
+            return;
+        }
+    }
+    *bits = refill_bytes(*bits);
+}
+
+#[inline(never)]
+fn refill_bytes(mut bits: Bits) -> Bits {
+    while bits.bits <= 56 {
+        if bits.left == 0 {
+            bits.stuck = true;
+            break;
+        }
+        // SAFETY: `left` bytes remain at `next`.
+        let c = unsafe { *bits.next };
+        if c == 0xFF {
+            // 0xFF 0x00 is a 0xFF data byte, and so (as in jdhuff.c's slow path) is 0xFF
+            // 0xFF ... 0x00; 0xFF then anything else is a marker.
+            let mut n = 1;
+            // SAFETY: n < left bytes remain at `next`.
+            while n < bits.left && unsafe { *bits.next.add(n) } == 0xFF {
+                n += 1;
+            }
+            if n == bits.left || unsafe { *bits.next.add(n) } != 0 {
+                bits.stuck = true;
+                break;
+            }
+            bits.next = unsafe { bits.next.add(n + 1) };
+            bits.left -= n + 1;
+        } else {
+            bits.next = unsafe { bits.next.add(1) };
+            bits.left -= 1;
+        }
+        bits.buffer |= (c as u64) << (56 - bits.bits);
+        bits.bits += 8;
+    }
+    if bits.stuck {
+        // Zeros from here on: enough that no further refill is attempted in this MCU.
+        bits.bits = 64;
+    }
+    bits
+}
+
+/// `jdhuff.c`'s slow path: `jpeg_fill_bit_buffer`, `HUFF_DECODE` and `decode_mcu_slow`,
+/// transcribed for the bit buffer above.
+struct Slow<'a> {
+    bits: Bits,
+    cinfo: *mut Cinfo,
+    insufficient: &'a mut ffi::boolean,
+    unread_marker: *mut c_int,
+}
+
+impl Slow<'_> {
+    /// `jpeg_fill_bit_buffer` with `nbits` bits wanted.
+    fn fill(&mut self, nbits: u32) {
+        // SAFETY: cinfo and its source are live; the source's buffer holds `left` bytes.
+        unsafe {
+            if *self.unread_marker == 0 {
+                while self.bits.bits < MIN_GET_BITS {
+                    let mut c = self.byte();
+                    if c == 0xFF {
+                        loop {
+                            c = self.byte();
+                            if c != 0xFF {
+                                break;
+                            }
+                        }
+                        if c == 0 {
+                            c = 0xFF;
+                        } else {
+                            *self.unread_marker = c as c_int;
+                            break;
+                        }
+                    }
+                    self.bits.buffer |= (c as u64) << (56 - self.bits.bits);
+                    self.bits.bits += 8;
+                }
+            }
+            if nbits > self.bits.bits {
+                if *self.insufficient == 0 {
+                    clipflow_jpeg_warn_hit_marker(self.cinfo);
+                    *self.insufficient = 1;
+                }
+                // Zero bits (the buffer holds zeros below its valid bits).
+                self.bits.bits = MIN_GET_BITS;
+            }
+        }
+    }
+
+    /// The source's next byte, refilling the source (for an in-memory one: a fake end
+    /// marker, with libjpeg's warning) when it is empty.
+    unsafe fn byte(&mut self) -> u8 {
+        unsafe {
+            if self.bits.left == 0 {
+                let src = &mut *(*self.cinfo).src;
+                if let Some(fill) = src.fill_input_buffer {
+                    fill(&mut *self.cinfo);
+                }
+                self.bits.next = src.next_input_byte;
+                self.bits.left = src.bytes_in_buffer;
+                if self.bits.left == 0 {
+                    // A source that gives nothing: as the end marker.
+                    return 0xD9;
+                }
+            }
+            let c = *self.bits.next;
+            self.bits.next = self.bits.next.add(1);
+            self.bits.left -= 1;
+            c
+        }
+    }
+
+    fn get(&mut self, n: u32) -> u32 {
+        if self.bits.bits < n {
+            self.fill(n);
+        }
+        let v = self.bits.peek(n);
+        self.bits.consume(n);
+        v
+    }
+
+    /// `HUFF_DECODE`.
+    fn decode(&mut self, t: &Table) -> u32 {
+        if self.bits.bits < LOOKAHEAD {
+            self.fill(0);
+        }
+        let (mut code, mut l) = if self.bits.bits >= LOOKAHEAD {
+            let e = t.lookup[self.bits.peek(LOOKAHEAD) as usize];
+            if e != 0 {
+                self.bits.consume((e >> 5) & 15);
+                return (e >> 12) & 255;
+            }
+            (self.get(LOOKAHEAD + 1), LOOKAHEAD + 1)
+        } else {
+            (self.get(1), 1)
+        };
+        while code as i32 > t.maxcode[l as usize] {
+            code = (code << 1) | self.get(1);
+            l += 1;
+        }
+        if l > 16 {
+            // SAFETY: cinfo is live; a warning returns.
+            unsafe { clipflow_jpeg_warn_bad_code(self.cinfo) };
+            return 0;
+        }
+        t.huffval[(code as i32 + t.valoffset[l as usize]) as usize & 255] as u32
+    }
+
+    fn block(
+        &mut self,
+        dc: &Table,
+        ac: &Table,
+        block: Option<&mut Block>,
+        dc_needed: bool,
+        ac_needed: bool,
+        last_dc: &mut i32,
+    ) {
+        let s = self.decode(dc);
+        let diff = if s != 0 { extend(self.get(s), s) } else { 0 };
+        let mut block = block;
+        if dc_needed {
+            *last_dc = last_dc.wrapping_add(diff);
+            if let Some(block) = block.as_deref_mut() {
+                block[0] = *last_dc as i16;
+            }
+        }
+        let mut store = if ac_needed { block } else { None };
+        let mut k = 1usize;
+        while k < 64 {
+            let symbol = self.decode(ac);
+            let (run, size) = (symbol >> 4, symbol & 15);
+            if size != 0 {
+                k += run as usize;
+                let v = extend(self.get(size), size);
+                if let Some(block) = store.as_deref_mut() {
+                    block[NATURAL_ORDER[k] as usize] = v as i16;
+                }
+            } else if run == 15 {
+                k += 15;
+            } else {
+                break;
+            }
+            k += 1;
+        }
+    }
+}
