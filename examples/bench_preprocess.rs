@@ -13,6 +13,7 @@
 use std::path::PathBuf;
 
 use clipflow::config::ModelConfig;
+use clipflow::encode::jpeg::{self, EntropyDecoder};
 use clipflow::encode::preprocess::{dct_scale, decode_rgbx, Mode, Preprocess};
 use clipflow::encode::resample::{self, Isa, Kernel, Window};
 use clipflow::encode::{self, DeviceRequest, Encoder, SessionSettings};
@@ -196,6 +197,48 @@ fn main() {
             median(&mut per[m * 4 + 3]),
         );
     }
+
+    // The Huffman decoder alone: clipflow's against libjpeg's (jdhuff.c), whole images at full
+    // and half scale, interleaved rounds; and whether every file decodes to the same bytes.
+    let scales = [8u8, 4];
+    let mut huffman = vec![Vec::new(); 4];
+    let mut identical = 0;
+    for round in 0..rounds {
+        for (i, (scale, entropy)) in scales
+            .iter()
+            .flat_map(|&s| [(s, EntropyDecoder::Libjpeg), (s, EntropyDecoder::Clipflow)])
+            .enumerate()
+        {
+            let t0 = cpu_now();
+            for b in &bytes {
+                let r = jpeg::decode_with(b, &|_, _| Ok(scale), &|_, _, _, _| None, entropy);
+                std::hint::black_box(r.unwrap());
+            }
+            huffman[i].push((cpu_now() - t0) * 1e3 / n);
+        }
+        if round == 0 {
+            for b in &bytes {
+                let decode = |scale, entropy| {
+                    jpeg::decode_with(b, &|_, _| Ok(scale), &|_, _, _, _| None, entropy)
+                        .map(|r| (r.data, r.entropy))
+                };
+                let ours = decode(8, EntropyDecoder::Clipflow).unwrap();
+                let half = decode(4, EntropyDecoder::Clipflow).unwrap();
+                identical += (ours.0 == decode(8, EntropyDecoder::Libjpeg).unwrap().0
+                    && half.0 == decode(4, EntropyDecoder::Libjpeg).unwrap().0)
+                    as usize;
+            }
+        }
+    }
+    println!(
+        "whole-image decode, libjpeg's Huffman decoder -> clipflow's: full scale {:.3} -> {:.3} ms, \
+         1/2 scale {:.3} -> {:.3} ms (median of {rounds}); same pixels on {identical} of {} files",
+        median(&mut huffman[0]),
+        median(&mut huffman[1]),
+        median(&mut huffman[2]),
+        median(&mut huffman[3]),
+        bytes.len(),
+    );
 
     // The resampler alone on each instruction set, on the first image's decode (exact mode).
     let (tw, th) = pre.resized_size(first.width, first.height);

@@ -91,7 +91,8 @@ struct Header {
 /// A Huffman table, as `jdhuff.c`'s `d_derived_tbl` plus the one-lookup entries.
 struct Table {
     /// Indexed by the next [`LOOKAHEAD`] bits; 0 when the code is longer. Otherwise bits 0–4:
-    /// bits consumed; 5–8: the code's length; 9: [`WITH_VALUE`]; 12–19: the symbol; 20–31:
+    /// bits consumed; 5–8: the code's length; 9: [`WITH_VALUE`]; 10: [`END_OF_BLOCK`]; 12–19:
+    /// the symbol; 20–31:
     /// the extended value (signed) when [`WITH_VALUE`] is set.
     lookup: [u32; 1 << LOOKAHEAD],
     /// Largest code of each length, -1 if none (index 17 is a sentinel).
@@ -103,6 +104,10 @@ struct Table {
 
 /// The entry holds the coefficient's value: its bits were consumed with the code.
 const WITH_VALUE: u32 = 1 << 9;
+
+/// The entry is an AC table's end of block (symbol 0; a DC table's size 0 has it too, and the
+/// DC decode ignores it).
+const END_OF_BLOCK: u32 = 1 << 10;
 
 impl Table {
     /// `jpeg_make_d_derived_tbl`, which libjpeg has already run on the same table when it
@@ -167,7 +172,8 @@ impl Table {
                         let raw = (i as u32 >> (LOOKAHEAD - l - size)) & ((1 << size) - 1);
                         extend(raw, size)
                     };
-                    (l + size) | l << 5 | WITH_VALUE | symbol << 12 | (value as u32) << 20
+                    let end = if symbol == 0 { END_OF_BLOCK } else { 0 };
+                    (l + size) | l << 5 | WITH_VALUE | end | symbol << 12 | (value as u32) << 20
                 } else {
                     l | l << 5 | symbol << 12
                 };
@@ -478,38 +484,39 @@ fn ac_coefficients<const STORE: bool>(
     cinfo: *mut Cinfo,
 ) {
     let mut k = 1usize;
-    while k < 64 {
+    loop {
         refill(bits);
         let e = ac.lookup[bits.peek(LOOKAHEAD) as usize];
-        let (run, size, value);
         if e & WITH_VALUE != 0 {
+            // The common case, without a branch on the symbol: a run of zeros then a value
+            // (a run of 16 zeros, 0xF0, writes a zero at its last place; the end of block
+            // writes a zero at k and moves k past the block; neither place was written).
             bits.consume(e & 31);
-            run = (e >> 16) & 15;
-            size = (e >> 12) & 15;
-            value = (e as i32) >> 20;
+            k += ((e >> 16) & 15) as usize;
+            if STORE {
+                block[NATURAL_ORDER[k] as usize] = ((e as i32) >> 20) as i16;
+            }
+            k += if e & END_OF_BLOCK != 0 { 64 } else { 1 };
         } else {
             let symbol = decode_long(bits, ac, e, cinfo);
-            run = symbol >> 4;
-            size = symbol & 15;
-            value = if size != 0 {
+            let (run, size) = (symbol >> 4, symbol & 15);
+            if size != 0 {
+                k += run as usize;
                 let raw = bits.peek(size);
                 bits.consume(size);
-                extend(raw, size)
+                if STORE {
+                    block[NATURAL_ORDER[k] as usize] = extend(raw, size) as i16;
+                }
+            } else if run == 15 {
+                k += 15;
             } else {
-                0
-            };
-        }
-        if size != 0 {
-            k += run as usize;
-            if STORE {
-                block[NATURAL_ORDER[k] as usize] = value as i16;
+                break;
             }
-        } else if run == 15 {
-            k += 15;
-        } else {
+            k += 1;
+        }
+        if k >= 64 {
             break;
         }
-        k += 1;
     }
 }
 
