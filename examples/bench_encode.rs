@@ -12,6 +12,7 @@ use std::time::Instant;
 use clipflow::augment;
 use clipflow::config::{DatasetConfig, DatasetFormat, ModelConfig, PathList, SampleConfig};
 use clipflow::dataset;
+use clipflow::encode::preprocess::Mode;
 use clipflow::encode::{self, DeviceRequest, Encoder, ImageJob, SessionSettings};
 
 fn arg(args: &[String], name: &str, default: usize) -> usize {
@@ -101,26 +102,27 @@ fn main() {
     let sample = &all.items[..batch.min(n)];
     let mut tensor = Vec::with_capacity(sample.len() * plane);
     for bytes in ds.fetch(sample) {
-        let rgb = encode::preprocess::decode(&bytes.unwrap(), u64::MAX).unwrap();
-        let px = pre.to_pixels(&rgb).unwrap();
+        let img = pre.decode(&bytes.unwrap(), u64::MAX, Mode::Exact).unwrap();
+        let crop = pre.resize_crop(&img).unwrap();
         let mut t = vec![0.0; plane];
-        pre.normalize_into(&px, &mut t);
+        pre.normalize_rgbx_into(&crop, &mut t);
         tensor.extend(t);
     }
     for _ in 0..2 {
         enc.embed_pixels(&tensor, sample.len()).unwrap(); // warm-up: arena growth, kernels
     }
-    // CPU cost of one image's decode + preprocess on one thread: what the pipeline must hide.
+    // CPU cost of one image's decode + preprocess on one thread, the pipeline's way (exact
+    // mode, region decode): what the pipeline must hide.
     let probe: Vec<Vec<u8>> = ds.fetch(sample).into_iter().map(|b| b.unwrap()).collect();
     let t = Instant::now();
     let mut decode_secs = 0.0;
+    let mut out = vec![0.0; plane];
     for bytes in &probe {
         let t0 = Instant::now();
-        let rgb = encode::preprocess::decode(bytes, u64::MAX).unwrap();
+        let img = pre.decode(bytes, u64::MAX, Mode::Exact).unwrap();
         decode_secs += t0.elapsed().as_secs_f64();
-        let px = pre.to_pixels(&rgb).unwrap();
-        let mut out = vec![0.0; plane];
-        pre.normalize_into(&px, &mut out);
+        let crop = pre.resize_crop(&img).unwrap();
+        pre.normalize_rgbx_into(&crop, &mut out);
     }
     let per_image_ms = t.elapsed().as_secs_f64() * 1e3 / probe.len() as f64;
     println!(
@@ -146,7 +148,7 @@ fn main() {
             variants: &variants,
             seed: 0,
             max_pixels: dataset::DEFAULT_MAX_PIXELS,
-            mode: encode::preprocess::Mode::Exact,
+            mode: Mode::Exact,
             batch_size: batch,
             queue_depth: 3,
             pool: &pool,

@@ -92,8 +92,7 @@ struct Header {
 struct Table {
     /// Indexed by the next [`LOOKAHEAD`] bits; 0 when the code is longer. Otherwise bits 0–4:
     /// bits consumed; 5–8: the code's length; 9: [`WITH_VALUE`]; 10: [`END_OF_BLOCK`]; 12–19:
-    /// the symbol; 20–31:
-    /// the extended value (signed) when [`WITH_VALUE`] is set.
+    /// the symbol; 20–31: the extended value (signed) when [`WITH_VALUE`] is set.
     lookup: [u32; 1 << LOOKAHEAD],
     /// Largest code of each length, -1 if none (index 17 is a sentinel).
     maxcode: [i32; 18],
@@ -112,7 +111,8 @@ const END_OF_BLOCK: u32 = 1 << 10;
 impl Table {
     /// `jpeg_make_d_derived_tbl`, which libjpeg has already run on the same table when it
     /// started the scan, so the table is known to be valid (counts fit, codes fit, DC symbols
-    /// 0..15); the checks here only keep a bad table from indexing out of bounds.
+    /// 0..15); the checks here only keep a bad table from indexing out of bounds (a test feeds
+    /// one).
     fn new(table: &ffi::JHUFF_TBL) -> Table {
         let mut t = Table {
             lookup: [0; 1 << LOOKAHEAD],
@@ -154,7 +154,7 @@ impl Table {
         }
         t.maxcode[17] = 0xFFFFF;
         for (p, (&l, &code)) in sizes.iter().zip(&codes).enumerate() {
-            if l > LOOKAHEAD {
+            if l > LOOKAHEAD || code >> l != 0 {
                 break;
             }
             let symbol = table.huffval[p] as u32;
@@ -749,5 +749,126 @@ impl Slow<'_> {
             }
             k += 1;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The standard luminance AC table (ITU T.81, K.5), as libjpeg's `std_huff_tables`.
+    fn luminance_ac() -> ffi::JHUFF_TBL {
+        let counts = [0u8, 2, 1, 3, 3, 2, 4, 3, 5, 5, 4, 4, 0, 0, 1, 0x7d];
+        let values: [u8; 162] = [
+            0x01, 0x02, 0x03, 0x00, 0x04, 0x11, 0x05, 0x12, 0x21, 0x31, 0x41, 0x06, 0x13, 0x51,
+            0x61, 0x07, 0x22, 0x71, 0x14, 0x32, 0x81, 0x91, 0xa1, 0x08, 0x23, 0x42, 0xb1, 0xc1,
+            0x15, 0x52, 0xd1, 0xf0, 0x24, 0x33, 0x62, 0x72, 0x82, 0x09, 0x0a, 0x16, 0x17, 0x18,
+            0x19, 0x1a, 0x25, 0x26, 0x27, 0x28, 0x29, 0x2a, 0x34, 0x35, 0x36, 0x37, 0x38, 0x39,
+            0x3a, 0x43, 0x44, 0x45, 0x46, 0x47, 0x48, 0x49, 0x4a, 0x53, 0x54, 0x55, 0x56, 0x57,
+            0x58, 0x59, 0x5a, 0x63, 0x64, 0x65, 0x66, 0x67, 0x68, 0x69, 0x6a, 0x73, 0x74, 0x75,
+            0x76, 0x77, 0x78, 0x79, 0x7a, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89, 0x8a, 0x92,
+            0x93, 0x94, 0x95, 0x96, 0x97, 0x98, 0x99, 0x9a, 0xa2, 0xa3, 0xa4, 0xa5, 0xa6, 0xa7,
+            0xa8, 0xa9, 0xaa, 0xb2, 0xb3, 0xb4, 0xb5, 0xb6, 0xb7, 0xb8, 0xb9, 0xba, 0xc2, 0xc3,
+            0xc4, 0xc5, 0xc6, 0xc7, 0xc8, 0xc9, 0xca, 0xd2, 0xd3, 0xd4, 0xd5, 0xd6, 0xd7, 0xd8,
+            0xd9, 0xda, 0xe1, 0xe2, 0xe3, 0xe4, 0xe5, 0xe6, 0xe7, 0xe8, 0xe9, 0xea, 0xf1, 0xf2,
+            0xf3, 0xf4, 0xf5, 0xf6, 0xf7, 0xf8, 0xf9, 0xfa,
+        ];
+        // SAFETY: plain C data.
+        let mut t: ffi::JHUFF_TBL = unsafe { std::mem::zeroed() };
+        t.bits[1..].copy_from_slice(&counts);
+        t.huffval[..values.len()].copy_from_slice(&values);
+        t
+    }
+
+    /// Every lookup entry against a bit-by-bit decode of the same bits (Figure F.16), by hand:
+    /// "00" is 0x01 (run 0, size 1), "1010" is the end of block, "11111111001" is 0xF0.
+    #[test]
+    fn lookup_entries_agree_with_bit_by_bit_decoding() {
+        let t = Table::new(&luminance_ac());
+        let entry = |bits: &str| {
+            let v = u32::from_str_radix(bits, 2).unwrap() << (LOOKAHEAD - bits.len() as u32);
+            t.lookup[v as usize]
+        };
+        // "00" then value bit "1": +1, three bits in all.
+        let e = entry("001");
+        assert_eq!(
+            (
+                e & 31,
+                e & WITH_VALUE != 0,
+                (e >> 12) & 255,
+                (e as i32) >> 20
+            ),
+            (3, true, 0x01, 1)
+        );
+        // "00" then "0": -1.
+        assert_eq!((entry("000") as i32) >> 20, -1);
+        let e = entry("1010");
+        assert_eq!(
+            (e & 31, e & END_OF_BLOCK, (e >> 12) & 255),
+            (4, END_OF_BLOCK, 0)
+        );
+        // 0xF0 has an 11-bit code: longer than the lookahead.
+        assert_eq!(entry("1111111100"), 0);
+        assert_eq!(t.maxcode[11], 0b11111111001);
+        for look in 0..1u32 << LOOKAHEAD {
+            let e = t.lookup[look as usize];
+            // Decode `look` bit by bit with maxcode/valoffset.
+            let (mut code, mut l) = (0u32, 0u32);
+            let found = loop {
+                if l == LOOKAHEAD {
+                    break None;
+                }
+                code = code << 1 | (look >> (LOOKAHEAD - 1 - l)) & 1;
+                l += 1;
+                if code as i32 <= t.maxcode[l as usize] {
+                    break Some((
+                        l,
+                        t.huffval[(code as i32 + t.valoffset[l as usize]) as usize],
+                    ));
+                }
+            };
+            match found {
+                None => assert_eq!(e, 0, "{look:010b}"),
+                Some((l, symbol)) => {
+                    assert_eq!(
+                        ((e >> 5) & 15, (e >> 12) & 255),
+                        (l, symbol as u32),
+                        "{look:010b}"
+                    );
+                    let size = symbol as u32 & 15;
+                    if e & WITH_VALUE != 0 && size > 0 {
+                        let raw = (look >> (LOOKAHEAD - l - size)) & ((1 << size) - 1);
+                        assert_eq!((e as i32) >> 20, extend(raw, size));
+                        assert_eq!(e & 31, l + size);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn extend_is_huff_extend() {
+        // HUFF_EXTEND(x, s) = x < 2^(s-1) ? x - 2^s + 1 : x, for s in 1..=15.
+        assert_eq!(extend(0, 1), -1);
+        assert_eq!(extend(1, 1), 1);
+        assert_eq!(extend(0b011, 3), -4);
+        assert_eq!(extend(0b100, 3), 4);
+        assert_eq!(extend(0, 15), -32767);
+        assert_eq!(extend(0x7FFF, 15), 0x7FFF);
+    }
+
+    /// libjpeg rejects such tables before clipflow's decoder sees them; built anyway, they
+    /// must not index out of bounds.
+    #[test]
+    fn invalid_tables_build_without_panicking() {
+        // SAFETY: plain C data.
+        let mut t: ffi::JHUFF_TBL = unsafe { std::mem::zeroed() };
+        // Over-subscribed: 255 codes of length 1, 255 of length 2...
+        t.bits[1..].fill(255);
+        let _ = Table::new(&t);
+        t.bits.fill(0);
+        t.bits[3] = 200;
+        let _ = Table::new(&t);
+        let _ = Table::new(&unsafe { std::mem::zeroed() });
     }
 }
