@@ -4,13 +4,17 @@
 //!   below (their entropy data is decoded and dropped, so a file broken anywhere still fails
 //!   as it does in Pillow; the inverse DCT, upsampling and colour conversion are skipped), and
 //!   `jpeg_crop_scanline` limits those to the needed columns;
-//! - several rows per `jpeg_read_scanlines` call, into the region's buffer, with no zeroing.
+//! - several rows per `jpeg_read_scanlines` call, into the region's buffer, with no zeroing;
+//! - clipflow's own Huffman decoder ([`huffman`]) in place of libjpeg's for sequential files:
+//!   the same coefficients, faster.
 //!
 //! Measured by `scripts/bench_preprocess` (one core): 4000×3000 photos resized and cropped to
-//! 224 decode in 44.0 ms instead of 52.2 (exact mode) and 21.3 instead of 22.5 (fast mode); on
-//! 640×480 files of ~100 KB the time is the same: Huffman decoding, which no region can skip,
-//! is two thirds of it (the benchmark's `tjbench` at 1/8 scale against full scale), and the
-//! column crop saves next to nothing. The region's buffer is also smaller than the image's.
+//! 224 decode in 44.0 ms instead of 52.2 (exact mode) and 21.3 instead of 22.5 (fast mode)
+//! thanks to the region; on 640×480 files of ~100 KB the region saves nothing, since Huffman
+//! decoding, which no region can skip, is two thirds of the time (the benchmark's `tjbench` at
+//! 1/8 scale against full scale): there [`huffman`] takes a whole decode from 1.17 to 1.03 ms,
+//! and a half-scale one (fast mode) from 1.00 to 0.79 ms. The region's buffer is also smaller
+//! than the image's.
 //!
 //! The pixels are libjpeg-turbo's with its defaults (islow IDCT, fancy upsampling), which is
 //! what Pillow uses. A region gives the bytes the full decode has there: the region asked of
