@@ -46,14 +46,29 @@ const MIN_GET_BITS: u32 = 57;
 /// Blocks per MCU, at most (`D_MAX_BLOCKS_IN_MCU`).
 const MAX_BLOCKS: usize = 10;
 
-/// Zigzag position to natural position, with 16 extra entries for runs that corrupt data
-/// pushes past the end (`jpeg_natural_order`'s own guard).
-const NATURAL_ORDER: [u8; 80] = [
-    0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48, 41, 34, 27, 20,
-    13, 6, 7, 14, 21, 28, 35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51, 58, 59,
-    52, 45, 38, 31, 39, 46, 53, 60, 61, 54, 47, 55, 62, 63, 63, 63, 63, 63, 63, 63, 63, 63, 63, 63,
-    63, 63, 63, 63, 63, 63,
-];
+/// Zigzag position to natural position; the entries past 63 are 63, for runs that corrupt
+/// data pushes past the end (`jpeg_natural_order`'s own guard has 16 of them).
+const NATURAL_ORDER: [u8; 128] = {
+    let zigzag: [u8; 64] = [
+        0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48, 41, 34, 27,
+        20, 13, 6, 7, 14, 21, 28, 35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51,
+        58, 59, 52, 45, 38, 31, 39, 46, 53, 60, 61, 54, 47, 55, 62, 63,
+    ];
+    let mut t = [63u8; 128];
+    let mut i = 0;
+    while i < 64 {
+        t[i] = zigzag[i];
+        i += 1;
+    }
+    t
+};
+
+/// A natural-order position, for indexes that cannot pass the table (`k` is below 64 plus a
+/// run of at most 15): masking keeps the compiler from checking bounds on the hot path.
+#[inline(always)]
+fn natural(k: usize) -> usize {
+    NATURAL_ORDER[k & 127] as usize & 63
+}
 
 /// What `scan.c` reports about the scan (its `clipflow_scan_info`).
 #[repr(C)]
@@ -494,7 +509,7 @@ fn ac_coefficients<const STORE: bool>(
             bits.consume(e & 31);
             k += ((e >> 16) & 15) as usize;
             if STORE {
-                block[NATURAL_ORDER[k] as usize] = ((e as i32) >> 20) as i16;
+                block[natural(k)] = ((e as i32) >> 20) as i16;
             }
             k += if e & END_OF_BLOCK != 0 { 64 } else { 1 };
         } else {
@@ -505,7 +520,7 @@ fn ac_coefficients<const STORE: bool>(
                 let raw = bits.peek(size);
                 bits.consume(size);
                 if STORE {
-                    block[NATURAL_ORDER[k] as usize] = extend(raw, size) as i16;
+                    block[natural(k)] = extend(raw, size) as i16;
                 }
             } else if run == 15 {
                 k += 15;
@@ -740,7 +755,7 @@ impl Slow<'_> {
                 k += run as usize;
                 let v = extend(self.get(size), size);
                 if let Some(block) = store.as_deref_mut() {
-                    block[NATURAL_ORDER[k] as usize] = v as i16;
+                    block[natural(k)] = v as i16;
                 }
             } else if run == 15 {
                 k += 15;
