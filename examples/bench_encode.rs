@@ -171,17 +171,22 @@ fn main() {
         pipe_secs += secs;
         let mut line = format!("round {r}: clipflow {:.2} images/s", rows as f64 / secs);
         if !pipeline_only {
-            let batches = (items.len() / sample.len()).max(1);
+            // As many images in the same batches as the pipeline ran: full ones, then the
+            // remainder (a smaller batch costs more per image).
+            let (full, rest) = (items.len() / sample.len(), items.len() % sample.len());
             let t = Instant::now();
-            for _ in 0..batches {
+            for _ in 0..full {
                 enc.embed_pixels(&tensor, sample.len()).unwrap();
             }
+            if rest > 0 {
+                enc.embed_pixels(&tensor[..rest * plane], rest).unwrap();
+            }
             let secs = t.elapsed().as_secs_f64();
-            bare_imgs += batches * sample.len();
+            bare_imgs += items.len();
             bare_secs += secs;
             line.push_str(&format!(
                 ", bare ORT {:.2} images/s",
-                (batches * sample.len()) as f64 / secs
+                items.len() as f64 / secs
             ));
         }
         eprintln!("{line}");
