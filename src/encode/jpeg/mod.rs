@@ -84,10 +84,25 @@ pub fn decode_with(
     region: &dyn Fn(usize, usize, usize, usize) -> Option<Window>,
     entropy: EntropyDecoder,
 ) -> Result<JpegRegion, String> {
-    decode_from(bytes, plan, region, entropy, Source::Memory)
+    decode_from(
+        bytes,
+        &Request {
+            plan,
+            region,
+            entropy,
+            source: Source::Memory,
+        },
+    )
 }
 
-/// How libjpeg is handed the bytes.
+/// What [`decode_with`] was asked, and how libjpeg is handed the bytes.
+struct Request<'a> {
+    plan: &'a dyn Fn(usize, usize) -> Result<u8, String>,
+    region: &'a dyn Fn(usize, usize, usize, usize) -> Option<Window>,
+    entropy: EntropyDecoder,
+    source: Source,
+}
+
 #[derive(Clone, Copy)]
 enum Source {
     /// All at once (`jpeg_mem_src`).
@@ -98,16 +113,10 @@ enum Source {
     Chunks(usize),
 }
 
-fn decode_from(
-    bytes: &[u8],
-    plan: &dyn Fn(usize, usize) -> Result<u8, String>,
-    region: &dyn Fn(usize, usize, usize, usize) -> Option<Window>,
-    entropy: EntropyDecoder,
-    source: Source,
-) -> Result<JpegRegion, String> {
+fn decode_from(bytes: &[u8], request: &Request) -> Result<JpegRegion, String> {
     // libjpeg reports fatal errors through `error_exit`, which unwinds (see `unwind`) to here.
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        decode_unguarded(bytes, plan, region, entropy, source)
+        decode_unguarded(bytes, request)
     })) {
         Ok(result) => result,
         Err(payload) => Err(payload
@@ -199,13 +208,13 @@ extern "C-unwind" fn unwind(cinfo: &mut ffi::jpeg_common_struct) {
 /// Corrupt-data warnings do not stop libjpeg, nor Pillow; they are not printed either.
 extern "C-unwind" fn ignore_warning(_cinfo: &mut ffi::jpeg_common_struct, _level: c_int) {}
 
-fn decode_unguarded(
-    bytes: &[u8],
-    plan: &dyn Fn(usize, usize) -> Result<u8, String>,
-    region: &dyn Fn(usize, usize, usize, usize) -> Option<Window>,
-    entropy: EntropyDecoder,
-    source: Source,
-) -> Result<JpegRegion, String> {
+fn decode_unguarded(bytes: &[u8], request: &Request) -> Result<JpegRegion, String> {
+    let Request {
+        plan,
+        region,
+        entropy,
+        source,
+    } = *request;
     let mut d = Decompressor::new(bytes, source);
     let cinfo = &mut *d.cinfo;
     // SAFETY (this block and the ones below): cinfo is a live decompressor over `bytes`, used
@@ -632,7 +641,13 @@ mod tests {
                 }];
             for region in regions {
                 let run = |entropy, source| {
-                    decode_from(bytes, &|_, _| Ok(scale), region, entropy, source)
+                    let request = Request {
+                        plan: &|_, _| Ok(scale),
+                        region,
+                        entropy,
+                        source,
+                    };
+                    decode_from(bytes, &request)
                 };
                 let ours = run(EntropyDecoder::Clipflow, Source::Memory);
                 let mut pairs = vec![
