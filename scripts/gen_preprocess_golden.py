@@ -144,7 +144,7 @@ def write_png16(path: Path, arr: np.ndarray) -> None:
 
 
 def save_jpeg(img: Image.Image, path: Path, **kw) -> None:
-    img.save(path, "JPEG", optimize=False, **kw)
+    img.save(path, "JPEG", **{"optimize": False, **kw})
 
 
 def make_images(out: Path) -> dict[str, dict]:
@@ -165,6 +165,15 @@ def make_images(out: Path) -> dict[str, dict]:
 
     rgb(256, 256, 3, noise=3.0).save(out / "square.png", compress_level=9)
     note("square.png", case="square, slightly larger than the crop")
+
+    # Restart markers and optimised Huffman tables (the entropy decoder's other paths).
+    save_jpeg(rgb(333, 250, 20), out / "restart_blocks.jpg", quality=90, subsampling=1, optimize=True,
+              restart_marker_blocks=7)
+    note("restart_blocks.jpg", case="restart interval of 7 MCUs", jpeg="baseline, 4:2:2, q90, optimised tables")
+    save_jpeg(rgb(301, 227, 21), out / "restart_rows.jpg", quality=95, restart_marker_rows=1)
+    note("restart_rows.jpg", case="a restart marker every MCU row", jpeg="baseline, 4:2:0, q95")
+    save_jpeg(rgb(260, 300, 22), out / "optimized_444.jpg", quality=97, subsampling=0, optimize=True)
+    note("optimized_444.jpg", case="high quality, long codes", jpeg="baseline, 4:4:4, q97, optimised tables")
 
     save_jpeg(rgb(50, 30, 4), out / "tiny.jpg", quality=90)
     note("tiny.jpg", case="smaller than the crop: upscaled (373x224)", jpeg="baseline, 4:2:0, q90")

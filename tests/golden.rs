@@ -216,6 +216,43 @@ fn preprocessing_matches_pillow_exactly() {
     );
 }
 
+/// Every golden image decodes to the very RGB bytes Pillow's `convert("RGB")` gives (their
+/// SHA-256 in index.json): the JPEGs among them exercise clipflow's Huffman decoder on
+/// Pillow-written files (restart intervals, optimised tables, every subsampling) and libjpeg's
+/// on the progressive one.
+#[test]
+fn decoded_pixels_match_pillow_bit_for_bit() {
+    use sha2::{Digest, Sha256};
+    let index = json(&fixtures().join("golden/preprocess/index.json"));
+    let mut checked = Vec::new();
+    for entry in index["images"].as_array().unwrap() {
+        let image = entry["image"].as_str().unwrap();
+        if PILLOW_QUIRKS.contains(&image) {
+            continue;
+        }
+        let bytes = std::fs::read(fixtures().join("images").join(image)).unwrap();
+        let rgb = preprocess::decode(&bytes, u64::MAX).unwrap();
+        let digest: String = Sha256::digest(rgb.as_raw())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(
+            digest,
+            entry["decoded_rgb_sha256"].as_str().unwrap(),
+            "{image}: decoded pixels differ from Pillow's"
+        );
+        checked.push(image);
+    }
+    for must in [
+        "restart_blocks.jpg",
+        "restart_rows.jpg",
+        "optimized_444.jpg",
+        "portrait.jpg",
+    ] {
+        assert!(checked.contains(&must), "{must} not in the goldens");
+    }
+}
+
 #[test]
 fn tokens_match_openai_reference() {
     let golden = json(&fixtures().join("golden/tokens.json"));
