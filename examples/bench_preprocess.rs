@@ -14,7 +14,7 @@ use std::path::PathBuf;
 
 use clipflow::config::ModelConfig;
 use clipflow::encode::jpeg::{self, EntropyDecoder};
-use clipflow::encode::preprocess::{dct_scale, decode_rgbx, Mode, Preprocess};
+use clipflow::encode::preprocess::{dct_scale, decode_rgbx, JpegRead, Mode, Preprocess};
 use clipflow::encode::resample::{self, Isa, Kernel, Window};
 use clipflow::encode::{self, DeviceRequest, Encoder, SessionSettings};
 
@@ -88,8 +88,10 @@ fn time_whole_decode(pre: &Preprocess, files: &[Vec<u8>], mode: Mode) -> f64 {
             bytes,
             u64::MAX,
             pre.rules.transparency,
-            scale,
-            &|_, _, _, _| None,
+            JpegRead {
+                scale: &scale,
+                ..JpegRead::WHOLE
+            },
         );
         std::hint::black_box(img.unwrap());
     }
@@ -140,14 +142,7 @@ fn main() {
     let paths = jpegs(&args[2], limit);
     assert!(!paths.is_empty(), "no JPEGs under {}", args[2]);
     let bytes: Vec<Vec<u8>> = paths.iter().map(|p| std::fs::read(p).unwrap()).collect();
-    let first = decode_rgbx(
-        &bytes[0],
-        u64::MAX,
-        pre.rules.transparency,
-        |_, _| 8,
-        &|_, _, _, _| None,
-    )
-    .unwrap();
+    let first = decode_rgbx(&bytes[0], u64::MAX, pre.rules.transparency, JpegRead::WHOLE).unwrap();
     let (oh, ow) = pre
         .output_size()
         .map(|(h, w)| (h as usize, w as usize))

@@ -381,7 +381,7 @@ fn transparency_matches_pillow_composited_or_dropped() {
                 u64::MAX,
             )
             .unwrap();
-            let got = preprocess::decode_rgbx(&bytes, u64::MAX, rule, |_, _| 8, &|_, _, _, _| None)
+            let got = preprocess::decode_rgbx(&bytes, u64::MAX, rule, preprocess::JpegRead::WHOLE)
                 .unwrap();
             let got = got.image.to_rgb();
             let differ = got

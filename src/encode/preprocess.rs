@@ -377,30 +377,34 @@ impl Preprocess {
         max_pixels: u64,
         mode: Mode,
     ) -> Result<Decoded, DecodeFailure> {
+        let scale = |w, h| match mode {
+            Mode::Exact => 8,
+            Mode::Fast => {
+                let (tw, th) = self.resized_size(w, h);
+                dct_scale(w, h, tw, th)
+            }
+        };
+        let region = |sw, sh, w, h| {
+            let g = self.geometry((sw, sh), (w, h));
+            match self.filter {
+                Filter::Nearest => None,
+                f => Some(resample::input_window(
+                    sw,
+                    sh,
+                    g.tw,
+                    g.th,
+                    g.window,
+                    kernel(f),
+                )),
+            }
+        };
         decode_rgbx(
             bytes,
             max_pixels,
             self.rules.transparency,
-            |w, h| match mode {
-                Mode::Exact => 8,
-                Mode::Fast => {
-                    let (tw, th) = self.resized_size(w, h);
-                    dct_scale(w, h, tw, th)
-                }
-            },
-            &|sw, sh, w, h| {
-                let g = self.geometry((sw, sh), (w, h));
-                match self.filter {
-                    Filter::Nearest => None,
-                    f => Some(resample::input_window(
-                        sw,
-                        sh,
-                        g.tw,
-                        g.th,
-                        g.window,
-                        kernel(f),
-                    )),
-                }
+            JpegRead {
+                scale: &scale,
+                region: &region,
             },
         )
     }
@@ -705,13 +709,7 @@ impl Decoded {
 /// Decodes image bytes to 8-bit RGB the way Pillow's `Image.open(...).convert("RGB")` does
 /// (transparency dropped).
 pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, DecodeFailure> {
-    let d = decode_rgbx(
-        bytes,
-        max_pixels,
-        Transparency::Drop,
-        |_, _| 8,
-        &|_, _, _, _| None,
-    )?;
+    let d = decode_rgbx(bytes, max_pixels, Transparency::Drop, JpegRead::WHOLE)?;
     RgbImage::from_raw(
         d.image.width as u32,
         d.image.height as u32,
@@ -723,18 +721,34 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, DecodeFailure> 
     })
 }
 
+/// How much of a JPEG [`decode_rgbx`] decodes, decided from its header: other formats are
+/// decoded whole.
+#[derive(Clone, Copy)]
+pub struct JpegRead<'a> {
+    /// The DCT scale numerator (8 = full size) for the header's (width, height).
+    pub scale: &'a dyn Fn(usize, usize) -> u8,
+    /// The part of the scaled image to decode, from (scaled width, scaled height, width,
+    /// height); `None`: all.
+    pub region: &'a dyn Fn(usize, usize, usize, usize) -> Option<Window>,
+}
+
+impl JpegRead<'static> {
+    /// The whole image at full size.
+    pub const WHOLE: JpegRead<'static> = JpegRead {
+        scale: &|_, _| 8,
+        region: &|_, _, _, _| None,
+    };
+}
+
 /// Decodes image bytes to 8-bit RGBX as Pillow's `convert("RGB")` would give them, or, with
 /// `Transparency::White`, as transformers 5's `convert_to_rgb` does: `convert("RGBA")`, then
-/// `alpha_composite` over opaque white. `jpeg_scale(w, h)` picks the DCT scale numerator (8 =
-/// full size) of a JPEG from its header's size, `jpeg_region(scaled_w, scaled_h, w, h)` the
-/// part of it to decode (`None`: all). Nothing is allocated for the pixels before the header's
-/// size has passed `max_pixels`.
+/// `alpha_composite` over opaque white; a JPEG only as far as `jpeg` asks. Nothing is
+/// allocated for the pixels before the header's size has passed `max_pixels`.
 pub fn decode_rgbx(
     bytes: &[u8],
     max_pixels: u64,
     transparency: Transparency,
-    jpeg_scale: impl Fn(usize, usize) -> u8,
-    jpeg_region: &dyn Fn(usize, usize, usize, usize) -> Option<Window>,
+    jpeg: JpegRead,
 ) -> Result<Decoded, DecodeFailure> {
     let fail = |reason: String| DecodeFailure {
         stage: "decode",
@@ -757,9 +771,9 @@ pub fn decode_rgbx(
         }
         let plan = |w: usize, h: usize| {
             check_pixels(w as u64, h as u64, max_pixels)?;
-            Ok(jpeg_scale(w, h))
+            Ok((jpeg.scale)(w, h))
         };
-        let d = jpeg::decode(bytes, &plan, jpeg_region)
+        let d = jpeg::decode(bytes, &plan, jpeg.region)
             .map_err(|e| fail(format!("cannot decode Jpeg: {e}")))?;
         return Ok(Decoded {
             image: Rgbx {
