@@ -888,6 +888,68 @@ fn fuzz_image_run_path() {
     );
 }
 
+/// clipflow's Huffman decoder against libjpeg's (`jdhuff.c`) on mutated JPEGs, restart
+/// intervals and optimised tables among the seeds: the same pixels at every DCT scale, or the
+/// same error. Inputs holding 0xFF 0xFF are passed over: a 0xFF 0xFF … 0x00 run inside entropy
+/// data is the one documented difference (libjpeg's answer there depends on its buffering;
+/// see src/encode/jpeg/huffman.rs).
+#[test]
+fn fuzz_jpeg_entropy_decoder_against_libjpeg() {
+    use clipflow::encode::jpeg::{decode_with, EntropyDecoder};
+    let mut seeds = Vec::new();
+    for f in [
+        "restart_blocks.jpg",
+        "restart_rows.jpg",
+        "tiny.jpg",
+        "gray.jpg",
+        "cmyk.jpg",
+        "exif_rotated.jpg",
+    ] {
+        seeds.push(std::fs::read(fixture(&format!("images/{f}"))).unwrap());
+    }
+    fuzz(
+        "fuzz_jpeg_entropy_decoder_against_libjpeg",
+        10,
+        50,
+        &image_mutation(&seeds),
+        |_, input| {
+            if input.windows(2).any(|w| w == [0xFF, 0xFF]) {
+                return Ok(());
+            }
+            // A small pixel limit: a mutated header may claim any size.
+            let plan = |scale: u8| {
+                move |w: usize, h: usize| {
+                    if w * h > 1 << 20 {
+                        Err("too big".to_string())
+                    } else {
+                        Ok(scale)
+                    }
+                }
+            };
+            for scale in [8u8, 4, 1] {
+                let plan = plan(scale);
+                let decode = |entropy| decode_with(input, &plan, &|_, _, _, _| None, entropy);
+                match (
+                    decode(EntropyDecoder::Clipflow),
+                    decode(EntropyDecoder::Libjpeg),
+                ) {
+                    (Ok(a), Ok(b)) if a.data == b.data => {}
+                    (Ok(_), Ok(_)) => return Err(format!("scale {scale}/8: pixels differ")),
+                    (Err(a), Err(b)) if a == b => {}
+                    (a, b) => {
+                        return Err(format!(
+                            "scale {scale}/8: clipflow {:?}, libjpeg {:?}",
+                            a.map(|_| ()),
+                            b.map(|_| ())
+                        ))
+                    }
+                }
+            }
+            Ok(())
+        },
+    );
+}
+
 /// Runs the `clipflow` binary under an address-space limit and a deadline. `None` when it
 /// ran past the deadline.
 fn clipflow_limited(

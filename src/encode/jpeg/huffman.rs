@@ -119,8 +119,9 @@ struct Table {
 /// The entry holds the coefficient's value: its bits were consumed with the code.
 const WITH_VALUE: u32 = 1 << 9;
 
-/// The entry is an AC table's end of block (symbol 0; a DC table's size 0 has it too, and the
-/// DC decode ignores it).
+/// The entry ends an AC block: a zero-size symbol other than 0xF0 (a run of 16 zeros), as in
+/// `jdhuff.c`; 0x00 in a standard table. A DC table's size 0 has it too, and the DC decode
+/// ignores it.
 const END_OF_BLOCK: u32 = 1 << 10;
 
 impl Table {
@@ -187,7 +188,13 @@ impl Table {
                         let raw = (i as u32 >> (LOOKAHEAD - l - size)) & ((1 << size) - 1);
                         extend(raw, size)
                     };
-                    let end = if symbol == 0 { END_OF_BLOCK } else { 0 };
+                    // jdhuff.c ends the block on any zero-size symbol but 0xF0 (a run of
+                    // 16): 0x00 in a standard table, others in a damaged or unusual one.
+                    let end = if size == 0 && symbol != 0xF0 {
+                        END_OF_BLOCK
+                    } else {
+                        0
+                    };
                     (l + size) | l << 5 | WITH_VALUE | end | symbol << 12 | (value as u32) << 20
                 } else {
                     l | l << 5 | symbol << 12
@@ -859,6 +866,23 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A zero-size AC symbol other than 0xF0 ends the block in jdhuff.c ("if r != 15 break"),
+    /// whatever its run: an unusual table may hold one (the differential fuzzer's find).
+    #[test]
+    fn every_zero_size_symbol_but_a_run_of_16_ends_the_block() {
+        // SAFETY: plain C data.
+        let mut t: ffi::JHUFF_TBL = unsafe { std::mem::zeroed() };
+        // Four 2-bit codes: 00 -> 0x30, 01 -> 0xF0, 10 -> 0x00, 11 -> 0x01.
+        t.bits[2] = 4;
+        t.huffval[..4].copy_from_slice(&[0x30, 0xF0, 0x00, 0x01]);
+        let t = Table::new(&t);
+        let entry = |code: usize| t.lookup[code << (LOOKAHEAD - 2)];
+        assert_ne!(entry(0b00) & END_OF_BLOCK, 0);
+        assert_eq!(entry(0b01) & END_OF_BLOCK, 0);
+        assert_ne!(entry(0b10) & END_OF_BLOCK, 0);
+        assert_eq!(entry(0b11) & END_OF_BLOCK, 0);
     }
 
     #[test]
