@@ -9,7 +9,7 @@
 //!   the same coefficients, faster.
 //!
 //! Measured by `scripts/bench_preprocess` (one core): 4000×3000 photos resized and cropped to
-//! 224 decode in 44.0 ms instead of 52.2 (exact mode) and 21.3 instead of 22.5 (fast mode)
+//! 224 decode in 39.8 ms instead of 48.0 (exact mode) and 18.9 instead of 19.9 (fast mode)
 //! thanks to the region; on 640×480 files of ~100 KB the region saves nothing, since Huffman
 //! decoding, which no region can skip, is two thirds of the time (the benchmark's `tjbench` at
 //! 1/8 scale against full scale): there [`huffman`] takes a whole decode from 1.17 to 1.03 ms,
