@@ -600,14 +600,9 @@ mod tests {
             ffi::jpeg_finish_compress(&mut c);
             let bytes = std::slice::from_raw_parts(out, size as usize).to_vec();
             ffi::jpeg_destroy_compress(&mut c);
-            libc_free(out as *mut std::ffi::c_void);
+            libc::free(out as *mut std::ffi::c_void);
             bytes
         }
-    }
-
-    extern "C" {
-        #[link_name = "free"]
-        fn libc_free(p: *mut std::ffi::c_void);
     }
 
     fn jpeg_pixels(w: usize, h: usize, ch: usize) -> Vec<u8> {
