@@ -4,9 +4,12 @@
 //! Rounds are interleaved (each round times every mode on the same images, in turn), and the
 //! figures printed are medians over rounds, so a shared machine's drift hits all modes alike.
 //! Prints, per mode: decode ms/image, resize+crop+normalise ms/image, their sum, and the decode
-//! of the whole image instead of only the region the resize reads; then the resampler alone on each instruction set this CPU has; then, with `--embed`, fast mode's
-//! distance from exact: mean |Δ| of the tensors, of the pixels (uint8 levels), and the cosine
-//! between the two embeddings of each image under the model.
+//! of the whole image instead of only the region the resize reads; then whole-image decodes
+//! with libjpeg's Huffman decoder against clipflow's (full and half scale) and how many files
+//! decode to the same pixels with both; then the resampler alone on each instruction set this
+//! CPU has; then, with `--embed`, fast mode's distance from exact: mean |Δ| of the tensors, of
+//! the pixels (uint8 levels), and the cosine between the two embeddings of each image under
+//! the model.
 //!
 //! Usage: bench_preprocess MODEL_DIR IMAGE_DIR [--rounds N] [--limit N] [--distance] [--embed]
 
@@ -14,7 +17,7 @@ use std::path::PathBuf;
 
 use clipflow::config::ModelConfig;
 use clipflow::encode::jpeg::{self, EntropyDecoder};
-use clipflow::encode::preprocess::{dct_scale, decode_rgbx, JpegRead, Mode, Preprocess};
+use clipflow::encode::preprocess::{decode_rgbx, JpegRead, Mode, Preprocess};
 use clipflow::encode::resample::{self, Isa, Kernel, Window};
 use clipflow::encode::{self, DeviceRequest, Encoder, SessionSettings};
 
@@ -77,13 +80,7 @@ fn cpu_now() -> f64 {
 fn time_whole_decode(pre: &Preprocess, files: &[Vec<u8>], mode: Mode) -> f64 {
     let t0 = cpu_now();
     for bytes in files {
-        let scale = |w, h| match mode {
-            Mode::Exact => 8,
-            Mode::Fast => {
-                let (tw, th) = pre.resized_size(w, h);
-                dct_scale(w, h, tw, th)
-            }
-        };
+        let scale = |w, h| pre.jpeg_scale(mode, w, h);
         let img = decode_rgbx(
             bytes,
             u64::MAX,

@@ -305,18 +305,13 @@ impl Dataset {
     /// The items of the part `range` (from [`Dataset::part_ranges`]).
     pub fn read_part(&self, range: Range<usize>) -> Result<PartItems, DatasetError> {
         match &self.listing {
-            // Ranges are clamped, not filtered: `0..usize::MAX` means "all" and must not
-            // count to usize::MAX.
             Listing::Items(t) => Ok(PartItems {
-                items: (range.start.min(t.len())..range.end.min(t.len()))
-                    .map(|i| t.item(i))
-                    .collect(),
+                items: clamp(range, t.len()).map(|i| t.item(i)).collect(),
                 problems: Vec::new(),
             }),
             Listing::Shards(s) => {
                 let mut out = PartItems::default();
-                let n = s.files.len();
-                for shard in range.start.min(n)..range.end.min(n) {
+                for shard in clamp(range, s.files.len()) {
                     let listed = s.list(shard)?;
                     out.items.extend(listed.items);
                     out.problems.extend(listed.problems);
@@ -589,6 +584,12 @@ fn extensions(config: &DatasetConfig) -> Vec<String> {
 /// Hashes the kept items in order. An item with at most one caption hashes as it did when an
 /// item had one optional caption, so run directories made before several captions keep their
 /// identity.
+/// `range` within `0..n`: clamped, not filtered, since `0..usize::MAX` means "all" and must not
+/// count to usize::MAX.
+fn clamp(range: Range<usize>, n: usize) -> Range<usize> {
+    range.start.min(n)..range.end.min(n)
+}
+
 fn fingerprint(items: &ItemTable, files: &[ParquetSource]) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();

@@ -377,13 +377,7 @@ impl Preprocess {
         max_pixels: u64,
         mode: Mode,
     ) -> Result<Decoded, DecodeFailure> {
-        let scale = |w, h| match mode {
-            Mode::Exact => 8,
-            Mode::Fast => {
-                let (tw, th) = self.resized_size(w, h);
-                dct_scale(w, h, tw, th)
-            }
-        };
+        let scale = |w, h| self.jpeg_scale(mode, w, h);
         let region = |sw, sh, w, h| {
             let g = self.geometry((sw, sh), (w, h));
             match self.filter {
@@ -407,6 +401,17 @@ impl Preprocess {
                 region: &region,
             },
         )
+    }
+
+    /// The DCT scale numerator (8 = full size) `mode` decodes a `w`×`h` JPEG at.
+    pub fn jpeg_scale(&self, mode: Mode, w: usize, h: usize) -> u8 {
+        match mode {
+            Mode::Exact => 8,
+            Mode::Fast => {
+                let (tw, th) = self.resized_size(w, h);
+                dct_scale(w, h, tw, th)
+            }
+        }
     }
 
     /// Where an image decoded at `scaled` (its full size `original`; they differ for a JPEG

@@ -436,8 +436,9 @@ unsafe extern "C-unwind" fn decode_mcu(cinfo: *mut Cinfo, mcu: *mut *mut Block) 
 }
 
 impl Decoder {
-    /// One MCU on plain data. False if a marker, a 0xFF 0xFF pair or the end of the buffer
-    /// came up (the bits after it read as zeros, as in `jdhuff.c`'s fast path).
+    /// One MCU, reading ahead without the slow path's checks. False if a marker or the end
+    /// of the buffer came up (the bits after it read as zeros; the caller decodes the MCU
+    /// again with [`Slow`]).
     #[inline(always)]
     unsafe fn decode_fast(
         &self,
