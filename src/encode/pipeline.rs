@@ -76,8 +76,9 @@ pub struct ImageJob<'a> {
     pub pool: &'a rayon::ThreadPool,
 }
 
-/// The tensor of each variant of one item (empty where that variant failed), and its failures.
-type ItemTensors = (Vec<Vec<f32>>, Vec<RowFailure>);
+/// What became of one item: `Err` when it failed as a whole (read, decode), otherwise the
+/// variants that failed (their tensor slots hold nothing usable).
+type ItemOutcome = Result<Vec<RowFailure>, RowFailure>;
 
 struct Prepared {
     rows: Vec<(usize, usize)>,
@@ -88,6 +89,12 @@ struct Prepared {
 
 /// Embeds every (item, variant) of `job`, handing each batch to `sink` in order, and returns
 /// the rows that failed. `advance` is told how many items each batch finished.
+///
+/// The decode workers write each tensor straight into its slot of the batch buffer, and the
+/// buffers go back to the producer once the model has read them: a tensor is written once and
+/// never copied, and no batch buffer is allocated (nor its pages faulted in) after the first
+/// few. On a machine where the model and the decoders share the cores, every byte moved here is
+/// taken from the model.
 pub fn encode_images<E: From<EncodeError>>(
     encoder: &mut Encoder,
     job: &ImageJob<'_>,
@@ -102,7 +109,10 @@ pub fn encode_images<E: From<EncodeError>>(
         .preprocess
         .clone()
         .ok_or_else(|| E::from(no_tower(encoder, "image")))?;
-    let (tx, rx) = sync_channel::<Prepared>(job.queue_depth.max(1));
+    let depth = job.queue_depth.max(1);
+    let (tx, rx) = sync_channel::<Prepared>(depth);
+    // Buffers in flight: `depth` queued, one being embedded, one being filled.
+    let (free_tx, free_rx) = sync_channel::<Vec<f32>>(depth + 2);
     let mut failures = Vec::new();
 
     std::thread::scope(|scope| -> Result<(), E> {
@@ -110,17 +120,21 @@ pub fn encode_images<E: From<EncodeError>>(
             for (chunk_no, chunk) in job.items.chunks(items_per_batch).enumerate() {
                 let first = chunk_no * items_per_batch;
                 let bytes = job.dataset.fetch(chunk);
-                let prepared: Vec<Result<ItemTensors, RowFailure>> = job.pool.install(|| {
-                    chunk
-                        .par_iter()
-                        .zip(bytes)
+                let mut pixels = free_rx.try_recv().unwrap_or_default();
+                // A recycled buffer keeps its length, so only a first (or larger) batch pays
+                // for zeroing.
+                pixels.resize(chunk.len() * variants * plane, 0.0);
+                let outcomes: Vec<ItemOutcome> = job.pool.install(|| {
+                    pixels
+                        .par_chunks_mut(variants * plane)
+                        .zip(chunk.par_iter().zip(bytes))
                         .enumerate()
-                        .map(|(k, (item, bytes))| {
+                        .map(|(k, (slot, (item, bytes)))| {
                             // A decoder that panics on hostile bytes fails that item, not
                             // the rest of the part.
                             let index = first + k;
                             crate::util::catch_panic(|| {
-                                prepare_item(item, bytes, index, job, &preprocess, plane)
+                                prepare_item(item, bytes, index, job, &preprocess, slot)
                             })
                             .unwrap_or_else(|panic| {
                                 Err(RowFailure {
@@ -135,27 +149,7 @@ pub fn encode_images<E: From<EncodeError>>(
                         })
                         .collect()
                 });
-                let mut batch = Prepared {
-                    rows: Vec::with_capacity(chunk.len() * variants),
-                    pixels: Vec::with_capacity(chunk.len() * variants * plane),
-                    failures: Vec::new(),
-                    items_done: chunk.len(),
-                };
-                for (k, result) in prepared.into_iter().enumerate() {
-                    match result {
-                        Ok((tensors, variant_failures)) => {
-                            batch.failures.extend(variant_failures);
-                            for (v, t) in tensors.into_iter().enumerate() {
-                                if t.is_empty() {
-                                    continue; // this variant failed; recorded below
-                                }
-                                batch.rows.push((first + k, v));
-                                batch.pixels.extend_from_slice(&t);
-                            }
-                        }
-                        Err(f) => batch.failures.push(f),
-                    }
-                }
+                let batch = gather(outcomes, pixels, first, job.variants.len(), variants, plane);
                 if tx.send(batch).is_err() {
                     return; // the consumer stopped (an inference error)
                 }
@@ -167,7 +161,7 @@ pub fn encode_images<E: From<EncodeError>>(
             failures.extend(batch.failures);
             if !batch.rows.is_empty() {
                 let n = batch.rows.len();
-                let embeddings = match encoder.embed_pixels(&batch.pixels, n) {
+                let embeddings = match encoder.embed_pixels(&batch.pixels[..n * plane], n) {
                     Ok(e) => e,
                     Err(e) => {
                         result = Err(E::from(e));
@@ -183,6 +177,8 @@ pub fn encode_images<E: From<EncodeError>>(
                     break;
                 }
             }
+            // The producer may have finished; then the buffer is simply freed.
+            let _ = free_tx.try_send(batch.pixels);
             advance(batch.items_done as u64);
         }
         drop(rx);
@@ -197,17 +193,59 @@ pub fn encode_images<E: From<EncodeError>>(
     Ok(failures)
 }
 
-/// Decodes one item and builds the tensor of each variant. A variant whose noise fails gets an
-/// empty tensor and a failure record (the other variants go on); a decode failure fails the
-/// whole item.
+/// Turns a chunk's outcomes into a batch: the rows in (item, variant) order, and the tensors
+/// of the rows that failed squeezed out of `pixels` (slots of `slots_per_item` tensors per
+/// item, of which the first `used` are the job's variants).
+fn gather(
+    outcomes: Vec<ItemOutcome>,
+    mut pixels: Vec<f32>,
+    first: usize,
+    used: usize,
+    slots_per_item: usize,
+    plane: usize,
+) -> Prepared {
+    let mut batch = Prepared {
+        rows: Vec::with_capacity(outcomes.len() * used),
+        pixels: Vec::new(),
+        failures: Vec::new(),
+        items_done: outcomes.len(),
+    };
+    for (k, outcome) in outcomes.into_iter().enumerate() {
+        let failed_variants = match outcome {
+            Ok(variant_failures) => variant_failures,
+            Err(f) => {
+                batch.failures.push(f);
+                continue;
+            }
+        };
+        for v in 0..used {
+            if failed_variants.iter().any(|f| f.variant == Some(v)) {
+                continue; // recorded below
+            }
+            let from = (k * slots_per_item + v) * plane;
+            let to = batch.rows.len() * plane;
+            if from != to {
+                pixels.copy_within(from..from + plane, to);
+            }
+            batch.rows.push((first + k, v));
+        }
+        batch.failures.extend(failed_variants);
+    }
+    batch.pixels = pixels;
+    batch
+}
+
+/// Decodes one item and writes the tensor of each variant into its `plane`-sized part of
+/// `slot`. A variant whose noise fails is returned as a failure (the other variants go on); a
+/// decode failure fails the whole item.
 fn prepare_item(
     item: &Item,
     bytes: Result<Vec<u8>, String>,
     index: usize,
     job: &ImageJob<'_>,
     preprocess: &super::Preprocess,
-    plane: usize,
-) -> Result<ItemTensors, RowFailure> {
+    slot: &mut [f32],
+) -> ItemOutcome {
     let fail = |stage: &'static str, reason: String| RowFailure {
         index,
         variant: None,
@@ -219,6 +257,7 @@ fn prepare_item(
         .load(&bytes, job.max_pixels, job.mode)
         .map_err(|f| fail(f.stage, f.reason))?;
     drop(bytes);
+    let plane = slot.len() / job.variants.len().max(1);
     if crop.width * crop.height * 3 != plane {
         return Err(fail(
             "preprocess",
@@ -234,12 +273,10 @@ fn prepare_item(
         .iter()
         .any(|v| v.noise.is_some())
         .then(|| preprocess.pixels_of(&crop));
-    let mut out = Vec::with_capacity(job.variants.len());
     let mut variant_failures = Vec::new();
-    for (v, variant) in job.variants.iter().enumerate() {
-        let mut tensor = vec![0.0f32; plane];
+    for ((v, variant), tensor) in job.variants.iter().enumerate().zip(slot.chunks_mut(plane)) {
         match (&variant.noise, &base) {
-            (None, _) | (_, None) => preprocess.normalize_rgbx_into(&crop, &mut tensor),
+            (None, _) | (_, None) => preprocess.normalize_rgbx_into(&crop, tensor),
             (Some(noise), Some(base)) => {
                 let mut rng = augment::rng_for(job.seed, &item.id, variant);
                 let mut pixels = base.clone();
@@ -250,16 +287,14 @@ fn prepare_item(
                         stage: "augment",
                         reason,
                     });
-                    out.push(Vec::new());
                     continue;
                 }
-                preprocess.normalize_into(&pixels, &mut tensor);
-                noise.apply_normalized(&mut tensor, &mut rng);
+                preprocess.normalize_into(&pixels, tensor);
+                noise.apply_normalized(tensor, &mut rng);
             }
         }
-        out.push(tensor);
     }
-    Ok((out, variant_failures))
+    Ok(variant_failures)
 }
 
 /// One text to embed.
@@ -324,5 +359,67 @@ fn no_tower(encoder: &Encoder, tower: &str) -> EncodeError {
     EncodeError::Inference {
         model: encoder.files.name.clone(),
         message: format!("this model has no {tower} tower"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(index: usize, variant: Option<usize>) -> RowFailure {
+        RowFailure {
+            index,
+            variant,
+            stage: if variant.is_some() {
+                "augment"
+            } else {
+                "decode"
+            },
+            reason: "test".into(),
+        }
+    }
+
+    #[test]
+    fn gather_squeezes_out_failed_items_and_variants_in_order() {
+        // Three items of two variants, tensors of two values; each tensor's values say whose
+        // they are (10 × item + variant). Item 0's variant 1 and the whole of item 1 failed.
+        let plane = 2;
+        let pixels: Vec<f32> = (0..3)
+            .flat_map(|k| (0..2).flat_map(move |v| [(10 * k + v) as f32; 2]))
+            .collect();
+        let outcomes = vec![
+            Ok(vec![failure(40, Some(1))]),
+            Err(failure(41, None)),
+            Ok(Vec::new()),
+        ];
+        let batch = gather(outcomes, pixels, 40, 2, 2, plane);
+        assert_eq!(batch.rows, vec![(40, 0), (42, 0), (42, 1)]);
+        assert_eq!(
+            &batch.pixels[..3 * plane],
+            &[0.0, 0.0, 20.0, 20.0, 21.0, 21.0]
+        );
+        assert_eq!(batch.items_done, 3);
+        let failed: Vec<_> = batch
+            .failures
+            .iter()
+            .map(|f| (f.index, f.variant))
+            .collect();
+        assert_eq!(failed, vec![(40, Some(1)), (41, None)]);
+    }
+
+    #[test]
+    fn gather_uses_only_the_jobs_variants_of_each_slot() {
+        // No variants in the job: one slot per item, no rows.
+        let batch = gather(
+            vec![Ok(Vec::new()), Ok(Vec::new())],
+            vec![1.0; 4],
+            0,
+            0,
+            1,
+            2,
+        );
+        assert!(batch.rows.is_empty());
+        assert!(batch.failures.is_empty());
+        assert_eq!(batch.items_done, 2);
     }
 }
