@@ -407,6 +407,120 @@ mod tests {
         assert_eq!(failed, vec![(40, Some(1)), (41, None)]);
     }
 
+    /// The embedded texture-clip over a folder of `n` small JPEGs, the one at `broken` not an
+    /// image: enough for several batches of 8.
+    fn fixture(n: usize, broken: usize) -> (tempfile::TempDir, Encoder, Dataset) {
+        use crate::config::{DatasetConfig, DatasetFormat, ModelConfig, PathList, SampleConfig};
+        let dir = tempfile::tempdir().unwrap();
+        let class = dir.path().join("tiles");
+        std::fs::create_dir(&class).unwrap();
+        for i in 0..n {
+            let path = class.join(format!("{i:03}.jpg"));
+            if i == broken {
+                std::fs::write(&path, b"not an image").unwrap();
+                continue;
+            }
+            let img = image::RgbImage::from_fn(40, 30, |x, y| {
+                image::Rgb([(x * 6) as u8, (y * 8) as u8, (i * 5) as u8])
+            });
+            img.save(&path).unwrap();
+        }
+        let model = ModelConfig {
+            name: Some("texture-clip".into()),
+            path: concat!(env!("CARGO_MANIFEST_DIR"), "/models/texture-clip").into(),
+            ..Default::default()
+        };
+        let files = super::super::locate(&model, 0).unwrap();
+        let settings = super::super::SessionSettings {
+            device: super::super::DeviceRequest::Cpu,
+            intra_threads: 2,
+        };
+        let encoder = Encoder::load(&files, settings, &|_| {}).unwrap();
+        let dataset = crate::dataset::open(
+            &DatasetConfig {
+                format: DatasetFormat::Folder,
+                path: PathList::One(dir.path().display().to_string()),
+                image_column: None,
+                caption_column: None,
+                label_column: None,
+                id_column: None,
+                split: None,
+                extensions: None,
+                attribute_columns: Vec::new(),
+                sample: SampleConfig::default(),
+                max_pixels: None,
+                allow_paths_outside: false,
+                max_file_bytes: None,
+                group_by: None,
+                webdataset: None,
+            },
+            0,
+        )
+        .unwrap();
+        (dir, encoder, dataset)
+    }
+
+    #[test]
+    fn batches_come_out_in_order_and_a_failing_sink_stops_the_producer() {
+        let (_dir, mut encoder, dataset) = fixture(45, 11);
+        let items = dataset.read_part(0..usize::MAX).unwrap().items;
+        let variants = augment::variants(&[]).unwrap();
+        let pool = decode_pool(2).unwrap();
+        let job = ImageJob {
+            dataset: &dataset,
+            items: &items,
+            variants: &variants,
+            seed: 0,
+            max_pixels: crate::dataset::DEFAULT_MAX_PIXELS,
+            mode: super::super::preprocess::Mode::Exact,
+            batch_size: 8,
+            queue_depth: 1,
+            pool: &pool,
+        };
+        let run = |encoder: &mut Encoder| {
+            let mut rows = Vec::new();
+            let mut vectors = Vec::new();
+            let failures = encode_images::<EncodeError>(
+                encoder,
+                &job,
+                &mut |b| {
+                    rows.extend(b.rows);
+                    vectors.extend(b.embeddings);
+                    Ok(())
+                },
+                &|_| {},
+            )
+            .unwrap();
+            (rows, vectors, failures)
+        };
+        let (rows, vectors, failures) = run(&mut encoder);
+        let expected: Vec<_> = (0..45).filter(|&i| i != 11).map(|i| (i, 0)).collect();
+        assert_eq!(rows, expected);
+        assert_eq!(failures.len(), 1);
+        assert_eq!((failures[0].index, failures[0].stage), (11, "decode"));
+        // The same bytes again.
+        assert_eq!(run(&mut encoder).1, vectors);
+
+        // A sink that fails on the third batch: the error comes back (the producer stops),
+        // and nothing after it reached the sink.
+        let mut batches = 0;
+        let result = encode_images::<EncodeError>(
+            &mut encoder,
+            &job,
+            &mut |_| {
+                batches += 1;
+                if batches == 3 {
+                    Err(EncodeError::Runtime("disk full".into()))
+                } else {
+                    Ok(())
+                }
+            },
+            &|_| {},
+        );
+        assert!(matches!(result, Err(EncodeError::Runtime(m)) if m == "disk full"));
+        assert_eq!(batches, 3);
+    }
+
     #[test]
     fn gather_uses_only_the_jobs_variants_of_each_slot() {
         // No variants in the job: one slot per item, no rows.
