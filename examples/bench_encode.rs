@@ -10,7 +10,7 @@
 use std::time::Instant;
 
 use clipflow::augment;
-use clipflow::config::{DatasetConfig, DatasetFormat, ModelConfig, PathList, SampleConfig};
+use clipflow::config::{DatasetConfig, DatasetFormat, ModelConfig};
 use clipflow::dataset;
 use clipflow::encode::preprocess::Mode;
 use clipflow::encode::{self, DeviceRequest, Encoder, ImageJob, SessionSettings};
@@ -70,23 +70,7 @@ fn main() {
         Encoder::load(&files, settings, &|w| eprintln!("{w}")).unwrap_or_else(|e| panic!("{e}"));
     let pre = enc.preprocess.clone().expect("an image model");
     let ds = dataset::open(
-        &DatasetConfig {
-            format: DatasetFormat::Folder,
-            path: PathList::One(args[2].clone()),
-            image_column: None,
-            caption_column: None,
-            label_column: None,
-            id_column: None,
-            split: None,
-            extensions: None,
-            attribute_columns: Vec::new(),
-            sample: SampleConfig::default(),
-            max_pixels: None,
-            allow_paths_outside: false,
-            max_file_bytes: None,
-            group_by: None,
-            webdataset: None,
-        },
+        &DatasetConfig::new(DatasetFormat::Folder, args[2].clone()),
         0,
     )
     .unwrap_or_else(|e| panic!("{e}"));

@@ -160,6 +160,31 @@ pub struct DatasetConfig {
     pub webdataset: Option<WebdatasetConfig>,
 }
 
+impl DatasetConfig {
+    /// A `dataset:` section that names only its format and path: every other key as a YAML
+    /// file that leaves it out would have it (for code that builds a dataset without a study
+    /// file: benchmarks, tests).
+    pub fn new(format: DatasetFormat, path: impl Into<String>) -> DatasetConfig {
+        DatasetConfig {
+            format,
+            path: PathList::One(path.into()),
+            image_column: None,
+            caption_column: None,
+            label_column: None,
+            id_column: None,
+            split: None,
+            extensions: None,
+            sample: SampleConfig::default(),
+            attribute_columns: Vec::new(),
+            max_pixels: None,
+            allow_paths_outside: false,
+            max_file_bytes: None,
+            group_by: None,
+            webdataset: None,
+        }
+    }
+}
+
 /// `dataset.webdataset:` the fields of a WebDataset sample (a sample's fields are its member
 /// extensions: `000123.jpg` is field `jpg` of sample `000123`).
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]

@@ -410,7 +410,7 @@ mod tests {
     /// The embedded texture-clip over a folder of `n` small JPEGs, the one at `broken` not an
     /// image: enough for several batches of 8.
     fn fixture(n: usize, broken: usize) -> (tempfile::TempDir, Encoder, Dataset) {
-        use crate::config::{DatasetConfig, DatasetFormat, ModelConfig, PathList, SampleConfig};
+        use crate::config::{DatasetConfig, DatasetFormat, ModelConfig};
         let dir = tempfile::tempdir().unwrap();
         let class = dir.path().join("tiles");
         std::fs::create_dir(&class).unwrap();
@@ -437,23 +437,7 @@ mod tests {
         };
         let encoder = Encoder::load(&files, settings, &|_| {}).unwrap();
         let dataset = crate::dataset::open(
-            &DatasetConfig {
-                format: DatasetFormat::Folder,
-                path: PathList::One(dir.path().display().to_string()),
-                image_column: None,
-                caption_column: None,
-                label_column: None,
-                id_column: None,
-                split: None,
-                extensions: None,
-                attribute_columns: Vec::new(),
-                sample: SampleConfig::default(),
-                max_pixels: None,
-                allow_paths_outside: false,
-                max_file_bytes: None,
-                group_by: None,
-                webdataset: None,
-            },
+            &DatasetConfig::new(DatasetFormat::Folder, dir.path().display().to_string()),
             0,
         )
         .unwrap();

@@ -785,25 +785,15 @@ fn split_lines(text: &str) -> Vec<String> {
 mod tests {
     use super::tar::tests::archive;
     use super::*;
-    use crate::config::{DatasetFormat, PathList, SampleConfig};
+    use crate::config::DatasetFormat;
 
     fn config(path: &Path, wds: Option<WebdatasetConfig>) -> DatasetConfig {
         DatasetConfig {
-            format: DatasetFormat::Webdataset,
-            path: PathList::One(path.to_string_lossy().into_owned()),
-            image_column: None,
-            caption_column: None,
-            label_column: None,
-            id_column: None,
-            split: None,
-            extensions: None,
-            sample: SampleConfig::default(),
-            attribute_columns: Vec::new(),
-            max_pixels: None,
-            allow_paths_outside: false,
-            max_file_bytes: None,
-            group_by: None,
             webdataset: wds,
+            ..DatasetConfig::new(
+                DatasetFormat::Webdataset,
+                path.to_string_lossy().into_owned(),
+            )
         }
     }
 
