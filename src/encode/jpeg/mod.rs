@@ -472,8 +472,8 @@ mod tests {
         let e = decode(&bytes[..200], &|_, _| Ok(8), &|_, _, _, _| None)
             .err()
             .unwrap();
-        // libjpeg's own message reaches the caller.
-        assert!(!e.is_empty(), "{e}");
+        // libjpeg's own message reaches the caller (the cut falls in a DHT segment).
+        assert_eq!(e, "Bogus Huffman table definition");
         let e = decode(
             b"\xff\xd8\xff\xe0 not a jpeg",
             &|_, _| Ok(8),
@@ -482,7 +482,7 @@ mod tests {
         .err()
         .unwrap();
         // libjpeg's own message reaches the caller.
-        assert!(!e.is_empty(), "{e}");
+        assert_eq!(e, "JPEG datastream contains no image");
         let e = decode(&bytes, &|_, _| Err("too big".into()), &|_, _, _, _| None)
             .err()
             .unwrap();
