@@ -2,7 +2,9 @@
 //!
 //! Prints clipflow's images/s over a folder of JPEGs (read, decode, preprocess, infer, in the
 //! overlapped pipeline), bare ONNX Runtime images/s on tensors preprocessed beforehand with the
-//! same threads and batch size, their ratio, and this process's peak RSS. `--pipeline-only`
+//! same threads and batch size, their ratio, the CPU time the decode threads spent per image
+//! inside the pipeline (beside the model; the one-thread probe times it alone), and this
+//! process's peak RSS. `--pipeline-only`
 //! skips the bare side (for the memory measurement on large folders).
 //!
 //! Usage: bench_encode MODEL_DIR IMAGE_DIR [--batch N] [--threads N] [--rounds N] [--pipeline-only]
@@ -35,6 +37,38 @@ fn peak_rss_mb() -> f64 {
         })
         .map(|kb| kb / 1024.0)
         .unwrap_or(f64::NAN)
+}
+
+/// CPU seconds the decode pool's threads (`clipflow-decode-*`) have run, from the scheduler's
+/// own per-thread accounting (`/proc/self/task/*/schedstat`, nanoseconds); NaN where it is not
+/// available. What decoding costs inside the pipeline, beside the model, where the one-thread
+/// probe above measures it alone.
+fn decode_threads_cpu_secs() -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return f64::NAN;
+    };
+    let mut nanos = 0u64;
+    let mut found = false;
+    for task in tasks.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if !comm.starts_with("clipflow-decode") {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+        if let Some(n) = stat
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            nanos += n;
+            found = true;
+        }
+    }
+    if found {
+        nanos as f64 * 1e-9
+    } else {
+        f64::NAN
+    }
 }
 
 fn main() {
@@ -121,6 +155,7 @@ fn main() {
     let chunk = n.div_ceil(rounds);
     let (mut pipe_rows, mut pipe_secs, mut bare_imgs, mut bare_secs) =
         (0usize, 0.0f64, 0usize, 0.0f64);
+    let decode_cpu_before = decode_threads_cpu_secs();
     for r in 0..rounds {
         let items = &all.items[(r * chunk).min(n)..((r + 1) * chunk).min(n)];
         if items.is_empty() {
@@ -175,9 +210,14 @@ fn main() {
         }
         eprintln!("{line}");
     }
+    let decode_cpu = decode_threads_cpu_secs() - decode_cpu_before;
     let ours = pipe_rows as f64 / pipe_secs;
     println!("images: {n}, batch {batch}, ORT threads {threads}, decode threads {cores}, {rounds} rounds");
     println!("clipflow pipeline: {ours:.2} images/s");
+    println!(
+        "  its decode threads: {:.2} ms of CPU per image",
+        decode_cpu * 1e3 / pipe_rows.max(1) as f64
+    );
     if !pipeline_only {
         let bare = bare_imgs as f64 / bare_secs;
         println!("bare ORT:          {bare:.2} images/s");
