@@ -16,10 +16,9 @@ mod common;
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow_array::builder::{Float32Builder, ListBuilder};
 use arrow_array::{ArrayRef, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
-use common::{clipflow, stderr};
+use common::{clipflow, stderr, write_foreign_store, StoreRow};
 use parquet::arrow::ArrowWriter;
 
 const DIM: usize = 8;
@@ -38,10 +37,7 @@ fn unit(v: Vec<f32>) -> Vec<f32> {
 /// 30 images of classes a, b, c (10 each) and one prompt per class, where the prompts of a and
 /// b are the same vector.
 fn awkward_store(path: &Path) {
-    let mut ids = Vec::new();
-    let mut labels = Vec::new();
-    let mut modality = Vec::new();
-    let mut emb = ListBuilder::new(Float32Builder::new());
+    let mut rows = Vec::new();
     for i in 0..30 {
         let class = ["a", "b", "c"][i / 10];
         let mut v = vec![0.0f32; DIM];
@@ -49,44 +45,24 @@ fn awkward_store(path: &Path) {
         for (j, x) in v.iter_mut().enumerate().skip(2) {
             *x = noise(i, j);
         }
-        ids.push(format!("img{i:02}"));
-        labels.push(class);
-        modality.push("image");
-        emb.values().append_slice(&unit(v));
-        emb.append(true);
+        rows.push(StoreRow {
+            modality: "image",
+            id: format!("img{i:02}"),
+            extra: Some(class.into()),
+            embedding: unit(v),
+        });
     }
     for class in ["a", "b", "c"] {
         let mut v = vec![0.0f32; DIM];
         v[if class == "c" { 1 } else { 0 }] = 1.0;
-        ids.push(format!("prompt:{class}:0"));
-        labels.push(class);
-        modality.push("text");
-        emb.values().append_slice(&v);
-        emb.append(true);
+        rows.push(StoreRow {
+            modality: "text",
+            id: format!("prompt:{class}:0"),
+            extra: Some(class.into()),
+            embedding: v,
+        });
     }
-    let n = ids.len();
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("model", DataType::Utf8, false),
-        Field::new("modality", DataType::Utf8, false),
-        Field::new("id", DataType::Utf8, false),
-        Field::new("label", DataType::Utf8, true),
-        Field::new(
-            "embedding",
-            DataType::List(Arc::new(Field::new("item", DataType::Float32, true))),
-            false,
-        ),
-    ]));
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from(vec!["m"; n])),
-        Arc::new(StringArray::from(modality)),
-        Arc::new(StringArray::from(ids)),
-        Arc::new(StringArray::from(labels)),
-        Arc::new(emb.finish()),
-    ];
-    let batch = RecordBatch::try_new(schema.clone(), columns).unwrap();
-    let mut w = ArrowWriter::try_new(std::fs::File::create(path).unwrap(), schema, None).unwrap();
-    w.write(&batch).unwrap();
-    w.close().unwrap();
+    write_foreign_store(path, "label", &rows);
 }
 
 fn value(t: &clipflow::store::Table, filters: &[(&str, &str)], metric: &str) -> Option<f64> {

@@ -7,13 +7,8 @@
 mod common;
 
 use std::path::Path;
-use std::sync::Arc;
 
-use arrow_array::builder::{Float32Builder, ListBuilder};
-use arrow_array::{ArrayRef, RecordBatch, StringArray};
-use arrow_schema::{DataType, Field, Schema};
-use common::{clipflow, fixture, stderr};
-use parquet::arrow::ArrowWriter;
+use common::{clipflow, fixture, stderr, write_foreign_store, StoreRow};
 use serde_json::Value;
 
 fn write_store(path: &Path, golden: &Value) {
@@ -39,17 +34,16 @@ fn write_store(path: &Path, golden: &Value) {
         .iter()
         .map(|v| v.as_u64().unwrap() as usize)
         .collect();
-    let mut ids = Vec::new();
-    let mut item_ids: Vec<Option<String>> = Vec::new();
-    let mut modality = Vec::new();
-    let mut emb = ListBuilder::new(Float32Builder::new());
-    for (i, v) in images.iter().enumerate() {
-        ids.push(format!("img{i}"));
-        item_ids.push(None);
-        modality.push("image");
-        emb.values().append_slice(v);
-        emb.append(true);
-    }
+    let mut rows: Vec<StoreRow> = images
+        .iter()
+        .enumerate()
+        .map(|(i, v)| StoreRow {
+            modality: "image",
+            id: format!("img{i}"),
+            extra: None,
+            embedding: v.clone(),
+        })
+        .collect();
     // Caption k of image i is `img<i>#<k>`, as clipflow names the captions of a multi-caption
     // dataset; texts are written in a shuffled order so nothing relies on row alignment.
     let mut order: Vec<usize> = (0..texts.len()).collect();
@@ -62,35 +56,14 @@ fn write_store(path: &Path, golden: &Value) {
         *k += 1;
     }
     for t in order {
-        ids.push(caption_ids[t].clone());
-        item_ids.push(Some(format!("img{}", item[t])));
-        modality.push("text");
-        emb.values().append_slice(&texts[t]);
-        emb.append(true);
+        rows.push(StoreRow {
+            modality: "text",
+            id: caption_ids[t].clone(),
+            extra: Some(format!("img{}", item[t])),
+            embedding: texts[t].clone(),
+        });
     }
-    let n = ids.len();
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("model", DataType::Utf8, false),
-        Field::new("modality", DataType::Utf8, false),
-        Field::new("id", DataType::Utf8, false),
-        Field::new("item_id", DataType::Utf8, true),
-        Field::new(
-            "embedding",
-            DataType::List(Arc::new(Field::new("item", DataType::Float32, true))),
-            false,
-        ),
-    ]));
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from(vec!["m"; n])),
-        Arc::new(StringArray::from(modality)),
-        Arc::new(StringArray::from(ids)),
-        Arc::new(StringArray::from(item_ids)),
-        Arc::new(emb.finish()),
-    ];
-    let batch = RecordBatch::try_new(schema.clone(), columns).unwrap();
-    let mut w = ArrowWriter::try_new(std::fs::File::create(path).unwrap(), schema, None).unwrap();
-    w.write(&batch).unwrap();
-    w.close().unwrap();
+    write_foreign_store(path, "item_id", &rows);
 }
 
 #[test]

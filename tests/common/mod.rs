@@ -230,3 +230,52 @@ pub fn synth_textures(dir: &Path, per_class: usize, seed: u64) -> PathBuf {
     assert!(o.status.success(), "{}", stderr(&o));
     dir.join("parquet")
 }
+
+/// One row of a foreign embedding store (see [`write_foreign_store`]).
+pub struct StoreRow {
+    pub modality: &'static str,
+    pub id: String,
+    /// The value of the store's one optional string column (a label, an item id).
+    pub extra: Option<String>,
+    pub embedding: Vec<f32>,
+}
+
+/// An embedding store as another tool would write it: one Parquet file with clipflow's
+/// columns (`model` = "m", `modality`, `id`, `embedding`) and one optional string column named
+/// `extra` (`label`, `item_id`).
+pub fn write_foreign_store(path: &Path, extra: &str, rows: &[StoreRow]) {
+    use arrow_array::builder::{Float32Builder, ListBuilder};
+    let mut emb = ListBuilder::new(Float32Builder::new());
+    for r in rows {
+        emb.values().append_slice(&r.embedding);
+        emb.append(true);
+    }
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("model", DataType::Utf8, false),
+        Field::new("modality", DataType::Utf8, false),
+        Field::new("id", DataType::Utf8, false),
+        Field::new(extra, DataType::Utf8, true),
+        Field::new(
+            "embedding",
+            DataType::List(Arc::new(Field::new("item", DataType::Float32, true))),
+            false,
+        ),
+    ]));
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(vec!["m"; rows.len()])),
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| r.modality),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| r.id.as_str()),
+        )),
+        Arc::new(StringArray::from_iter(
+            rows.iter().map(|r| r.extra.as_deref()),
+        )),
+        Arc::new(emb.finish()),
+    ];
+    let batch = RecordBatch::try_new(schema.clone(), columns).unwrap();
+    let mut w = ArrowWriter::try_new(File::create(path).unwrap(), schema, None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+}
