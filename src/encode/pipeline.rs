@@ -5,6 +5,13 @@
 //! stays at a few batches whatever the dataset size, and the model never waits on a decode
 //! unless decoding is truly the bottleneck. Order is kept: rows come out in item order, then
 //! variant order, however the threads were scheduled.
+//!
+//! Decoding always overlaps inference. When a CPU model keeps every core busy (ViT-B/32 on 2
+//! cores), a decoder beside it takes time slices from ONNX Runtime's threads, which split each
+//! matrix product evenly, so one preempted thread idles the other until the operation ends;
+//! decoding strictly between batches instead was measured (README, "Benchmarks and
+//! fidelity") and gave no lasting gain there, and cost 10% with the small texture-clip, where
+//! the model leaves room beside it. What pays on such machines is less decode CPU per image.
 
 use std::sync::mpsc::sync_channel;
 
