@@ -118,13 +118,10 @@ fn main() {
     let (h, w) = enc.input_size;
     let plane = 3 * h * w;
     let sample = &all.items[..batch.min(n)];
-    let mut tensor = Vec::with_capacity(sample.len() * plane);
-    for bytes in ds.fetch(sample) {
-        let img = pre.decode(&bytes.unwrap(), u64::MAX, Mode::Exact).unwrap();
-        let crop = pre.resize_crop(&img).unwrap();
-        let mut t = vec![0.0; plane];
-        pre.normalize_rgbx_into(&crop, &mut t);
-        tensor.extend(t);
+    let mut tensor = vec![0.0; sample.len() * plane];
+    for (bytes, t) in ds.fetch(sample).into_iter().zip(tensor.chunks_mut(plane)) {
+        let crop = pre.load(&bytes.unwrap(), u64::MAX, Mode::Exact).unwrap();
+        pre.normalize_rgbx_into(&crop, t);
     }
     for _ in 0..2 {
         enc.embed_pixels(&tensor, sample.len()).unwrap(); // warm-up: arena growth, kernels

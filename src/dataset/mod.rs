@@ -581,15 +581,15 @@ fn extensions(config: &DatasetConfig) -> Vec<String> {
         .collect()
 }
 
-/// Hashes the kept items in order. An item with at most one caption hashes as it did when an
-/// item had one optional caption, so run directories made before several captions keep their
-/// identity.
 /// `range` within `0..n`: clamped, not filtered, since `0..usize::MAX` means "all" and must not
 /// count to usize::MAX.
 fn clamp(range: Range<usize>, n: usize) -> Range<usize> {
     range.start.min(n)..range.end.min(n)
 }
 
+/// Hashes the kept items in order. An item with at most one caption hashes as it did when an
+/// item had one optional caption, so run directories made before several captions keep their
+/// identity.
 fn fingerprint(items: &ItemTable, files: &[ParquetSource]) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();

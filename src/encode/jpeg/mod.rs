@@ -103,6 +103,7 @@ struct Request<'a> {
     source: Source,
 }
 
+/// How libjpeg is handed the bytes.
 #[derive(Clone, Copy)]
 enum Source {
     /// All at once (`jpeg_mem_src`).
