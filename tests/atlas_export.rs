@@ -47,13 +47,7 @@ fn export_opens_as_embedding_atlas_expects() {
     )
     .unwrap();
     let out = tmp.path().join("run");
-    let o = clipflow(&[
-        "run",
-        study_path.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--quiet",
-    ]);
+    let o = clipflow_run(&study_path, &out, &["--quiet"]);
     assert!(o.status.success(), "{}", stderr(&o));
 
     let loaded = clipflow::config::load(&study_path, &[]).unwrap();

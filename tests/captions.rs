@@ -190,7 +190,7 @@ fn run(dir: &Path, name: &str, dataset: &str) -> PathBuf {
     )
     .unwrap();
     let out = dir.join(name);
-    let o = clipflow(&["run", s.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let o = clipflow_run(&s, &out, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     out
 }
@@ -336,7 +336,7 @@ fn a_multi_caption_run_measures_recall_per_caption_and_per_image() {
     )
     .unwrap();
     let out = tmp.path().join("run");
-    let o = clipflow(&["run", s.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let o = clipflow_run(&s, &out, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
 
     let images = rows(&out.join("embeddings/xen/image"), "clean");

@@ -62,7 +62,7 @@ fn folder_study_writes_the_run_directory_contract() {
     let tmp = tempfile::tempdir().unwrap();
     let s = folder_study(tmp.path(), "");
     let out = tmp.path().join("run");
-    let o = clipflow(&["run", s.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let o = clipflow_run(&s, &out, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
 
     // 6 good images x 3 variants; 3 broken images are errors, not rows.
@@ -161,11 +161,7 @@ fn rerun_resumes_and_same_seed_gives_same_bytes() {
     let s = folder_study(tmp.path(), "");
     let a = tmp.path().join("a");
     let b = tmp.path().join("b");
-    assert!(
-        clipflow(&["run", s.to_str().unwrap(), "--out", a.to_str().unwrap()])
-            .status
-            .success()
-    );
+    assert!(clipflow_run(&s, &a, &[]).status.success());
     let first = files_under(&a.join("embeddings"));
 
     // A killed run: one part gone, a half-written temporary left behind.
@@ -176,7 +172,7 @@ fn rerun_resumes_and_same_seed_gives_same_bytes() {
         b"half",
     )
     .unwrap();
-    let o = clipflow(&["run", s.to_str().unwrap(), "--out", a.to_str().unwrap()]);
+    let o = clipflow_run(&s, &a, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("parts: 1 written"), "{}", stderr(&o));
     let again: Vec<_> = files_under(&a.join("embeddings"))
@@ -189,11 +185,7 @@ fn rerun_resumes_and_same_seed_gives_same_bytes() {
     );
 
     // A fresh run with the same config and seed: same bytes.
-    assert!(
-        clipflow(&["run", s.to_str().unwrap(), "--out", b.to_str().unwrap()])
-            .status
-            .success()
-    );
+    assert!(clipflow_run(&s, &b, &[]).status.success());
     assert_eq!(first, files_under(&b.join("embeddings")));
 }
 
@@ -203,34 +195,16 @@ fn shards_split_the_work_and_the_last_one_finalises() {
     let s = folder_study(tmp.path(), "");
     let out = tmp.path().join("run");
     let whole = tmp.path().join("whole");
-    let o = clipflow(&[
-        "run",
-        s.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--shard",
-        "0/2",
-    ]);
+    let o = clipflow_run(&s, &out, &["--shard", "0/2"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
         !out.join("manifest.json").exists(),
         "one shard of two must not finalise"
     );
-    let o = clipflow(&[
-        "run",
-        s.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--shard",
-        "1/2",
-    ]);
+    let o = clipflow_run(&s, &out, &["--shard", "1/2"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(out.join("manifest.json").exists());
-    assert!(
-        clipflow(&["run", s.to_str().unwrap(), "--out", whole.to_str().unwrap()])
-            .status
-            .success()
-    );
+    assert!(clipflow_run(&s, &whole, &[]).status.success());
     assert_eq!(
         files_under(&out.join("embeddings")),
         files_under(&whole.join("embeddings"))
@@ -250,30 +224,12 @@ fn changed_study_in_the_same_directory_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let s = folder_study(tmp.path(), "");
     let out = tmp.path().join("run");
-    assert!(
-        clipflow(&["run", s.to_str().unwrap(), "--out", out.to_str().unwrap()])
-            .status
-            .success()
-    );
-    let o = clipflow(&[
-        "run",
-        s.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--set",
-        "seed=4",
-    ]);
+    assert!(clipflow_run(&s, &out, &[]).status.success());
+    let o = clipflow_run(&s, &out, &["--set", "seed=4"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("different study"), "{}", stderr(&o));
     // Runtime settings change speed, not results: allowed.
-    let o = clipflow(&[
-        "run",
-        s.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--set",
-        "runtime.batch_size=2",
-    ]);
+    let o = clipflow_run(&s, &out, &["--set", "runtime.batch_size=2"]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
 
@@ -295,7 +251,7 @@ fn hf_parquet_in_every_image_column_form() {
             ),
         );
         let out = tmp.path().join("run");
-        let o = clipflow(&["run", s.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+        let o = clipflow_run(&s, &out, &[]);
         assert!(o.status.success(), "{name}: {}", stderr(&o));
         let ids = read_column(&out.join("embeddings/optimum/image"), "id");
         assert_eq!(ids.len(), GOOD.len(), "{name}");
@@ -340,7 +296,7 @@ fn dtd_split_and_sampling() {
         ),
     );
     let out = tmp.path().join("run");
-    let o = clipflow(&["run", s.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let o = clipflow_run(&s, &out, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     let ids = read_column(&out.join("embeddings/fastembed/image"), "id");
     assert_eq!(ids.len(), 2);

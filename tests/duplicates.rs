@@ -67,13 +67,7 @@ fn run_study(dir: &Path, data: &Path, threshold: &str) -> std::path::PathBuf {
     )
     .unwrap();
     let out = dir.join(format!("run-{threshold}"));
-    let o = clipflow(&[
-        "run",
-        study_path.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--quiet",
-    ]);
+    let o = clipflow_run(&study_path, &out, &["--quiet"]);
     assert!(o.status.success(), "{}", stderr(&o));
     out
 }

@@ -79,12 +79,7 @@ fn geometry_stages_and_report_end_to_end() {
     .unwrap();
     let run = |name: &str| {
         let out = tmp.path().join(name);
-        let o = clipflow(&[
-            "run",
-            study_path.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ]);
+        let o = clipflow_run(&study_path, &out, &[]);
         assert!(o.status.success(), "{}", stderr(&o));
         out
     };

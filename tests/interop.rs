@@ -24,7 +24,7 @@ fn embeddings_open_in_pyarrow_polars_and_duckdb() {
         ),
     );
     let out = tmp.path().join("run");
-    let o = clipflow(&["run", s.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let o = clipflow_run(&s, &out, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     let check = std::process::Command::new(python())
         .arg(root().join("scripts/check_interop.py"))
@@ -53,7 +53,7 @@ fn analysis_tables_equal_numpy_and_foreign_stores_load() {
         ),
     );
     let out = tmp.path().join("run");
-    let o = clipflow(&["run", s.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let o = clipflow_run(&s, &out, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     for t in [
         "retrieval",

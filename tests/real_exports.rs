@@ -230,12 +230,7 @@ fn one_tower_models_encode_only_their_tower() {
     );
     let study = common::study(dir.path(), &yaml);
     let out = dir.path().join("run");
-    let o = common::clipflow(&[
-        "run",
-        study.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let o = common::clipflow_run(&study, &out, &[]);
     assert!(o.status.success(), "{}", common::stderr(&o));
     assert!(out.join("embeddings/dino/image").is_dir());
     assert!(!out.join("embeddings/dino/text").exists());
@@ -330,12 +325,7 @@ fn a_siglip_study_reports_sigmoid_probabilities_and_one_tower_models_say_what_th
     );
     let study = common::study(dir.path(), &yaml);
     let out = dir.path().join("run");
-    let o = common::clipflow(&[
-        "run",
-        study.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let o = common::clipflow_run(&study, &out, &[]);
     assert!(o.status.success(), "{}", common::stderr(&o));
     let t = clipflow::store::read_table(&out.join("tables/similarity.parquet")).unwrap();
     let (model, kind) = (t.texts("model").unwrap(), t.texts("scoring").unwrap());

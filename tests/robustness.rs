@@ -162,7 +162,7 @@ fn image_and_text_variants_land_in_the_store() {
     );
     let run = |name: &str| {
         let out = tmp.path().join(name);
-        let o = clipflow(&["run", s.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+        let o = clipflow_run(&s, &out, &[]);
         assert!(o.status.success(), "{}", stderr(&o));
         out
     };
@@ -387,7 +387,7 @@ fn robustness_stage_agrees_with_an_independent_recomputation() {
         ),
     );
     let out = tmp.path().join("run");
-    let o = clipflow(&["run", s.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let o = clipflow_run(&s, &out, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     for t in [
         "robustness",

@@ -31,6 +31,18 @@ pub fn clipflow(args: &[&str]) -> Output {
         .expect("clipflow runs")
 }
 
+/// `clipflow run STUDY --out OUT` and any further arguments.
+pub fn clipflow_run(study: &Path, out: &Path, more: &[&str]) -> Output {
+    let mut args = vec![
+        "run",
+        study.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(more);
+    clipflow(&args)
+}
+
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }

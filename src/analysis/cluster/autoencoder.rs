@@ -518,13 +518,8 @@ pub fn autoencoder(
 
 #[cfg(test)]
 mod tests {
-    use super::super::mlp::dropout_mask;
+    use super::super::mlp::{dropout_mask, gradient_check, normal};
     use super::*;
-
-    fn normal(rng: &mut Rng) -> f64 {
-        let u1 = 1.0 - rng.uniform();
-        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * rng.uniform()).cos()
-    }
 
     /// The deep autoencoder's reconstruction loss (mean over the batch, dropout masks on two
     /// layers) against central finite differences, for every weight and bias.
@@ -578,30 +573,8 @@ mod tests {
         let loss0 = reconstruction_loss_grad(&net, &xb, masks.clone(), &mut grads);
         assert!(loss0 > 0.0);
         let mut scratch = net.zero_grads();
-        let mut loss = |n: &Mlp<f64>| reconstruction_loss_grad(n, &xb, masks.clone(), &mut scratch);
-        let h = 1e-6;
-        let mut checked = 0;
-        for l in 0..net.layers.len() {
-            for p in 0..net.layers[l].weights.len() + net.layers[l].bias.len() {
-                let (mut a, mut c) = (net.clone(), net.clone());
-                let nw = net.layers[l].weights.len();
-                let analytic = if p < nw {
-                    a.layers[l].weights[p] += h;
-                    c.layers[l].weights[p] -= h;
-                    grads[l].weights[p]
-                } else {
-                    a.layers[l].bias[p - nw] += h;
-                    c.layers[l].bias[p - nw] -= h;
-                    grads[l].bias[p - nw]
-                };
-                let numeric = (loss(&a) - loss(&c)) / (2.0 * h);
-                assert!(
-                    (analytic - numeric).abs() <= 1e-6 * (1.0 + numeric.abs()),
-                    "layer {l} parameter {p}: backprop {analytic}, finite differences {numeric}"
-                );
-                checked += 1;
-            }
-        }
+        let loss = |n: &Mlp<f64>| reconstruction_loss_grad(n, &xb, masks.clone(), &mut scratch);
+        let checked = gradient_check::parameters(&net, &grads, loss, "reconstruction");
         assert_eq!(
             checked,
             2 * (6 * 5 + 5 * 4 + 4 * 2) + 2 * (5 + 4 + 2) - 2 + 6

@@ -477,14 +477,9 @@ fn train<T: Real>(
 
 #[cfg(test)]
 mod tests {
-    use super::super::mlp::{Activation, Dense};
+    use super::super::mlp::{gradient_check, normal, Activation, Dense};
     use super::super::AutoencoderOptions;
     use super::*;
-
-    fn normal(rng: &mut Rng) -> f64 {
-        let u1 = 1.0 - rng.uniform();
-        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * rng.uniform()).cos()
-    }
 
     /// A random target distribution: rows of positive values summing to 1.
     fn random_rows(rng: &mut Rng, rows: usize, k: usize) -> Vec<f64> {
@@ -499,18 +494,16 @@ mod tests {
     /// The DEC loss through a ReLU encoder against central finite differences, for every
     /// encoder weight and bias and every centroid coordinate, at α = 1 and α = 2.5.
     #[test]
-    #[allow(clippy::needless_range_loop)]
     fn dec_gradient_matches_finite_differences() {
         for alpha in [1.0, 2.5] {
             let mut rng = Rng::new(7, 0);
-            let encoder = Mlp {
+            let mut encoder = Mlp {
                 layers: vec![
                     Dense::<f64>::gaussian(6, 8, Activation::Relu, 0.6, &mut rng),
                     Dense::<f64>::gaussian(8, 5, Activation::Relu, 0.6, &mut rng),
                     Dense::<f64>::gaussian(5, 3, Activation::Identity, 0.6, &mut rng),
                 ],
             };
-            let mut encoder = encoder;
             for layer in &mut encoder.layers {
                 layer
                     .bias
@@ -527,37 +520,9 @@ mod tests {
             let mut scratch = encoder.zero_grads();
             let mut loss =
                 |e: &Mlp<f64>, m: &[f64]| dec_loss_grad(e, m, &xb, &p, alpha, &mut scratch).0;
-            let h = 1e-6;
-            let close = |analytic: f64, numeric: f64, what: &str| {
-                assert!(
-                    (analytic - numeric).abs() <= 1e-6 * (1.0 + numeric.abs()),
-                    "α {alpha} {what}: analytic {analytic}, finite differences {numeric}"
-                );
-            };
-            for l in 0..3 {
-                let nw = encoder.layers[l].weights.len();
-                for q in 0..nw + encoder.layers[l].bias.len() {
-                    let (mut a, mut c) = (encoder.clone(), encoder.clone());
-                    let analytic = if q < nw {
-                        a.layers[l].weights[q] += h;
-                        c.layers[l].weights[q] -= h;
-                        grads[l].weights[q]
-                    } else {
-                        a.layers[l].bias[q - nw] += h;
-                        c.layers[l].bias[q - nw] -= h;
-                        grads[l].bias[q - nw]
-                    };
-                    let numeric = (loss(&a, &mu) - loss(&c, &mu)) / (2.0 * h);
-                    close(analytic, numeric, &format!("layer {l} parameter {q}"));
-                }
-            }
-            for q in 0..mu.len() {
-                let (mut a, mut c) = (mu.clone(), mu.clone());
-                a[q] += h;
-                c[q] -= h;
-                let numeric = (loss(&encoder, &a) - loss(&encoder, &c)) / (2.0 * h);
-                close(dmu[q], numeric, &format!("centroid coordinate {q}"));
-            }
+            let what = format!("α {alpha}");
+            gradient_check::parameters(&encoder, &grads, |e| loss(e, &mu), &what);
+            gradient_check::coordinates(&mu, &dmu, |m| loss(&encoder, m), &what);
         }
     }
 

@@ -91,7 +91,7 @@ pub(crate) struct Dense<T> {
 }
 
 /// Standard normal deviate (Box–Muller, one of the pair).
-fn normal(rng: &mut Rng) -> f64 {
+pub(crate) fn normal(rng: &mut Rng) -> f64 {
     let u1 = 1.0 - rng.uniform(); // (0, 1]
     let u2 = rng.uniform();
     (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
@@ -550,7 +550,6 @@ mod tests {
     /// Backpropagation through masks and ReLUs against central finite differences of
     /// `½ Σ (net(x) − t)²`, for every weight, bias and input.
     #[test]
-    #[allow(clippy::needless_range_loop)]
     fn backward_matches_finite_differences() {
         let mut rng = Rng::new(2, 0);
         let n0 = net(&mut rng);
@@ -573,33 +572,75 @@ mod tests {
         let dy: Vec<f64> = tape.output().iter().zip(&t).map(|(y, t)| y - t).collect();
         let mut grads = n0.zero_grads();
         let dx = n0.backward(&tape, dy, &mut grads, true).unwrap();
-        let h = 1e-6;
-        let check = |analytic: f64, plus: f64, minus: f64, what: &str| {
-            let numeric = (plus - minus) / (2.0 * h);
-            assert!(
-                (analytic - numeric).abs() <= 1e-6 * (1.0 + numeric.abs()),
-                "{what}: backprop {analytic}, finite differences {numeric}"
-            );
-        };
-        for l in 0..2 {
-            for p in 0..n0.layers[l].weights.len() {
-                let (mut a, mut c) = (n0.clone(), n0.clone());
-                a.layers[l].weights[p] += h;
-                c.layers[l].weights[p] -= h;
-                check(grads[l].weights[p], loss(&a, &x), loss(&c, &x), "weight");
+        let checked = gradient_check::parameters(&n0, &grads, |n| loss(n, &x), "mlp");
+        assert_eq!(checked, 5 * 7 + 7 + 7 * 3 + 3);
+        gradient_check::coordinates(&x, &dx, |x| loss(&n0, x), "input");
+    }
+}
+
+/// Central finite differences against analytic gradients, for the MLP's, the autoencoder's
+/// and DEC's gradient checks (all in `f64`, where the differences are meaningful).
+#[cfg(test)]
+pub(crate) mod gradient_check {
+    use super::{LayerGrad, Mlp};
+
+    /// The step of the central differences.
+    const H: f64 = 1e-6;
+
+    fn assert_close(analytic: f64, plus: f64, minus: f64, what: impl FnOnce() -> String) {
+        let numeric = (plus - minus) / (2.0 * H);
+        assert!(
+            (analytic - numeric).abs() <= 1e-6 * (1.0 + numeric.abs()),
+            "{}: analytic {analytic}, finite differences {numeric}",
+            what()
+        );
+    }
+
+    /// Every weight and bias of `net` against its entry in `grads`, the gradient of `loss`
+    /// at `net`; returns how many were checked. `what` prefixes the failure message.
+    pub fn parameters(
+        net: &Mlp<f64>,
+        grads: &[LayerGrad<f64>],
+        mut loss: impl FnMut(&Mlp<f64>) -> f64,
+        what: &str,
+    ) -> usize {
+        let mut checked = 0;
+        for (l, (layer, grad)) in net.layers.iter().zip(grads).enumerate() {
+            for p in 0..layer.weights.len() {
+                let (mut a, mut c) = (net.clone(), net.clone());
+                a.layers[l].weights[p] += H;
+                c.layers[l].weights[p] -= H;
+                assert_close(grad.weights[p], loss(&a), loss(&c), || {
+                    format!("{what} layer {l} weight {p}")
+                });
+                checked += 1;
             }
-            for p in 0..n0.layers[l].bias.len() {
-                let (mut a, mut c) = (n0.clone(), n0.clone());
-                a.layers[l].bias[p] += h;
-                c.layers[l].bias[p] -= h;
-                check(grads[l].bias[p], loss(&a, &x), loss(&c, &x), "bias");
+            for p in 0..layer.bias.len() {
+                let (mut a, mut c) = (net.clone(), net.clone());
+                a.layers[l].bias[p] += H;
+                c.layers[l].bias[p] -= H;
+                assert_close(grad.bias[p], loss(&a), loss(&c), || {
+                    format!("{what} layer {l} bias {p}")
+                });
+                checked += 1;
             }
         }
+        checked
+    }
+
+    /// Every coordinate of `x` against `analytic`, the gradient of `loss` at `x`.
+    pub fn coordinates(
+        x: &[f64],
+        analytic: &[f64],
+        mut loss: impl FnMut(&[f64]) -> f64,
+        what: &str,
+    ) {
+        assert_eq!(x.len(), analytic.len());
         for p in 0..x.len() {
-            let (mut a, mut c) = (x.clone(), x.clone());
-            a[p] += h;
-            c[p] -= h;
-            check(dx[p], loss(&n0, &a), loss(&n0, &c), "input");
+            let (mut a, mut c) = (x.to_vec(), x.to_vec());
+            a[p] += H;
+            c[p] -= H;
+            assert_close(analytic[p], loss(&a), loss(&c), || format!("{what} {p}"));
         }
     }
 }
