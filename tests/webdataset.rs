@@ -130,17 +130,6 @@ fn image(name: &str) -> Vec<u8> {
     std::fs::read(fixture(&format!("images/{name}"))).unwrap()
 }
 
-fn run(study_path: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
-    let mut args = vec![
-        "run",
-        study_path.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    clipflow(&args)
-}
-
 fn study_yaml(dataset: &str, extra: &str) -> String {
     format!(
         "name: w\nseed: 5\ndataset:\n{dataset}\nnoise:\n  - kind: gaussian\n    sigma: [0.1]\nmodels:\n  - path: {}\n    name: xen\nruntime:\n  part_size: 4\n  batch_size: 3\n{extra}",
@@ -206,9 +195,9 @@ fn shards_give_the_folder_embeddings_bit_for_bit() {
     )
     .unwrap();
     let (r1, r2) = (tmp.path().join("r1"), tmp.path().join("r2"));
-    let o = run(&s1, &r1, &[]);
+    let o = clipflow_run(&s1, &r1, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let o = run(&s2, &r2, &[]);
+    let o = clipflow_run(&s2, &r2, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("2 shards"), "{}", stderr(&o));
 
@@ -313,7 +302,7 @@ fn samples_are_the_ones_the_webdataset_library_yields() {
     )
     .unwrap();
     let out = tmp.path().join("run");
-    let o = run(&s, &out, &[]);
+    let o = clipflow_run(&s, &out, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     let all = rows(&out.join("embeddings"));
     let image_ids: BTreeSet<String> = all
@@ -411,7 +400,7 @@ fn clip_benchmark_layout_gives_classes_and_prompts_without_yaml() {
     assert!(stdout(&v).contains("2 shards"), "{}", stdout(&v));
     assert!(stdout(&v).contains("6 prompts"), "{}", stdout(&v));
     let out = tmp.path().join("run");
-    let o = run(&s, &out, &[]);
+    let o = clipflow_run(&s, &out, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     let all = rows(&out.join("embeddings"));
     let prompts: BTreeSet<(String, String)> = all
@@ -476,7 +465,7 @@ fn damage_in_a_shard_becomes_error_rows_and_the_rest_runs() {
     )
     .unwrap();
     let out = tmp.path().join("run");
-    let o = run(&s, &out, &[]);
+    let o = clipflow_run(&s, &out, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     let ids: BTreeSet<String> = rows(&out.join("embeddings/xen/image"))
         .iter()
@@ -520,7 +509,7 @@ fn shard_workers_list_only_their_shards_and_together_make_the_whole_run() {
     )
     .unwrap();
     let whole = tmp.path().join("whole");
-    let o = run(&s, &whole, &[]);
+    let o = clipflow_run(&s, &whole, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     // Parts in order: images of shards 0, 1; captions of shards 0, 1; prompts. Worker 0/2
     // takes parts 0, 2, 4: shard 0 only. Shard 1 is garbage (same size) while it runs: had
@@ -529,11 +518,11 @@ fn shard_workers_list_only_their_shards_and_together_make_the_whole_run() {
     let shard1 = root.join("test/1.tar");
     let good = std::fs::read(&shard1).unwrap();
     std::fs::write(&shard1, vec![0x41u8; good.len()]).unwrap();
-    let o = run(&s, &split, &["--shard", "0/2"]);
+    let o = clipflow_run(&s, &split, &["--shard", "0/2"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(!split.join("manifest.json").exists());
     std::fs::write(&shard1, &good).unwrap();
-    let o = run(&s, &split, &["--shard", "1/2"]);
+    let o = clipflow_run(&s, &split, &["--shard", "1/2"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(split.join("manifest.json").exists());
     let bits = |run: &Path| -> BTreeMap<String, Vec<u32>> {

@@ -582,7 +582,7 @@ mod tests {
 /// and DEC's gradient checks (all in `f64`, where the differences are meaningful).
 #[cfg(test)]
 pub(crate) mod gradient_check {
-    use super::{LayerGrad, Mlp};
+    use super::{Dense, LayerGrad, Mlp};
 
     /// The step of the central differences.
     const H: f64 = 1e-6;
@@ -604,25 +604,23 @@ pub(crate) mod gradient_check {
         mut loss: impl FnMut(&Mlp<f64>) -> f64,
         what: &str,
     ) -> usize {
+        type Field = fn(&mut Dense<f64>) -> &mut Vec<f64>;
         let mut checked = 0;
-        for (l, (layer, grad)) in net.layers.iter().zip(grads).enumerate() {
-            for p in 0..layer.weights.len() {
-                let (mut a, mut c) = (net.clone(), net.clone());
-                a.layers[l].weights[p] += H;
-                c.layers[l].weights[p] -= H;
-                assert_close(grad.weights[p], loss(&a), loss(&c), || {
-                    format!("{what} layer {l} weight {p}")
-                });
-                checked += 1;
-            }
-            for p in 0..layer.bias.len() {
-                let (mut a, mut c) = (net.clone(), net.clone());
-                a.layers[l].bias[p] += H;
-                c.layers[l].bias[p] -= H;
-                assert_close(grad.bias[p], loss(&a), loss(&c), || {
-                    format!("{what} layer {l} bias {p}")
-                });
-                checked += 1;
+        for (l, grad) in grads.iter().enumerate().take(net.layers.len()) {
+            let fields: [(&str, Field, &[f64]); 2] = [
+                ("weight", |d| &mut d.weights, &grad.weights),
+                ("bias", |d| &mut d.bias, &grad.bias),
+            ];
+            for (name, field, analytic) in fields {
+                for (p, &analytic) in analytic.iter().enumerate() {
+                    let (mut a, mut c) = (net.clone(), net.clone());
+                    field(&mut a.layers[l])[p] += H;
+                    field(&mut c.layers[l])[p] -= H;
+                    assert_close(analytic, loss(&a), loss(&c), || {
+                        format!("{what} layer {l} {name} {p}")
+                    });
+                    checked += 1;
+                }
             }
         }
         checked
