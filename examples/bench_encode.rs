@@ -100,8 +100,8 @@ fn main() {
         device: DeviceRequest::Cpu,
         intra_threads: threads,
     };
-    let mut enc =
-        Encoder::load(&files, settings, &|w| eprintln!("{w}")).unwrap_or_else(|e| panic!("{e}"));
+    let mut enc = Encoder::load(&files, settings, false, &|w| eprintln!("{w}"))
+        .unwrap_or_else(|e| panic!("{e}"));
     let pre = enc.preprocess.clone().expect("an image model");
     let ds = dataset::open(
         &DatasetConfig::new(DatasetFormat::Folder, args[2].clone()),

@@ -282,7 +282,8 @@ fn main() {
         intra_threads: 0,
     };
     let mut enc = embed.then(|| {
-        Encoder::load(&files, settings, &|w| eprintln!("{w}")).unwrap_or_else(|e| panic!("{e}"))
+        Encoder::load(&files, settings, false, &|w| eprintln!("{w}"))
+            .unwrap_or_else(|e| panic!("{e}"))
     });
     let plane = 3 * oh * ow;
     let (mut abs_tensor, mut abs_levels, mut count) = (0.0f64, 0.0f64, 0usize);

@@ -318,7 +318,7 @@ fn embeddings_match_onnxruntime_python_on_every_layout() {
             device: encode::DeviceRequest::Cpu,
             intra_threads: 1,
         };
-        let mut enc = Encoder::load(&files, settings, &|_| {}).unwrap();
+        let mut enc = Encoder::load(&files, settings, true, &|_| {}).unwrap();
         // Each folder's rule (clipflow.json's, else transformers' for the bare optimum folder)
         // is the one its golden was made with.
         let rounding = &enc.preprocess.as_ref().unwrap().rules.crop_rounding;

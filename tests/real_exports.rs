@@ -62,7 +62,8 @@ fn load(dir: &Path, keys: &Value) -> Encoder {
         device: DeviceRequest::Cpu,
         intra_threads: 1,
     };
-    Encoder::load(&files, settings, &|_| {}).unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+    Encoder::load(&files, settings, true, &|_| {})
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
 }
 
 /// Embeds every golden image and text; returns (image embeddings, text embeddings).

@@ -25,6 +25,7 @@ use ort::session::Session;
 use ort::value::{TensorElementType, TensorRef, ValueType};
 
 use crate::config::{Pooling, Tower};
+use model::tower_name;
 pub use model::{locate, Layout, ModelFiles, TowerFiles};
 pub use pipeline::{
     decode_pool, encode_images, encode_texts, EncodedBatch, ImageJob, RowFailure, TextInput,
@@ -106,9 +107,18 @@ impl Encoder {
     /// Opens a model's sessions, reads its preprocessing and tokenizer, and runs one probe
     /// image and text through the towers it uses, so a broken model fails before any work
     /// starts.
+    ///
+    /// `encodes_text` says whether the study sends any caption or prompt through this model.
+    /// When it does not, a text tower in a graph of its own is left closed and its tokenizer
+    /// unparsed: opening them was most of an image-only run's start-up with a small model (60
+    /// of 95 ms on 2,000 textiles, README "Benchmarks and fidelity"), and with a ViT-B/32
+    /// export it is a 250 MB graph read for nothing. The manifest's `towers_not_opened` says
+    /// so. A text tower in the image tower's own graph is opened all the same: that graph
+    /// takes text inputs with every image, and they stay the tokenizer's empty text.
     pub fn load(
         files: &ModelFiles,
         settings: SessionSettings,
+        encodes_text: bool,
         warn: &dyn Fn(&str),
     ) -> Result<Encoder, EncodeError> {
         if files.image.is_none() && files.text.is_none() {
@@ -117,12 +127,17 @@ impl Encoder {
                 message: "the model has no tower to encode with".into(),
             });
         }
+        let text_files = files.text.as_ref().filter(|t| {
+            encodes_text
+                || match &files.image {
+                    Some(image) => image.graph == t.graph,
+                    None => true,
+                }
+        });
         // The tokenizer parses on its own thread while the sessions open (each ~50 ms for a
         // small model, the larger part of a short run's start-up). A failed session returns
         // first and the detached parse is dropped.
-        let parsing = files
-            .text
-            .as_ref()
+        let parsing = text_files
             .and(files.tokenizer.clone())
             .map(|path| std::thread::spawn(move || text::parse(&path)));
         let mut sessions: Vec<Session> = Vec::new();
@@ -144,7 +159,7 @@ impl Encoder {
             Ok(sessions.len() - 1)
         };
         let image_session = files.image.as_ref().map(|t| open(&t.graph)).transpose()?;
-        let text_session = files.text.as_ref().map(|t| open(&t.graph)).transpose()?;
+        let text_session = text_files.map(|t| open(&t.graph)).transpose()?;
         let placement = placement.unwrap_or(Placement {
             device: "cpu".into(),
             fallback_reason: None,
@@ -154,7 +169,7 @@ impl Encoder {
             (Some(t), Some(i)) => Some(role(&sessions[i], t, i, Tower::Image)?),
             _ => None,
         };
-        let mut text = match (&files.text, text_session) {
+        let mut text = match (text_files, text_session) {
             (Some(t), Some(i)) => Some(role(&sessions[i], t, i, Tower::Text)?),
             _ => None,
         };
@@ -263,7 +278,7 @@ impl Encoder {
             (None, None) => (Vec::new(), Vec::new()),
         };
 
-        for (r, t) in [(&mut image, &files.image), (&mut text, &files.text)] {
+        for (r, t) in [(&mut image, files.image.as_ref()), (&mut text, text_files)] {
             if let (Some(r), Some(t)) = (r.as_mut(), t) {
                 if let Some(p) = &t.projection {
                     r.projection = Some(Projection::load(p, settings)?);
@@ -336,9 +351,23 @@ impl Encoder {
         Ok(encoder)
     }
 
-    /// The towers this encoder embeds with.
+    /// The towers this encoder embeds with: those of its files the study uses.
     pub fn towers(&self) -> Vec<Tower> {
-        self.files.towers()
+        [
+            self.image.as_ref().map(|_| Tower::Image),
+            self.text.as_ref().map(|_| Tower::Text),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+
+    /// The towers of the model's files that [`Encoder::load`] left closed, and why.
+    pub fn towers_not_opened(&self) -> Vec<(Tower, &'static str)> {
+        match (&self.files.text, &self.text) {
+            (Some(_), None) => vec![(Tower::Text, "the study encodes no caption or prompt")],
+            _ => Vec::new(),
+        }
     }
 
     /// What the manifest records about each tower used.
@@ -369,12 +398,8 @@ impl Encoder {
             .tower_summaries()
             .into_iter()
             .map(|(t, s)| {
-                let name = match t {
-                    Tower::Image => "image",
-                    Tower::Text => "text",
-                };
                 (
-                    name.to_string(),
+                    tower_name(t).to_string(),
                     serde_json::to_value(s).unwrap_or_default(),
                 )
             })
@@ -391,6 +416,11 @@ impl Encoder {
             "preprocess": self.preprocess,
             "scoring": self.scoring,
             "device": self.placement,
+            "towers_not_opened": self
+                .towers_not_opened()
+                .into_iter()
+                .map(|(t, why)| (tower_name(t).to_string(), serde_json::json!(why)))
+                .collect::<serde_json::Map<_, _>>(),
         })
     }
 
@@ -781,5 +811,62 @@ fn ids_length(session: &Session, ids: Option<&(String, TensorElementType)>) -> O
     match dims.as_slice() {
         [_, n] if *n > 0 => Some(*n as usize),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ModelConfig;
+
+    /// A study without texts leaves a text graph of its own closed and says so; a combined
+    /// graph (optimum's one model.onnx) keeps its text inputs. Either way the image
+    /// embeddings, the dimension and the scoring are the ones a full load gives.
+    #[test]
+    fn a_study_without_texts_opens_no_separate_text_tower() {
+        let settings = SessionSettings {
+            device: DeviceRequest::Cpu,
+            intra_threads: 1,
+        };
+        for (fixture, separate) in [("xenova", true), ("optimum", false)] {
+            let config = ModelConfig {
+                path: format!(
+                    "{}/tests/fixtures/models/{fixture}",
+                    env!("CARGO_MANIFEST_DIR")
+                ),
+                ..Default::default()
+            };
+            let files = locate(&config, 0).unwrap();
+            let mut full = Encoder::load(&files, settings, true, &|_| {}).unwrap();
+            let mut images_only = Encoder::load(&files, settings, false, &|_| {}).unwrap();
+            assert_eq!(full.towers(), vec![Tower::Image, Tower::Text], "{fixture}");
+            assert!(full.towers_not_opened().is_empty(), "{fixture}");
+            let record = images_only.describe();
+            if separate {
+                assert_eq!(images_only.towers(), vec![Tower::Image], "{fixture}");
+                assert!(images_only.tokenizer.is_none(), "{fixture}");
+                assert_eq!(
+                    record["towers_not_opened"]["text"],
+                    "the study encodes no caption or prompt"
+                );
+                assert!(record["towers"].get("text").is_none(), "{record}");
+            } else {
+                assert_eq!(images_only.towers(), full.towers(), "{fixture}");
+                assert_eq!(record["towers_not_opened"], serde_json::json!({}));
+            }
+            assert_eq!(
+                (images_only.dim, &images_only.scoring),
+                (full.dim, &full.scoring)
+            );
+            let (h, w) = full.input_size;
+            let pixels: Vec<f32> = (0..2 * 3 * h * w)
+                .map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0)
+                .collect();
+            assert_eq!(
+                images_only.embed_pixels(&pixels, 2).unwrap(),
+                full.embed_pixels(&pixels, 2).unwrap(),
+                "{fixture}"
+            );
+        }
     }
 }

@@ -376,7 +376,7 @@ pub fn locate(config: &ModelConfig, index: usize) -> Result<ModelFiles, EncodeEr
     })
 }
 
-fn tower_name(t: Tower) -> &'static str {
+pub(crate) fn tower_name(t: Tower) -> &'static str {
     match t {
         Tower::Image => "image",
         Tower::Text => "text",

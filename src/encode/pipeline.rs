@@ -442,7 +442,7 @@ mod tests {
             device: super::super::DeviceRequest::Cpu,
             intra_threads: 2,
         };
-        let encoder = Encoder::load(&files, settings, &|_| {}).unwrap();
+        let encoder = Encoder::load(&files, settings, true, &|_| {}).unwrap();
         let dataset = crate::dataset::open(
             &DatasetConfig::new(DatasetFormat::Folder, dir.path().display().to_string()),
             0,

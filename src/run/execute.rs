@@ -16,7 +16,9 @@ use super::plan::Plan;
 use super::share;
 use crate::augment::Variant;
 use crate::dataset::Item;
-use crate::encode::{self, EncodeError, Encoder, ImageJob, RowFailure, SessionSettings, TextInput};
+use crate::encode::{
+    self, model, EncodeError, Encoder, ImageJob, RowFailure, SessionSettings, TextInput,
+};
 use crate::progress::Progress;
 use crate::store::{self, EmbeddingRow, ErrorRecord, PartWriter, StoreError};
 use crate::util;
@@ -205,10 +207,17 @@ pub fn execute(
     };
     let mut encoders = Vec::new();
     let mut model_records = Vec::new();
+    // What `parts` gives text parts for.
+    let encodes_text = plan.captions || !plan.prompts.is_empty();
     for m in &plan.models {
-        let enc = Encoder::load(&m.files, settings, &|w| progress.warn(w))?;
+        let enc = Encoder::load(&m.files, settings, encodes_text, &|w| progress.warn(w))?;
+        let closed: String = enc
+            .towers_not_opened()
+            .iter()
+            .map(|(t, why)| format!(" ({} tower not opened: {why})", model::tower_name(*t)))
+            .collect();
         progress.info(&format!(
-            "model {}: {:?} layout, {}x{} input, {} dimensions, on {}",
+            "model {}: {:?} layout, {}x{} input, {} dimensions, on {}{closed}",
             m.files.name,
             m.files.layout,
             enc.input_size.0,
