@@ -10,8 +10,9 @@
 //! cores), a decoder beside it takes time slices from ONNX Runtime's threads, which split each
 //! matrix product evenly, so one preempted thread idles the other until the operation ends;
 //! decoding strictly between batches instead was measured (README, "Benchmarks and
-//! fidelity") and gave no lasting gain there, and cost 10% with the small texture-clip, where
-//! the model leaves room beside it. What pays on such machines is less decode CPU per image.
+//! fidelity") and gave no lasting gain there on an Intel Xeon, was 1.8–2.6% slower per row on
+//! a Zen 3 AMD EPYC, and cost 10% with the small texture-clip, where the model leaves room
+//! beside it. What pays on such machines is less decode CPU per image.
 
 use std::sync::mpsc::sync_channel;
 
