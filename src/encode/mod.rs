@@ -114,7 +114,10 @@ impl Encoder {
     /// of 95 ms on 2,000 textiles, README "Benchmarks and fidelity"), and with a ViT-B/32
     /// export it is a 250 MB graph read for nothing. The manifest's `towers_not_opened` says
     /// so. A text tower in the image tower's own graph is opened all the same: that graph
-    /// takes text inputs with every image, and they stay the tokenizer's empty text.
+    /// takes text inputs with every image, and they stay the tokenizer's empty text. Without
+    /// the text graph, scoring found only in ONNX metadata is read from the image graph
+    /// (`scripts/export_clip.py` writes it into both); no table of such a study scores texts.
+    /// The model's files are hashed into the run's identity all the same.
     pub fn load(
         files: &ModelFiles,
         settings: SessionSettings,

@@ -14,7 +14,7 @@
 //! - an AC lookup decodes two coefficients when both fit (a photo's average coefficient is
 //!   under 5 bits): the chain that bounds entropy decoding, from the bit buffer through the
 //!   table load to the shift, runs about half as often (clipflow's whole-image decode went
-//!   from 0.87 to 0.79 of libjpeg's time on a Zen 3, 0.85 to 0.75 at half scale);
+//!   from 0.87 to 0.80 of libjpeg's time on a Zen 3, 0.85 to 0.76 at half scale);
 //! - the bit buffer refills eight bytes at a time when none of them is 0xFF (one test for the
 //!   eight), where `jdhuff.c` tests and shifts in one byte at a time.
 //!
@@ -41,7 +41,8 @@ use std::ffi::{c_int, c_uint, c_void};
 use mozjpeg_sys as ffi;
 
 /// Bits of lookahead of the code tables: a code and its value bits up to this long decode in
-/// one lookup (4 KB per table and 8 KB more per AC table: a typical scan's 24 KB stay in L1).
+/// one lookup (4 KB per table and 8 KB more per AC table: a colour scan's two DC and two AC
+/// tables read 24 KB, which stay in L1).
 /// 11 bits decoded no faster with pairs, 12 slower without them (README).
 const LOOKAHEAD: u32 = 10;
 
