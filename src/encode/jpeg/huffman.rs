@@ -921,22 +921,7 @@ mod tests {
         assert_eq!(t.maxcode[11], 0b11111111001);
         for look in 0..1u32 << LOOKAHEAD {
             let e = t.lookup[look as usize];
-            // Decode `look` bit by bit with maxcode/valoffset.
-            let (mut code, mut l) = (0u32, 0u32);
-            let found = loop {
-                if l == LOOKAHEAD {
-                    break None;
-                }
-                code = code << 1 | (look >> (LOOKAHEAD - 1 - l)) & 1;
-                l += 1;
-                if code as i32 <= t.maxcode[l as usize] {
-                    break Some((
-                        l,
-                        t.huffval[(code as i32 + t.valoffset[l as usize]) as usize],
-                    ));
-                }
-            };
-            match found {
+            match code_at(&t, look, 0) {
                 None => assert_eq!(e, 0, "{look:010b}"),
                 Some((l, symbol)) => {
                     assert_eq!(
@@ -955,12 +940,30 @@ mod tests {
         }
     }
 
+    /// The code that starts `at` bits into the lookahead bits `look`, decoded bit by bit with
+    /// maxcode/valoffset (Figure F.16): its length and symbol, if it ends within them.
+    fn code_at(t: &Table, look: u32, at: u32) -> Option<(u32, u8)> {
+        let (mut code, mut l) = (0u32, 0u32);
+        while at + l < LOOKAHEAD {
+            code = code << 1 | (look >> (LOOKAHEAD - 1 - at - l)) & 1;
+            l += 1;
+            if code as i32 <= t.maxcode[l as usize] {
+                return Some((
+                    l,
+                    t.huffval[(code as i32 + t.valoffset[l as usize]) as usize],
+                ));
+            }
+        }
+        None
+    }
+
     /// Every pair entry, at every block position, against jdhuff.c's loop decoding the same
     /// bits one symbol at a time (bit by bit, Figure F.16): the same block, the same bits
     /// used, the same next position, and a second coefficient whenever the bits hold one
     /// within the block. Run on the standard table and on one whose codes are all short.
     #[test]
     fn pair_entries_decode_what_one_symbol_at_a_time_decodes() {
+        // SAFETY: plain C data.
         let mut short: ffi::JHUFF_TBL = unsafe { std::mem::zeroed() };
         // 2-bit codes 00 -> 0x01, 01 -> 0xF0, 10 -> 0x00 (end), 3-bit 110 -> 0x21,
         // 111 -> 0x12: pairs of every kind, runs that leave the block.
@@ -974,26 +977,14 @@ mod tests {
                 let bit = |at: u32| (look >> (LOOKAHEAD - 1 - at)) & 1;
                 // One symbol from bit `at`, with its value, if both lie within the lookahead.
                 let symbol_at = |at: u32| -> Option<(u32, u32, i32)> {
-                    let (mut code, mut l) = (0u32, 0u32);
-                    while at + l < LOOKAHEAD {
-                        code = code << 1 | bit(at + l);
-                        l += 1;
-                        if code as i32 <= t.maxcode[l as usize] {
-                            let sym =
-                                t.huffval[(code as i32 + t.valoffset[l as usize]) as usize] as u32;
-                            let size = sym & 15;
-                            if at + l + size > LOOKAHEAD {
-                                return None;
-                            }
-                            let raw = (at + l..at + l + size).fold(0, |v, b| v << 1 | bit(b));
-                            let value = if size == 0 { 0 } else { extend(raw, size) };
-                            return Some((l + size, sym, value));
-                        }
-                        if l == 16 {
-                            break;
-                        }
+                    let (l, sym) = code_at(&t, look, at)?;
+                    let size = sym as u32 & 15;
+                    if at + l + size > LOOKAHEAD {
+                        return None;
                     }
-                    None
+                    let raw = (at + l..at + l + size).fold(0, |v, b| v << 1 | bit(b));
+                    let value = if size == 0 { 0 } else { extend(raw, size) };
+                    Some((l + size, sym as u32, value))
                 };
                 let p = t.pairs[look as usize];
                 if symbol_at(0).is_none() {
