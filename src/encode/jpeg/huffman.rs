@@ -575,9 +575,14 @@ fn ac_coefficients<const STORE: bool>(
     cinfo: *mut Cinfo,
 ) {
     let mut k = 1usize;
+    refill(bits);
     loop {
-        refill(bits);
+        // The lookup's bits are already in the buffer (at least LOOKAHEAD of them: see the
+        // refill after a long code), so the index is taken before the refill, whose bytes
+        // land below them: the refill then runs beside the table load instead of before it.
+        debug_assert!(bits.bits >= LOOKAHEAD);
         let index = bits.peek(LOOKAHEAD) as usize;
+        refill(bits);
         let p = ac.pairs[index];
         if p & WHOLE != 0 {
             let used;
@@ -600,6 +605,9 @@ fn ac_coefficients<const STORE: bool>(
                 break;
             }
             k += 1;
+            // A long code and its value take up to 31 bits: top the buffer up again so that
+            // the next index has its bits.
+            refill(bits);
         }
         if k >= 64 {
             break;
