@@ -284,8 +284,11 @@ fn extend(raw: u32, size: u32) -> i32 {
     }
 }
 
-/// The bit reader's position: a buffer whose top `bits` bits are the next ones (the bits
-/// below are zero), and the source's next byte.
+/// The bit reader's position: a buffer whose top `bits` bits are the next ones, and the
+/// source's next byte. The bits below them are either zeros or the bits that follow in the
+/// stream up to a point before the next 0xFF (see [`refill`]): every fill ORs a byte into
+/// the place it already holds, and a marker is never reached with other bits than zeros
+/// below it.
 #[derive(Clone, Copy)]
 struct Bits {
     buffer: u64,
@@ -662,35 +665,41 @@ fn decode_long(bits: &mut Bits, t: &Table, e: u32, cinfo: *mut Cinfo) -> u32 {
     t.huffval[(code as i32 + t.valoffset[l as usize]) as usize & 255] as u32
 }
 
-/// Tops the buffer up to at least 57 bits, eight bytes at once when none is 0xFF. At a
-/// marker or the end of the buffer, sets `stuck` and reads zeros from there.
+/// Tops the buffer up to at least 56 bits whenever the next eight bytes hold no 0xFF, and
+/// below 32 bits byte by byte (`refill_bytes`). At a marker or the end of the buffer, sets
+/// `stuck` and reads zeros from there.
+///
+/// The eight-byte path runs on every call, without a branch on the bit count (a branch the
+/// data decides, so often mispredicted): it merges all of `v` below the buffer's bits and
+/// counts only whole bytes, so the bits below `bits` are no longer zeros but the stream's own
+/// next bits (none of them past a 0xFF), which a later refill writes again, the same.
 #[inline(always)]
 fn refill(bits: &mut Bits) {
-    if bits.bits >= 32 {
-        return;
-    }
-    if bits.left >= 8 {
+    if bits.left >= 8 && !bits.stuck {
         // SAFETY: eight bytes remain at `next`.
         let v =
             u64::from_be_bytes(unsafe { std::ptr::read_unaligned(bits.next as *const [u8; 8]) });
         // A byte of v is 0xFF iff the same byte of !v is zero.
         let inv = !v;
         if inv.wrapping_sub(0x0101_0101_0101_0101) & !inv & 0x8080_8080_8080_8080 == 0 {
+            // Not stuck, so bits <= 63 (`refill_bytes` stops at 63).
             let take = (63 - bits.bits) >> 3;
-            bits.buffer |= (v >> (64 - 8 * take)) << (64 - bits.bits - 8 * take);
-            bits.bits += 8 * take;
+            bits.buffer |= v >> bits.bits;
+            bits.bits |= 56;
             // SAFETY: take <= 7 < 8 bytes remain.
             bits.next = unsafe { bits.next.add(take as usize) };
             bits.left -= take as usize;
             return;
         }
     }
-    *bits = refill_bytes(*bits);
+    if bits.bits < 32 {
+        *bits = refill_bytes(*bits);
+    }
 }
 
 #[inline(never)]
 fn refill_bytes(mut bits: Bits) -> Bits {
-    while bits.bits <= 56 {
+    while bits.bits <= 55 {
         if bits.left == 0 {
             bits.stuck = true;
             break;
@@ -765,7 +774,8 @@ impl Slow<'_> {
                     clipflow_jpeg_warn_hit_marker(self.cinfo);
                     *self.insufficient = 1;
                 }
-                // Zero bits (the buffer holds zeros below its valid bits).
+                // Zero bits (below its valid bits the buffer holds the bytes read before the
+                // marker, then zeros).
                 self.bits.bits = MIN_GET_BITS;
             }
         }
