@@ -675,14 +675,15 @@ fn decode_long(bits: &mut Bits, t: &Table, e: u32, cinfo: *mut Cinfo) -> u32 {
 /// next bits (none of them past a 0xFF), which a later refill writes again, the same.
 #[inline(always)]
 fn refill(bits: &mut Bits) {
-    if bits.left >= 8 && !bits.stuck {
+    // 64 bits: a full buffer (the slow path's fill can leave one), where the merge below would
+    // shift by the whole width.
+    if bits.left >= 8 && !bits.stuck && bits.bits < 64 {
         // SAFETY: eight bytes remain at `next`.
         let v =
             u64::from_be_bytes(unsafe { std::ptr::read_unaligned(bits.next as *const [u8; 8]) });
         // A byte of v is 0xFF iff the same byte of !v is zero.
         let inv = !v;
         if inv.wrapping_sub(0x0101_0101_0101_0101) & !inv & 0x8080_8080_8080_8080 == 0 {
-            // Not stuck, so bits <= 63 (`refill_bytes` stops at 63).
             let take = (63 - bits.bits) >> 3;
             bits.buffer |= v >> bits.bits;
             bits.bits |= 56;
@@ -1074,6 +1075,70 @@ mod tests {
         assert_eq!(extend(0b100, 3), 4);
         assert_eq!(extend(0, 15), -32767);
         assert_eq!(extend(0x7FFF, 15), 0x7FFF);
+    }
+
+    /// After every refill the buffer's top `bits` bits are the stream's next ones, whatever
+    /// was consumed before (the bits below them may hold the stream's following bits), and a
+    /// full buffer, which the slow path's fill can leave, is left as it is.
+    #[test]
+    fn refills_keep_the_stream_bits_on_top() {
+        let mut seed = 7u64;
+        let bytes: Vec<u8> = (0..4096)
+            .map(|_| {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+                ((seed >> 56) as u8).min(0xFE)
+            })
+            .collect();
+        // The stream's `n` bits from bit `pos`, at the top of a u64.
+        let stream = |pos: usize, n: u32| -> u64 {
+            (0..n as usize).fold(0u64, |v, i| {
+                let bit = (bytes[(pos + i) / 8] >> (7 - (pos + i) % 8)) & 1;
+                v | (bit as u64) << (63 - i)
+            })
+        };
+        let top = |b: &Bits| {
+            if b.bits == 0 {
+                0
+            } else {
+                b.buffer & !(u64::MAX >> b.bits)
+            }
+        };
+        let mut bits = Bits {
+            buffer: 0,
+            bits: 0,
+            next: bytes.as_ptr(),
+            left: bytes.len(),
+            stuck: false,
+        };
+        let mut pos = 0usize;
+        for step in 0..3000u32 {
+            refill(&mut bits);
+            assert!(
+                bits.bits >= 32 && bits.bits <= 63,
+                "step {step}: {} bits",
+                bits.bits
+            );
+            assert_eq!(top(&bits), stream(pos, bits.bits), "step {step}");
+            let n = 1 + (step * 7 + step / 3) % 31;
+            bits.consume(n);
+            pos += n as usize;
+            if pos + 64 > 8 * bytes.len() {
+                break;
+            }
+        }
+        let full = Bits {
+            buffer: stream(0, 64),
+            bits: 64,
+            next: bytes[8..].as_ptr(),
+            left: bytes.len() - 8,
+            stuck: false,
+        };
+        let mut after = full;
+        refill(&mut after);
+        assert_eq!(
+            (after.buffer, after.bits, after.left),
+            (full.buffer, 64, full.left)
+        );
     }
 
     /// libjpeg rejects such tables before clipflow's decoder sees them; built anyway, they
