@@ -36,7 +36,9 @@
 //! (`scan.c` reads the fields the Rust binding keeps private); progressive, arithmetic-coded
 //! and multi-scan files keep libjpeg's decoders.
 
+use std::cell::RefCell;
 use std::ffi::{c_int, c_uint, c_void};
+use std::rc::Rc;
 
 use mozjpeg_sys as ffi;
 
@@ -123,6 +125,49 @@ struct Table {
     /// `huffval` index of the first code of each length, less that code.
     valoffset: [i32; 18],
     huffval: [u8; 256],
+}
+
+/// Tables built on this thread lately, kept for the files that follow: most files of a
+/// dataset carry their encoder's tables (libjpeg's standard ones unless the encoder optimised
+/// them), and building one (a lookup and a pair entry for each of 1,024 lookaheads) took
+/// about 4% of decoding a 250×250 textile. At most this many (about 13 KB each).
+const RECENT_TABLES: usize = 8;
+
+/// A table built from a `JHUFF_TBL` with these contents.
+struct RecentTable {
+    ac: bool,
+    bits: [u8; 17],
+    huffval: [u8; 256],
+    table: Rc<Table>,
+}
+
+thread_local! {
+    /// Oldest first.
+    static RECENT: RefCell<Vec<RecentTable>> = const { RefCell::new(Vec::new()) };
+}
+
+/// [`Table::new`] of `source`, or the same table built for an earlier file on this thread
+/// (a table depends on nothing but the counts, the symbols and whether it is AC).
+fn shared_table(source: &ffi::JHUFF_TBL, ac: bool) -> Rc<Table> {
+    RECENT.with(|recent| {
+        let mut recent = recent.borrow_mut();
+        let same =
+            |r: &&RecentTable| r.ac == ac && r.bits == source.bits && r.huffval == source.huffval;
+        if let Some(hit) = recent.iter().find(same) {
+            return Rc::clone(&hit.table);
+        }
+        let table = Rc::new(Table::new(source, ac));
+        if recent.len() == RECENT_TABLES {
+            recent.remove(0);
+        }
+        recent.push(RecentTable {
+            ac,
+            bits: source.bits,
+            huffval: source.huffval,
+            table: Rc::clone(&table),
+        });
+        table
+    })
 }
 
 /// The entry holds the coefficient's value: its bits were consumed with the code.
@@ -320,8 +365,9 @@ pub struct Decoder {
     libjpeg: *mut Header,
     cinfo: *mut Cinfo,
     scan: ScanInfo,
-    /// The scan's distinct tables, and which of them each block of an MCU uses.
-    tables: Vec<Table>,
+    /// The scan's distinct tables (shared through [`shared_table`]), and which of them each
+    /// block of an MCU uses.
+    tables: Vec<Rc<Table>>,
     dc_table: [usize; MAX_BLOCKS],
     ac_table: [usize; MAX_BLOCKS],
     buffer: u64,
@@ -387,7 +433,7 @@ impl Decoder {
                     None => {
                         sources.push(source);
                         // SAFETY: scan.c returned a non-null table of this scan.
-                        self.tables.push(Table::new(unsafe { &*source }, ac));
+                        self.tables.push(shared_table(unsafe { &*source }, ac));
                         self.tables.len() - 1
                     }
                 };
@@ -906,6 +952,31 @@ mod tests {
         t.bits[1..].copy_from_slice(&counts);
         t.huffval[..values.len()].copy_from_slice(&values);
         t
+    }
+
+    /// Files share a built table only when its counts, symbols and kind are the same, and the
+    /// thread keeps at most [`RECENT_TABLES`] of them.
+    #[test]
+    fn tables_are_shared_only_between_equal_contents() {
+        let first = shared_table(&luminance_ac(), true);
+        assert!(Rc::ptr_eq(&first, &shared_table(&luminance_ac(), true)));
+        assert!(!Rc::ptr_eq(&first, &shared_table(&luminance_ac(), false)));
+        let mut symbols = luminance_ac();
+        symbols.huffval.swap(0, 1);
+        let other = shared_table(&symbols, true);
+        assert!(!Rc::ptr_eq(&first, &other));
+        assert_eq!(other.huffval[0], 0x02);
+        let mut counts = luminance_ac();
+        counts.bits[16] -= 1;
+        assert!(!Rc::ptr_eq(&first, &shared_table(&counts, true)));
+        for i in 0..3 * RECENT_TABLES {
+            let mut t = luminance_ac();
+            t.huffval[200] = i as u8;
+            shared_table(&t, true);
+        }
+        RECENT.with(|r| assert_eq!(r.borrow().len(), RECENT_TABLES));
+        // Evicted, so built anew; the earlier one lives on where it is held.
+        assert!(!Rc::ptr_eq(&first, &shared_table(&luminance_ac(), true)));
     }
 
     /// Every lookup entry against a bit-by-bit decode of the same bits (Figure F.16), by hand:
