@@ -133,13 +133,8 @@ struct Table {
 /// about 4% of decoding a 250×250 textile. At most this many (about 13 KB each).
 const RECENT_TABLES: usize = 8;
 
-/// A table built from a `JHUFF_TBL` with these contents.
-struct RecentTable {
-    ac: bool,
-    bits: [u8; 17],
-    huffval: [u8; 256],
-    table: Rc<Table>,
-}
+/// Whether AC, the `JHUFF_TBL` contents, and the table built from them.
+type RecentTable = (bool, [u8; 17], [u8; 256], Rc<Table>);
 
 thread_local! {
     /// Oldest first.
@@ -151,21 +146,17 @@ thread_local! {
 fn shared_table(source: &ffi::JHUFF_TBL, ac: bool) -> Rc<Table> {
     RECENT.with(|recent| {
         let mut recent = recent.borrow_mut();
-        let same =
-            |r: &&RecentTable| r.ac == ac && r.bits == source.bits && r.huffval == source.huffval;
+        let same = |(a, bits, vals, _): &&RecentTable| {
+            *a == ac && *bits == source.bits && *vals == source.huffval
+        };
         if let Some(hit) = recent.iter().find(same) {
-            return Rc::clone(&hit.table);
+            return Rc::clone(&hit.3);
         }
         let table = Rc::new(Table::new(source, ac));
         if recent.len() == RECENT_TABLES {
             recent.remove(0);
         }
-        recent.push(RecentTable {
-            ac,
-            bits: source.bits,
-            huffval: source.huffval,
-            table: Rc::clone(&table),
-        });
+        recent.push((ac, source.bits, source.huffval, Rc::clone(&table)));
         table
     })
 }
