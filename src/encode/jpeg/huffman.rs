@@ -617,42 +617,73 @@ fn ac_coefficients<const STORE: bool>(
     let mut k = 1usize;
     refill(bits);
     loop {
-        // The lookup's bits are already in the buffer (at least LOOKAHEAD of them: see the
-        // refill after a long code), so the index is taken before the refill, whose bytes
-        // land below them: the refill then runs beside the table load instead of before it.
+        // The lookup's bits are already in the buffer (at least LOOKAHEAD of them: see
+        // LOOKUPS_PER_REFILL), so the index is taken before the refill, whose bytes land
+        // below them: the refill then runs beside the table load instead of before it.
         debug_assert!(bits.bits >= LOOKAHEAD);
         let index = bits.peek(LOOKAHEAD) as usize;
         refill(bits);
-        let p = ac.pairs[index];
-        if p & WHOLE != 0 {
-            let used;
-            (used, k) = pair_step::<STORE>(p, k, block);
-            bits.consume(used);
-        } else {
-            let e = ac.lookup[index];
-            let symbol = decode_long(bits, ac, e, cinfo);
-            let (run, size) = (symbol >> 4, symbol & 15);
-            if size != 0 {
-                k += run as usize;
-                let raw = bits.peek(size);
-                bits.consume(size);
-                if STORE {
-                    block[natural(k)] = extend(raw, size) as i16;
-                }
-            } else if run == 15 {
-                k += 15;
-            } else {
-                break;
+        k = ac_lookup::<STORE>(bits, ac, block, index, k, cinfo);
+        for _ in 1..LOOKUPS_PER_REFILL {
+            if k >= 64 {
+                return;
             }
-            k += 1;
-            // A long code and its value take up to 31 bits: top the buffer up again so that
-            // the next index has its bits.
-            refill(bits);
+            let index = bits.peek(LOOKAHEAD) as usize;
+            k = ac_lookup::<STORE>(bits, ac, block, index, k, cinfo);
         }
         if k >= 64 {
-            break;
+            return;
         }
     }
+}
+
+/// AC lookups per refill. A refill leaves at least [`REFILLED`] bits and a whole entry
+/// consumes at most [`LOOKAHEAD`], so this many lookups in a row still leave the next one its
+/// lookahead; a long code refills after itself. The refill and its merge (about twenty
+/// instructions) ran before every lookup, most of a lookup's instructions; a 640x480 photo
+/// decodes about 100,000 of them.
+const LOOKUPS_PER_REFILL: u32 = 4;
+const _: () = assert!(REFILLED - LOOKUPS_PER_REFILL * LOOKAHEAD >= LOOKAHEAD);
+
+/// One AC lookup at block position `k` (below 64), `index` being the next [`LOOKAHEAD`] bits:
+/// decodes one or two coefficients and returns the next `k`, 64 or more at the block's end.
+#[inline(always)]
+fn ac_lookup<const STORE: bool>(
+    bits: &mut Bits,
+    ac: &Table,
+    block: &mut Block,
+    index: usize,
+    k: usize,
+    cinfo: *mut Cinfo,
+) -> usize {
+    let p = ac.pairs[index];
+    if p & WHOLE != 0 {
+        let (used, k) = pair_step::<STORE>(p, k, block);
+        bits.consume(used);
+        return k;
+    }
+    // A long code and its value take up to 31 bits, and the lookups before this one in its
+    // group may have left as few as LOOKAHEAD (the refill only adds bits below `index`'s).
+    refill(bits);
+    let e = ac.lookup[index];
+    let symbol = decode_long(bits, ac, e, cinfo);
+    let (run, size) = (symbol >> 4, symbol & 15);
+    let mut k = k;
+    if size != 0 {
+        k += run as usize;
+        let raw = bits.peek(size);
+        bits.consume(size);
+        if STORE {
+            block[natural(k)] = extend(raw, size) as i16;
+        }
+    } else if run == 15 {
+        k += 15;
+    } else {
+        return 64;
+    }
+    // Back to REFILLED bits for the lookups left in the group.
+    refill(bits);
+    k + 1
 }
 
 /// Decodes a [`WHOLE`] pair entry at block position `k` (below 64): returns the bits it used
@@ -702,8 +733,12 @@ fn decode_long(bits: &mut Bits, t: &Table, e: u32, cinfo: *mut Cinfo) -> u32 {
     t.huffval[(code as i32 + t.valoffset[l as usize]) as usize & 255] as u32
 }
 
-/// Tops the buffer up to at least 56 bits whenever the next eight bytes hold no 0xFF, and
-/// below 32 bits byte by byte (`refill_bytes`). At a marker or the end of the buffer, sets
+/// The bits [`refill`] leaves in the buffer, at least (or 64 once stuck, zeros past the
+/// marker).
+const REFILLED: u32 = 56;
+
+/// Tops the buffer up to at least [`REFILLED`] bits: eight bytes at once when none of them is
+/// 0xFF, else byte by byte (`refill_bytes`). At a marker or the end of the buffer, sets
 /// `stuck` and reads zeros from there.
 ///
 /// The eight-byte path runs on every call, without a branch on the bit count (a branch the
@@ -730,14 +765,14 @@ fn refill(bits: &mut Bits) {
             return;
         }
     }
-    if bits.bits < 32 {
+    if bits.bits < REFILLED {
         *bits = refill_bytes(*bits);
     }
 }
 
 #[inline(never)]
 fn refill_bytes(mut bits: Bits) -> Bits {
-    while bits.bits <= 55 {
+    while bits.bits < REFILLED {
         if bits.left == 0 {
             bits.stuck = true;
             break;
