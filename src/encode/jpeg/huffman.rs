@@ -17,6 +17,8 @@
 //!   from 0.87 to 0.80 of libjpeg's time on a Zen 3, 0.85 to 0.76 at half scale);
 //! - the bit buffer refills eight bytes at a time when none of them is 0xFF (one test for the
 //!   eight), where `jdhuff.c` tests and shifts in one byte at a time.
+//!   An AC block refills once per [`LOOKUPS_PER_REFILL`] lookups, not before each: the
+//!   buffer always holds enough bits for that many.
 //!
 //! Where the data is not clean it reads as `jdhuff.c`'s slow path reads, step for step: an
 //! MCU whose fast decode meets a marker or the end of the buffer is decoded again, from zeroed
