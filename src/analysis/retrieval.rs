@@ -3,7 +3,7 @@
 //! # Definitions (CLIP_benchmark's, so numbers compare with the literature)
 //!
 //! - Scores are `query · gallery` over L2-normalised `f32` vectors (checked, see
-//!   [`check_unit_norm`](super::check_unit_norm)).
+//!   [`super::check_unit_norm`]).
 //! - A query's positives are given by [`Positives`]: the gallery item with the same index
 //!   (caption pairing, one caption per image), or every gallery item sharing a key (several
 //!   captions per image, or class-level retrieval with a shared label).

@@ -19,7 +19,7 @@
 //! # Stages
 //!
 //! Each stage is one file under `stages/` owning its settings, its run, its tables, plots and
-//! notes, and its report section; [`registry`] lists them (see there for how to add one).
+//! notes, and its report section; `registry` lists them (see there for how to add one).
 //! A stage that fails on a model's data (a degenerate cloud, one-image classes) becomes a note
 //! naming the model, variant and stage, and the other stages still run: these stages run
 //! after hours of encoding, and one of them failing must not cost the rest.

@@ -3,7 +3,7 @@
 //! Noise is applied at the model's input resolution, after resize and crop: a σ then means the
 //! same thing for a 4000-pixel photo and a 64-pixel icon, which is what robustness tables
 //! compare. (Noise added before the resize would be averaged away by downscaling, more so for
-//! larger originals.) Pixel-space kinds work on the [0,1] image; `units: normalized` Gaussian
+//! larger originals.) Pixel-space kinds work on the `[0, 1]` image; `units: normalized` Gaussian
 //! noise works on the mean/std-normalised tensor the model receives.
 //!
 //! Every variant of every item draws from its own random stream, seeded by (study seed, item
@@ -28,7 +28,7 @@ use crate::util::seeded_rng;
 /// The name of the variant without noise; always present, always first.
 pub const CLEAN: &str = "clean";
 
-/// An image at the model's input size, RGB, interleaved, values in [0,1].
+/// An image at the model's input size, RGB, interleaved, values in `[0, 1]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PixelImage {
     pub width: usize,

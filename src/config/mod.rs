@@ -132,7 +132,7 @@ impl Source {
 }
 
 /// Reads `path`, applies `overrides` (`key.path=value`, in order) and checks the result against
-/// the schema. Nothing on disk besides `path` is looked at: that is [`crate::plan`]'s job.
+/// the schema. Nothing on disk besides `path` is looked at: that is [`crate::run::plan`]'s job.
 pub fn load(path: &Path, overrides: &[String]) -> Result<LoadedConfig, ConfigError> {
     let text = read_study_text(path)?;
     let study = parse(path, &text, overrides)?;

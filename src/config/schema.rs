@@ -303,7 +303,7 @@ pub enum NoisePreset {
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum NoiseUnits {
-    /// σ in [0,1] pixel units, added before mean/std normalisation, result clamped to [0,1].
+    /// σ in `[0, 1]` pixel units, added before mean/std normalisation, result clamped to `[0, 1]`.
     #[default]
     Pixel,
     /// σ in units of the normalised tensor the model receives, not clamped.

@@ -494,7 +494,7 @@ impl Preprocess {
         Ok(out)
     }
 
-    /// Resize + crop to the model's input size, as [0,1] floats (before normalisation), the
+    /// Resize + crop to the model's input size, as `[0, 1]` floats (before normalisation), the
     /// space pixel noise is applied in.
     pub fn to_pixels(&self, rgb: &RgbImage) -> Result<PixelImage, DecodeFailure> {
         let img = Rgbx::from_rgb(rgb.width() as usize, rgb.height() as usize, rgb.as_raw());
@@ -502,7 +502,7 @@ impl Preprocess {
         Ok(self.pixels_of(&crop))
     }
 
-    /// A cropped image as [0,1] floats (`rescale_factor` applied), HWC.
+    /// A cropped image as `[0, 1]` floats (`rescale_factor` applied), HWC.
     pub fn pixels_of(&self, crop: &Rgbx) -> PixelImage {
         let mut data = Vec::with_capacity(crop.width * crop.height * 3);
         for p in crop.data.chunks_exact(4) {

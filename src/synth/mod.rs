@@ -54,7 +54,7 @@ pub enum SynthCommand {
     /// Images are landscape, SIZE pixels high and SIZE*5/4 wide, so a model's resize and centre
     /// crop both matter.
     ///
-    /// Layouts: DIR/folder/<class>/<id>.png with DIR/folder/metadata.jsonl (ImageFolder), and
+    /// Layouts: `DIR/folder/<class>/<id>.png` with DIR/folder/metadata.jsonl (ImageFolder), and
     /// DIR/parquet/train-0000i-of-0000K.parquet (Hugging Face style: `image` struct{bytes, path},
     /// `caption`, `label`, `id`, `fg_color`, `bg_color`, `scale`, `rotation_deg`,
     /// `dark_background`), plus
@@ -101,7 +101,7 @@ pub struct TexturesArgs {
 /// Which layouts `synth textures` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Layout {
-    /// DIR/folder/<class>/<id>.<ext> plus metadata.jsonl.
+    /// `DIR/folder/<class>/<id>.<ext>` plus metadata.jsonl.
     Folder,
     /// DIR/parquet/train-*.parquet.
     Parquet,

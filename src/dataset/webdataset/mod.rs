@@ -15,14 +15,14 @@
 //! webdataset writers (ShardWriter, img2dataset) guarantee and which is checked within a shard
 //! (a repeated key is an error row).
 //!
-//! **Samples** are grouped by key as the webdataset library does (see [`keys`]). The image is
+//! **Samples** are grouped by key as the webdataset library does (see `keys`). The image is
 //! the first of `dataset.webdataset.image` (default `jpg, jpeg, png, webp`) the sample has; the
 //! caption is a member's text (`txt`, one caption per line when `caption_lines`) or a JSON field
 //! (`json:caption`; a list of strings is several captions); the label is `cls` (an integer) or
 //! a JSON field. A sample whose image, caption or label member is truncated, unreadable or
 //! malformed, a sample without an image, and a damaged header become rows of `errors.parquet`
 //! (recorded once, by the first model's image part of that shard); the rest of the shard
-//! still runs (see [`tar`] for how a damaged header is skipped).
+//! still runs (see `tar` for how a damaged header is skipped).
 //!
 //! **CLIP_benchmark's layout** (`<root>/<split>/{0..n-1}.tar` with `nshards.txt`, and
 //! `classnames.txt`, `zeroshot_classification_templates.txt`, `dataset_type.txt` in `<root>`) is

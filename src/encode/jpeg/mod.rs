@@ -5,14 +5,14 @@
 //!   as it does in Pillow; the inverse DCT, upsampling and colour conversion are skipped), and
 //!   `jpeg_crop_scanline` limits those to the needed columns;
 //! - several rows per `jpeg_read_scanlines` call, into the region's buffer, with no zeroing;
-//! - clipflow's own Huffman decoder ([`huffman`]) in place of libjpeg's for sequential files:
+//! - clipflow's own Huffman decoder (`huffman`) in place of libjpeg's for sequential files:
 //!   the same coefficients, faster.
 //!
 //! Measured by `scripts/bench_preprocess` (one core): 4000×3000 photos resized and cropped to
 //! 224 decode in 39.8 ms instead of 48.0 (exact mode) and 18.9 instead of 19.9 (fast mode)
 //! thanks to the region; on 640×480 files of ~100 KB the region saves nothing, since Huffman
 //! decoding, which no region can skip, is two thirds of the time (the benchmark's `tjbench` at
-//! 1/8 scale against full scale): there [`huffman`] takes a whole decode from 1.17 to 1.03 ms,
+//! 1/8 scale against full scale): there `huffman` takes a whole decode from 1.17 to 1.03 ms,
 //! and a half-scale one (fast mode) from 1.00 to 0.79 ms. The region's buffer is also smaller
 //! than the image's.
 //!
@@ -37,7 +37,7 @@ mod huffman;
 /// tests and for `examples/bench_preprocess`, which prints what clipflow's saves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EntropyDecoder {
-    /// [`huffman`]'s: one lookup per coefficient, eight bytes per refill.
+    /// `huffman`'s: one lookup per coefficient, eight bytes per refill.
     Clipflow,
     /// libjpeg-turbo's own `jdhuff.c`.
     Libjpeg,

@@ -40,7 +40,7 @@ const STEPS: f64 = 65_535.0;
 #[derive(Debug, Clone)]
 pub struct InteractiveMap {
     pub title: String,
-    /// What the axes are ("t-SNE", "UMAP", "PCA"): the axes read "<axis> 1" and "<axis> 2".
+    /// What the axes are ("t-SNE", "UMAP", "PCA"): the axes read "`<axis> 1`" and "`<axis> 2`".
     pub axis: String,
     /// A line under the title (trustworthiness, sample size, ...).
     pub note: Option<String>,
