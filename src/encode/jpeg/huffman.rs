@@ -622,7 +622,7 @@ fn ac_coefficients<const STORE: bool>(
         // The lookup's bits are already in the buffer (at least LOOKAHEAD of them: see
         // LOOKUPS_PER_REFILL), so the index is taken before the refill, whose bytes land
         // below them: the refill then runs beside the table load instead of before it.
-        debug_assert!(bits.bits >= LOOKAHEAD);
+        debug_assert!(bits.bits >= REFILLED - LOOKUPS_PER_REFILL * LOOKAHEAD);
         let index = bits.peek(LOOKAHEAD) as usize;
         refill(bits);
         k = ac_lookup::<STORE>(bits, ac, block, index, k, cinfo);
@@ -665,7 +665,8 @@ fn ac_lookup<const STORE: bool>(
         return k;
     }
     // A long code and its value take up to 31 bits, and the lookups before this one in its
-    // group may have left as few as LOOKAHEAD (the refill only adds bits below `index`'s).
+    // group may have left as few as REFILLED - 3·LOOKAHEAD = 26 (the refill only adds bits
+    // below `index`'s).
     refill(bits);
     let e = ac.lookup[index];
     let symbol = decode_long(bits, ac, e, cinfo);
@@ -774,6 +775,12 @@ fn refill(bits: &mut Bits) {
 
 #[inline(never)]
 fn refill_bytes(mut bits: Bits) -> Bits {
+    if bits.stuck {
+        // Zeros below the real bits, as when it got stuck, without scanning the marker (or a
+        // long 0xFF run before the end of the data) again on every refill.
+        bits.bits = 64;
+        return bits;
+    }
     while bits.bits < REFILLED {
         if bits.left == 0 {
             bits.stuck = true;
@@ -803,7 +810,7 @@ fn refill_bytes(mut bits: Bits) -> Bits {
         bits.bits += 8;
     }
     if bits.stuck {
-        // Zeros from here on: enough that no further refill is attempted in this MCU.
+        // Zeros from here on.
         bits.bits = 64;
     }
     bits
@@ -1213,7 +1220,7 @@ mod tests {
         for step in 0..3000u32 {
             refill(&mut bits);
             assert!(
-                bits.bits >= 32 && bits.bits <= 63,
+                bits.bits >= REFILLED && bits.bits <= 63,
                 "step {step}: {} bits",
                 bits.bits
             );
@@ -1238,6 +1245,90 @@ mod tests {
             (after.buffer, after.bits, after.left),
             (full.buffer, 64, full.left)
         );
+    }
+
+    /// The AC loop's bit budget at its limits: a table whose short code takes exactly
+    /// LOOKAHEAD bits with its value (1-bit code, size 9) and whose long code takes 31 (16-bit
+    /// code, size 15), in random orders so that long codes fall at every place of a refill
+    /// group; values all ones, so the stream is full of stuffed 0xFF bytes and the eight-byte
+    /// refill rarely runs (nothing below the buffer's bits but zeros: a lookup that reads past
+    /// them decodes wrongly).
+    #[test]
+    fn ac_lookups_never_read_past_the_buffered_bits() {
+        // SAFETY: plain C data.
+        let mut source: ffi::JHUFF_TBL = unsafe { std::mem::zeroed() };
+        // "0" -> 0x09, "10" -> 0x00 (end of block), "1100000000000000" -> 0x0F.
+        source.bits[1] = 1;
+        source.bits[2] = 1;
+        source.bits[16] = 1;
+        source.huffval[..3].copy_from_slice(&[0x09, 0x00, 0x0F]);
+        let t = Table::new(&source, true);
+        let mut seed = 99u64;
+        let mut random = |n: u64| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        let (mut out, mut acc, mut nacc) = (Vec::new(), 0u64, 0u32);
+        let mut put = |out: &mut Vec<u8>, v: u64, n: u32| {
+            acc = acc << n | v;
+            nacc += n;
+            while nacc >= 8 {
+                nacc -= 8;
+                let byte = (acc >> nacc) as u8;
+                out.push(byte);
+                if byte == 0xFF {
+                    out.push(0);
+                }
+            }
+        };
+        let mut want = Vec::new();
+        for _ in 0..3000 {
+            let mut block = [0i16; 64];
+            let mut k = 1;
+            let end = if random(4) == 0 {
+                1 + random(63) as usize
+            } else {
+                64
+            };
+            while k < end {
+                let (v, size) = if random(3) == 0 {
+                    (0x7FFFu64, 15)
+                } else {
+                    (0x1FF, 9)
+                };
+                let v = if random(8) == 0 { random(1 << size) } else { v };
+                if size == 15 {
+                    put(&mut out, 0b1100000000000000, 16);
+                } else {
+                    put(&mut out, 0, 1);
+                }
+                put(&mut out, v, size);
+                block[natural(k)] = extend(v as u32, size) as i16;
+                k += 1;
+            }
+            if end < 64 {
+                put(&mut out, 0b10, 2);
+            }
+            want.push(block);
+        }
+        put(&mut out, 0, 7);
+        out.extend([0u8; 64]);
+        assert!(out.iter().filter(|&&b| b == 0xFF).count() * 20 > out.len());
+        let mut bits = Bits {
+            buffer: 0,
+            bits: 0,
+            next: out.as_ptr(),
+            left: out.len(),
+            stuck: false,
+        };
+        for (i, want) in want.iter().enumerate() {
+            let mut got = [0i16; 64];
+            ac_coefficients::<true>(&mut bits, &t, &mut got, std::ptr::null_mut());
+            assert!(!bits.stuck && bits.bits <= 64, "block {i}");
+            assert_eq!(&got, want, "block {i}");
+        }
     }
 
     /// libjpeg rejects such tables before clipflow's decoder sees them; built anyway, they
