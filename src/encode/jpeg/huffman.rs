@@ -642,8 +642,8 @@ fn ac_coefficients<const STORE: bool>(
 /// AC lookups per refill. A refill leaves at least [`REFILLED`] bits and a whole entry
 /// consumes at most [`LOOKAHEAD`], so this many lookups in a row still leave the next one its
 /// lookahead; a long code refills after itself. The refill and its merge (about twenty
-/// instructions) ran before every lookup, most of a lookup's instructions; a 640x480 photo
-/// decodes about 100,000 of them.
+/// instructions) ran before every lookup, about half of a lookup's instructions; a 640x480
+/// photo decodes about 100,000 lookups.
 const LOOKUPS_PER_REFILL: u32 = 4;
 const _: () = assert!(REFILLED - LOOKUPS_PER_REFILL * LOOKAHEAD >= LOOKAHEAD);
 
