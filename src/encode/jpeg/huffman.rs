@@ -258,17 +258,18 @@ impl Table {
     }
 }
 
-/// The entry is whole: the other fields hold one or two coefficients.
-const WHOLE: u64 = 1 << 10;
-
 /// The AC entry for the lookahead bits `i`: the coefficient `lookup[i]` decodes and, when the
 /// bits it leaves hold a whole second one (code and value), that one too, so a lookup decodes
 /// two coefficients about half the time (photos average under 5 bits a coefficient). Bits
-/// 0–4: bits consumed by both; 5–9: by the first alone; 10: [`WHOLE`]; 11–15: how far past
-/// `k` the first coefficient's successor must lie for the second to be in the same block (0
-/// when there is no second); 16–19: the first's offset from `k`; 20–24: the second's; 25–31:
-/// how far `k` moves; 32–47 and 48–63: the two values. One coefficient alone is written as
-/// a pair that writes it twice, so the decoding loop has no branch on how many there are.
+/// 0–5: bits consumed by both (the six bits of a 64-bit shift's count, so the shift takes the
+/// entry unmasked: no AND on the chain from the table load to the next lookup); 6–9: by the
+/// first alone; 10–14: the first's offset from `k` plus one, which is where its successor
+/// lies (a second coefficient is in the block when that is); 15–19: the second's offset;
+/// 20–26: how far `k` moves; 27–30: bits 0–3 again, for the bit count (one field serving
+/// both would share its mask between them, and the compiler then puts the mask back on the
+/// shift); 32–47 and 48–63: the two values. An entry that decodes anything consumes bits, so
+/// it is never 0, the value of the others. One coefficient alone is written as a pair that
+/// writes it twice, so the decoding loop has no branch on how many there are.
 /// A run of 16 zeros (0xF0) counts as a zero written at its last place, the end of a block
 /// as a zero written at `k` and a move of 64, as in `ac_coefficients`.
 fn pair_entry(lookup: &[u32; 1 << LOOKAHEAD], i: usize) -> u64 {
@@ -281,11 +282,11 @@ fn pair_entry(lookup: &[u32; 1 << LOOKAHEAD], i: usize) -> u64 {
     let value = |e: u32| (((e as i32) >> 20) as i16 as u16) as u64;
     let used = (first & 31) as u64;
     let single = used
-        | used << 5
-        | WHOLE
-        | run(first) << 16
-        | run(first) << 20
-        | (run(first) + step(first)) << 25
+        | used << 6
+        | (run(first) + 1) << 10
+        | run(first) << 15
+        | (run(first) + step(first)) << 20
+        | used << 27
         | value(first) << 32
         | value(first) << 48;
     if first & END_OF_BLOCK != 0 {
@@ -300,16 +301,18 @@ fn pair_entry(lookup: &[u32; 1 << LOOKAHEAD], i: usize) -> u64 {
         return single;
     }
     let at_second = run(first) + 1 + run(second);
-    (used + (second & 31) as u64)
-        | used << 5
-        | WHOLE
-        | (run(first) + 1) << 11
-        | run(first) << 16
-        | at_second << 20
-        | (at_second + step(second)) << 25
+    let both = used + (second & 31) as u64;
+    both | used << 6
+        | (run(first) + 1) << 10
+        | at_second << 15
+        | (at_second + step(second)) << 20
+        | both << 27
         | value(first) << 32
         | value(second) << 48
 }
+
+// The fields' widths: a lookup consumes at most LOOKAHEAD bits, and the count's field is four.
+const _: () = assert!(LOOKAHEAD < 16);
 
 /// `HUFF_EXTEND`: the `size`-bit value `raw` as the signed coefficient it codes.
 #[inline(always)]
@@ -327,14 +330,16 @@ fn extend(raw: u32, size: u32) -> i32 {
 /// stream up to a point before the next 0xFF (see [`refill`]): every fill ORs a byte into
 /// the place it already holds, and a marker is never reached with other bits than zeros
 /// below it.
+///
+/// When the fast path meets a marker or the end of the buffer, it is stuck: `left` is set to
+/// 0 (nothing more is read) and `bits` to 64 (zeros from there); the caller then decodes the
+/// MCU again on the slow path. A flag of its own would hold one more register in the AC loop.
 #[derive(Clone, Copy)]
 struct Bits {
     buffer: u64,
     bits: u32,
     next: *const u8,
     left: usize,
-    /// The fast path met a marker or the end of the buffer (it reads zeros from there).
-    stuck: bool,
 }
 
 impl Bits {
@@ -485,10 +490,11 @@ unsafe extern "C-unwind" fn decode_mcu(cinfo: *mut Cinfo, mcu: *mut *mut Block) 
                 bits: d.bits,
                 next: src.next_input_byte,
                 left: src.bytes_in_buffer,
-                stuck: false,
             };
             let mut done = false;
-            if *d.scan.unread_marker == 0 {
+            // A full buffer (the slow path's fill can leave one) goes the slow way: the fast
+            // refill's merge would shift by the whole width.
+            if *d.scan.unread_marker == 0 && start.bits < 64 {
                 let mut bits = start;
                 let mut last_dc = d.last_dc;
                 if d.decode_fast(&mut bits, &mut last_dc, mcu) {
@@ -604,7 +610,8 @@ impl Decoder {
             }
         }
         *state = local;
-        !state.stuck
+        // Stuck, or at the end of the buffer, where the slow path reads on from the source.
+        state.left != 0
     }
 }
 
@@ -659,10 +666,8 @@ fn ac_lookup<const STORE: bool>(
     cinfo: *mut Cinfo,
 ) -> usize {
     let p = ac.pairs[index];
-    if p & WHOLE != 0 {
-        let (used, k) = pair_step::<STORE>(p, k, block);
-        bits.consume(used);
-        return k;
+    if p != 0 {
+        return pair_step::<STORE>(bits, p, k, block);
     }
     // A long code and its value take up to 31 bits, and the lookups before this one in its
     // group may have left as few as REFILLED - 3·LOOKAHEAD = 26 (the refill only adds bits
@@ -689,25 +694,50 @@ fn ac_lookup<const STORE: bool>(
     k + 1
 }
 
-/// Decodes a [`WHOLE`] pair entry at block position `k` (below 64): returns the bits it used
-/// and the next `k`. The common case, without a branch on the symbols: one or two runs of
+/// Decodes a nonzero pair entry at block position `k` (below 64), consuming its bits: returns
+/// the next `k`. The common case, without a branch on the symbols: one or two runs of
 /// zeros, each then a value (a place written with a zero was not written before: blocks start
 /// zeroed).
 #[inline(always)]
-fn pair_step<const STORE: bool>(p: u64, k: usize, block: &mut Block) -> (u32, usize) {
-    let (first, second) = (k + ((p >> 16) & 15) as usize, k + ((p >> 20) & 31) as usize);
-    if k + ((p >> 11) & 31) as usize <= 63 {
+fn pair_step<const STORE: bool>(bits: &mut Bits, p: u64, k: usize, block: &mut Block) -> usize {
+    debug_assert!(k < 64);
+    // Where the first's successor lies (at least k + 1).
+    let after_first = k + ((p >> 10) & 31) as usize;
+    if after_first <= 63 {
         if STORE {
-            block[natural(first)] = (p >> 32) as i16;
-            block[natural(second)] = (p >> 48) as i16;
+            // SAFETY: both places are k plus a five-bit field, below 64 + 32.
+            unsafe {
+                put_natural(block, after_first - 1, (p >> 32) as i16);
+                put_natural(block, k + ((p >> 15) & 31) as usize, (p >> 48) as i16);
+            }
         }
-        ((p & 31) as u32, k + ((p >> 25) & 127) as usize)
+        // The shift takes the entry whole: its count is the low six bits.
+        bits.buffer = bits.buffer.wrapping_shl(p as u32);
+        bits.bits = bits.bits.wrapping_sub(((p >> 27) & 15) as u32);
+        k + ((p >> 20) & 127) as usize
     } else {
         // The first coefficient fills the block: the bits after it are the next block's.
         if STORE {
-            block[natural(first)] = (p >> 32) as i16;
+            // SAFETY: as above.
+            unsafe { put_natural(block, after_first - 1, (p >> 32) as i16) };
         }
-        (((p >> 5) & 31) as u32, first + 1)
+        bits.consume(((p >> 6) & 15) as u32);
+        after_first
+    }
+}
+
+/// `block[natural(zigzag)] = value` without the masks and bound checks, which were about a
+/// fifth of a pair step's instructions.
+///
+/// # Safety
+/// `zigzag` is below 128 (`NATURAL_ORDER`'s length; its entries are all below 64).
+#[inline(always)]
+unsafe fn put_natural(block: &mut Block, zigzag: usize, value: i16) {
+    debug_assert!(zigzag < NATURAL_ORDER.len());
+    // SAFETY: the caller's bound, and the table's entries are places of a block.
+    unsafe {
+        let place = *NATURAL_ORDER.get_unchecked(zigzag) as usize;
+        *block.get_unchecked_mut(place) = value;
     }
 }
 
@@ -741,8 +771,8 @@ fn decode_long(bits: &mut Bits, t: &Table, e: u32, cinfo: *mut Cinfo) -> u32 {
 const REFILLED: u32 = 56;
 
 /// Tops the buffer up to at least [`REFILLED`] bits: eight bytes at once when none of them is
-/// 0xFF, else byte by byte (`refill_bytes`). At a marker or the end of the buffer, sets
-/// `stuck` and reads zeros from there.
+/// 0xFF, else byte by byte (`refill_bytes`). At a marker or the end of the buffer, gets stuck
+/// (see [`Bits`]) and reads zeros from there. `bits` is below 64 unless stuck.
 ///
 /// The eight-byte path runs on every call, without a branch on the bit count (a branch the
 /// data decides, so often mispredicted): it merges all of `v` below the buffer's bits and
@@ -750,9 +780,8 @@ const REFILLED: u32 = 56;
 /// next bits (none of them past a 0xFF), which a later refill writes again, the same.
 #[inline(always)]
 fn refill(bits: &mut Bits) {
-    // 64 bits: a full buffer (the slow path's fill can leave one), where the merge below would
-    // shift by the whole width.
-    if bits.left >= 8 && !bits.stuck && bits.bits < 64 {
+    debug_assert!(bits.bits < 64 || bits.left == 0);
+    if bits.left >= 8 {
         // SAFETY: eight bytes remain at `next`.
         let v =
             u64::from_be_bytes(unsafe { std::ptr::read_unaligned(bits.next as *const [u8; 8]) });
@@ -769,22 +798,36 @@ fn refill(bits: &mut Bits) {
         }
     }
     if bits.bits < REFILLED {
-        *bits = refill_bytes(*bits);
+        // Field by field: a copy of the whole struct copies its padding too, and the compiler
+        // then holds the padding in a register of the AC loop.
+        let Bits {
+            buffer,
+            bits: count,
+            next,
+            left,
+        } = refill_bytes(Bits { ..*bits });
+        *bits = Bits {
+            buffer,
+            bits: count,
+            next,
+            left,
+        };
     }
 }
 
 #[inline(never)]
 fn refill_bytes(mut bits: Bits) -> Bits {
-    if bits.stuck {
-        // Zeros below the real bits, as when it got stuck, without scanning the marker (or a
-        // long 0xFF run before the end of the data) again on every refill.
+    // Once stuck, `left` is 0: the marker (or a long 0xFF run before the end of the data) is
+    // not scanned again on every refill.
+    let stuck = |mut bits: Bits| {
+        // Zeros below the real bits from here on.
         bits.bits = 64;
-        return bits;
-    }
+        bits.left = 0;
+        bits
+    };
     while bits.bits < REFILLED {
         if bits.left == 0 {
-            bits.stuck = true;
-            break;
+            return stuck(bits);
         }
         // SAFETY: `left` bytes remain at `next`.
         let c = unsafe { *bits.next };
@@ -797,8 +840,7 @@ fn refill_bytes(mut bits: Bits) -> Bits {
                 n += 1;
             }
             if n == bits.left || unsafe { *bits.next.add(n) } != 0 {
-                bits.stuck = true;
-                break;
+                return stuck(bits);
             }
             bits.next = unsafe { bits.next.add(n + 1) };
             bits.left -= n + 1;
@@ -808,10 +850,6 @@ fn refill_bytes(mut bits: Bits) -> Bits {
         }
         bits.buffer |= (c as u64) << (56 - bits.bits);
         bits.bits += 8;
-    }
-    if bits.stuck {
-        // Zeros from here on.
-        bits.bits = 64;
     }
     bits
 }
@@ -1141,14 +1179,22 @@ mod tests {
                         }
                     }
                     let mut got = [0i16; 64];
-                    let (got_used, got_k) = pair_step::<true>(p, k0, &mut got);
+                    let mut read = Bits {
+                        buffer: u64::MAX,
+                        bits: 64,
+                        next: std::ptr::null(),
+                        left: 0,
+                    };
+                    let got_k = pair_step::<true>(&mut read, p, k0, &mut got);
+                    let got_used = 64 - read.bits;
+                    assert_eq!(read.buffer, u64::MAX << got_used, "{look:010b} at {k0}");
                     let case = format!("{look:010b} at {k0}");
                     assert_eq!((got, got_used), (want, used), "{case}");
                     assert_eq!(got_k >= 64, ended, "{case}");
                     if !ended {
                         assert_eq!(got_k, k, "{case}");
                     }
-                    pairs += usize::from(got_used > (p >> 5 & 31) as u32);
+                    pairs += usize::from(got_used > (p >> 6 & 15) as u32);
                 }
             }
             assert!(pairs > 0);
@@ -1184,8 +1230,7 @@ mod tests {
     }
 
     /// After every refill the buffer's top `bits` bits are the stream's next ones, whatever
-    /// was consumed before (the bits below them may hold the stream's following bits), and a
-    /// full buffer, which the slow path's fill can leave, is left as it is.
+    /// was consumed before (the bits below them may hold the stream's following bits).
     #[test]
     fn refills_keep_the_stream_bits_on_top() {
         let mut seed = 7u64;
@@ -1214,7 +1259,6 @@ mod tests {
             bits: 0,
             next: bytes.as_ptr(),
             left: bytes.len(),
-            stuck: false,
         };
         let mut pos = 0usize;
         for step in 0..3000u32 {
@@ -1232,19 +1276,6 @@ mod tests {
                 break;
             }
         }
-        let full = Bits {
-            buffer: stream(0, 64),
-            bits: 64,
-            next: bytes[8..].as_ptr(),
-            left: bytes.len() - 8,
-            stuck: false,
-        };
-        let mut after = full;
-        refill(&mut after);
-        assert_eq!(
-            (after.buffer, after.bits, after.left),
-            (full.buffer, 64, full.left)
-        );
     }
 
     /// The AC loop's bit budget at its limits: a table whose short code takes exactly
@@ -1321,12 +1352,11 @@ mod tests {
             bits: 0,
             next: out.as_ptr(),
             left: out.len(),
-            stuck: false,
         };
         for (i, want) in want.iter().enumerate() {
             let mut got = [0i16; 64];
             ac_coefficients::<true>(&mut bits, &t, &mut got, std::ptr::null_mut());
-            assert!(!bits.stuck && bits.bits <= 64, "block {i}");
+            assert!(bits.left != 0 && bits.bits < 64, "block {i}");
             assert_eq!(&got, want, "block {i}");
         }
     }
