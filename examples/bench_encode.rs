@@ -72,6 +72,7 @@ fn decode_threads_cpu_secs() -> f64 {
 }
 
 fn main() {
+    clipflow::util::reuse_freed_buffers();
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 3 {
         eprintln!(

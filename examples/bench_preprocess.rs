@@ -112,6 +112,7 @@ fn time_mode(pre: &Preprocess, files: &[Vec<u8>], mode: Mode, tensor: &mut [f32]
 }
 
 fn main() {
+    clipflow::util::reuse_freed_buffers();
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 3 {
         eprintln!(

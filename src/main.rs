@@ -209,6 +209,7 @@ enum Inspect {
 }
 
 fn main() -> ExitCode {
+    clipflow::util::reuse_freed_buffers();
     let cli = Cli::parse();
     match cli.command {
         Command::Run {
