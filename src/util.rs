@@ -19,14 +19,21 @@ use sha2::{Digest, Sha256};
 /// faults per image, and about 1 with this setting. A fast-mode `clipflow run` of 1,000 such
 /// photos with the embedded model took 33,400 faults and 1.45 s of CPU before, 10,100 and
 /// 1.41 s after (medians of four interleaved runs). With it, allocations below 32 MB come
-/// from the heap, and up to 64 MB freed at its top stays there for the next image: what a
-/// worker holds stays bounded by its peak, one unit of work.
+/// from the heap, and up to 64 MB freed at its top stays there for the next image. Each
+/// thread's arena so keeps what its peak needed (for a decode worker, one unit of work's
+/// buffers), and resident memory stays near the sum of those peaks between images instead of
+/// falling back.
+///
+/// 64-bit glibc only: 32 MB is its largest mmap threshold there (16 MB on 32-bit, where setting
+/// the trim threshold alone would fix the mmap threshold at its 128 KB default). If glibc
+/// refuses the first setting, the second is not made.
 pub fn reuse_freed_buffers() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets malloc's parameters; called before other threads start.
+    #[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
+    // SAFETY: mallopt only sets malloc's parameters (thread-safe; called at start-up).
     unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
+        if libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20) == 1 {
+            libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
+        }
     }
 }
 

@@ -788,7 +788,9 @@ fn refill(bits: &mut Bits) {
         // A byte of v is 0xFF iff the same byte of !v is zero.
         let inv = !v;
         if inv.wrapping_sub(0x0101_0101_0101_0101) & !inv & 0x8080_8080_8080_8080 == 0 {
-            let take = (63 - bits.bits) >> 3;
+            // Masked so that a full buffer, which decode_mcu keeps off this path, could only
+            // garble bits, never move `next` past the buffer.
+            let take = (63u32.wrapping_sub(bits.bits) & 63) >> 3;
             bits.buffer |= v >> bits.bits;
             bits.bits |= 56;
             // SAFETY: take <= 7 < 8 bytes remain.
@@ -1275,6 +1277,52 @@ mod tests {
             if pos + 64 > 8 * bytes.len() {
                 break;
             }
+        }
+    }
+
+    /// At a marker, at a run of 0xFF bytes that is not stuffing, and at the end of the buffer,
+    /// the reader gets stuck: the bytes before on top of the buffer, zeros below them, 64 bits,
+    /// `left` 0, and no byte read after that (a later refill changes nothing but the count).
+    #[test]
+    fn the_reader_gets_stuck_at_markers_and_at_the_end() {
+        let cases: [(&[u8], &[u8]); 5] = [
+            (&[0x12, 0x34, 0xFF, 0xD9], &[0x12, 0x34]),
+            (
+                &[0x12, 0xFF, 0x00, 0x56, 0xFF, 0xFF, 0xD0],
+                &[0x12, 0xFF, 0x56],
+            ),
+            (&[0x12, 0x34, 0x56], &[0x12, 0x34, 0x56]),
+            (&[0xAB, 0xFF, 0xFF, 0xFF], &[0xAB]),
+            // Long enough for the eight-byte path, which sees the 0xFF and leaves it.
+            (
+                &[1, 2, 3, 4, 5, 6, 0xFF, 0xD9, 0, 0, 0, 0],
+                &[1, 2, 3, 4, 5, 6],
+            ),
+        ];
+        for (data, real) in cases {
+            let mut bits = Bits {
+                buffer: 0,
+                bits: 0,
+                next: data.as_ptr(),
+                left: data.len(),
+            };
+            refill(&mut bits);
+            let want = real
+                .iter()
+                .enumerate()
+                .fold(0u64, |v, (i, &b)| v | (b as u64) << (56 - 8 * i));
+            assert_eq!(
+                (bits.buffer, bits.bits, bits.left),
+                (want, 64, 0),
+                "{data:02X?}"
+            );
+            bits.consume(20);
+            refill(&mut bits);
+            assert_eq!(
+                (bits.buffer, bits.bits, bits.left),
+                (want << 20, 64, 0),
+                "{data:02X?}"
+            );
         }
     }
 
