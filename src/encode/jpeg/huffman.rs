@@ -260,16 +260,16 @@ impl Table {
 
 /// The AC entry for the lookahead bits `i`: the coefficient `lookup[i]` decodes and, when the
 /// bits it leaves hold a whole second one (code and value), that one too, so a lookup decodes
-/// two coefficients about half the time (photos average under 5 bits a coefficient). Bits
-/// 0–5: bits consumed by both (the six bits of a 64-bit shift's count, so the shift takes the
-/// entry unmasked: no AND on the chain from the table load to the next lookup); 6–9: by the
-/// first alone; 10–14: the first's offset from `k` plus one, which is where its successor
-/// lies (a second coefficient is in the block when that is); 15–19: the second's offset;
-/// 20–26: how far `k` moves; 27–30: bits 0–3 again, for the bit count (one field serving
-/// both would share its mask between them, and the compiler then puts the mask back on the
-/// shift); 32–47 and 48–63: the two values. An entry that decodes anything consumes bits, so
-/// it is never 0, the value of the others. One coefficient alone is written as a pair that
-/// writes it twice, so the decoding loop has no branch on how many there are.
+/// two coefficients about half the time (photos average under 5 bits a coefficient). Bits 0–5:
+/// bits consumed by both (the six bits of a 64-bit shift's count, so the shift takes the entry
+/// unmasked: no AND on the chain from the table load to the next lookup); 6–9: by the first
+/// alone; 10–14: the first's offset from `k` plus one, which is where its successor lies (the
+/// second is decoded only when that place is in the block); 15–19: the second's offset; 20–26:
+/// how far `k` moves; 27–30: bits 0–3 again, for the bit count (one field serving both would
+/// share its mask between them, and the compiler then puts the mask back on the shift); 32–47
+/// and 48–63: the two values. An entry that decodes anything consumes bits, so it is never 0,
+/// the value of the others. One coefficient alone is written as a pair that writes it twice, so
+/// the decoding loop has no branch on how many there are.
 /// A run of 16 zeros (0xF0) counts as a zero written at its last place, the end of a block
 /// as a zero written at `k` and a move of 64, as in `ac_coefficients`.
 fn pair_entry(lookup: &[u32; 1 << LOOKAHEAD], i: usize) -> u64 {
