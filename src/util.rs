@@ -15,14 +15,13 @@ use sha2::{Digest, Sha256};
 /// Why: every image allocates the same few buffers of 0.2 to 1.2 MB (the decoded pixels, the
 /// resampler's) and frees them. By default glibc serves such sizes with `mmap`, or trims them
 /// off the heap's top when they are freed, so the next image takes a page fault on every 4 KB
-/// of them again. Fast mode decoding and preprocessing 640x480 JPEGs in a loop took about 100
-/// faults per image, and about 1 with this setting. A fast-mode `clipflow run` of 1,000 such
-/// photos with the embedded model took 33,400 faults and 1.45 s of CPU before, 10,100 and
-/// 1.41 s after (medians of four interleaved runs). With it, allocations below 32 MB come
-/// from the heap, and up to 64 MB freed at its top stays there for the next image. Each
-/// thread's arena so keeps what its peak needed (for a decode worker, one unit of work's
-/// buffers), and resident memory stays near the sum of those peaks between images instead of
-/// falling back.
+/// of them again. A fast-mode `clipflow run` of the 1,000 640x480 photos
+/// `scripts/bench_preprocess` makes, with the embedded model, took 33,400 faults and 1.45 s of
+/// CPU before, 10,100 and 1.41 s after (`perf stat -e page-faults,task-clock`, medians of four
+/// interleaved runs). With it, allocations below 32 MB come from the heap, and up to 64 MB
+/// freed at its top stays there for the next image. Each thread's arena so keeps what its peak
+/// needed (for a decode worker, one unit of work's buffers), and resident memory stays near the
+/// sum of those peaks between images instead of falling back.
 ///
 /// 64-bit glibc only: 32 MB is its largest mmap threshold there (16 MB on 32-bit, where setting
 /// the trim threshold alone would fix the mmap threshold at its 128 KB default). If glibc

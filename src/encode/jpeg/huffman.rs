@@ -1189,8 +1189,8 @@ mod tests {
                     };
                     let got_k = pair_step::<true>(&mut read, p, k0, &mut got);
                     let got_used = 64 - read.bits;
-                    assert_eq!(read.buffer, u64::MAX << got_used, "{look:010b} at {k0}");
                     let case = format!("{look:010b} at {k0}");
+                    assert_eq!(read.buffer, u64::MAX << got_used, "{case}");
                     assert_eq!((got, got_used), (want, used), "{case}");
                     assert_eq!(got_k >= 64, ended, "{case}");
                     if !ended {
