@@ -137,8 +137,7 @@ fn main() {
         let t0 = Instant::now();
         let img = pre.decode(bytes, u64::MAX, Mode::Exact).unwrap();
         decode_secs += t0.elapsed().as_secs_f64();
-        let crop = pre.resize_crop(&img).unwrap();
-        pre.normalize_rgbx_into(&crop, &mut out);
+        pre.resize_crop_normalize_into(&img, &mut out).unwrap();
     }
     let per_image_ms = t.elapsed().as_secs_f64() * 1e3 / probe.len() as f64;
     println!(

@@ -102,8 +102,7 @@ fn time_mode(pre: &Preprocess, files: &[Vec<u8>], mode: Mode, tensor: &mut [f32]
         let t0 = cpu_now();
         let img = pre.decode(bytes, u64::MAX, mode).unwrap();
         let t1 = cpu_now();
-        let crop = pre.resize_crop(&img).unwrap();
-        pre.normalize_rgbx_into(&crop, tensor);
+        pre.resize_crop_normalize_into(&img, tensor).unwrap();
         let t2 = cpu_now();
         dec += t1 - t0;
         prep += t2 - t1;

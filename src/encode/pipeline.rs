@@ -261,31 +261,46 @@ fn prepare_item(
         reason,
     };
     let bytes = bytes.map_err(|r| fail("read", r))?;
-    let crop = preprocess
-        .load(&bytes, job.max_pixels, job.mode)
+    let image = preprocess
+        .decode(&bytes, job.max_pixels, job.mode)
         .map_err(|f| fail(f.stage, f.reason))?;
     drop(bytes);
     let plane = slot.len() / job.variants.len().max(1);
-    if crop.width * crop.height * 3 != plane {
+    let (width, height) = preprocess
+        .crop_size(&image)
+        .map_err(|f| fail(f.stage, f.reason))?;
+    if width * height * 3 != plane {
         return Err(fail(
             "preprocess",
             format!(
-                "preprocessed to {}x{} but the model takes {} values per image",
-                crop.width, crop.height, plane
+                "preprocessed to {width}x{height} but the model takes {plane} values per image"
             ),
         ));
     }
-    // Float pixels only for the variants that perturb them.
-    let base = job
-        .variants
-        .iter()
-        .any(|v| v.noise.is_some())
-        .then(|| preprocess.pixels_of(&crop));
+    if job.variants.iter().all(|v| v.noise.is_none()) {
+        // The clean tensor, straight from the resize; each further variant is a copy.
+        if !job.variants.is_empty() {
+            let (first, rest) = slot[..plane * job.variants.len()].split_at_mut(plane);
+            preprocess
+                .resize_crop_normalize_into(&image, first)
+                .map_err(|f| fail(f.stage, f.reason))?;
+            for tensor in rest.chunks_mut(plane.max(1)) {
+                tensor.copy_from_slice(first);
+            }
+        }
+        return Ok(Vec::new());
+    }
+    let crop = preprocess
+        .resize_crop(&image)
+        .map_err(|f| fail(f.stage, f.reason))?;
+    drop(image);
+    // Float pixels for the variants that perturb them.
+    let base = preprocess.pixels_of(&crop);
     let mut variant_failures = Vec::new();
     for ((v, variant), tensor) in job.variants.iter().enumerate().zip(slot.chunks_mut(plane)) {
-        match (&variant.noise, &base) {
-            (None, _) | (_, None) => preprocess.normalize_rgbx_into(&crop, tensor),
-            (Some(noise), Some(base)) => {
+        match &variant.noise {
+            None => preprocess.normalize_rgbx_into(&crop, tensor),
+            Some(noise) => {
                 let mut rng = augment::rng_for(job.seed, &item.id, variant);
                 let mut pixels = base.clone();
                 if let Err(reason) = noise.apply_pixels(&mut pixels, &mut rng) {

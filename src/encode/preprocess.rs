@@ -452,15 +452,73 @@ impl Preprocess {
         }
     }
 
-    /// Resizes and crops a decoded image (or the part of it [`Self::decode`] decoded).
-    pub fn resize_crop(&self, img: &Decoded) -> Result<Rgbx, DecodeFailure> {
+    /// The (width, height) [`Self::resize_crop`] gives `img`: the tensor's size.
+    pub fn crop_size(&self, img: &Decoded) -> Result<(usize, usize), DecodeFailure> {
+        Ok(self.placement(img)?.crop)
+    }
+
+    fn placement(&self, img: &Decoded) -> Result<Geometry, DecodeFailure> {
         if img.image.width == 0 || img.image.height == 0 {
             return Err(DecodeFailure {
                 stage: "decode",
                 reason: "image has no pixels".into(),
             });
         }
-        let g = self.geometry(img.scaled, (img.width, img.height));
+        Ok(self.geometry(img.scaled, (img.width, img.height)))
+    }
+
+    /// [`Self::resize_crop`] then [`Self::normalize_rgbx_into`], the same values, without
+    /// storing the crop when the image fills it: the resize hands its rows over eight at a
+    /// time ([`resample::RowSink`]) and they are normalised while in L1. A 640×480 JPEG's
+    /// crop is 200 KB of RGBX, written, then read back from L2 (fast mode: 0.20 ms of
+    /// preprocessing per image against 0.75 of decoding).
+    pub fn resize_crop_normalize_into(
+        &self,
+        img: &Decoded,
+        out: &mut [f32],
+    ) -> Result<(), DecodeFailure> {
+        self.resize_crop_normalize_with(img, out, resample::Isa::detected())
+    }
+
+    fn resize_crop_normalize_with(
+        &self,
+        img: &Decoded,
+        out: &mut [f32],
+        isa: resample::Isa,
+    ) -> Result<(), DecodeFailure> {
+        let g = self.placement(img)?;
+        let (cw, ch) = g.crop;
+        let padded = g.window.width != cw || g.window.height != ch;
+        if padded || self.filter == Filter::Nearest {
+            let crop = self.resize_crop_with(img, isa)?;
+            self.normalize_rgbx_with(&crop, out, isa);
+            return Ok(());
+        }
+        let mut sink = NormalizingSink {
+            normalizer: Normalizer::new(self, isa),
+            out: &mut out[..3 * cw * ch],
+            width: cw,
+            band: Vec::new(),
+        };
+        resample::resize_placed_into(
+            img.placed(),
+            g.tw,
+            g.th,
+            g.window,
+            kernel(self.filter),
+            isa,
+            &mut sink,
+        );
+        Ok(())
+    }
+
+    /// Resizes and crops a decoded image (or the part of it [`Self::decode`] decoded).
+    pub fn resize_crop(&self, img: &Decoded) -> Result<Rgbx, DecodeFailure> {
+        self.resize_crop_with(img, resample::Isa::detected())
+    }
+
+    fn resize_crop_with(&self, img: &Decoded, isa: resample::Isa) -> Result<Rgbx, DecodeFailure> {
+        let g = self.placement(img)?;
         let (cw, ch) = g.crop;
         let window = g.window;
         let inner = match self.filter {
@@ -468,14 +526,7 @@ impl Preprocess {
                 debug_assert!(img.image.width == img.scaled.0 && img.image.height == img.scaled.1);
                 resample::nearest_window(&img.image, g.tw, g.th, window)
             }
-            f => resample::resize_placed(
-                img.placed(),
-                g.tw,
-                g.th,
-                window,
-                kernel(f),
-                resample::Isa::detected(),
-            ),
+            f => resample::resize_placed(img.placed(), g.tw, g.th, window, kernel(f), isa),
         };
         if window.width == cw && window.height == ch {
             return Ok(inner);
@@ -536,33 +587,92 @@ impl Preprocess {
 
     fn normalize_rgbx_with(&self, crop: &Rgbx, out: &mut [f32], isa: resample::Isa) {
         let plane = crop.width * crop.height;
-        let (r, rest) = out[..3 * plane].split_at_mut(plane);
+        Normalizer::new(self, isa).pixels(&crop.data[..4 * plane], &mut out[..3 * plane], 0);
+    }
+}
+
+/// Normalises RGBX pixels into a CHW tensor: `(v · rescale − mean) / std` per channel.
+struct Normalizer {
+    rescale: f32,
+    mean: [f32; 3],
+    std: [f32; 3],
+    isa: resample::Isa,
+    /// The 256 values per channel, for the pixels the vector path leaves; made when first
+    /// needed.
+    table: Option<Box<[[f32; 256]; 3]>>,
+}
+
+impl Normalizer {
+    fn new(pre: &Preprocess, isa: resample::Isa) -> Normalizer {
+        Normalizer {
+            rescale: pre.rescale,
+            mean: pre.mean,
+            std: pre.std,
+            isa,
+            table: None,
+        }
+    }
+
+    /// `data`'s pixels into places `at..` of each of `out`'s three planes (a third of `out`
+    /// each): eight pixels per instruction with AVX2, the same float operations (multiply,
+    /// subtract, divide, each rounded) as the table, so the same bits.
+    fn pixels(&mut self, data: &[u8], out: &mut [f32], at: usize) {
+        let n = data.len() / 4;
+        let plane = out.len() / 3;
+        let (r, rest) = out.split_at_mut(plane);
         let (g, b) = rest.split_at_mut(plane);
-        let data = &crop.data[..4 * plane];
+        let (r, g, b) = (&mut r[at..at + n], &mut g[at..at + n], &mut b[at..at + n]);
         #[allow(unused_mut)]
         let mut done = 0;
         #[cfg(target_arch = "x86_64")]
-        if isa != resample::Isa::Scalar {
+        if self.isa != resample::Isa::Scalar {
             // SAFETY: `Isa::Avx2`/`Avx512` are only produced when the CPU has AVX2.
             done =
                 unsafe { x86::normalize_avx2(data, [r, g, b], self.rescale, self.mean, self.std) };
         }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = isa;
-        if done == plane {
+        if done == n {
             return;
         }
-        let mut lut = [[0.0f32; 256]; 3];
-        for (c, table) in lut.iter_mut().enumerate() {
-            for (v, x) in table.iter_mut().enumerate() {
-                *x = (v as f32 * self.rescale - self.mean[c]) / self.std[c];
+        let (rescale, mean, std) = (self.rescale, self.mean, self.std);
+        let table = self.table.get_or_insert_with(|| {
+            let mut table = Box::new([[0.0f32; 256]; 3]);
+            for (c, values) in table.iter_mut().enumerate() {
+                for (v, x) in values.iter_mut().enumerate() {
+                    *x = (v as f32 * rescale - mean[c]) / std[c];
+                }
             }
-        }
+            table
+        });
         for (i, p) in data.chunks_exact(4).enumerate().skip(done) {
-            r[i] = lut[0][p[0] as usize];
-            g[i] = lut[1][p[1] as usize];
-            b[i] = lut[2][p[2] as usize];
+            r[i] = table[0][p[0] as usize];
+            g[i] = table[1][p[1] as usize];
+            b[i] = table[2][p[2] as usize];
         }
+    }
+}
+
+/// The rows of a resize, normalised into the tensor as they come.
+struct NormalizingSink<'a> {
+    normalizer: Normalizer,
+    /// The whole tensor (three planes of `width` × the crop's height).
+    out: &'a mut [f32],
+    width: usize,
+    band: Vec<u8>,
+}
+
+impl resample::RowSink for NormalizingSink<'_> {
+    fn band(&mut self, _first: usize, count: usize) -> &mut [u8] {
+        let len = count * self.width * 4;
+        if self.band.len() < len {
+            self.band.resize(len, 0);
+        }
+        &mut self.band[..len]
+    }
+
+    fn commit(&mut self, first: usize, count: usize) {
+        let len = count * self.width * 4;
+        self.normalizer
+            .pixels(&self.band[..len], self.out, first * self.width);
     }
 }
 
@@ -1147,6 +1257,98 @@ mod tests {
         let out = p.to_pixels(&img).unwrap();
         // int(10 * 33 / 20) = 16
         assert_eq!((out.width, out.height), (16, 10));
+    }
+
+    #[test]
+    fn normalising_the_resize_band_by_band_gives_the_crop_normalised() {
+        // Every pass order (none, both each way, horizontal only, vertical only), a crop
+        // larger than the image (padded), NEAREST, and a region of a larger image, on every
+        // instruction set; the reference is the crop, stored, then normalised.
+        let noise = |w: usize, h: usize| Rgbx {
+            width: w,
+            height: h,
+            data: (0..w * h * 4)
+                .map(|i| ((i * 2_654_435_761usize) >> 13) as u8)
+                .collect(),
+        };
+        let cases = [
+            (serde_json::json!({"size": 24, "crop_size": 24}), 61, 24),
+            (serde_json::json!({"size": 24, "crop_size": 24}), 24, 61),
+            (serde_json::json!({"size": 24, "crop_size": 24}), 24, 24),
+            (
+                serde_json::json!({"size": 24, "crop_size": 24, "resample": 2}),
+                83,
+                70,
+            ),
+            (
+                serde_json::json!({"size": 24, "crop_size": 24, "resample": 1}),
+                70,
+                200,
+            ),
+            (
+                serde_json::json!({"size": {"height": 19, "width": 37}}),
+                50,
+                41,
+            ),
+            (
+                serde_json::json!({"size": {"height": 41, "width": 30}}),
+                50,
+                41,
+            ),
+            (
+                serde_json::json!({"size": {"height": 20, "width": 50}}),
+                50,
+                41,
+            ),
+            (serde_json::json!({"size": 24, "crop_size": 40}), 50, 30),
+            (
+                serde_json::json!({"size": 24, "crop_size": 24, "resample": 0}),
+                61,
+                47,
+            ),
+        ];
+        for (cfg, w, h) in cases {
+            let p = Preprocess::from_json(&cfg).unwrap();
+            let img = noise(w, h);
+            let whole = Decoded::whole(img.clone());
+            let g = p.geometry((w, h), (w, h));
+            let read = resample::input_window(w, h, g.tw, g.th, g.window, kernel(p.filter));
+            let region = Decoded {
+                image: Rgbx {
+                    width: read.width,
+                    height: read.height,
+                    data: (read.top..read.top + read.height)
+                        .flat_map(|y| {
+                            img.data[(y * w + read.left) * 4..(y * w + read.left + read.width) * 4]
+                                .to_vec()
+                        })
+                        .collect(),
+                },
+                left: read.left,
+                top: read.top,
+                ..Decoded::whole(img.clone())
+            };
+            let (cw, ch) = p.crop_size(&whole).unwrap();
+            for isa in resample::Isa::available() {
+                let mut want = vec![0.0f32; 3 * cw * ch];
+                let crop = p.resize_crop_with(&whole, isa).unwrap();
+                assert_eq!((crop.width, crop.height), (cw, ch));
+                p.normalize_rgbx_with(&crop, &mut want, isa);
+                let sources = [&whole, &region];
+                for (d, source) in sources.iter().enumerate() {
+                    if p.filter == Filter::Nearest && d == 1 {
+                        continue; // NEAREST is always decoded whole
+                    }
+                    let mut got = vec![f32::NAN; want.len()];
+                    p.resize_crop_normalize_with(source, &mut got, isa).unwrap();
+                    let same = got
+                        .iter()
+                        .zip(&want)
+                        .all(|(a, b)| a.to_bits() == b.to_bits());
+                    assert!(same, "{cfg} {w}x{h} {isa:?} source {d}");
+                }
+            }
+        }
     }
 
     #[test]

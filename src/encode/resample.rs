@@ -128,6 +128,9 @@ pub struct Coefficients {
     ksize: usize,
     bounds: Vec<(usize, usize)>,
     weights: Vec<i32>,
+    /// The weights in pairs split for the SIMD paths ([`split_pair`]), `ksize.div_ceil(2)`
+    /// per output pixel; an odd last weight pairs with zero.
+    split: Vec<(i32, i32)>,
 }
 
 impl Coefficients {
@@ -139,6 +142,22 @@ impl Coefficients {
             &self.weights[out * self.ksize..out * self.ksize + n],
         )
     }
+
+    /// [`Self::taps`]' weights of output pixel `out` as [`split_pair`]s.
+    fn split_taps(&self, out: usize) -> &[(i32, i32)] {
+        let stride = self.ksize.div_ceil(2);
+        let n = self.bounds[out].1;
+        &self.split[out * stride..out * stride + n.div_ceil(2)]
+    }
+}
+
+/// Weights `(a, b)` as the two 32-bit lanes `madd_epi16` multiplies a pair of 16-bit pixels
+/// by: (high halves, low halves) of the split at [`SPLIT_BITS`] (see the module docs).
+fn split_pair(a: i32, b: i32) -> (i32, i32) {
+    let lo_mask = (1 << SPLIT_BITS) - 1;
+    let hi = ((a >> SPLIT_BITS) as u16 as u32 | (((b >> SPLIT_BITS) as u16 as u32) << 16)) as i32;
+    let lo = ((a & lo_mask) as u32 | (((b & lo_mask) as u32) << 16)) as i32;
+    (hi, lo)
 }
 
 fn compute_coefficients(in_size: usize, out_size: usize, kernel: Kernel) -> Coefficients {
@@ -172,10 +191,18 @@ fn compute_coefficients(in_size: usize, out_size: usize, kernel: Kernel) -> Coef
         }
         bounds.push((xmin, taps));
     }
+    let split = weights
+        .chunks(ksize)
+        .flat_map(|k| {
+            k.chunks(2)
+                .map(|p| split_pair(p[0], p.get(1).copied().unwrap_or(0)))
+        })
+        .collect();
     Coefficients {
         ksize,
         bounds,
         weights,
+        split,
     }
 }
 
@@ -380,6 +407,52 @@ pub fn resize_window(src: &Rgbx, tw: usize, th: usize, window: Window, kernel: K
     resize_placed(Placed::whole(src), tw, th, window, kernel, Isa::detected())
 }
 
+/// Where a resize puts its output rows: it asks for a band of rows of the window, fills it
+/// and commits it. A band is at most eight rows, so a sink that consumes each band (the
+/// encoder's, which normalises it into the model's tensor) works on data still in L1, and the
+/// cropped image is never stored whole.
+pub trait RowSink {
+    /// `count` rows from row `first` of the window: `count · width · 4` bytes to fill.
+    fn band(&mut self, first: usize, count: usize) -> &mut [u8];
+    /// The band last asked for is filled.
+    fn commit(&mut self, first: usize, count: usize);
+}
+
+/// A sink that is the output image itself.
+struct Collect<'a> {
+    data: &'a mut [u8],
+    row_len: usize,
+}
+
+impl RowSink for Collect<'_> {
+    fn band(&mut self, first: usize, count: usize) -> &mut [u8] {
+        &mut self.data[first * self.row_len..(first + count) * self.row_len]
+    }
+
+    fn commit(&mut self, _first: usize, _count: usize) {}
+}
+
+/// Bytes of intermediate image a thread keeps between resizes (a 4000×3000 photo cropped to
+/// 224 needs 2.7 MB).
+const KEPT_INTERMEDIATE: usize = 8 << 20;
+
+/// Runs `f` on a `len`-byte buffer for a resize's intermediate image, the thread's from the
+/// last resize when it is large enough. Its bytes are stale, not zeros: every pass writes
+/// every byte of its output before the next pass reads it. Allocating and zeroing ~200 KB
+/// per image was ~2% of fast mode's time for a 640×480 JPEG.
+fn with_intermediate<R>(len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
+    thread_local!(static INTERMEDIATE: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) });
+    let mut buf = INTERMEDIATE.take();
+    if buf.len() < len {
+        buf = vec![0u8; len];
+    }
+    let r = f(&mut buf[..len]);
+    if buf.len() <= KEPT_INTERMEDIATE {
+        INTERMEDIATE.set(buf);
+    }
+    r
+}
+
 /// [`resize_window`] of an image of which `src` holds at least the [`input_window`], on a
 /// chosen instruction set (the tests compare them).
 pub fn resize_placed(
@@ -390,6 +463,29 @@ pub fn resize_placed(
     kernel: Kernel,
     isa: Isa,
 ) -> Rgbx {
+    let mut out = Rgbx {
+        width: window.width,
+        height: window.height,
+        data: vec![0u8; window.width * window.height * 4],
+    };
+    let mut sink = Collect {
+        data: &mut out.data,
+        row_len: window.width * 4,
+    };
+    resize_placed_into(src, tw, th, window, kernel, isa, &mut sink);
+    out
+}
+
+/// [`resize_placed`], the window's rows handed to `sink` band by band (each row once).
+pub fn resize_placed_into(
+    src: Placed<'_>,
+    tw: usize,
+    th: usize,
+    window: Window,
+    kernel: Kernel,
+    isa: Isa,
+    sink: &mut dyn RowSink,
+) {
     let (w, h) = (src.full_width, src.full_height);
     debug_assert!(window.left + window.width <= tw && window.top + window.height <= th);
     // Checked in tests and debug builds only: it costs two coefficient lookups per image, and a
@@ -398,6 +494,9 @@ pub fn resize_placed(
         src.covers(input_window(w, h, tw, th, window, kernel)),
         "the decoded part of the image misses pixels the resize reads"
     );
+    if window.width == 0 || window.height == 0 {
+        return;
+    }
     let cols = window.left..window.left + window.width;
     let rows = window.top..window.top + window.height;
     let need_h = tw != w;
@@ -410,24 +509,18 @@ pub fn resize_placed(
         width: img.width,
         row0: src.top,
     };
-    let mut out = Rgbx {
-        width: window.width,
-        height: window.height,
-        data: vec![0u8; window.width * window.height * 4],
-    };
-    if window.width == 0 || window.height == 0 {
-        return out;
-    }
     match (need_h, need_v) {
         (false, false) => {
-            for (y, line) in out.data.chunks_exact_mut(window.width * 4).enumerate() {
+            let row_len = window.width * 4;
+            for y in 0..window.height {
                 let s = ((y + window.top - src.top) * img.width + window.left - src.left) * 4;
-                line.copy_from_slice(&img.data[s..s + window.width * 4]);
+                sink.band(y, 1).copy_from_slice(&img.data[s..s + row_len]);
+                sink.commit(y, 1);
             }
         }
         (true, false) => {
             let hc = coefficients(w, tw, kernel);
-            horizontal(&view, rows, &hc, cols, src.left, &mut out.data, isa);
+            horizontal(&view, rows, &hc, cols, src.left, sink, isa);
         }
         (false, true) => {
             let vc = coefficients(h, th, kernel);
@@ -436,7 +529,7 @@ pub fn resize_placed(
                 width: window.width,
                 ..view
             };
-            vertical(&cropped, &vc, rows, &mut out.data, isa);
+            vertical(&cropped, &vc, rows, sink, isa);
         }
         (true, true) if vertical_first(w, h, tw, th) => {
             let hc = coefficients(w, tw, kernel);
@@ -448,29 +541,26 @@ pub fn resize_placed(
                 .max()
                 .unwrap_or(c0);
             let mid_w = c1.saturating_sub(c0).max(1);
-            let mut mid = vec![0u8; mid_w * window.height * 4];
-            let band = View {
-                col0: c0 - src.left,
-                width: mid_w.min(src.left + img.width - c0),
-                ..view
-            };
-            vertical(&band, &vc, rows, &mut mid, isa);
-            let mid_view = View {
-                data: &mid,
-                stride: mid_w,
-                col0: 0,
-                width: mid_w,
-                row0: 0,
-            };
-            horizontal(
-                &mid_view,
-                0..window.height,
-                &hc,
-                cols,
-                c0,
-                &mut out.data,
-                isa,
-            );
+            with_intermediate(mid_w * window.height * 4, |mid| {
+                let band = View {
+                    col0: c0 - src.left,
+                    width: mid_w.min(src.left + img.width - c0),
+                    ..view
+                };
+                let mut collect = Collect {
+                    data: mid,
+                    row_len: band.width * 4,
+                };
+                vertical(&band, &vc, rows, &mut collect, isa);
+                let mid_view = View {
+                    data: mid,
+                    stride: mid_w,
+                    col0: 0,
+                    width: mid_w,
+                    row0: 0,
+                };
+                horizontal(&mid_view, 0..window.height, &hc, cols, c0, sink, isa);
+            });
         }
         (true, true) => {
             let hc = coefficients(w, tw, kernel);
@@ -483,19 +573,23 @@ pub fn resize_placed(
                 .max()
                 .unwrap_or(r0);
             let mid_h = r1.saturating_sub(r0);
-            let mut mid = vec![0u8; window.width * mid_h * 4];
-            horizontal(&view, r0..r1, &hc, cols, src.left, &mut mid, isa);
-            let mid_view = View {
-                data: &mid,
-                stride: window.width,
-                col0: 0,
-                width: window.width,
-                row0: r0,
-            };
-            vertical(&mid_view, &vc, rows, &mut out.data, isa);
+            with_intermediate(window.width * mid_h * 4, |mid| {
+                let mut collect = Collect {
+                    data: mid,
+                    row_len: window.width * 4,
+                };
+                horizontal(&view, r0..r1, &hc, cols, src.left, &mut collect, isa);
+                let mid_view = View {
+                    data: mid,
+                    stride: window.width,
+                    col0: 0,
+                    width: window.width,
+                    row0: r0,
+                };
+                vertical(&mid_view, &vc, rows, sink, isa);
+            });
         }
     }
-    out
 }
 
 /// Columns `col0..col0+width` of an RGBX buffer whose rows are `stride` pixels long and whose
@@ -518,34 +612,35 @@ impl View<'_> {
 }
 
 /// Horizontal pass: input rows `rows` of `src`, whose column 0 is input column `shift`,
-/// output columns `cols`, into `out` (one row per input row, `cols.len()` pixels each).
+/// output columns `cols`, into `sink` (one row per input row, `cols.len()` pixels each,
+/// numbered from 0).
 fn horizontal(
     src: &View<'_>,
     rows: std::ops::Range<usize>,
     c: &Coefficients,
     cols: std::ops::Range<usize>,
     shift: usize,
-    out: &mut [u8],
+    sink: &mut dyn RowSink,
     isa: Isa,
 ) {
-    let out_w = cols.len();
     #[cfg(target_arch = "x86_64")]
     if matches!(isa, Isa::Avx2 | Isa::Avx512) {
         if isa == Isa::Avx512 && Isa::has_vnni() {
             // SAFETY: `has_vnni` checked the CPU for AVX-512 VNNI and VL; Avx512 implies AVX2.
-            unsafe { x86::horizontal_strips_vnni(src, rows, c, cols, shift, out) };
+            unsafe { x86::horizontal_strips_vnni(src, rows, c, cols, shift, sink) };
         } else {
             // SAFETY: `Isa::Avx2`/`Avx512` are only produced when the CPU has AVX2.
-            unsafe { x86::horizontal_strips_avx2(src, rows, c, cols, shift, out) };
+            unsafe { x86::horizontal_strips_avx2(src, rows, c, cols, shift, sink) };
         }
         return;
     }
     for (i, y) in rows.enumerate() {
         let line = src.row(y);
-        let dst = &mut out[i * out_w * 4..(i + 1) * out_w * 4];
+        let dst = sink.band(i, 1);
         for (o, xx) in cols.clone().enumerate() {
             horizontal_pixel(line, c, xx, shift, &mut dst[o * 4..o * 4 + 4]);
         }
+        sink.commit(i, 1);
     }
 }
 
@@ -566,41 +661,46 @@ fn horizontal_pixel(line: &[u8], c: &Coefficients, xx: usize, shift: usize, dst:
     dst[3] = 255;
 }
 
-/// Vertical pass: output rows `rows` from `src` into `out` (`rows.len()` rows of `src.width`
-/// pixels).
+/// Vertical pass: output rows `rows` from `src` into `sink` (`rows.len()` rows of
+/// `src.width` pixels, numbered from 0).
 fn vertical(
     src: &View<'_>,
     c: &Coefficients,
     rows: std::ops::Range<usize>,
-    out: &mut [u8],
+    sink: &mut dyn RowSink,
     isa: Isa,
 ) {
     let row_len = src.width * 4;
     let mut acc = vec![0i32; row_len];
+    // The input rows of one output row, kept between rows (allocating it per row was ~1% of
+    // a 640×480 JPEG's fast mode).
+    let mut lines: Vec<&[u8]> = Vec::with_capacity(c.ksize);
     for (i, yy) in rows.enumerate() {
         let (first, _, k) = c.taps(yy);
-        let dst = &mut out[i * row_len..(i + 1) * row_len];
-        let line = |t: usize| src.row(first + t);
+        lines.clear();
+        lines.extend((0..k.len()).map(|t| src.row(first + t)));
+        let dst = &mut sink.band(i, 1)[..row_len];
         let done = match isa {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `Isa::Avx2`/`Avx512` are only produced when the CPU has those features.
-            Isa::Avx2 => unsafe { x86::vertical_row_avx2(&line, k, dst) },
+            Isa::Avx2 => unsafe { x86::vertical_row_avx2(&lines, c.split_taps(yy), dst) },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: as above.
-            Isa::Avx512 => unsafe { x86::vertical_row_avx512(&line, k, dst) },
+            Isa::Avx512 => unsafe { x86::vertical_row_avx512(&lines, c.split_taps(yy), dst) },
             _ => 0,
         };
         // The columns the vector loop left (all of them on the scalar path).
         let acc = &mut acc[done..];
         acc.fill(HALF);
-        for (t, &kw) in k.iter().enumerate() {
-            for (a, &p) in acc.iter_mut().zip(&line(t)[done..]) {
+        for (line, &kw) in lines.iter().zip(k) {
+            for (a, &p) in acc.iter_mut().zip(&line[done..]) {
                 *a += p as i32 * kw;
             }
         }
         for (o, &a) in dst[done..].iter_mut().zip(acc.iter()) {
             *o = clip8(a);
         }
+        sink.commit(i, 1);
     }
 }
 
@@ -658,7 +758,7 @@ pub fn nearest_window(src: &Rgbx, tw: usize, th: usize, window: Window) -> Rgbx 
 mod x86 {
     //! The AVX2 and AVX-512 passes. Each computes exactly the scalar sums (see the module docs
     //! of `resample`); the vertical passes leave a row's last partial vector to the scalar code.
-    use super::{Coefficients, View, HALF, PRECISION_BITS, SPLIT_BITS};
+    use super::{split_pair, Coefficients, RowSink, View, HALF, PRECISION_BITS, SPLIT_BITS};
     use std::arch::x86_64::*;
 
     /// An 8×8 block of 32-bit pixels transposed: `r[i]` holds pixels `(i, 0..8)` on entry,
@@ -757,7 +857,7 @@ mod x86 {
                 c: &Coefficients,
                 cols: std::ops::Range<usize>,
                 shift: usize,
-                out: &mut [u8],
+                sink: &mut dyn RowSink,
             ) {
                 let out_w = cols.len();
                 if out_w == 0 || rows.is_empty() {
@@ -772,7 +872,7 @@ mod x86 {
                     .unwrap_or(0)
                     - shift;
                 let band_w = band1 - band0;
-                assert!(band1 <= src.width && out.len() >= rows.len() * out_w * 4);
+                assert!(band1 <= src.width);
                 // Per output column, its taps in pairs: the byte offsets of the two strip columns
                 // read and their (hi, lo) weights. An odd last tap pairs with a zero weight on the
                 // same column.
@@ -788,7 +888,7 @@ mod x86 {
                             Some(&kb) => (kb, a + 1),
                             None => (0, a),
                         };
-                        let (hi, lo) = pair(p[0], kb);
+                        let (hi, lo) = split_pair(p[0], kb);
                         pairs.push((a * 32, b * 32, hi, lo));
                     }
                     starts.push(pairs.len());
@@ -844,7 +944,8 @@ mod x86 {
                         // SAFETY: o < out_w, and `done` holds out_w vectors.
                         _mm256_storeu_si256(done.as_mut_ptr().add(o * 32) as *mut __m256i, v);
                     }
-                    let base = (y - r0) * out_w * 4;
+                    let out = sink.band(y - r0, n);
+                    assert!(out.len() >= n * out_w * 4);
                     let mut o = 0;
                     while o + 8 <= out_w {
                         // SAFETY: o + 8 <= out_w.
@@ -852,19 +953,20 @@ mod x86 {
                             _mm256_loadu_si256(done.as_ptr().add((o + i) * 32) as *const __m256i)
                         });
                         for (r, v) in transpose8(block).into_iter().enumerate().take(n) {
-                            let at = base + (r * out_w + o) * 4;
-                            // SAFETY: row y + r < r1 and o + 8 <= out_w: inside `out` (asserted).
+                            let at = (r * out_w + o) * 4;
+                            // SAFETY: r < n and o + 8 <= out_w: inside the band (asserted).
                             _mm256_storeu_si256(out.as_mut_ptr().add(at) as *mut __m256i, v);
                         }
                         o += 8;
                     }
                     for o in o..out_w {
                         for r in 0..n {
-                            let at = base + (r * out_w + o) * 4;
+                            let at = (r * out_w + o) * 4;
                             out[at..at + 4]
                                 .copy_from_slice(&done[o * 32 + r * 4..o * 32 + r * 4 + 4]);
                         }
                     }
+                    sink.commit(y - r0, n);
                     y += 8;
                 }
             }
@@ -878,39 +980,23 @@ mod x86 {
         madd_add_vnni
     );
 
-    /// (k_a, k_b) as one 32-bit lane of two i16, high and low halves of the split.
-    #[inline]
-    pub(super) fn pair(a: i32, b: i32) -> (i32, i32) {
-        let lo_mask = (1 << SPLIT_BITS) - 1;
-        let hi =
-            ((a >> SPLIT_BITS) as u16 as u32 | (((b >> SPLIT_BITS) as u16 as u32) << 16)) as i32;
-        let lo = ((a & lo_mask) as u32 | (((b & lo_mask) as u32) << 16)) as i32;
-        (hi, lo)
-    }
-
     /// One output row of the vertical pass over whole 32-byte blocks; returns how many bytes
     /// it wrote (the caller finishes the rest).
     #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn vertical_row_avx2<'a>(
-        line: &dyn Fn(usize) -> &'a [u8],
-        k: &[i32],
+    pub(super) unsafe fn vertical_row_avx2(
+        rows: &[&[u8]],
+        pairs: &[(i32, i32)],
         dst: &mut [u8],
     ) -> usize {
         let len = dst.len() / 32 * 32;
         let zero = _mm256_setzero_si256();
-        let rows: Vec<&[u8]> = (0..k.len()).map(line).collect();
-        let pairs: Vec<(__m256i, __m256i)> = k
-            .chunks(2)
-            .map(|p| {
-                let (hi, lo) = pair(p[0], p.get(1).copied().unwrap_or(0));
-                (_mm256_set1_epi32(hi), _mm256_set1_epi32(lo))
-            })
-            .collect();
+        assert!(rows.len().div_ceil(2) == pairs.len() && rows.iter().all(|r| r.len() >= len));
         let mut off = 0;
         while off < len {
             let mut h = [zero; 4];
             let mut l = [zero; 4];
             for (j, &(kh, kl)) in pairs.iter().enumerate() {
+                let (kh, kl) = (_mm256_set1_epi32(kh), _mm256_set1_epi32(kl));
                 // SAFETY: off + 32 <= len <= row length.
                 let a = _mm256_loadu_si256(rows[2 * j].as_ptr().add(off) as *const __m256i);
                 let b = match rows.get(2 * j + 1) {
@@ -931,27 +1017,21 @@ mod x86 {
     }
 
     #[target_feature(enable = "avx512f,avx512bw")]
-    pub(super) unsafe fn vertical_row_avx512<'a>(
-        line: &dyn Fn(usize) -> &'a [u8],
-        k: &[i32],
+    pub(super) unsafe fn vertical_row_avx512(
+        rows: &[&[u8]],
+        pairs: &[(i32, i32)],
         dst: &mut [u8],
     ) -> usize {
         let len = dst.len() / 64 * 64;
         let zero = _mm512_setzero_si512();
         let half = _mm512_set1_epi32(HALF);
-        let rows: Vec<&[u8]> = (0..k.len()).map(line).collect();
-        let pairs: Vec<(__m512i, __m512i)> = k
-            .chunks(2)
-            .map(|p| {
-                let (hi, lo) = pair(p[0], p.get(1).copied().unwrap_or(0));
-                (_mm512_set1_epi32(hi), _mm512_set1_epi32(lo))
-            })
-            .collect();
+        assert!(rows.len().div_ceil(2) == pairs.len() && rows.iter().all(|r| r.len() >= len));
         let mut off = 0;
         while off < len {
             let mut h = [zero; 4];
             let mut l = [zero; 4];
             for (j, &(kh, kl)) in pairs.iter().enumerate() {
+                let (kh, kl) = (_mm512_set1_epi32(kh), _mm512_set1_epi32(kl));
                 // SAFETY: off + 64 <= len <= row length.
                 let a = _mm512_loadu_si512(rows[2 * j].as_ptr().add(off) as *const __m512i);
                 let b = match rows.get(2 * j + 1) {
@@ -1059,7 +1139,7 @@ mod tests {
                 let (_, _, k) = c.taps(xx);
                 for p in k.chunks(2) {
                     let b = p.get(1).copied().unwrap_or(0);
-                    let (hi, lo) = x86::pair(p[0], b);
+                    let (hi, lo) = split_pair(p[0], b);
                     let halves = |v: i32| [v as i16 as i32, v >> 16];
                     let (h, l) = (halves(hi), halves(lo));
                     assert_eq!((h[0] << SPLIT_BITS) + l[0], p[0]);
