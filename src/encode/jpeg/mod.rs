@@ -341,16 +341,18 @@ fn decode_unguarded(bytes: &[u8], request: &Request) -> Result<JpegRegion, Strin
     })
 }
 
-/// Rows for `jpeg_read_scanlines` that start 16 bytes past a 32-byte boundary.
+/// Rows for `jpeg_read_scanlines` that start 8 bytes past a 32-byte boundary.
 ///
-/// libjpeg-turbo's AVX2 colour conversion stores a row that starts on a 32-byte boundary with
-/// non-temporal stores (`vmovntdq`, jdcolext-avx2.asm), which write around the cache: the
-/// resize then reads the region back from memory. Whether a buffer from malloc starts there
-/// is chance (glibc's are 16-byte aligned), so a build, a run or a phase of a run was fast or
-/// slow by it: half-scale decode of the 640×480 photos 0.78 against 0.87 ms, decode and
-/// preprocessing 0.95 against 1.06 (medians of 15 alternating runs). Rows decoded here, in
-/// L1, then copied, cost a copy instead, always (writing straight into the region when malloc
-/// happened to place it well would save the copy, ~1%, and bring the chance back).
+/// libjpeg-turbo's colour conversion stores a row that starts on a vector boundary (32 bytes
+/// for its AVX2 code, 16 for SSE2) with non-temporal stores (`vmovntdq`, jdcolext-avx2.asm
+/// and jdcolext-sse2.asm), which write around the cache: the resize then reads the region
+/// back from memory. Whether a buffer from malloc starts there is chance (glibc's are 16-byte
+/// aligned), so a build, a run or a phase of a run was fast or slow by it. In a build made to
+/// force each case (not kept), half-scale decode of the 640×480 photos took 0.87 ms into
+/// 32-byte-aligned rows against 0.78 ms into rows 16 bytes off, and decode with preprocessing
+/// 1.06 against 0.95 (medians of 15 alternating runs). Rows decoded here, in L1, then copied
+/// into the region cost a copy instead, always: writing straight into the region when malloc
+/// happened to place it well would save the copy (~1%) and bring the chance back.
 struct Strip {
     buffer: Vec<u8>,
     first: usize,
@@ -361,7 +363,7 @@ impl Strip {
     fn new(row_bytes: usize) -> Strip {
         let stride = row_bytes.next_multiple_of(32);
         let buffer = Vec::with_capacity(stride * ROWS_PER_CALL + 32);
-        let first = (48 - buffer.as_ptr() as usize % 32) % 32;
+        let first = (40 - buffer.as_ptr() as usize % 32) % 32;
         Strip {
             buffer,
             first,
