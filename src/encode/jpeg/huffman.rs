@@ -355,6 +355,30 @@ impl Bits {
     }
 }
 
+/// One block of an MCU, for the fast path: its tables as plain pointers (into the decoder's
+/// `tables`, rebuilt with them) and its flags. Reaching them through the table indices, the
+/// `Rc`s and bound checks took three dependent loads at the start of every block, on the
+/// critical path after the block end's mispredicted branch.
+#[derive(Clone, Copy)]
+struct BlockPlan {
+    dc: *const Table,
+    ac: *const Table,
+    /// Which `last_dc` the block's DC difference adds to.
+    component: usize,
+    dc_needed: bool,
+    ac_needed: bool,
+}
+
+impl BlockPlan {
+    const NONE: BlockPlan = BlockPlan {
+        dc: std::ptr::null(),
+        ac: std::ptr::null(),
+        component: 0,
+        dc_needed: false,
+        ac_needed: false,
+    };
+}
+
 /// The decoder in libjpeg's entropy slot. `header` comes first, where libjpeg looks.
 #[repr(C)]
 pub struct Decoder {
@@ -368,6 +392,8 @@ pub struct Decoder {
     tables: Vec<Rc<Table>>,
     dc_table: [usize; MAX_BLOCKS],
     ac_table: [usize; MAX_BLOCKS],
+    /// What the fast path needs of each block of an MCU, gathered once per scan.
+    plans: [BlockPlan; MAX_BLOCKS],
     buffer: u64,
     bits: u32,
     last_dc: [i32; 4],
@@ -395,6 +421,7 @@ pub unsafe fn install(cinfo: *mut Cinfo) -> Option<Box<Decoder>> {
         tables: Vec::new(),
         dc_table: [0; MAX_BLOCKS],
         ac_table: [0; MAX_BLOCKS],
+        plans: [BlockPlan::NONE; MAX_BLOCKS],
         buffer: 0,
         bits: 0,
         last_dc: [0; 4],
@@ -436,6 +463,15 @@ impl Decoder {
                     }
                 };
             }
+        }
+        for b in 0..self.scan.blocks_in_mcu as usize {
+            self.plans[b] = BlockPlan {
+                dc: &*self.tables[self.dc_table[b]],
+                ac: &*self.tables[self.ac_table[b]],
+                component: self.scan.block_component[b] as usize & 3,
+                dc_needed: self.scan.dc_needed[b] != 0,
+                ac_needed: self.scan.ac_needed[b] != 0,
+            };
         }
         self.buffer = 0;
         self.bits = 0;
@@ -565,11 +601,11 @@ impl Decoder {
         // A local copy, kept in registers (the cold refill takes and returns it by value).
         let mut local = *state;
         let bits = &mut local;
-        for b in 0..self.scan.blocks_in_mcu as usize {
-            let (dc, ac) = (
-                &self.tables[self.dc_table[b]],
-                &self.tables[self.ac_table[b]],
-            );
+        let blocks = (self.scan.blocks_in_mcu as usize).min(MAX_BLOCKS);
+        for (b, plan) in self.plans[..blocks].iter().enumerate() {
+            // SAFETY: `setup` pointed the scan's plans at tables in `self.tables`, which it
+            // does not change until it rebuilds the plans.
+            let (dc, ac) = unsafe { (&*plan.dc, &*plan.ac) };
             // SAFETY: libjpeg passes blocks_in_mcu block pointers, or null.
             let block = if mcu.is_null() {
                 std::ptr::null_mut()
@@ -592,8 +628,8 @@ impl Decoder {
                     0
                 }
             };
-            if self.scan.dc_needed[b] != 0 {
-                let last = &mut last_dc[self.scan.block_component[b] as usize & 3];
+            if plan.dc_needed {
+                let last = &mut last_dc[plan.component & 3];
                 *last = last.wrapping_add(diff);
                 if !block.is_null() {
                     // SAFETY: a live block of the MCU.
@@ -601,7 +637,7 @@ impl Decoder {
                 }
             }
             // AC.
-            if self.scan.ac_needed[b] != 0 && !block.is_null() {
+            if plan.ac_needed && !block.is_null() {
                 // SAFETY: as above.
                 ac_coefficients::<true>(bits, ac, unsafe { &mut *block }, self.cinfo);
             } else {
