@@ -49,6 +49,10 @@ pub enum EntropyDecoder {
 /// scale; fancy upsampling reaches one chroma sample, two pixels, past a cut).
 pub const MARGIN: usize = 16;
 
+/// The largest region (bytes) decoded through a [`Strip`]: twice a 640×480 photo's exact-mode
+/// region, a few times a core's L2.
+const STRIP_UP_TO: usize = 4 << 20;
+
 /// Rows handed to `jpeg_read_scanlines` per call (it returns up to `rec_outbuf_height`, at
 /// most 4, per call).
 const ROWS_PER_CALL: usize = 16;
@@ -93,6 +97,7 @@ pub fn decode_with(
             region,
             entropy,
             source: Source::Memory,
+            strip_up_to: STRIP_UP_TO,
         },
     )
 }
@@ -103,6 +108,8 @@ struct Request<'a> {
     region: &'a dyn Fn(usize, usize, usize, usize) -> Option<Window>,
     entropy: EntropyDecoder,
     source: Source,
+    /// [`STRIP_UP_TO`], or another bound for the tests.
+    strip_up_to: usize,
 }
 
 /// How libjpeg is handed the bytes.
@@ -222,6 +229,7 @@ fn decode_unguarded(bytes: &[u8], request: &Request) -> Result<JpegRegion, Strin
         region,
         entropy,
         source,
+        strip_up_to,
     } = *request;
     let mut d = Decompressor::new(bytes, source);
     let cinfo = &mut *d.cinfo;
@@ -290,11 +298,17 @@ fn decode_unguarded(bytes: &[u8], request: &Request) -> Result<JpegRegion, Strin
         }
     }
     let base = data.spare_capacity_mut().as_mut_ptr() as *mut u8;
-    let mut strip = Strip::new(row_bytes);
+    // Small regions through a strip (see [`Strip`]); large ones straight into the buffer.
+    let mut strip = (row_bytes * area.height <= strip_up_to).then(|| Strip::new(row_bytes));
     let mut y = 0;
     while y < area.height {
         let n = (area.height - y).min(ROWS_PER_CALL);
-        let mut rows: [*mut u8; ROWS_PER_CALL] = std::array::from_fn(|i| strip.row(i.min(n - 1)));
+        // SAFETY (the direct rows): rows y..y + n lie inside the reserved capacity
+        // (area.height rows of row_bytes).
+        let mut rows: [*mut u8; ROWS_PER_CALL] = std::array::from_fn(|i| match &mut strip {
+            Some(strip) => strip.row(i.min(n - 1)),
+            None => unsafe { base.add((y + i.min(n - 1)) * row_bytes) },
+        });
         // SAFETY: as above; libjpeg writes output_width × 4 = row_bytes bytes to each of the
         // (at most n) rows it returns.
         let got =
@@ -303,16 +317,18 @@ fn decode_unguarded(bytes: &[u8], request: &Request) -> Result<JpegRegion, Strin
         if got == 0 {
             return Err("the image data ended early".into());
         }
-        for i in 0..got.min(n) {
-            // SAFETY: libjpeg wrote row i of the strip; row y + i lies inside the reserved
-            // capacity (area.height rows of row_bytes).
-            unsafe {
-                std::ptr::copy_nonoverlapping(
-                    strip.row(i),
-                    base.add((y + i) * row_bytes),
-                    row_bytes,
-                )
-            };
+        if let Some(strip) = &mut strip {
+            for i in 0..got.min(n) {
+                // SAFETY: libjpeg wrote row i of the strip; row y + i lies inside the
+                // reserved capacity (area.height rows of row_bytes).
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        strip.row(i),
+                        base.add((y + i) * row_bytes),
+                        row_bytes,
+                    )
+                };
+            }
         }
         y += got;
     }
@@ -353,6 +369,9 @@ fn decode_unguarded(bytes: &[u8], request: &Request) -> Result<JpegRegion, Strin
 /// 1.06 against 0.95 (medians of 15 alternating runs). Rows decoded here, in L1, then copied
 /// into the region cost a copy instead, always: writing straight into the region when malloc
 /// happened to place it well would save the copy (~1%) and bring the chance back.
+///
+/// Only for regions up to [`STRIP_UP_TO`]: a 4000×3000 photo's region (~36 MB) does not stay
+/// in any cache whichever stores write it, and copying it cost ~5% of its decode.
 struct Strip {
     buffer: Vec<u8>,
     first: usize,
@@ -491,6 +510,19 @@ mod tests {
                         height: rh,
                     };
                     let part = decode(&bytes, &|_, _| Ok(scale), &|_, _, _, _| Some(want)).unwrap();
+                    // Straight into the region's buffer instead of through a strip.
+                    let direct = decode_from(
+                        &bytes,
+                        &Request {
+                            plan: &|_, _| Ok(scale),
+                            region: &|_, _, _, _| Some(want),
+                            entropy: EntropyDecoder::Clipflow,
+                            source: Source::Memory,
+                            strip_up_to: 0,
+                        },
+                    )
+                    .unwrap();
+                    assert!(direct.region == part.region && direct.data == part.data);
                     let got = part.region;
                     assert!(
                         got.left <= x
@@ -715,6 +747,7 @@ mod tests {
                         region,
                         entropy,
                         source,
+                        strip_up_to: STRIP_UP_TO,
                     };
                     decode_from(bytes, &request)
                 };
