@@ -49,8 +49,8 @@ pub enum EntropyDecoder {
 /// scale; fancy upsampling reaches one chroma sample, two pixels, past a cut).
 pub const MARGIN: usize = 16;
 
-/// The largest region (bytes) decoded through a [`Strip`]: twice a 640×480 photo's exact-mode
-/// region, a few times a core's L2.
+/// The largest region (bytes) decoded through a [`Strip`]: more than three times a 640×480
+/// photo's exact-mode region (1.2 MB), a few megabytes of L2 and L3.
 const STRIP_UP_TO: usize = 4 << 20;
 
 /// Rows handed to `jpeg_read_scanlines` per call (it returns up to `rec_outbuf_height`, at
@@ -367,8 +367,9 @@ fn decode_unguarded(bytes: &[u8], request: &Request) -> Result<JpegRegion, Strin
 /// force each case (not kept), half-scale decode of the 640×480 photos took 0.87 ms into
 /// 32-byte-aligned rows against 0.78 ms into rows 16 bytes off, and decode with preprocessing
 /// 1.06 against 0.95 (medians of 15 alternating runs). Rows decoded here, in L1, then copied
-/// into the region cost a copy instead, always: writing straight into the region when malloc
-/// happened to place it well would save the copy (~1%) and bring the chance back.
+/// into the region cost a copy instead, whatever malloc returned: writing straight into the
+/// region when malloc happened to place it well would save the copy (about 1%, not measured)
+/// and bring the chance back.
 ///
 /// Only for regions up to [`STRIP_UP_TO`]: a 4000×3000 photo's region (~36 MB) does not stay
 /// in any cache whichever stores write it, and copying it cost ~5% of its decode.
