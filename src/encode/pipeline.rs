@@ -297,7 +297,12 @@ fn prepare_item(
     // Float pixels for the variants that perturb them.
     let base = preprocess.pixels_of(&crop);
     let mut variant_failures = Vec::new();
-    for ((v, variant), tensor) in job.variants.iter().enumerate().zip(slot.chunks_mut(plane)) {
+    for ((v, variant), tensor) in job
+        .variants
+        .iter()
+        .enumerate()
+        .zip(slot.chunks_mut(plane.max(1)))
+    {
         match &variant.noise {
             None => preprocess.normalize_rgbx_into(&crop, tensor),
             Some(noise) => {

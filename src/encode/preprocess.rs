@@ -598,6 +598,7 @@ struct Normalizer {
     rescale: f32,
     mean: [f32; 3],
     std: [f32; 3],
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     isa: resample::Isa,
     /// The 256 values per channel, for the pixels the vector path leaves; made when first
     /// needed.

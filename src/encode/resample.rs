@@ -144,6 +144,7 @@ impl Coefficients {
     }
 
     /// [`Self::taps`]' weights of output pixel `out` as [`split_pair`]s.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     fn split_taps(&self, out: usize) -> &[(i32, i32)] {
         let stride = self.ksize.div_ceil(2);
         let n = self.bounds[out].1;
@@ -547,9 +548,14 @@ pub fn resize_placed_into(
                     width: mid_w.min(src.left + img.width - c0),
                     ..view
                 };
+                if band.width < mid_w {
+                    // Given the coverage asserted above, only when no column is read (c1 =
+                    // c0): zeros, not stale bytes.
+                    mid.fill(0);
+                }
                 let mut collect = Collect {
                     data: mid,
-                    row_len: band.width * 4,
+                    row_len: mid_w * 4,
                 };
                 vertical(&band, &vc, rows, &mut collect, isa);
                 let mid_view = View {

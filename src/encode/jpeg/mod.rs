@@ -4,9 +4,9 @@
 //!   below (their entropy data is decoded and dropped, so a file broken anywhere still fails
 //!   as it does in Pillow; the inverse DCT, upsampling and colour conversion are skipped), and
 //!   `jpeg_crop_scanline` limits those to the needed columns;
-//! - several rows per `jpeg_read_scanlines` call, through a strip of rows placed so that
-//!   libjpeg-turbo's colour conversion writes them into the cache ([`Strip`]), into the
-//!   region's buffer, with no zeroing;
+//! - several rows per `jpeg_read_scanlines` call into the region's buffer, with no zeroing;
+//!   for regions up to [`STRIP_UP_TO`], through a strip of rows placed so that libjpeg-turbo's
+//!   colour conversion writes them into the cache ([`Strip`]);
 //! - clipflow's own Huffman decoder (`huffman`) in place of libjpeg's for sequential files:
 //!   the same coefficients, faster.
 //!
@@ -299,13 +299,13 @@ fn decode_unguarded(bytes: &[u8], request: &Request) -> Result<JpegRegion, Strin
     }
     let base = data.spare_capacity_mut().as_mut_ptr() as *mut u8;
     // Small regions through a strip (see [`Strip`]); large ones straight into the buffer.
-    let mut strip = (row_bytes * area.height <= strip_up_to).then(|| Strip::new(row_bytes));
+    let strip = (row_bytes * area.height <= strip_up_to).then(|| Strip::new(row_bytes));
     let mut y = 0;
     while y < area.height {
         let n = (area.height - y).min(ROWS_PER_CALL);
         // SAFETY (the direct rows): rows y..y + n lie inside the reserved capacity
         // (area.height rows of row_bytes).
-        let mut rows: [*mut u8; ROWS_PER_CALL] = std::array::from_fn(|i| match &mut strip {
+        let mut rows: [*mut u8; ROWS_PER_CALL] = std::array::from_fn(|i| match &strip {
             Some(strip) => strip.row(i.min(n - 1)),
             None => unsafe { base.add((y + i.min(n - 1)) * row_bytes) },
         });
@@ -317,7 +317,7 @@ fn decode_unguarded(bytes: &[u8], request: &Request) -> Result<JpegRegion, Strin
         if got == 0 {
             return Err("the image data ended early".into());
         }
-        if let Some(strip) = &mut strip {
+        if let Some(strip) = &strip {
             for i in 0..got.min(n) {
                 // SAFETY: libjpeg wrote row i of the strip; row y + i lies inside the
                 // reserved capacity (area.height rows of row_bytes).
@@ -366,7 +366,7 @@ fn decode_unguarded(bytes: &[u8], request: &Request) -> Result<JpegRegion, Strin
 /// aligned), so a build, a run or a phase of a run was fast or slow by it. In a build made to
 /// force each case (not kept), half-scale decode of the 640×480 photos took 0.87 ms into
 /// 32-byte-aligned rows against 0.78 ms into rows 16 bytes off, and decode with preprocessing
-/// 1.06 against 0.95 (medians of 15 alternating runs). Rows decoded here, in L1, then copied
+/// 1.06 against 0.95 (medians of 15 alternating runs). Rows decoded here, in cache, then copied
 /// into the region cost a copy instead, whatever malloc returned: writing straight into the
 /// region when malloc happened to place it well would save the copy (about 1%, not measured)
 /// and bring the chance back.
@@ -374,31 +374,34 @@ fn decode_unguarded(bytes: &[u8], request: &Request) -> Result<JpegRegion, Strin
 /// Only for regions up to [`STRIP_UP_TO`]: a 4000×3000 photo's region (~36 MB) does not stay
 /// in any cache whichever stores write it, and copying it cost ~5% of its decode.
 struct Strip {
-    buffer: Vec<u8>,
-    first: usize,
+    /// Owns the rows (its capacity; its length stays 0).
+    _buffer: Vec<u8>,
+    /// Row 0, taken once from the buffer, so that no later borrow of it invalidates the
+    /// pointers libjpeg writes through.
+    first_row: *mut u8,
     stride: usize,
 }
 
 impl Strip {
     fn new(row_bytes: usize) -> Strip {
         let stride = row_bytes.next_multiple_of(32);
-        let buffer = Vec::with_capacity(stride * ROWS_PER_CALL + 32);
-        let first = (40 - buffer.as_ptr() as usize % 32) % 32;
+        let mut buffer = Vec::<u8>::with_capacity(stride * ROWS_PER_CALL + 32);
+        let base = buffer.as_mut_ptr();
+        let first = (40 - base as usize % 32) % 32;
         Strip {
-            buffer,
-            first,
+            _buffer: buffer,
+            // SAFETY: first < 32 bytes into the capacity.
+            first_row: unsafe { base.add(first) },
             stride,
         }
     }
 
     /// Row `i` (below [`ROWS_PER_CALL`]): `stride` bytes of the buffer's capacity.
-    fn row(&mut self, i: usize) -> *mut u8 {
+    fn row(&self, i: usize) -> *mut u8 {
         debug_assert!(i < ROWS_PER_CALL);
-        // SAFETY: first + i·stride + stride <= 32 + ROWS_PER_CALL·stride, the capacity.
-        unsafe {
-            (self.buffer.spare_capacity_mut().as_mut_ptr() as *mut u8)
-                .add(self.first + i * self.stride)
-        }
+        // SAFETY: row 0 starts below 32 and row i ends at most i·stride + stride past it,
+        // inside the capacity of ROWS_PER_CALL·stride + 32.
+        unsafe { self.first_row.add(i * self.stride) }
     }
 }
 
