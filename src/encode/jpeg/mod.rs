@@ -5,8 +5,8 @@
 //!   as it does in Pillow; the inverse DCT, upsampling and colour conversion are skipped), and
 //!   `jpeg_crop_scanline` limits those to the needed columns;
 //! - several rows per `jpeg_read_scanlines` call into the region's buffer, with no zeroing;
-//!   for regions up to [`STRIP_UP_TO`], through a strip of rows placed so that libjpeg-turbo's
-//!   colour conversion writes them into the cache ([`Strip`]);
+//!   for regions up to `STRIP_UP_TO`, through a strip of rows placed so that libjpeg-turbo's
+//!   colour conversion writes them into the cache (`Strip`);
 //! - clipflow's own Huffman decoder (`huffman`) in place of libjpeg's for sequential files:
 //!   the same coefficients, faster.
 //!
