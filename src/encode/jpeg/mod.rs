@@ -372,7 +372,9 @@ fn decode_unguarded(bytes: &[u8], request: &Request) -> Result<JpegRegion, Strin
 /// and bring the chance back.
 ///
 /// Only for regions up to [`STRIP_UP_TO`]: a 4000×3000 photo's region (~36 MB) does not stay
-/// in any cache whichever stores write it, and copying it cost ~5% of its decode.
+/// in any cache whichever stores write it, and copying it looked like ~5% of its decode in one
+/// series of `examples/bench_preprocess` on `images-camera` (a second series was within the
+/// noise).
 struct Strip {
     /// Owns the rows (its capacity; its length stays 0).
     _buffer: Vec<u8>,
